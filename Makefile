@@ -1,0 +1,61 @@
+# The front door: every target works from a fresh clone and installs what it needs (`make setup`).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RECIPE ?= demo
+ARGS ?=
+# The launch config a recipe names (`accelerate_config:`); override with ACCELERATE_CONFIG=zero3.
+ACCELERATE_CONFIG ?= $(shell sed -n 's/^accelerate_config: *\([A-Za-z0-9_.-]*\).*/\1/p' recipes/$(RECIPE).yaml 2>/dev/null)
+# Real data: linked from ../shared/data when it is there (this workplace), else downloaded at a pinned commit.
+SHARED_DATA ?= ../shared/data
+PROVERBS_URL := https://raw.githubusercontent.com/NasserThmer/Yemeni-Proverbs-LLM-Benchmark/c3635bd645bf908efc9e8ebaec1179a859d2df48/data
+PROVERBS := Train_data.csv Validation_data.csv Test_data.csv
+
+.PHONY: help setup data demo train test clean
+
+help:
+	@echo "make setup                    create .venv and install the pinned requirements"
+	@echo "make demo                     tiny local model trained on the real proverbs, on CPU (minutes)"
+	@echo "make test                     the test suite"
+	@echo "make data                     fetch the Yemeni proverbs CSVs (sha256-checked) into data/yemeni_proverbs/"
+	@echo "make train RECIPE=<name>      train recipes/<name>.yaml with the accelerate config it names"
+	@echo "                              (ACCELERATE_CONFIG=<cfg> to override, ARGS='--field value' for overrides)"
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+data: $(addprefix data/yemeni_proverbs/,$(PROVERBS))
+
+data/yemeni_proverbs/%.csv: data/yemeni_proverbs.sha256
+	@mkdir -p $(@D)
+	@if [ -f "$(SHARED_DATA)/yemeni_proverbs/$*.csv" ]; then \
+		ln -sf "$(abspath $(SHARED_DATA))/yemeni_proverbs/$*.csv" "$@.part"; \
+	else \
+		echo "downloading $*.csv"; curl -fsSL "$(PROVERBS_URL)/$*.csv" -o "$@.part"; \
+	fi
+	@expected=$$(awk '$$2 == "$*.csv" {print $$1}' $<); actual=$$(sha256sum < "$@.part" | cut -d' ' -f1); \
+	if [ "$$expected" != "$$actual" ]; then rm -f "$@.part"; echo "error: $*.csv: sha256 $$actual, expected $$expected" >&2; exit 1; fi
+	@mv -f "$@.part" "$@"
+
+demo: setup data
+	$(PY) scripts/make_tiny_model.py --config recipes/demo.yaml --vocab_size 4000 --hidden_size 128 --num_layers 4
+	$(MAKE) --no-print-directory train RECIPE=demo
+	@echo "demo done: trained model in results/demo/model (run_manifest.json, trainer_state.json, train_results.json)"
+
+train: setup
+	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
+	@test -f accelerate_configs/$(ACCELERATE_CONFIG).yaml || { echo "error: accelerate_configs/$(ACCELERATE_CONFIG).yaml not found" >&2; exit 2; }
+	$(VENV)/bin/accelerate launch --config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml \
+		scripts/sft.py --config recipes/$(RECIPE).yaml $(ARGS)
+
+test: setup
+	$(PY) -m pytest tests
+
+clean:
+	rm -rf $(VENV) models results/*/ .pytest_cache

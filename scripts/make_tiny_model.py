@@ -1,0 +1,52 @@
+"""Build a tiny random-weight model whose tokenizer is trained on a recipe's training data, for offline runs.
+
+    python scripts/make_tiny_model.py --config recipes/demo.yaml              # -> the recipe's model_name_or_path
+    python scripts/make_tiny_model.py --config recipes/demo.yaml --arch gpt2 --out models/tiny-gpt2
+
+`llama` has a chat template (stands in for ALLaM); `gpt2` has none and c_attn/c_proj/c_fc modules (stands in for Jais).
+"""
+
+import argparse
+from pathlib import Path
+
+from arabic_sft.cli import UserError, run_cli
+from arabic_sft.configs import parse_recipe
+from arabic_sft.data import get_task, load_split
+from arabic_sft.prompts import build_prompt, resolve_template
+from arabic_sft.tiny import ARCHITECTURES, build_tiny_model
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="recipe whose training data trains the tokenizer")
+    parser.add_argument("--arch", choices=ARCHITECTURES, default="llama")
+    parser.add_argument("--out", help="output directory (default: the recipe's model_name_or_path)")
+    parser.add_argument("--vocab_size", type=int, default=2000)
+    parser.add_argument("--hidden_size", type=int, default=64)
+    parser.add_argument("--num_layers", type=int, default=2)
+    parser.add_argument("--num_heads", type=int, default=4)
+    parser.add_argument("--overwrite", action="store_true", help="rebuild even if the output directory has a model")
+    return parser
+
+
+def main():
+    args = make_parser().parse_args()
+    recipe, _, model_args = parse_recipe(["--config", args.config])
+    out = Path(args.out or model_args.model_name_or_path)
+    if (out / "config.json").is_file() and not args.overwrite:
+        print(f"{out} already holds a model (use --overwrite to rebuild)")
+        return
+    if not recipe.train_file:
+        raise UserError(f"{args.config}: train_file is not set")
+    template = resolve_template(recipe.task, recipe.prompt_template)
+    answer = get_task(recipe.task).answer
+    rows = load_split(recipe.train_file, recipe.task, encoding=recipe.csv_encoding).to_dict("records")
+    texts = [build_prompt(row, template) + " " + row[answer] for row in rows]
+    build_tiny_model(
+        args.arch, texts, out, args.vocab_size, args.hidden_size, args.num_layers, args.num_heads
+    )
+    print(f"built a tiny {args.arch} model with a tokenizer trained on {len(texts)} rows of {recipe.train_file} in {out}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

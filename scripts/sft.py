@@ -1,0 +1,107 @@
+"""Supervised fine-tuning of a causal LM on Arabic question/answer CSVs, with answer-only loss (TRL SFTTrainer).
+
+Usage:
+
+    # one GPU, or CPU for the tiny demo model
+    python scripts/sft.py --config recipes/demo.yaml
+
+    # several GPUs with DeepSpeed ZeRO-2
+    accelerate launch --config_file accelerate_configs/zero2.yaml scripts/sft.py --config recipes/allam_proverbs.yaml
+
+    # any recipe field can be overridden on the command line
+    python scripts/sft.py --config recipes/demo.yaml --num_train_epochs 1 --output_dir /tmp/run
+
+    # show which tokens are masked and which are trained, then exit
+    python scripts/sft.py --config recipes/demo.yaml --inspect 3 --inspect_json examples.json
+
+Without --config, the recipe named by $RECIPE (recipes/$RECIPE.yaml) runs.
+"""
+
+import logging
+import os
+import sys
+
+import datasets
+import transformers
+from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTTrainer, get_peft_config, get_quantization_config
+
+from arabic_sft.cli import UserError, run_cli
+from arabic_sft.configs import parse_recipe
+from arabic_sft.data import get_task, load_training_splits
+from arabic_sft.manifest import build_manifest, now, write_json_atomic
+from arabic_sft.masks import describe_examples, format_example
+from arabic_sft.models import causal_lm_loss_from_logits, check_loss_parity, get_tokenizer, model_init_kwargs
+from arabic_sft.prompts import build_dataset, is_conversational, resolve_template
+
+logger = logging.getLogger(__name__)
+
+
+def main(recipe_args, training_args, model_args):
+    started = now()
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=[logging.StreamHandler(sys.stdout)])
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+
+    # Data and prompt first: bad input fails in seconds, before any model is downloaded or loaded.
+    task = get_task(recipe_args.task)
+    template = resolve_template(recipe_args.task, recipe_args.prompt_template)
+    splits = load_training_splits(recipe_args, training_args.seed)
+    tokenizer = get_tokenizer(model_args.model_name_or_path, model_args.model_revision, training_args.trust_remote_code)
+    conversational = is_conversational(tokenizer, recipe_args.chat_format)
+    dataset = {name: build_dataset(frame, template, task.answer, conversational) for name, frame in splits.items()}
+    logger.info("data: %s; %s prompts", {k: len(v) for k, v in dataset.items()}, "chat" if conversational else "plain")
+
+    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
+    trainer = SFTTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=dataset["train"],
+        eval_dataset=dataset.get("validation") if training_args.eval_strategy != "no" else None,
+        processing_class=tokenizer,
+        compute_loss_func=causal_lm_loss_from_logits if recipe_args.loss_from_logits else None,
+        quantization_config=get_quantization_config(model_args),
+        peft_config=get_peft_config(model_args),
+    )
+
+    if recipe_args.inspect:
+        examples = describe_examples(trainer, recipe_args.inspect)
+        for number, example in enumerate(examples, 1):
+            print(format_example(number, example))
+        if recipe_args.inspect_json:
+            write_json_atomic(recipe_args.inspect_json, examples)
+            print(f"wrote {len(examples)} examples to {recipe_args.inspect_json}")
+        return
+
+    if recipe_args.check_loss_parity:
+        check_loss_parity(trainer)
+
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and os.path.isdir(training_args.output_dir):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+    if checkpoint is not None:
+        logger.info("resuming from %s", checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+
+    # Generation stops at the tokenizer's EOS, the token every training completion ends with.
+    trainer.model.generation_config.eos_token_id = tokenizer.eos_token_id
+    trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        configs = {"recipe": recipe_args, "model": model_args, "training": training_args}
+        files = [recipe_args.train_file, recipe_args.validation_file]
+        write_json_atomic(os.path.join(training_args.output_dir, "run_manifest.json"), build_manifest(configs, files, started))
+        print(f"saved the trained {'adapter' if model_args.use_peft else 'model'} to {training_args.output_dir}")
+    trainer.accelerator.wait_for_everyone()
+
+
+def cli():
+    main(*parse_recipe())
+
+
+if __name__ == "__main__":
+    run_cli(cli)

@@ -1,0 +1,17 @@
+"""How the scripts report bad input: one line on stderr and exit status 2, never a traceback."""
+
+import sys
+from collections.abc import Callable
+
+
+class UserError(Exception):
+    """Input the user can fix (a file, a column, a recipe key); its message names what is wrong."""
+
+
+def run_cli(main: Callable[[], None]) -> None:
+    """Run a script's entry point, turning a `UserError` into one line on stderr and exit status 2."""
+    try:
+        main()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

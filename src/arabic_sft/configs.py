@@ -1,0 +1,107 @@
+"""Recipe fields beyond TRL's, and the parser that turns a recipe YAML (+ command-line overrides) into dataclasses."""
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from trl import ModelConfig, SFTConfig, TrlParser
+
+from arabic_sft.cli import UserError
+from arabic_sft.data import TASKS
+
+RECIPES_DIR = Path("recipes")
+
+
+@dataclass
+class RecipeArguments:
+    """Data, prompt and launch fields of a recipe; model fields live in TRL's `ModelConfig`, training in `SFTConfig`."""
+
+    task: str = field(default="proverbs", metadata={"help": "Data format.", "choices": sorted(TASKS)})
+    train_file: str | None = field(default=None, metadata={"help": "Training CSV."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation CSV (eval loss, best model)."})
+    test_file: str | None = field(default=None, metadata={"help": "Test CSV, used by generation and scoring."})
+    prompt_template: str | None = field(
+        default=None,
+        metadata={"help": "Prompt with {column} placeholders; the task's seed prompt when unset."},
+    )
+    chat_format: str = field(
+        default="auto",
+        metadata={
+            "help": "'chat': wrap the prompt in the tokenizer's chat template; 'plain': raw text; "
+            "'auto': chat when the tokenizer has a template.",
+            "choices": ["auto", "chat", "plain"],
+        },
+    )
+    csv_encoding: str = field(default="utf-8-sig", metadata={"help": "Encoding of the CSV files."})
+    empty_cells: str = field(
+        default="drop",
+        metadata={"help": "Rows with an empty required cell: 'drop' (with a count) or 'error'.", "choices": ["drop", "error"]},
+    )
+    subsample_fraction: float = field(
+        default=1.0, metadata={"help": "Train on this random fraction of the train/validation rows (seed: `seed`)."}
+    )
+    accelerate_config: str = field(
+        default="single_gpu", metadata={"help": "Launch config in accelerate_configs/ that `make train` uses."}
+    )
+    loss_from_logits: bool = field(
+        default=False,
+        metadata={
+            "help": "Compute the loss from the logits the model returns instead of TRL's fused LM-head loss "
+            "(for models that scale their logits in their own forward, e.g. Jais)."
+        },
+    )
+    check_loss_parity: bool = field(
+        default=True,
+        metadata={"help": "Before training, check that the trainer's loss equals the model's own loss on one batch."},
+    )
+    inspect: int = field(
+        default=0, metadata={"help": "Print N rendered training examples with their masks, then exit without training."}
+    )
+    inspect_json: str | None = field(
+        default=None, metadata={"help": "With --inspect: also write the examples as JSON (answer, prompt, completion)."}
+    )
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((RecipeArguments, SFTConfig, ModelConfig))
+
+
+def _config_path(args: list[str]) -> str | None:
+    if "--config" in args:
+        index = args.index("--config")
+        if index + 1 >= len(args):
+            raise UserError("--config needs a recipe path")
+        return args[index + 1]
+    return None
+
+
+def parse_recipe(args: list[str] | None = None) -> tuple[RecipeArguments, SFTConfig, ModelConfig]:
+    """Parse `--config RECIPE.yaml` plus overrides; without `--config`, the recipe named by `$RECIPE`.
+
+    Unknown recipe keys and unreadable recipes are `UserError`s that name the file and key.
+    """
+    args = list(args) if args is not None else sys.argv[1:]
+    parser = make_parser()
+    path = _config_path(args)
+    if path is None and os.environ.get("RECIPE") and not {"-h", "--help"} & set(args):
+        path = str(RECIPES_DIR / f"{os.environ['RECIPE']}.yaml")
+        args = ["--config", path, *args]
+    if path is not None:
+        if not Path(path).is_file():
+            raise UserError(f"{path}: recipe not found")
+        try:
+            recipe = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        if not isinstance(recipe, dict):
+            raise UserError(f"{path}: a recipe must be a YAML mapping of field: value")
+        known = {action.dest for action in parser._actions} | {"env"}
+        unknown = sorted(set(recipe) - known)
+        if unknown:
+            raise UserError(f"{path}: unknown recipe key(s): {', '.join(unknown)} (see --help for the fields)")
+    try:
+        return parser.parse_args_and_config(args)
+    except ValueError as error:
+        raise UserError(f"{path or 'arguments'}: {str(error).splitlines()[0]}") from None

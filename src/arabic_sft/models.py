@@ -1,0 +1,90 @@
+"""Tokenizer and model loading for local paths and Hub ids alike, and the trainer/model loss-parity check."""
+
+import logging
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer
+from transformers.loss.loss_utils import ForCausalLMLoss
+
+from arabic_sft.cli import UserError
+
+logger = logging.getLogger(__name__)
+
+UNPINNED_REVISIONS = {None, "", "main", "master"}
+
+
+def check_model_source(name: str | None, revision: str | None, trust_remote_code: bool) -> None:
+    """Fail fast, before any download, on a missing local model or unpinned remote code."""
+    if not name:
+        raise UserError("model_name_or_path is not set")
+    looks_local = name.startswith((".", "/", "~")) or Path(name).exists()
+    if looks_local and not Path(name).expanduser().is_dir():
+        raise UserError(f"{name}: model directory not found")
+    if trust_remote_code and not looks_local and revision in UNPINNED_REVISIONS:
+        raise UserError(
+            f"{name}: trust_remote_code runs code from the Hub, so the recipe must pin `model_revision` to a commit "
+            f"(find it with: python -c \"import huggingface_hub as h; print(h.model_info('{name}').sha)\")"
+        )
+
+
+def get_tokenizer(name: str, revision: str | None = None, trust_remote_code: bool = False):
+    """The tokenizer (with its chat template, if any) of a local model directory or a Hub id."""
+    check_model_source(name, revision, trust_remote_code)
+    try:
+        return AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{name}: cannot load the tokenizer ({reason})") from None
+
+
+def model_init_kwargs(model_args, training_args) -> dict:
+    """`from_pretrained` arguments from TRL's `ModelConfig`; SFTTrainer adds quantization and the device map."""
+    return {
+        "revision": model_args.model_revision,
+        "trust_remote_code": training_args.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+    }
+
+
+def causal_lm_loss_from_logits(outputs, labels, num_items_in_batch=None):
+    """The standard next-token loss computed from the model's own logits (for `SFTTrainer(compute_loss_func=...)`).
+
+    TRL's default loss projects hidden states through the LM head itself and never sees logits that a model scales
+    in its own forward (Jais does, through its muP output multiplier); this loss uses the logits the model returns.
+    """
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+    return ForCausalLMLoss(logits, labels, vocab_size=logits.shape[-1], num_items_in_batch=num_items_in_batch)
+
+
+def check_loss_parity(trainer, num_examples: int = 4, rtol: float = 1e-2) -> tuple[float, float]:
+    """Compare, on one batch of training data, the trainer's loss with the model's own `model(**batch).loss`.
+
+    Raises `UserError` when they differ by more than `rtol`: the trainer would optimise another objective than the
+    model defines. Returns both losses.
+    """
+    dataset = trainer.train_dataset
+    features = [
+        {key: dataset[i][key] for key in ("input_ids", "labels")} for i in range(min(num_examples, len(dataset)))
+    ]
+    batch = trainer._prepare_inputs(trainer.data_collator(features))
+    model = trainer.model
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            trainer_loss = trainer.compute_loss(model, dict(batch)).float().item()
+            model_loss = model(**batch).loss.float().item()
+    finally:
+        model.train(was_training)
+        # compute_loss records entropy/accuracy for the next eval log; this batch is not part of any eval.
+        trainer._metrics["eval"].clear()
+    if abs(trainer_loss - model_loss) > rtol * max(abs(model_loss), 1e-8):
+        raise UserError(
+            f"loss parity check failed: the trainer's loss is {trainer_loss:.4f} but the model's own loss is "
+            f"{model_loss:.4f} on the same batch; the model computes its logits in a way TRL's fused loss does not "
+            "see (e.g. a logit scale in remote code). Set `loss_from_logits: true` in the recipe"
+        )
+    logger.info("loss parity check passed: trainer %.4f, model %.4f", trainer_loss, model_loss)
+    return trainer_loss, model_loss

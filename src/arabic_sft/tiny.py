@@ -1,0 +1,101 @@
+"""Tiny random-weight models with a locally trained tokenizer, to run every recipe path offline.
+
+`llama` stands in for ALLaM (a Llama, with a chat template); `gpt2` for Jais (GPT-style c_attn/c_proj/c_fc
+modules, no chat template). Both load through the same `AutoModelForCausalLM`/`AutoTokenizer` code as Hub ids.
+"""
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import GPT2Config, GPT2LMHeadModel, GenerationConfig, LlamaConfig, LlamaForCausalLM
+from transformers import PreTrainedTokenizerFast
+
+SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
+
+# Each turn opens with its role token; the assistant's turn closes with EOS and nothing after it, so the trained
+# tokens of a completion are exactly the answer followed by EOS.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] }}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% else %}{{ '\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+ARCHITECTURES = ("llama", "gpt2")
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, chat_template: bool = True):
+    """A byte-level BPE tokenizer trained on `texts` (lossless on any Unicode, Arabic included)."""
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS.values()) + ROLE_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(texts, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIAL_TOKENS)
+    tokenizer.add_special_tokens({"additional_special_tokens": ROLE_TOKENS})
+    if chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_model(
+    arch: str,
+    texts: Iterable[str],
+    out_dir: str | Path,
+    vocab_size: int = 2000,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    max_positions: int = 1024,
+    seed: int = 0,
+) -> Path:
+    """Build and save a random-weight `arch` model and its tokenizer trained on `texts`; returns the directory."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer(texts, vocab_size, chat_template=arch == "llama")
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in SPECIAL_TOKENS.items()}
+    if arch == "llama":
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            num_key_value_heads=max(1, num_heads // 2),
+            max_position_embeddings=max_positions,
+            bos_token_id=ids["bos_token"],
+            eos_token_id=ids["eos_token"],
+            pad_token_id=ids["pad_token"],
+            tie_word_embeddings=True,
+        )
+        model = LlamaForCausalLM(config)
+    else:
+        config = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_embd=hidden_size,
+            n_layer=num_layers,
+            n_head=num_heads,
+            n_positions=max_positions,
+            bos_token_id=ids["bos_token"],
+            eos_token_id=ids["eos_token"],
+            pad_token_id=ids["pad_token"],
+        )
+        model = GPT2LMHeadModel(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids["bos_token"], eos_token_id=ids["eos_token"], pad_token_id=ids["pad_token"]
+    )
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir

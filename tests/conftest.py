@@ -1,0 +1,89 @@
+"""Shared fixtures: tiny local models built from the project's own samples, recipes that use them, a script runner."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from arabic_sft.data import get_task, load_split
+from arabic_sft.prompts import DEFAULT_TEMPLATES, build_prompt
+from arabic_sft.tiny import build_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "data" / "samples"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Each task's sample file, and the tiny model that stands in for its real model.
+SAMPLE_FILES = {"proverbs": SAMPLES / "proverbs.csv", "medical_qa": SAMPLES / "medical_qa.csv"}
+
+CPU_TRAINING = {
+    "use_cpu": True,
+    "bf16": False,
+    "gradient_checkpointing": False,
+    "report_to": "none",
+    "dataloader_num_workers": 0,
+    "disable_tqdm": True,
+    "seed": 0,
+}
+
+
+def sample_texts(task: str) -> list[str]:
+    """Prompt + answer texts of a task's sample rows, to train a tiny tokenizer on."""
+    answer = get_task(task).answer
+    rows = load_split(SAMPLE_FILES[task], task).to_dict("records")
+    return [build_prompt(row, DEFAULT_TEMPLATES[task]) + " " + row[answer] for row in rows]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A tiny Llama with a chat template (stands in for ALLaM), tokenizer trained on the proverbs sample."""
+    return build_tiny_model("llama", sample_texts("proverbs"), tmp_path_factory.mktemp("tiny-llama"), vocab_size=600)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> Path:
+    """A tiny GPT-2 without chat template (stands in for Jais), tokenizer trained on the medical QA sample."""
+    return build_tiny_model("gpt2", sample_texts("medical_qa"), tmp_path_factory.mktemp("tiny-gpt2"), vocab_size=600)
+
+
+def write_recipe(path: Path, **fields) -> Path:
+    path.write_text(yaml.safe_dump(fields, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_recipe(tmp_path):
+    """Write a CPU recipe for a task's sample data and a tiny model; keyword arguments override its fields."""
+
+    def make(model: Path, task: str = "proverbs", **overrides) -> Path:
+        fields = {
+            "model_name_or_path": str(model),
+            "task": task,
+            "train_file": str(SAMPLE_FILES[task]),
+            "validation_file": str(SAMPLE_FILES[task]),
+            "output_dir": str(tmp_path / "out"),
+            "num_train_epochs": 1,
+            "per_device_train_batch_size": 4,
+            "eval_strategy": "no",
+            "save_strategy": "no",
+            **CPU_TRAINING,
+            **overrides,
+        }
+        return write_recipe(tmp_path / "recipe.yaml", **fields)
+
+    return make
+
+
+def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `scripts/<script>` as a user would, from the repository root."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})},
+    )

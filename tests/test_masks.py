@@ -1,0 +1,40 @@
+"""The trainer trains on exactly the answer + EOS, and sees exactly the prompt that generation will send."""
+
+import json
+
+import pytest
+from transformers import AutoTokenizer
+
+from arabic_sft.data import get_task, load_split
+from arabic_sft.prompts import DEFAULT_TEMPLATES, PLAIN_SEPARATOR, build_example, prompt_token_ids
+
+from conftest import SAMPLE_FILES, run_script
+
+
+@pytest.mark.parametrize(
+    "model_fixture, task, conversational",
+    [("tiny_llama", "proverbs", True), ("tiny_gpt2", "medical_qa", False)],
+    ids=["chat-template", "plain-text"],
+)
+def test_trained_tokens_are_answer_plus_eos(request, make_recipe, tmp_path, model_fixture, task, conversational):
+    model = request.getfixturevalue(model_fixture)
+    out_json = tmp_path / "inspect.json"
+    result = run_script("sft.py", "--config", make_recipe(model, task), "--inspect", 5, "--inspect_json", out_json)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "masked (prompt, no loss)" in result.stdout
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    assert (tokenizer.chat_template is not None) == conversational
+    rows = load_split(SAMPLE_FILES[task], task).to_dict("records")
+    examples = json.loads(out_json.read_text(encoding="utf-8"))
+    assert len(examples) == 5
+    separator = "" if conversational else PLAIN_SEPARATOR
+    for row, example in zip(rows, examples):
+        answer = row[get_task(task).answer]
+        assert example["answer"] == answer
+        # Exactly the answer and EOS are trained: nothing of the prompt, no padding, nothing after EOS.
+        assert example["completion"] == separator + answer + tokenizer.eos_token
+        assert answer not in example["prompt"]
+        # The masked prompt is, token for token, what generation sends for the same row.
+        prompt = build_example(row, DEFAULT_TEMPLATES[task], get_task(task).answer, conversational)["prompt"]
+        assert example["prompt"] == tokenizer.decode(prompt_token_ids(tokenizer, prompt))

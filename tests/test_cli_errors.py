@@ -1,0 +1,62 @@
+"""Bad input stops sft.py in seconds with one line naming the file/column/key, a non-zero exit and no traceback."""
+
+from conftest import ROOT, SAMPLE_FILES, run_script, write_recipe
+
+
+def assert_one_clear_line(result, *names):
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-2000:]
+    for name in names:
+        assert name in errors[0]
+
+
+def test_missing_data_file(make_recipe, tiny_llama, tmp_path):
+    missing = tmp_path / "nowhere" / "Train_data.csv"
+    result = run_script("sft.py", "--config", make_recipe(tiny_llama, train_file=str(missing)))
+    assert_one_clear_line(result, str(missing), "not found")
+
+
+def test_missing_column_names_found_and_accepted_columns(make_recipe, tiny_llama, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Proverbs,Meaning\nمثل,معنى\n", encoding="utf-8")
+    result = run_script("sft.py", "--config", make_recipe(tiny_llama, train_file=str(bad)))
+    assert_one_clear_line(result, str(bad), "'explanation'", "Meaning", "reference_explanation")
+
+
+def test_unknown_recipe_key(make_recipe, tiny_llama):
+    recipe = make_recipe(tiny_llama, lora_rank=8)
+    result = run_script("sft.py", "--config", recipe)
+    assert_one_clear_line(result, str(recipe), "lora_rank")
+
+
+def test_missing_recipe_file():
+    result = run_script("sft.py", "--config", "recipes/no_such_recipe.yaml")
+    assert_one_clear_line(result, "recipes/no_such_recipe.yaml", "not found")
+
+
+def test_missing_local_model_directory(make_recipe, tmp_path):
+    result = run_script("sft.py", "--config", make_recipe(tmp_path / "no-model"))
+    assert_one_clear_line(result, "no-model", "model directory not found")
+
+
+def test_remote_code_without_a_pinned_revision(tmp_path):
+    recipe = write_recipe(
+        tmp_path / "remote.yaml",
+        model_name_or_path="inceptionai/Jais-family-256m",
+        trust_remote_code=True,
+        task="medical_qa",
+        train_file=str(SAMPLE_FILES["medical_qa"]),
+        use_cpu=True,
+        bf16=False,
+    )
+    result = run_script("sft.py", "--config", recipe, env={"HF_HUB_OFFLINE": "1"})
+    assert_one_clear_line(result, "inceptionai/Jais-family-256m", "model_revision")
+
+
+def test_help_lists_recipe_fields():
+    result = run_script("sft.py", "--help")
+    assert result.returncode == 0
+    for field in ("--train_file", "--prompt_template", "--inspect", "--lora_r", "--learning_rate"):
+        assert field in result.stdout

@@ -1,0 +1,108 @@
+"""Every recipe parses with TRL's parser (no unknown keys) and carries the values of the system it reproduces."""
+
+from pathlib import Path
+
+import pytest
+
+from arabic_sft.cli import UserError
+from arabic_sft.configs import parse_recipe
+from arabic_sft.prompts import PROVERBS_INSTRUCTION, SHEFAA_PROMPT
+
+from conftest import ROOT
+
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+
+# The proverbs document's instruction and SHEFAA's prompt, as the seed documents print them.
+SEED_PROVERBS_INSTRUCTION = """You are a linguistic expert in Yemeni proverbs.
+Explain the figurative meaning of the following proverb clearly and concisely
+in Modern Standard Arabic only. Do not translate into English.
+Proverb: {proverb}
+Explanation:"""
+SEED_SHEFAA_PROMPT = "سؤال: {question}\nالتصنيف: {category}\nالإجابة:"
+
+
+def parse(name: str):
+    # GPU recipes ask for bf16; `use_cpu` lets TrainingArguments validate them on a machine without a GPU.
+    return parse_recipe(["--config", str(ROOT / "recipes" / f"{name}.yaml"), "--use_cpu", "true"])
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda path: path.stem)
+def test_recipe_parses_and_names_an_existing_launch_config(recipe):
+    recipe_args, training_args, model_args = parse(recipe.stem)
+    assert model_args.model_name_or_path
+    assert recipe_args.train_file and recipe_args.validation_file and recipe_args.test_file
+    assert (ROOT / "accelerate_configs" / f"{recipe_args.accelerate_config}.yaml").is_file()
+    assert training_args.output_dir == f"results/{recipe.stem}/model"
+
+
+def test_seed_prompts_are_the_documented_ones():
+    assert PROVERBS_INSTRUCTION == SEED_PROVERBS_INSTRUCTION
+    assert SHEFAA_PROMPT == SEED_SHEFAA_PROMPT
+
+
+def test_jais_shefaa_carries_the_shefaa_baseline():
+    recipe, training, model = parse("jais_shefaa")
+    assert model.model_name_or_path == "inceptionai/Jais-family-256m"
+    assert training.trust_remote_code
+    assert model.load_in_4bit and model.bnb_4bit_quant_type == "nf4" and model.use_bnb_nested_quant
+    assert (model.use_peft, model.lora_r, model.lora_alpha, model.lora_dropout) == (True, 8, 32, 0.1)
+    assert model.lora_target_modules == ["c_attn", "c_proj", "c_fc", "c_fc2"]
+    assert training.num_train_epochs == 1
+    assert training.per_device_train_batch_size == training.per_device_eval_batch_size == 8
+    assert training.learning_rate == 1e-4
+    assert {training.eval_strategy, training.save_strategy, training.logging_strategy} == {"epoch"}
+    assert training.load_best_model_at_end and training.metric_for_best_model == "eval_loss"
+    # Mixed precision: bf16 instead of the seed's fp16, which crashes under TRL 1.16 with a 4-bit model.
+    assert training.bf16 and not training.fp16 and model.dtype == "bfloat16"
+    assert recipe.task == "medical_qa" and recipe.chat_format == "plain"
+    assert recipe.prompt_template == SEED_SHEFAA_PROMPT
+    assert recipe.subsample_fraction == 0.1 and training.seed == 42
+    assert recipe.loss_from_logits
+
+
+def test_allam_proverbs_carries_the_proverbs_baseline():
+    recipe, training, model = parse("allam_proverbs")
+    assert model.model_name_or_path == "ALLaM-AI/ALLaM-7B-Instruct-preview"
+    assert not model.use_peft and not model.load_in_4bit
+    assert training.learning_rate == 2e-5 and training.num_train_epochs == 3
+    assert training.per_device_train_batch_size == 2 and training.gradient_accumulation_steps == 8
+    assert training.max_length == 1024 and training.bf16 and training.gradient_checkpointing
+    assert training.load_best_model_at_end and training.metric_for_best_model == "eval_loss"
+    assert recipe.prompt_template == SEED_PROVERBS_INSTRUCTION and recipe.chat_format == "chat"
+    assert [Path(f).name for f in (recipe.train_file, recipe.validation_file, recipe.test_file)] == [
+        "Train_data.csv",
+        "Validation_data.csv",
+        "Test_data.csv",
+    ]
+    assert recipe.accelerate_config.startswith("zero")
+
+
+def test_allam_qlora_is_the_same_task_as_a_4bit_adapter():
+    recipe, training, model = parse("allam_proverbs_qlora")
+    baseline, _, _ = parse("allam_proverbs")
+    assert model.load_in_4bit and model.use_peft and model.bnb_4bit_quant_type == "nf4"
+    assert (recipe.task, recipe.prompt_template, recipe.train_file) == (
+        baseline.task,
+        baseline.prompt_template,
+        baseline.train_file,
+    )
+    assert recipe.accelerate_config == "single_gpu"
+
+
+def test_command_line_overrides_a_recipe_field():
+    _, training, _ = parse_recipe(["--config", str(ROOT / "recipes" / "demo.yaml"), "--learning_rate", "0.5"])
+    assert training.learning_rate == 0.5
+
+
+def test_recipe_named_by_environment_when_no_config(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("RECIPE", "demo")
+    recipe, _, model = parse_recipe([])
+    assert model.model_name_or_path == "models/tiny-llama-proverbs" and recipe.task == "proverbs"
+
+
+def test_unknown_recipe_key_names_the_file_and_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text((ROOT / "recipes" / "demo.yaml").read_text(encoding="utf-8") + "lerning_rate: 0.1\n")
+    with pytest.raises(UserError, match=r"bad\.yaml: unknown recipe key\(s\): lerning_rate"):
+        parse_recipe(["--config", str(path)])

@@ -51,7 +51,7 @@ demo: setup data
 train: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
 	@test -f accelerate_configs/$(ACCELERATE_CONFIG).yaml || { echo "error: accelerate_configs/$(ACCELERATE_CONFIG).yaml not found" >&2; exit 2; }
-	$(VENV)/bin/accelerate launch --config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml \
+	$(VENV)/bin/accelerate launch --quiet --config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml \
 		scripts/sft.py --config recipes/$(RECIPE).yaml $(ARGS)
 
 test: setup

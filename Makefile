@@ -30,7 +30,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-data: $(addprefix data/yemeni_proverbs/,$(PROVERBS))
+data: setup $(addprefix data/yemeni_proverbs/,$(PROVERBS))
 
 data/yemeni_proverbs/%.csv: data/yemeni_proverbs.sha256
 	@mkdir -p $(@D)

@@ -17,6 +17,9 @@ class Task:
 
     columns: dict[str, tuple[str, ...]]
     answer: str
+    # Column names of the predictions CSV: the inputs, the reference answer, and the generated answer.
+    output_columns: dict[str, str]
+    generated_column: str
 
     @property
     def inputs(self) -> list[str]:
@@ -31,6 +34,8 @@ TASKS = {
             "explanation": ("explanation", "reference_explanation", "explanations"),
         },
         answer="explanation",
+        output_columns={"proverb": "Proverb", "explanation": "Reference_Explanation"},
+        generated_column="Generated_Explanation",
     ),
     # SHEFAA / AHQAD medical QA: `Question,Category,Answer`.
     "medical_qa": Task(
@@ -40,6 +45,8 @@ TASKS = {
             "answer": ("answer", "answers", "reference_answer"),
         },
         answer="answer",
+        output_columns={"question": "Question", "category": "Category", "answer": "Reference_Answer"},
+        generated_column="Generated_Answer",
     ),
 }
 

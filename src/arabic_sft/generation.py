@@ -1,18 +1,22 @@
 """Batched generation: length-sorted, left-padded batches, results returned in input order."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 import torch
-from tqdm.auto import tqdm
+from transformers import set_seed
 
 
-def _batches(order: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(order), size):
-        yield order[start : start + size]
+def length_sorted_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Indices of `prompts`, longest first, cut into batches, so that each batch pads little.
+
+    The batches depend only on the prompts, so a resumed run forms the same batches as an uninterrupted one.
+    """
+    order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), i))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 @torch.no_grad()
-def generate_texts(
+def iter_generations(
     model,
     tokenizer,
     prompts: Sequence[Sequence[int]],
@@ -20,21 +24,24 @@ def generate_texts(
     batch_size: int = 8,
     temperature: float = 0.0,
     top_p: float = 1.0,
-    progress: bool = False,
-) -> list[str]:
-    """Generate a completion for each tokenized prompt; returns only the new text, stripped, in input order.
+    seed: int = 0,
+    skip: Collection[int] = (),
+) -> Iterator[list[tuple[int, str]]]:
+    """Generate for each tokenized prompt, yielding `(index, text)` pairs one batch at a time.
 
-    Prompts are sorted by length so that each batch pads little, and left-padded so that every row's new tokens
-    start at the same column. Greedy when `temperature` is 0, else sampling (seed it with `transformers.set_seed`).
-    Each row stops at the tokenizer's EOS.
+    Left padding puts every row's new tokens in the same columns; only the new text is returned, stripped, up to the
+    tokenizer's EOS. Greedy when `temperature` is 0, else sampling seeded per batch (`seed` + the batch's number),
+    so that a resumed run samples what an uninterrupted one would. Batches whose indices are all in `skip` (done in
+    an earlier run) are not generated again.
     """
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     sampling = temperature > 0
-    options = {"do_sample": sampling, "temperature": temperature, "top_p": top_p} if sampling else {"do_sample": False}
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
-    results: list[str | None] = [None] * len(prompts)
-    bar = tqdm(total=len(prompts), unit="ex", desc="generating", disable=not progress)
-    for batch in _batches(order, batch_size):
+    options = {"do_sample": True, "temperature": temperature, "top_p": top_p} if sampling else {"do_sample": False}
+    for number, batch in enumerate(length_sorted_batches(prompts, batch_size)):
+        if all(index in skip for index in batch):
+            continue
+        if sampling:
+            set_seed(seed + number)
         width = max(len(prompts[i]) for i in batch)
         input_ids = torch.tensor([[pad_id] * (width - len(prompts[i])) + list(prompts[i]) for i in batch])
         attention_mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch])
@@ -47,8 +54,13 @@ def generate_texts(
             **options,
         )
         texts = tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
-        for index, text in zip(batch, texts):
-            results[index] = text.strip()
-        bar.update(len(batch))
-    bar.close()
+        yield [(index, text.strip()) for index, text in zip(batch, texts)]
+
+
+def generate_texts(model, tokenizer, prompts: Sequence[Sequence[int]], **options) -> list[str]:
+    """All generations of `iter_generations`, in the order of `prompts`."""
+    results: list[str] = [""] * len(prompts)
+    for batch in iter_generations(model, tokenizer, prompts, **options):
+        for index, text in batch:
+            results[index] = text
     return results

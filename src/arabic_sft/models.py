@@ -1,10 +1,11 @@
 """Tokenizer and model loading for local paths and Hub ids alike, and the trainer/model loss-parity check."""
 
+import json
 import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.loss.loss_utils import ForCausalLMLoss
 
 from arabic_sft.cli import UserError
@@ -88,3 +89,44 @@ def check_loss_parity(trainer, num_examples: int = 4, rtol: float = 1e-2) -> tup
         )
     logger.info("loss parity check passed: trainer %.4f, model %.4f", trainer_loss, model_loss)
     return trainer_loss, model_loss
+
+
+def load_for_generation(
+    model_dir: str | None = None,
+    base_id: str | None = None,
+    adapter_dir: str | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+):
+    """(model, tokenizer) ready to generate, on the GPU when there is one: a full model directory or Hub id, or a
+    base model plus a LoRA adapter (merged, so that generation pays no adapter cost per token).
+
+    A `model_dir` that holds an adapter is loaded on the base model its adapter_config.json names.
+    """
+    if adapter_dir is None and model_dir and (Path(model_dir) / "adapter_config.json").is_file():
+        adapter_dir = model_dir
+        base_id = base_id or json.loads((Path(model_dir) / "adapter_config.json").read_text())["base_model_name_or_path"]
+    elif adapter_dir is None:
+        base_id = model_dir
+    if adapter_dir is not None and not Path(adapter_dir).is_dir():
+        raise UserError(f"{adapter_dir}: adapter directory not found")
+    own_tokenizer = adapter_dir is not None and (Path(adapter_dir) / "tokenizer_config.json").is_file()
+    if own_tokenizer:
+        check_model_source(base_id, revision, trust_remote_code)
+        tokenizer = get_tokenizer(adapter_dir)
+    else:
+        tokenizer = get_tokenizer(base_id, revision, trust_remote_code)
+
+    cuda = torch.cuda.is_available()
+    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            base_id, revision=revision, trust_remote_code=trust_remote_code, dtype=dtype
+        )
+    except (OSError, ValueError) as error:
+        raise UserError(f"{base_id}: cannot load the model ({str(error).strip().splitlines()[0]})") from None
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    return model.to("cuda" if cuda else "cpu").eval(), tokenizer

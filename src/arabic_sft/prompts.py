@@ -45,18 +45,21 @@ def build_prompt(row: Mapping[str, str], template: str) -> str:
     return template.format(**row)
 
 
+def build_model_prompt(row: Mapping[str, str], template: str, conversational: bool) -> str | list[dict]:
+    """The prompt of one row as the model receives it: a user chat message, or the plain text."""
+    prompt = build_prompt(row, template)
+    return [{"role": "user", "content": prompt}] if conversational else prompt
+
+
 def build_example(row: Mapping[str, str], template: str, answer_column: str, conversational: bool) -> dict:
     """A TRL prompt/completion example: chat messages when the tokenizer has a chat template, plain text otherwise.
 
     TRL masks the prompt out of the loss and ends the completion with EOS (the chat template's, or the tokenizer's).
     """
-    prompt = build_prompt(row, template)
+    prompt = build_model_prompt(row, template, conversational)
     answer = row[answer_column]
     if conversational:
-        return {
-            "prompt": [{"role": "user", "content": prompt}],
-            "completion": [{"role": "assistant", "content": answer}],
-        }
+        return {"prompt": prompt, "completion": [{"role": "assistant", "content": answer}]}
     return {"prompt": prompt, "completion": PLAIN_SEPARATOR + answer}
 
 

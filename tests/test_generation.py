@@ -1,0 +1,90 @@
+"""scripts/generate.py: batching changes nothing, a killed run resumes to the same file, columns as documented."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from arabic_sft.data import load_split
+from arabic_sft.generation import generate_texts, length_sorted_batches
+from arabic_sft.prompts import DEFAULT_TEMPLATES, build_model_prompt, prompt_token_ids
+
+from conftest import ROOT, SAMPLE_FILES, run_script
+
+
+@pytest.mark.parametrize("model_fixture, task", [("tiny_llama", "proverbs"), ("tiny_gpt2", "medical_qa")])
+def test_batched_greedy_equals_one_by_one(request, model_fixture, task):
+    path = request.getfixturevalue(model_fixture)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    # Untrained weights give near-uniform logits (often a special token first); larger ones give varied text.
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.5)
+    conversational = tokenizer.chat_template is not None
+    rows = load_split(SAMPLE_FILES[task], task).to_dict("records")
+    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, DEFAULT_TEMPLATES[task], conversational)) for row in rows]
+    assert len({len(p) for p in prompts}) > 1  # the batches really need padding
+    batched = generate_texts(model, tokenizer, prompts, max_new_tokens=20, batch_size=5)
+    one_by_one = [generate_texts(model, tokenizer, [p], max_new_tokens=20, batch_size=1)[0] for p in prompts]
+    assert batched == one_by_one
+    assert all(batched)
+
+
+def test_batches_are_length_sorted_and_cover_every_prompt_once():
+    prompts = [[1] * n for n in (3, 9, 1, 7, 5)]
+    batches = length_sorted_batches(prompts, 2)
+    assert batches == [[1, 3], [4, 0], [2]]
+
+
+def generate_command(model, test_path, out_path, *extra):
+    return [sys.executable, str(ROOT / "scripts" / "generate.py"), "--checkpoint_dir", str(model),
+            "--test_path", str(test_path), "--out_path", str(out_path), *map(str, extra)]
+
+
+def test_killed_generation_resumes_to_the_same_file(tiny_llama, tmp_path):
+    rows = load_split(SAMPLE_FILES["proverbs"], "proverbs")
+    test_path = tmp_path / "test.csv"
+    pd.concat([rows] * 4, ignore_index=True).to_csv(test_path, index=False)  # 48 rows
+    options = ["--max_new_tokens", 48, "--batch_size", 2]
+
+    reference = tmp_path / "reference.csv"
+    subprocess.run(generate_command(tiny_llama, test_path, reference, *options), cwd=ROOT, check=True, capture_output=True)
+
+    out = tmp_path / "resumed.csv"
+    partial = tmp_path / "resumed.csv.partial.jsonl"
+    process = subprocess.Popen(generate_command(tiny_llama, test_path, out, *options), cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not partial.exists() or len(partial.read_text().splitlines()) < 4):
+        time.sleep(0.05)
+    assert process.poll() is None, "generation finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists()
+    written = len(partial.read_text().splitlines()) - 1
+    assert 0 < written < 24  # some batches, not all
+
+    result = run_script("generate.py", *generate_command(tiny_llama, test_path, out, *options)[2:])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.read_bytes() == reference.read_bytes()
+    assert not partial.exists()
+
+
+def test_output_columns_and_a_test_file_without_references(tiny_gpt2, tmp_path):
+    test_path = tmp_path / "questions.csv"
+    load_split(SAMPLE_FILES["medical_qa"], "medical_qa")[["question", "category"]].to_csv(test_path, index=False)
+    out = tmp_path / "pred.csv"
+    result = run_script("generate.py", *generate_command(tiny_gpt2, test_path, out, "--task", "medical_qa",
+                                                           "--max_new_tokens", 8, "--limit", 5)[2:])
+    assert result.returncode == 0, result.stderr[-2000:]
+    predictions = pd.read_csv(out)
+    assert list(predictions.columns) == ["Question", "Category", "Generated_Answer"] and len(predictions) == 5
+    again = run_script("generate.py", *generate_command(tiny_gpt2, test_path, out, "--task", "medical_qa")[2:])
+    assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr

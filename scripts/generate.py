@@ -23,7 +23,7 @@ from arabic_sft.cli import UserError, run_cli
 from arabic_sft.configs import parse_recipe
 from arabic_sft.data import TASKS, get_task, load_split
 from arabic_sft.generation import iter_generations
-from arabic_sft.manifest import build_manifest, now, write_json_atomic
+from arabic_sft.manifest import atomic_path, build_manifest, now, write_json_atomic
 from arabic_sft.models import load_for_generation
 from arabic_sft.prompts import build_model_prompt, is_conversational, prompt_token_ids, resolve_template
 
@@ -129,9 +129,8 @@ def main():
 
     predictions = data.rename(columns=task.output_columns)
     predictions[task.generated_column] = [done[index] for index in range(len(rows))]
-    temporary = out.with_name(out.name + ".tmp")
-    predictions.to_csv(temporary, index=False, encoding="utf-8")
-    os.replace(temporary, out)
+    with atomic_path(out) as temporary:
+        predictions.to_csv(temporary, index=False, encoding="utf-8")
     partial.unlink()
     write_json_atomic(out.with_suffix(".manifest.json"), build_manifest({"generation": settings}, [settings["test_path"]], started))
     print(f"wrote {len(predictions)} predictions to {out}")

@@ -5,6 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RECIPE ?= demo
 ARGS ?=
+# make eval: which split, how many examples (empty = all), and extra flags for each script.
+SPLIT ?= test
+LIMIT ?=
+OVERWRITE ?=
+GENERATE_ARGS ?=
+SCORE_ARGS ?=
+PREDICTIONS = results/$(RECIPE)/predictions_$(SPLIT).csv
 # The launch config a recipe names (`accelerate_config:`); override with ACCELERATE_CONFIG=zero3.
 ACCELERATE_CONFIG ?= $(shell sed -n 's/^accelerate_config: *\([A-Za-z0-9_.-]*\).*/\1/p' recipes/$(RECIPE).yaml 2>/dev/null)
 # Real data: linked from ../shared/data when it is there (this workplace), else downloaded at a pinned commit.
@@ -12,7 +19,7 @@ SHARED_DATA ?= ../shared/data
 PROVERBS_URL := https://raw.githubusercontent.com/NasserThmer/Yemeni-Proverbs-LLM-Benchmark/c3635bd645bf908efc9e8ebaec1179a859d2df48/data
 PROVERBS := Train_data.csv Validation_data.csv Test_data.csv
 
-.PHONY: help setup data demo train test clean
+.PHONY: help setup data demo train eval test clean
 
 help:
 	@echo "make setup                    create .venv and install the pinned requirements"
@@ -21,6 +28,9 @@ help:
 	@echo "make data                     fetch the Yemeni proverbs CSVs (sha256-checked) into data/yemeni_proverbs/"
 	@echo "make train RECIPE=<name>      train recipes/<name>.yaml with the accelerate config it names"
 	@echo "                              (ACCELERATE_CONFIG=<cfg> to override, ARGS='--field value' for overrides)"
+	@echo "make eval RECIPE=<name>       generate on the test split, then score: results/<name>/metrics_test.{json,md}"
+	@echo "                              (SPLIT=validation, LIMIT=N examples, OVERWRITE=1 to generate again,"
+	@echo "                              GENERATE_ARGS='--batch_size 32', SCORE_ARGS='--no_bertscore')"
 
 setup: $(VENV)/.installed
 
@@ -46,13 +56,25 @@ data/yemeni_proverbs/%.csv: data/yemeni_proverbs.sha256
 demo: setup data
 	$(PY) scripts/make_tiny_model.py --config recipes/demo.yaml --vocab_size 4000 --hidden_size 128 --num_layers 4
 	$(MAKE) --no-print-directory train RECIPE=demo
-	@echo "demo done: trained model in results/demo/model (run_manifest.json, trainer_state.json, train_results.json)"
+	$(MAKE) --no-print-directory eval RECIPE=demo
+	@echo "demo done: model, run_manifest.json and loss.png in results/demo/model; predictions and metrics in results/demo"
 
 train: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
 	@test -f accelerate_configs/$(ACCELERATE_CONFIG).yaml || { echo "error: accelerate_configs/$(ACCELERATE_CONFIG).yaml not found" >&2; exit 2; }
 	$(VENV)/bin/accelerate launch --quiet --config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml \
 		scripts/sft.py --config recipes/$(RECIPE).yaml $(ARGS)
+
+# Generation resumes a killed run; existing predictions are scored as they are unless OVERWRITE=1.
+eval: setup
+	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
+	@if [ -f "$(PREDICTIONS)" ] && [ -z "$(OVERWRITE)" ]; then \
+		echo "$(PREDICTIONS) exists: scoring it as it is (OVERWRITE=1 generates it again)"; \
+	else \
+		$(PY) scripts/generate.py --config recipes/$(RECIPE).yaml --split $(SPLIT) $(if $(LIMIT),--limit $(LIMIT)) \
+			$(if $(OVERWRITE),--overwrite) $(GENERATE_ARGS); \
+	fi
+	$(PY) scripts/score.py --config recipes/$(RECIPE).yaml --split $(SPLIT) $(SCORE_ARGS)
 
 test: setup
 	$(PY) -m pytest tests

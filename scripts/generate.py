@@ -20,7 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from arabic_sft.cli import UserError, run_cli
-from arabic_sft.configs import parse_recipe
+from arabic_sft.configs import read_recipe, recipe_arguments
 from arabic_sft.data import TASKS, get_task, load_split
 from arabic_sft.generation import iter_generations
 from arabic_sft.manifest import atomic_path, build_manifest, now, write_json_atomic
@@ -35,8 +35,10 @@ def make_parser() -> argparse.ArgumentParser:
     source.add_argument("--checkpoint_dir", help="full model (or adapter) directory")
     source.add_argument("--base_id", help="base model id or path, with --adapter_dir")
     source.add_argument("--adapter_dir", help="LoRA adapter directory, merged into --base_id")
-    parser.add_argument("--test_path", help="test CSV (default: the recipe's test_file)")
-    parser.add_argument("--out_path", help="predictions CSV (default: results/<recipe>/predictions_test.csv)")
+    parser.add_argument("--split", choices=["test", "validation"], default="test",
+                        help="with --config: the recipe's test_file or validation_file (default: test)")
+    parser.add_argument("--test_path", help="test CSV (default: the recipe's file for --split)")
+    parser.add_argument("--out_path", help="predictions CSV (default: results/<recipe>/predictions_<split>.csv)")
     parser.add_argument("--task", choices=sorted(TASKS), help="data format (default: the recipe's, else proverbs)")
     parser.add_argument("--prompt_template", help="default: the recipe's, else the task's seed prompt")
     parser.add_argument("--chat_format", choices=["auto", "chat", "plain"], help="default: the recipe's, else auto")
@@ -55,17 +57,23 @@ def resolve(args) -> dict:
     settings = {"task": "proverbs", "prompt_template": None, "chat_format": "auto", "revision": None,
                 "trust_remote_code": False, "csv_encoding": "utf-8-sig", "model_dir": args.checkpoint_dir}
     if args.config:
-        recipe, training, model = parse_recipe(["--config", args.config])
+        fields = read_recipe(args.config)
+        recipe = recipe_arguments(fields)
+        if not fields.get("output_dir"):
+            raise UserError(f"{args.config}: output_dir is not set, so there is no trained model to load")
         settings.update(task=recipe.task, prompt_template=recipe.prompt_template, chat_format=recipe.chat_format,
-                        csv_encoding=recipe.csv_encoding, revision=model.model_revision,
-                        trust_remote_code=training.trust_remote_code, model_dir=args.checkpoint_dir or training.output_dir,
-                        test_path=recipe.test_file, out_path=f"results/{Path(args.config).stem}/predictions_test.csv")
-    settings.update({key: value for key, value in vars(args).items() if value is not None and key not in ("checkpoint_dir", "overwrite")})
+                        csv_encoding=recipe.csv_encoding, revision=fields.get("model_revision"),
+                        trust_remote_code=bool(fields.get("trust_remote_code")),
+                        model_dir=args.checkpoint_dir or fields["output_dir"],
+                        test_path=recipe.test_file if args.split == "test" else recipe.validation_file,
+                        out_path=f"results/{Path(args.config).stem}/predictions_{args.split}.csv")
+    settings.update({key: value for key, value in vars(args).items() if value is not None and key not in ("checkpoint_dir", "overwrite", "split")})
     if not (settings["model_dir"] or settings.get("base_id")):
         raise UserError("give a model: --config, --checkpoint_dir, or --base_id [--adapter_dir]")
     for key in ("test_path", "out_path"):
         if not settings.get(key):
-            raise UserError(f"--{key} is required without --config")
+            raise UserError(f"--{key} is required without --config" if not args.config else
+                            f"{args.config}: no {args.split} file in the recipe; give --test_path")
     return settings
 
 

@@ -33,6 +33,7 @@ from arabic_sft.manifest import build_manifest, now, write_json_atomic
 from arabic_sft.masks import describe_examples, format_example
 from arabic_sft.models import causal_lm_loss_from_logits, check_loss_parity, get_tokenizer, model_init_kwargs
 from arabic_sft.prompts import build_dataset, is_conversational, resolve_template
+from arabic_sft.report import plot_loss_curve
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def main(recipe_args, training_args, model_args):
         configs = {"recipe": recipe_args, "model": model_args, "training": training_args}
         files = [recipe_args.train_file, recipe_args.validation_file]
         write_json_atomic(os.path.join(training_args.output_dir, "run_manifest.json"), build_manifest(configs, files, started))
+        plot_loss_curve(trainer.state.log_history, os.path.join(training_args.output_dir, "loss.png"))
         print(f"saved the trained {'adapter' if model_args.use_peft else 'model'} to {training_args.output_dir}")
     trainer.accelerator.wait_for_everyone()
 

@@ -10,7 +10,7 @@ import yaml
 
 from arabic_sft.data import get_task, load_split
 from arabic_sft.prompts import DEFAULT_TEMPLATES, build_prompt
-from arabic_sft.tiny import build_tiny_model
+from arabic_sft.tiny import build_tiny_bert, build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
@@ -49,6 +49,13 @@ def tiny_gpt2(tmp_path_factory) -> Path:
     return build_tiny_model("gpt2", sample_texts("medical_qa"), tmp_path_factory.mktemp("tiny-gpt2"), vocab_size=600)
 
 
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A tiny random BERT encoder (WordPiece trained on both samples): BERTScore and semantic similarity offline."""
+    texts = sample_texts("proverbs") + sample_texts("medical_qa")
+    return build_tiny_bert(texts, tmp_path_factory.mktemp("tiny-bert"))
+
+
 def write_recipe(path: Path, **fields) -> Path:
     path.write_text(yaml.safe_dump(fields, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
@@ -77,11 +84,11 @@ def make_recipe(tmp_path):
     return make
 
 
-def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `scripts/<script>` as a user would, from the repository root."""
+def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 600, cwd: Path = ROOT):
+    """Run `scripts/<script>` as a user would, from the repository root (or `cwd`)."""
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / script), *map(str, args)],
-        cwd=ROOT,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -2,7 +2,7 @@
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
@@ -10,6 +10,7 @@ from trl import ModelConfig, SFTConfig, TrlParser
 
 from arabic_sft.cli import UserError
 from arabic_sft.data import TASKS
+from arabic_sft.report import PUBLISHED
 
 RECIPES_DIR = Path("recipes")
 
@@ -41,6 +42,10 @@ class RecipeArguments:
     )
     subsample_fraction: float = field(
         default=1.0, metadata={"help": "Train on this random fraction of the train/validation rows (seed: `seed`)."}
+    )
+    published_baseline: str | None = field(
+        default=None,
+        metadata={"help": "Published results shown beside this recipe's in make eval's table.", "choices": sorted(PUBLISHED)},
     )
     accelerate_config: str = field(
         default="single_gpu", metadata={"help": "Launch config in accelerate_configs/ that `make train` uses."}
@@ -77,31 +82,46 @@ def _config_path(args: list[str]) -> str | None:
     return None
 
 
+def read_recipe(path: str | Path) -> dict:
+    """A recipe's fields as written, checked (file, YAML mapping, known keys) without building a training config.
+
+    Generation and scoring need a few of its fields, not training arguments that are valid on this machine (a GPU
+    recipe's `bf16: true` is refused by `SFTConfig` on a CPU). Errors are `UserError`s naming the file and key.
+    """
+    if not Path(path).is_file():
+        raise UserError(f"{path}: recipe not found")
+    try:
+        recipe = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(recipe, dict):
+        raise UserError(f"{path}: a recipe must be a YAML mapping of field: value")
+    known = {action.dest for action in make_parser()._actions} | {"env"}
+    unknown = sorted(set(recipe) - known)
+    if unknown:
+        raise UserError(f"{path}: unknown recipe key(s): {', '.join(unknown)} (see --help for the fields)")
+    return recipe
+
+
+def recipe_arguments(recipe: dict) -> RecipeArguments:
+    """The `RecipeArguments` of a recipe read with `read_recipe` (defaults for the fields it leaves out)."""
+    names = {item.name for item in fields(RecipeArguments)}
+    return RecipeArguments(**{key: value for key, value in recipe.items() if key in names})
+
+
 def parse_recipe(args: list[str] | None = None) -> tuple[RecipeArguments, SFTConfig, ModelConfig]:
     """Parse `--config RECIPE.yaml` plus overrides; without `--config`, the recipe named by `$RECIPE`.
 
     Unknown recipe keys and unreadable recipes are `UserError`s that name the file and key.
     """
     args = list(args) if args is not None else sys.argv[1:]
-    parser = make_parser()
     path = _config_path(args)
     if path is None and os.environ.get("RECIPE") and not {"-h", "--help"} & set(args):
         path = str(RECIPES_DIR / f"{os.environ['RECIPE']}.yaml")
         args = ["--config", path, *args]
     if path is not None:
-        if not Path(path).is_file():
-            raise UserError(f"{path}: recipe not found")
-        try:
-            recipe = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-        if not isinstance(recipe, dict):
-            raise UserError(f"{path}: a recipe must be a YAML mapping of field: value")
-        known = {action.dest for action in parser._actions} | {"env"}
-        unknown = sorted(set(recipe) - known)
-        if unknown:
-            raise UserError(f"{path}: unknown recipe key(s): {', '.join(unknown)} (see --help for the fields)")
+        read_recipe(path)
     try:
-        return parser.parse_args_and_config(args)
+        return make_parser().parse_args_and_config(args)
     except ValueError as error:
         raise UserError(f"{path or 'arguments'}: {str(error).splitlines()[0]}") from None

@@ -57,7 +57,9 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-def _read_csv(path: Path, encoding: str) -> pd.DataFrame:
+def read_csv(path: str | Path, encoding: str = "utf-8-sig") -> pd.DataFrame:
+    """Every cell of a CSV as text; a missing, empty, undecodable or malformed file is a `UserError` naming it."""
+    path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     if path.stat().st_size == 0:
@@ -91,7 +93,7 @@ def load_split(
     """
     path = Path(path)
     spec = get_task(task)
-    frame = _read_csv(path, encoding)
+    frame = read_csv(path, encoding)
     if frame.empty:
         raise UserError(f"{path}: has a header but no rows")
 
@@ -141,3 +143,71 @@ def load_training_splits(recipe_args, seed: int) -> dict[str, pd.DataFrame]:
             frame = load_split(path, recipe_args.task, True, recipe_args.empty_cells, recipe_args.csv_encoding)
             splits[split] = subsample(frame, recipe_args.subsample_fraction, seed)
     return splits
+
+
+# Predictions CSVs: the columns generate.py writes for each task, then common names from other tools.
+REFERENCE_COLUMNS = tuple(t.output_columns[t.answer] for t in TASKS.values()) + ("reference", "references", "answer")
+PREDICTION_COLUMNS = tuple(t.generated_column for t in TASKS.values()) + ("generated", "prediction", "predictions")
+
+
+def _find_column(frame: pd.DataFrame, path: Path, given: str | None, candidates: tuple[str, ...], role: str) -> str:
+    found = {str(column).replace("\ufeff", "").strip().lower(): column for column in frame.columns}
+    names = [given] if given else candidates
+    match = next((found[name.lower()] for name in names if name.lower() in found), None)
+    if match is None:
+        hint = "" if given else f" (accepted: {', '.join(candidates)}; or name it with --{role}_column)"
+        found_names = ", ".join(map(str, frame.columns))
+        missing = f"column '{given}'" if given else f"{role} column"
+        nothing = "; there is nothing to score against" if role == "reference" else ""
+        raise UserError(f"{path}: no {missing} (found: {found_names}){hint}{nothing}")
+    return match
+
+
+def load_predictions(
+    path: str | Path, reference_column: str | None = None, prediction_column: str | None = None
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """(predictions, references, columns used) of a predictions CSV, the columns found by name when not given.
+
+    Rows whose reference is empty are dropped with a count (there is nothing to score them against); an empty
+    prediction stays, and scores zero.
+    """
+    path = Path(path)
+    frame = read_csv(path)
+    if frame.empty:
+        raise UserError(f"{path}: has a header but no rows")
+    reference = _find_column(frame, path, reference_column, REFERENCE_COLUMNS, "reference")
+    prediction = _find_column(frame, path, prediction_column, PREDICTION_COLUMNS, "prediction")
+    references = frame[reference].str.strip()
+    keep = references != ""
+    if not keep.any():
+        raise UserError(f"{path}: every '{reference}' cell is empty; there is nothing to score against")
+    if not keep.all():
+        logger.warning("%s: dropped %d row(s) with an empty reference", path, int((~keep).sum()))
+    predictions = frame.loc[keep, prediction].str.strip().tolist()
+    return predictions, references[keep].tolist(), {"reference": str(reference), "prediction": str(prediction)}
+
+
+def load_text_pairs(predictions_path: str | Path, references_path: str | Path) -> tuple[list[str], list[str]]:
+    """(predictions, references) from two UTF-8 text files with one example per line (SHEFAA's layout)."""
+    texts = []
+    for path in (Path(predictions_path), Path(references_path)):
+        if not path.is_file():
+            raise UserError(f"{path}: file not found")
+        try:
+            texts.append([line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()])
+        except UnicodeDecodeError as error:
+            raise UserError(f"{path}: not valid UTF-8 text (byte {error.start})") from None
+    predictions, references = texts
+    if len(predictions) != len(references):
+        raise UserError(
+            f"{predictions_path} has {len(predictions)} lines but {references_path} has {len(references)}; "
+            "they must hold one example per line, in the same order"
+        )
+    if not predictions:
+        raise UserError(f"{predictions_path}: file is empty")
+    pairs = [(p, r) for p, r in zip(predictions, references) if r]
+    if len(pairs) < len(predictions):
+        logger.warning("%s: dropped %d line(s) with an empty reference", references_path, len(predictions) - len(pairs))
+    if not pairs:
+        raise UserError(f"{references_path}: every line is empty; there is nothing to score against")
+    return [p for p, _ in pairs], [r for _, r in pairs]

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import torch
 
-PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "deepspeed", "tokenizers")
+PACKAGES = (
+    "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "deepspeed", "tokenizers",
+    "nltk", "rouge-score", "bert-score", "sentence-transformers", "pyarabic",
+)  # fmt: skip
 
 
 def now() -> str:

@@ -1,0 +1,165 @@
+"""Scores of generated answers against references, correct for Arabic text.
+
+Every metric comes from its usual library: nltk (BLEU), rouge_score (ROUGE), bert_score (BERTScore) and
+sentence-transformers (semantic similarity). What is ours is only what those libraries get wrong for Arabic:
+rouge_score's default tokenizer keeps `[a-z0-9]` and so deletes every Arabic letter (SHEFAA's ROUGE of 0.001 is that
+artifact, not the model), so ROUGE here splits on what is not a letter, mark or digit in any script.
+"""
+
+import logging
+from collections.abc import Sequence
+
+import pyarabic.araby as araby
+import regex
+from nltk.tokenize import NLTKWordTokenizer
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+from rouge_score import rouge_scorer
+from rouge_score.tokenizers import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+METRIC_KEYS = (
+    "n", "bleu1", "bleu2", "bleu4", "rouge1", "rouge2", "rougeL",
+    "bertscore_precision", "bertscore_recall", "bertscore_f1", "semantic_similarity", "arabic_ratio", "empty_rate",
+)  # fmt: skip
+
+BLEU_WEIGHTS = {"bleu1": (1, 0, 0, 0), "bleu2": (0.5, 0.5, 0, 0), "bleu4": (0.25, 0.25, 0.25, 0.25)}
+ROUGE_TYPES = {"rouge1": "rouge1", "rouge2": "rouge2", "rougeL": "rougeL"}
+
+# bert_score's own choice for `lang="ar"` (what SHEFAA's `lang='ar'` used): multilingual BERT, layer 9.
+BERTSCORE_MODEL = "bert-base-multilingual-cased"
+# A multilingual sentence-embedding model that covers Arabic.
+SEMANTIC_MODEL = "sentence-transformers/paraphrase-multilingual-mpnet-base-v2"
+
+# Words for ROUGE: runs of letters, combining marks (Arabic diacritics are marks; a bare \w would split words at them)
+# and digits, in any script.
+WORD = regex.compile(r"[\p{L}\p{M}\p{N}]+")
+ARABIC_LETTER = regex.compile(r"(?=\p{L})\p{Script=Arabic}")
+LETTER = regex.compile(r"\p{L}")
+
+
+class UnicodeWordTokenizer(Tokenizer):
+    """rouge_score tokenizer that keeps words in every script (lower-cased, punctuation dropped, no stemming)."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return WORD.findall(text.lower())
+
+
+def normalize_arabic(text: str) -> str:
+    """Orthographic normalization with pyarabic: diacritics and tatweel removed, alef forms to bare alef, alef
+    maksura to yaa, taa marbuta to haa."""
+    # Alef maksura first: pyarabic's normalize_alef would turn it into alef.
+    text = araby.strip_tatweel(araby.strip_diacritics(text)).replace(araby.ALEF_MAKSURA, araby.YEH)
+    return araby.normalize_teh(araby.normalize_alef(text))
+
+
+def bleu_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[str, list[float]]:
+    """Sentence BLEU-1/2/4 per example: nltk `sentence_bleu` with smoothing method4 (as SHEFAA), NLTK word tokens."""
+    tokenizer = NLTKWordTokenizer()
+    smoothing = SmoothingFunction().method4
+    scores = {name: [] for name in BLEU_WEIGHTS}
+    for prediction, reference in zip(predictions, references, strict=True):
+        hypothesis, gold = tokenizer.tokenize(prediction), tokenizer.tokenize(reference)
+        for name, weights in BLEU_WEIGHTS.items():
+            score = sentence_bleu([gold], hypothesis, weights=weights, smoothing_function=smoothing) if hypothesis else 0.0
+            scores[name].append(float(score))
+    return scores
+
+
+def rouge_scores(predictions: Sequence[str], references: Sequence[str], tokenizer: str = "arabic") -> dict[str, list[float]]:
+    """ROUGE-1/2/L F1 per example with rouge_score; `tokenizer="default"` is rouge_score's own (Arabic-blind)."""
+    if tokenizer not in ("arabic", "default"):
+        raise ValueError(f"unknown ROUGE tokenizer {tokenizer!r}")
+    scorer = rouge_scorer.RougeScorer(
+        list(ROUGE_TYPES.values()), tokenizer=UnicodeWordTokenizer() if tokenizer == "arabic" else None
+    )
+    scores = {name: [] for name in ROUGE_TYPES}
+    for prediction, reference in zip(predictions, references, strict=True):
+        result = scorer.score(reference, prediction)
+        for name, kind in ROUGE_TYPES.items():
+            scores[name].append(float(result[kind].fmeasure))
+    return scores
+
+
+def bertscore_scores(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    model: str = BERTSCORE_MODEL,
+    num_layers: int | None = None,
+    batch_size: int = 64,
+    device: str | None = None,
+) -> dict[str, list[float]]:
+    """BERTScore precision/recall/F1 per example (bert_score, no idf, no baseline rescaling: raw cosines as SHEFAA).
+
+    `num_layers` defaults to bert_score's choice for a model it knows; a local model needs it given.
+    """
+    import bert_score
+
+    if num_layers is None and model not in bert_score.utils.model2layers:
+        from transformers import AutoConfig
+
+        num_layers = AutoConfig.from_pretrained(model).num_hidden_layers  # a model bert_score has no layer for: its last
+    # An empty candidate scores 0, as bert_score itself sets it (its own empty-text path fails under transformers 5).
+    present = [i for i, text in enumerate(predictions) if text.strip()]
+    scores = {"bertscore_precision": [0.0] * len(predictions), "bertscore_recall": [0.0] * len(predictions),
+              "bertscore_f1": [0.0] * len(predictions)}
+    if present:
+        computed = bert_score.score(
+            [predictions[i] for i in present], [references[i] for i in present], model_type=model,
+            num_layers=num_layers, batch_size=batch_size, device=device, lang="ar",
+        )
+        for key, values in zip(scores, computed):
+            for i, value in zip(present, values.tolist()):
+                scores[key][i] = value
+    return scores
+
+
+def semantic_similarities(
+    predictions: Sequence[str], references: Sequence[str], model: str = SEMANTIC_MODEL, batch_size: int = 64,
+    device: str | None = None,
+) -> list[float]:
+    """Cosine similarity of sentence-transformers embeddings of each prediction and its reference (0 when the
+    prediction is empty, as for BERTScore)."""
+    from sentence_transformers import SentenceTransformer
+
+    encoder = SentenceTransformer(model, device=device)
+    options = {"batch_size": batch_size, "convert_to_tensor": True, "normalize_embeddings": True, "show_progress_bar": False}
+    left, right = encoder.encode(list(predictions), **options), encoder.encode(list(references), **options)
+    cosines = (left * right).sum(dim=-1).clamp(-1.0, 1.0).tolist()
+    return [cosine if text.strip() else 0.0 for cosine, text in zip(cosines, predictions)]
+
+
+def arabic_share(text: str) -> float | None:
+    """The share of the letters in `text` that are Arabic script (None when it has no letters)."""
+    letters = len(LETTER.findall(text))
+    return len(ARABIC_LETTER.findall(text)) / letters if letters else None
+
+
+def mean(values: Sequence[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return sum(present) / len(present) if present else None
+
+
+def text_scores(predictions: Sequence[str], references: Sequence[str], rouge_tokenizer: str = "arabic") -> dict[str, list]:
+    """Per-example BLEU, ROUGE, Arabic share of letters and emptiness: everything that needs no model."""
+    return {
+        **bleu_scores(predictions, references),
+        **rouge_scores(predictions, references, rouge_tokenizer),
+        "arabic_ratio": [arabic_share(text) for text in predictions],
+        "empty": [not text.strip() for text in predictions],
+    }
+
+
+def summarize(per_example: dict[str, list]) -> dict[str, float | int | None]:
+    """The metrics JSON's figures: each metric's mean over examples (None when not computed).
+
+    arabic_ratio is averaged over the generations that have letters; empty_rate is the share of empty generations.
+    """
+    n = len(per_example["empty"])
+    summary = {"n": n}
+    for key in METRIC_KEYS[1:]:
+        if key == "empty_rate":
+            summary[key] = sum(per_example["empty"]) / n if n else None
+        else:
+            summary[key] = mean(per_example[key]) if key in per_example else None
+    return summary

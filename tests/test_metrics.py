@@ -1,0 +1,98 @@
+"""Metrics equal hand-computed values on small Arabic cases, and Arabic text is not silently deleted."""
+
+import math
+
+import pytest
+
+from arabic_sft import metrics
+from arabic_sft.report import metrics_table
+
+REFERENCE = "الصبر مفتاح الفرج"
+
+
+def test_identical_arabic_texts_score_one():
+    bleu = metrics.bleu_scores([REFERENCE], [REFERENCE])
+    rouge = metrics.rouge_scores([REFERENCE], [REFERENCE])
+    assert bleu["bleu1"] == [1.0] and bleu["bleu2"] == [1.0]
+    assert rouge == {"rouge1": [1.0], "rouge2": [1.0], "rougeL": [1.0]}
+
+
+def test_disjoint_arabic_texts_score_zero():
+    bleu = metrics.bleu_scores(["من جد وجد"], [REFERENCE])
+    rouge = metrics.rouge_scores(["من جد وجد"], [REFERENCE])
+    assert bleu["bleu1"] == [0.0]
+    assert rouge == {"rouge1": [0.0], "rouge2": [0.0], "rougeL": [0.0]}
+
+
+def test_arabic_rouge_counts_overlapping_words_by_hand():
+    # 2 of 3 words shared, no shared bigram, longest common subsequence of 2 words.
+    rouge = metrics.rouge_scores(["الصبر طريق الفرج"], [REFERENCE])
+    assert rouge["rouge1"] == pytest.approx([2 / 3])
+    assert rouge["rouge2"] == [0.0]
+    assert rouge["rougeL"] == pytest.approx([2 / 3])
+
+
+def test_rouge_default_tokenizer_deletes_arabic_the_seed_artifact():
+    # rouge_score's own tokenizer keeps [a-z0-9] only: identical Arabic texts score 0, which is SHEFAA's ROUGE.
+    assert metrics.rouge_scores([REFERENCE], [REFERENCE], tokenizer="default")["rouge1"] == [0.0]
+    assert metrics.rouge_scores([REFERENCE], [REFERENCE], tokenizer="arabic")["rouge1"] == [1.0]
+
+
+def test_bleu_by_hand():
+    # p1 = 3/4, p2 = 2/3 (no zero counts, so smoothing changes nothing), same length: BLEU-2 = sqrt(p1 * p2).
+    bleu = metrics.bleu_scores(["قال الرجل قولا طيبا"], ["قال الرجل قولا حسنا"])
+    assert bleu["bleu1"] == pytest.approx([3 / 4])
+    assert bleu["bleu2"] == pytest.approx([math.sqrt(3 / 4 * 2 / 3)])
+    # Every word right but half the length: brevity penalty exp(1 - 4/2).
+    short = metrics.bleu_scores(["قال الرجل"], ["قال الرجل قولا حسنا"])
+    assert short["bleu1"] == pytest.approx([math.exp(-1)])
+
+
+def test_empty_prediction_scores_zero_without_error():
+    scores = metrics.text_scores([""], [REFERENCE])
+    assert scores["bleu1"] == [0.0] and scores["rouge1"] == [0.0] and scores["empty"] == [True]
+    assert scores["arabic_ratio"] == [None]
+
+
+def test_rouge_words_keep_diacritics_and_drop_punctuation():
+    tokens = metrics.UnicodeWordTokenizer().tokenize("مَدْرَسَةٌ جميلة، جداً. Good!")
+    assert tokens == ["مَدْرَسَةٌ", "جميلة", "جداً", "good"]
+
+
+def test_normalize_arabic_forms():
+    assert metrics.normalize_arabic("أَحْمَدُ ذهب إلى مدرسةٍ العـــربية") == "احمد ذهب الي مدرسه العربيه"
+
+
+def test_arabic_share_counts_letters_only():
+    assert metrics.arabic_share("مرحبا hello") == 0.5
+    assert metrics.arabic_share("مَرْحَبًا 123!") == 1.0  # diacritics, digits and punctuation are not letters
+    assert metrics.arabic_share("123") is None
+
+
+def test_summary_has_exactly_the_metric_keys_and_means():
+    per_example = metrics.text_scores(["الصبر مفتاح الفرج", "", "patience"], [REFERENCE] * 3)
+    summary = metrics.summarize(per_example)
+    assert tuple(summary) == metrics.METRIC_KEYS
+    assert summary["n"] == 3
+    assert summary["rouge1"] == pytest.approx(1 / 3)
+    assert summary["empty_rate"] == pytest.approx(1 / 3)
+    assert summary["arabic_ratio"] == pytest.approx(0.5)  # mean over the two generations that have letters
+    assert summary["bertscore_f1"] is None and summary["semantic_similarity"] is None
+
+
+def test_bertscore_runs_offline_on_a_tiny_local_bert(tiny_bert):
+    scores = metrics.bertscore_scores(["الصبر مفتاح الفرج", "من جد وجد"], [REFERENCE, "العلم نور"], str(tiny_bert),
+                                      device="cpu")
+    assert scores["bertscore_f1"][0] == pytest.approx(1.0, abs=1e-5)  # identical texts: every token matches itself
+    assert all(0 < value < 1 for value in scores["bertscore_f1"][1:])
+    similarity = metrics.semantic_similarities([REFERENCE, "من جد وجد"], [REFERENCE, "العلم نور"], str(tiny_bert),
+                                               device="cpu")
+    assert similarity[0] == pytest.approx(1.0, abs=1e-5) and -1 <= similarity[1] < 1
+
+
+def test_metrics_table_puts_shefaa_beside_ours():
+    summary = metrics.summarize(metrics.text_scores([REFERENCE], [REFERENCE]))
+    table = metrics_table(summary, "demo", baseline="shefaa", split="test")
+    assert "| BLEU-1 | 1.0000 | 0.0370 |" in table
+    assert "| BERTScore F1 | n/a | 0.6133 |" in table
+    assert "SHEFAA (published)" in table and "artifact" in table

@@ -14,7 +14,7 @@ from arabic_sft.data import load_split
 from arabic_sft.generation import generate_texts, length_sorted_batches
 from arabic_sft.prompts import DEFAULT_TEMPLATES, build_model_prompt, prompt_token_ids
 
-from conftest import ROOT, SAMPLE_FILES, run_script
+from conftest import ROOT, SAMPLE_FILES, run_script, write_recipe
 
 
 @pytest.mark.parametrize("model_fixture, task", [("tiny_llama", "proverbs"), ("tiny_gpt2", "medical_qa")])
@@ -88,3 +88,17 @@ def test_output_columns_and_a_test_file_without_references(tiny_gpt2, tmp_path):
     assert list(predictions.columns) == ["Question", "Category", "Generated_Answer"] and len(predictions) == 5
     again = run_script("generate.py", *generate_command(tiny_gpt2, test_path, out, "--task", "medical_qa")[2:])
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_config_generates_for_a_gpu_recipe_on_cpu_and_names_the_split(tiny_llama, tmp_path):
+    # A recipe written for a GPU (bf16) still drives generation here: only its data, prompt and output_dir are read.
+    write_recipe(tmp_path / "gpu_recipe.yaml", model_name_or_path="unused", output_dir=str(tiny_llama), bf16=True,
+                 task="proverbs", validation_file=str(SAMPLE_FILES["proverbs"]))
+    result = run_script("generate.py", "--config", "gpu_recipe.yaml", "--split", "validation", "--max_new_tokens", 4,
+                        "--limit", 3, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    predictions = pd.read_csv(tmp_path / "results" / "gpu_recipe" / "predictions_validation.csv")
+    assert list(predictions.columns) == ["Proverb", "Reference_Explanation", "Generated_Explanation"]
+    assert len(predictions) == 3
+    missing = run_script("generate.py", "--config", "gpu_recipe.yaml", cwd=tmp_path)
+    assert missing.returncode == 2 and "no test file in the recipe" in missing.stderr

@@ -23,9 +23,9 @@ import sys
 
 import datasets
 import transformers
-from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTTrainer, get_peft_config, get_quantization_config
 
+from arabic_sft.checkpoints import resolve_resume_checkpoint
 from arabic_sft.cli import UserError, run_cli
 from arabic_sft.configs import parse_recipe
 from arabic_sft.data import get_task, load_training_splits
@@ -79,11 +79,9 @@ def main(recipe_args, training_args, model_args):
     if recipe_args.check_loss_parity:
         check_loss_parity(trainer)
 
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and os.path.isdir(training_args.output_dir):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
-    if checkpoint is not None:
-        logger.info("resuming from %s", checkpoint)
+    checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    if checkpoint is not None and trainer.accelerator.is_main_process:
+        print(f"resuming from {checkpoint}")
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)

@@ -1,0 +1,60 @@
+"""Which checkpoint a rerun resumes from: the last one the trainer finished writing, never one cut off by a kill."""
+
+import json
+import logging
+import re
+from pathlib import Path
+
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from arabic_sft.cli import UserError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+# The Trainer writes the model, then optimizer/scheduler/RNG state, and trainer_state.json last: a checkpoint whose
+# trainer_state.json is missing or torn was being written when the process died.
+STATE_FILE = "trainer_state.json"
+
+
+def is_complete(checkpoint: str | Path) -> bool:
+    """Whether the Trainer finished writing `checkpoint` (its state file, written last, parses)."""
+    try:
+        json.loads((Path(checkpoint) / STATE_FILE).read_text(encoding="utf-8"))
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The highest-step complete `checkpoint-N` in `output_dir`; incomplete ones are reported and skipped."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return None
+    steps = sorted(
+        ((int(match.group(1)), path) for path in output_dir.iterdir() if path.is_dir() and (match := CHECKPOINT.match(path.name))),
+        reverse=True,
+    )
+    for _, path in steps:
+        if is_complete(path):
+            return str(path)
+        logger.warning("%s is incomplete (the run stopped while writing it); not resuming from it", path)
+    return None
+
+
+def resolve_resume_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: str) -> str | None:
+    """The checkpoint to resume from: the one asked for (which must be complete), else the last complete one in
+    `output_dir` (a rerun continues where a killed run stopped)."""
+    if resume_from_checkpoint in (None, False, "", "false", "False"):
+        return last_complete_checkpoint(output_dir)
+    if resume_from_checkpoint in (True, "true", "True"):
+        checkpoint = last_complete_checkpoint(output_dir)
+        if checkpoint is None:
+            raise UserError(f"{output_dir}: no complete checkpoint to resume from")
+        return checkpoint
+    if not Path(resume_from_checkpoint).is_dir():
+        raise UserError(f"{resume_from_checkpoint}: checkpoint directory not found")
+    if not is_complete(resume_from_checkpoint):
+        raise UserError(f"{resume_from_checkpoint}: incomplete checkpoint (no readable {STATE_FILE}); pick an earlier one")
+    return str(resume_from_checkpoint)
+

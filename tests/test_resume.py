@@ -1,0 +1,116 @@
+"""Never lose work: a SIGKILLed training resumes from its last complete checkpoint to the same losses, a checkpoint
+cut off mid-write is never resumed from, and the Hub token never reaches a file a run writes."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SAMPLE_FILES, run_script, write_recipe
+
+from test_cli_errors import assert_one_clear_line
+
+FAKE_TOKEN = "hf_FAKEtoken0123456789abcdefNEVERWRITTEN"
+MAX_STEPS = 48
+
+
+def recipe(path: Path, model: Path, output_dir: Path) -> Path:
+    return write_recipe(
+        path,
+        model_name_or_path=str(model),
+        task="proverbs",
+        train_file=str(SAMPLE_FILES["proverbs"]),
+        output_dir=str(output_dir),
+        max_steps=MAX_STEPS,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        logging_steps=1,
+        eval_strategy="no",
+        save_strategy="steps",
+        save_steps=4,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        seed=0,
+    )
+
+
+def losses(output_dir: Path) -> dict[int, float]:
+    state = json.loads((output_dir / "trainer_state.json").read_text(encoding="utf-8"))
+    return {entry["step"]: entry["loss"] for entry in state["log_history"] if "loss" in entry}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_llama, tmp_path_factory):
+    """One whole training run, with a (fake) Hub token in its environment; returns (output dir, its stdout+stderr)."""
+    work = tmp_path_factory.mktemp("uninterrupted")
+    result = run_script("sft.py", "--config", recipe(work / "recipe.yaml", tiny_llama, work / "out"),
+                        env={"HF_TOKEN": FAKE_TOKEN})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work / "out", result.stdout + result.stderr
+
+
+def test_killed_training_resumes_from_the_last_complete_checkpoint(tiny_llama, uninterrupted, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "scripts" / "sft.py"), "--config", str(recipe(tmp_path / "r.yaml", tiny_llama, out))]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "checkpoint-8" / "trainer_state.json").is_file() and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    assert not (out / "model.safetensors").exists()
+    complete = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "trainer_state.json").is_file())
+    assert complete < MAX_STEPS
+
+    # The next checkpoint as a kill during its writing leaves it: weights half written, no trainer state.
+    torn = out / f"checkpoint-{complete + 4}"
+    shutil.rmtree(torn, ignore_errors=True)
+    torn.mkdir()
+    weights = (out / f"checkpoint-{complete}" / "model.safetensors").read_bytes()
+    (torn / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+
+    result = run_script("sft.py", "--config", tmp_path / "r.yaml")  # the same command again
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert f"checkpoint-{complete + 4} is incomplete" in log and f"resuming from {out / f'checkpoint-{complete}'}" in log
+    assert log.count("{'loss':") == MAX_STEPS - complete  # this run trained only the steps after the checkpoint
+    resumed, reference = losses(out), losses(uninterrupted[0])
+    assert sorted(resumed) == list(range(1, MAX_STEPS + 1))  # the checkpoint's history, then the steps after it
+    for step in range(1, MAX_STEPS + 1):
+        assert resumed[step] == pytest.approx(reference[step], rel=1e-3), step
+
+
+def test_resuming_from_an_incomplete_checkpoint_is_refused(tiny_llama, tmp_path):
+    torn = tmp_path / "out" / "checkpoint-4"
+    torn.mkdir(parents=True)
+    result = run_script("sft.py", "--config", recipe(tmp_path / "r.yaml", tiny_llama, tmp_path / "out"),
+                        "--resume_from_checkpoint", torn)
+    assert_one_clear_line(result, str(torn), "incomplete checkpoint")
+
+
+def test_hub_token_is_never_written(tiny_llama, uninterrupted, tmp_path):
+    out, log = uninterrupted
+    test_path = tmp_path / "test.csv"
+    shutil.copy(SAMPLE_FILES["proverbs"], test_path)
+    predictions = tmp_path / "predictions_test.csv"
+    env = {"HF_TOKEN": FAKE_TOKEN, "HF_HUB_OFFLINE": "1"}
+    generated = run_script("generate.py", "--checkpoint_dir", out, "--test_path", test_path, "--out_path", predictions,
+                           "--max_new_tokens", 4, env=env)
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    scored = run_script("score.py", predictions, "--no_bertscore", "--no_semantic_similarity", env=env)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    written = [path for folder in (out, tmp_path) for path in folder.rglob("*") if path.is_file()]
+    assert any(path.name == "run_manifest.json" for path in written) and any(path.suffix == ".json" for path in written)
+    leaks = [str(path) for path in written if FAKE_TOKEN.encode() in path.read_bytes()]
+    assert leaks == []
+    assert FAKE_TOKEN not in log + generated.stdout + generated.stderr + scored.stdout + scored.stderr

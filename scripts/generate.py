@@ -58,7 +58,7 @@ def resolve(args) -> dict:
                 "trust_remote_code": False, "csv_encoding": "utf-8-sig", "model_dir": args.checkpoint_dir}
     if args.config:
         fields = read_recipe(args.config)
-        recipe = recipe_arguments(fields)
+        recipe = recipe_arguments(fields, args.config)
         if not fields.get("output_dir"):
             raise UserError(f"{args.config}: output_dir is not set, so there is no trained model to load")
         settings.update(task=recipe.task, prompt_template=recipe.prompt_template, chat_format=recipe.chat_format,

@@ -72,7 +72,7 @@ def resolve_inputs(args) -> tuple[list[str], list[str], dict]:
     baseline = args.baseline
     path = args.predictions_csv
     if args.config:
-        recipe = recipe_arguments(read_recipe(args.config))
+        recipe = recipe_arguments(read_recipe(args.config), args.config)
         baseline = baseline or recipe.published_baseline
         path = f"results/{Path(args.config).stem}/predictions_{args.split or 'test'}.csv"
         if not Path(path).is_file():

@@ -68,6 +68,14 @@ class RecipeArguments:
         default=None, metadata={"help": "With --inspect: also write the examples as JSON (answer, prompt, completion)."}
     )
 
+    def __post_init__(self):
+        # argparse checks `choices` on the command line only, not on values that come from the recipe YAML.
+        for item in fields(self):
+            choices = item.metadata.get("choices")
+            value = getattr(self, item.name)
+            if choices and value is not None and value not in choices:
+                raise ValueError(f"{item.name}: {value!r} is not one of {', '.join(map(str, choices))}")
+
 
 def make_parser() -> TrlParser:
     return TrlParser((RecipeArguments, SFTConfig, ModelConfig))
@@ -103,10 +111,13 @@ def read_recipe(path: str | Path) -> dict:
     return recipe
 
 
-def recipe_arguments(recipe: dict) -> RecipeArguments:
-    """The `RecipeArguments` of a recipe read with `read_recipe` (defaults for the fields it leaves out)."""
+def recipe_arguments(recipe: dict, path: str | Path) -> RecipeArguments:
+    """The `RecipeArguments` of the recipe at `path`, read with `read_recipe` (defaults for the fields it omits)."""
     names = {item.name for item in fields(RecipeArguments)}
-    return RecipeArguments(**{key: value for key, value in recipe.items() if key in names})
+    try:
+        return RecipeArguments(**{key: value for key, value in recipe.items() if key in names})
+    except ValueError as error:
+        raise UserError(f"{path}: {error}") from None
 
 
 def parse_recipe(args: list[str] | None = None) -> tuple[RecipeArguments, SFTConfig, ModelConfig]:
@@ -121,7 +132,14 @@ def parse_recipe(args: list[str] | None = None) -> tuple[RecipeArguments, SFTCon
         args = ["--config", path, *args]
     if path is not None:
         read_recipe(path)
+    parser = make_parser()
+
+    def one_line_error(message: str):
+        # argparse would print the whole usage (hundreds of fields) before the message.
+        raise UserError(f"{path}: {message}" if path else message)
+
+    parser.error = one_line_error
     try:
-        return make_parser().parse_args_and_config(args)
+        return parser.parse_args_and_config(args)
     except ValueError as error:
         raise UserError(f"{path or 'arguments'}: {str(error).splitlines()[0]}") from None

@@ -142,7 +142,19 @@ def load_training_splits(recipe_args, seed: int) -> dict[str, pd.DataFrame]:
         if path:
             frame = load_split(path, recipe_args.task, True, recipe_args.empty_cells, recipe_args.csv_encoding)
             splits[split] = subsample(frame, recipe_args.subsample_fraction, seed)
+    if "validation" in splits:
+        report_overlap(splits["train"], splits["validation"], files["validation"])
     return splits
+
+
+def report_overlap(train: pd.DataFrame, validation: pd.DataFrame, name: str) -> int:
+    """Warn about validation rows that also appear in train (same inputs and answer): they make the eval loss look
+    better than it is. Returns their number."""
+    seen = set(train.itertuples(index=False, name=None))
+    repeated = sum(row in seen for row in validation.itertuples(index=False, name=None))
+    if repeated:
+        logger.warning("%s: %d of %d validation row(s) also appear in the training data", name, repeated, len(validation))
+    return repeated
 
 
 # Predictions CSVs: the columns generate.py writes for each task, then common names from other tools.

@@ -1,0 +1,107 @@
+"""The bad-input catalogue: each case stops the script with exit status 2 and one `error:` line naming the file,
+column or key, before any model is loaded, and writes nothing."""
+
+import logging
+import runpy
+import sys
+
+import pytest
+
+from arabic_sft.data import load_training_splits
+from arabic_sft.configs import RecipeArguments
+
+from conftest import ROOT, SAMPLE_FILES
+
+BAD_TRAIN_FILES = {
+    "empty file": ("", "file is empty"),
+    "header only": ("Proverbs,Explanation\n", "header but no rows"),
+    "missing column": ("Proverbs,Meaning\nمثل,معنى\n", "no column for 'explanation' (found: Proverbs, Meaning"),
+    "malformed quoting": ('Proverbs,Explanation\n"مثل,شرح\n', "malformed CSV"),
+    "cp1256 bytes": ("Proverbs,Explanation\nمثل,شرح\n".encode("cp1256"), "csv_encoding"),
+}
+
+
+def run_in_process(monkeypatch, capsys, script: str, *args) -> tuple[int, str]:
+    """Run `scripts/<script>` as `python scripts/<script> ARGS` would, in this process; (exit status, stderr)."""
+    monkeypatch.setattr(sys, "argv", [script, *map(str, args)])
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(ROOT / "scripts" / script), run_name="__main__")
+    return stop.value.code, capsys.readouterr().err
+
+
+def assert_error_line(status: int, stderr: str, *names: str):
+    assert status == 2, stderr
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr
+    for name in names:
+        assert name in errors[0], errors[0]
+
+
+@pytest.mark.parametrize("case", BAD_TRAIN_FILES)
+def test_bad_training_csv(case, make_recipe, tiny_llama, tmp_path, monkeypatch, capsys):
+    content, message = BAD_TRAIN_FILES[case]
+    bad = tmp_path / "train.csv"
+    bad.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    status, stderr = run_in_process(monkeypatch, capsys, "sft.py", "--config", make_recipe(tiny_llama, train_file=str(bad)))
+    assert_error_line(status, stderr, str(bad), message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_cells_rejected_when_the_recipe_says_so(make_recipe, tiny_llama, tmp_path, monkeypatch, capsys):
+    gaps = tmp_path / "train.csv"
+    gaps.write_text("Proverbs,Explanation\nمثل,شرح\nمثل آخر,   \n", encoding="utf-8")
+    recipe = make_recipe(tiny_llama, train_file=str(gaps), empty_cells="error")
+    status, stderr = run_in_process(monkeypatch, capsys, "sft.py", "--config", recipe)
+    assert_error_line(status, stderr, str(gaps), "1 row(s) with an empty cell", "lines 3")
+
+
+def test_wrong_type_in_a_recipe_field(make_recipe, tiny_llama, monkeypatch, capsys):
+    recipe = make_recipe(tiny_llama, num_train_epochs="three")
+    status, stderr = run_in_process(monkeypatch, capsys, "sft.py", "--config", recipe)
+    assert_error_line(status, stderr, str(recipe), "--num_train_epochs", "'three'")
+
+
+def test_wrong_choice_in_a_recipe_field(make_recipe, tiny_llama, monkeypatch, capsys):
+    recipe = make_recipe(tiny_llama, chat_format="markdown")
+    status, stderr = run_in_process(monkeypatch, capsys, "sft.py", "--config", recipe)
+    assert_error_line(status, stderr, str(recipe), "chat_format", "'markdown'", "auto, chat, plain")
+
+
+def test_limit_larger_than_the_test_file(tiny_llama, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "pred.csv"
+    status, stderr = run_in_process(monkeypatch, capsys, "generate.py", "--checkpoint_dir", tiny_llama, "--test_path",
+                                    SAMPLE_FILES["proverbs"], "--out_path", out, "--limit", 500)
+    assert_error_line(status, stderr, "--limit 500", str(SAMPLE_FILES["proverbs"]), "12 rows")
+    assert not out.exists()
+
+
+def test_generation_needs_a_model(tmp_path, monkeypatch, capsys):
+    status, stderr = run_in_process(monkeypatch, capsys, "generate.py", "--test_path", SAMPLE_FILES["proverbs"],
+                                    "--out_path", tmp_path / "p.csv")
+    assert_error_line(status, stderr, "--checkpoint_dir", "--base_id")
+
+
+def test_missing_adapter_directory(tiny_llama, tmp_path, monkeypatch, capsys):
+    missing = tmp_path / "no-adapter"
+    status, stderr = run_in_process(monkeypatch, capsys, "generate.py", "--base_id", tiny_llama, "--adapter_dir", missing,
+                                    "--test_path", SAMPLE_FILES["proverbs"], "--out_path", tmp_path / "p.csv")
+    assert_error_line(status, stderr, str(missing), "not found")
+
+
+def test_validation_rows_repeated_from_train_are_reported(tmp_path, caplog):
+    validation = tmp_path / "valid.csv"
+    validation.write_text("Proverbs,Explanation\nالصبر مفتاح الفرج,يقال للحث على الصبر عند الشدة، لأن الفرج يأتي بعد "
+                          "الصبر.\nمثل جديد,شرح جديد\n", encoding="utf-8")
+    recipe = RecipeArguments(train_file=str(SAMPLE_FILES["proverbs"]), validation_file=str(validation))
+    with caplog.at_level(logging.WARNING):
+        load_training_splits(recipe, seed=0)
+    assert f"{validation}: 1 of 2 validation row(s) also appear in the training data" in caplog.text
+
+
+def test_wrong_choice_in_a_recipe_stops_generation_too(tmp_path, monkeypatch, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("task: poetry\noutput_dir: results/x\ntest_file: t.csv\n", encoding="utf-8")
+    status, stderr = run_in_process(monkeypatch, capsys, "generate.py", "--config", recipe)
+    assert_error_line(status, stderr, str(recipe), "task", "'poetry'")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from arabic_sft.manifest import sha256
+
 from conftest import ROOT, SAMPLE_FILES, run_script, write_recipe
 
 from test_cli_errors import assert_one_clear_line
@@ -114,3 +116,15 @@ def test_hub_token_is_never_written(tiny_llama, uninterrupted, tmp_path):
     leaks = [str(path) for path in written if FAKE_TOKEN.encode() in path.read_bytes()]
     assert leaks == []
     assert FAKE_TOKEN not in log + generated.stdout + generated.stderr + scored.stdout + scored.stderr
+
+
+def test_run_writes_its_manifest_and_loss_curve(uninterrupted):
+    out, _ = uninterrupted
+    manifest = json.loads((out / "run_manifest.json").read_text(encoding="utf-8"))
+    assert set(manifest["config"]) == {"recipe", "model", "training"}
+    assert manifest["config"]["training"]["max_steps"] == MAX_STEPS
+    assert manifest["config"]["recipe"]["train_file"] == str(SAMPLE_FILES["proverbs"])
+    assert manifest["data_sha256"] == {str(SAMPLE_FILES["proverbs"]): sha256(SAMPLE_FILES["proverbs"])}
+    assert manifest["versions"]["torch"] and manifest["versions"]["trl"] and manifest["device"].startswith("cpu")
+    assert manifest["started"] <= manifest["finished"] and manifest["git_commit"]
+    assert (out / "loss.png").read_bytes().startswith(b"\x89PNG")

@@ -91,7 +91,11 @@ def main(recipe_args, training_args, model_args):
     trainer.model.generation_config.eos_token_id = tokenizer.eos_token_id
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
-        configs = {"recipe": recipe_args, "model": model_args, "training": training_args}
+        launch = {"num_processes": trainer.accelerator.num_processes,
+                  "distributed_type": trainer.accelerator.distributed_type.value,
+                  "global_batch_size": training_args.per_device_train_batch_size * trainer.accelerator.num_processes
+                  * training_args.gradient_accumulation_steps}
+        configs = {"recipe": recipe_args, "model": model_args, "training": training_args, "launch": launch}
         files = [recipe_args.train_file, recipe_args.validation_file]
         write_json_atomic(os.path.join(training_args.output_dir, "run_manifest.json"), build_manifest(configs, files, started))
         plot_loss_curve(trainer.state.log_history, os.path.join(training_args.output_dir, "loss.png"))

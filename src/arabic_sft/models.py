@@ -59,12 +59,18 @@ def causal_lm_loss_from_logits(outputs, labels, num_items_in_batch=None):
     return ForCausalLMLoss(logits, labels, vocab_size=logits.shape[-1], num_items_in_batch=num_items_in_batch)
 
 
-def check_loss_parity(trainer, num_examples: int = 4, rtol: float = 1e-2) -> tuple[float, float]:
+def check_loss_parity(trainer, num_examples: int = 4, rtol: float = 1e-2) -> tuple[float, float] | None:
     """Compare, on one batch of training data, the trainer's loss with the model's own `model(**batch).loss`.
 
     Raises `UserError` when they differ by more than `rtol`: the trainer would optimise another objective than the
-    model defines. Returns both losses.
+    model defines. Returns both losses, or None under ZeRO-3/FSDP, where the weights are already sharded and a
+    forward outside the engine is impossible (the check is the same model code: run it once on one process).
     """
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled() or trainer.is_fsdp_enabled:
+        logger.warning("loss parity check skipped: weights are sharded (ZeRO-3/FSDP); run once on one process to check")
+        return None
     dataset = trainer.train_dataset
     features = [
         {key: dataset[i][key] for key in ("input_ids", "labels")} for i in range(min(num_examples, len(dataset)))

@@ -1,0 +1,80 @@
+"""The project's accelerate configs on this CPU machine: DDP with two processes (gloo) and DeepSpeed ZeRO-2/3 train the
+tiny model like one plain process with the same global batch, and what they save loads with from_pretrained.
+
+What must change for a CPU is passed as launch overrides (`--num_processes`, `--mixed_precision no`), never a copy of
+the config files."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from conftest import ROOT, SAMPLE_FILES, run_script, write_recipe
+
+ACCELERATE = Path(sys.executable).with_name("accelerate")
+
+
+def recipe(path: Path, model: Path, output_dir: Path, batch_size: int) -> Path:
+    return write_recipe(
+        path, model_name_or_path=str(model), task="proverbs", train_file=str(SAMPLE_FILES["proverbs"]),
+        output_dir=str(output_dir), num_train_epochs=2, per_device_train_batch_size=batch_size, learning_rate=1e-3,
+        logging_steps=1, eval_strategy="no", save_strategy="no", use_cpu=True, bf16=False,
+        gradient_checkpointing=False, report_to="none", dataloader_num_workers=0, disable_tqdm=True, seed=0,
+    )  # fmt: skip
+
+
+def launch(config: str, processes: int, recipe_path: Path) -> subprocess.CompletedProcess:
+    command = [str(ACCELERATE), "launch", "--quiet", "--config_file", str(ROOT / "accelerate_configs" / f"{config}.yaml"),
+               "--num_processes", str(processes), "--mixed_precision", "no",
+               str(ROOT / "scripts" / "sft.py"), "--config", str(recipe_path)]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+
+
+def losses(output_dir: Path) -> list[float]:
+    state = json.loads((output_dir / "trainer_state.json").read_text(encoding="utf-8"))
+    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+
+def weights(output_dir: Path) -> dict[str, torch.Tensor]:
+    return {name: value.float() for name, value in AutoModelForCausalLM.from_pretrained(output_dir).state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def single_process(tiny_llama, tmp_path_factory):
+    """The reference: one plain process, 4 examples a step (the global batch of every launch below)."""
+    work = tmp_path_factory.mktemp("single")
+    result = run_script("sft.py", "--config", recipe(work / "r.yaml", tiny_llama, work / "out", batch_size=4))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work / "out"
+
+
+def assert_same_training(output_dir: Path, reference: Path):
+    assert losses(output_dir) == pytest.approx(losses(reference), rel=1e-4)
+    trained, expected = weights(output_dir), weights(reference)
+    assert trained.keys() == expected.keys()
+    for name in expected:
+        torch.testing.assert_close(trained[name], expected[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_ddp_with_two_processes_matches_one_process_with_the_same_global_batch(tiny_llama, single_process, tmp_path):
+    result = launch("ddp", 2, recipe(tmp_path / "r.yaml", tiny_llama, tmp_path / "out", batch_size=2))
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "out" / "run_manifest.json").read_text(encoding="utf-8"))
+    assert manifest["config"]["launch"] == {"num_processes": 2, "distributed_type": "MULTI_CPU", "global_batch_size": 4}
+    assert result.stdout.count("{'loss':") == 6  # 12 examples / 4 a step x 2 epochs
+    assert_same_training(tmp_path / "out", single_process)
+
+
+@pytest.mark.parametrize("config", ["zero2", "zero3"])
+def test_deepspeed_trains_like_one_process_and_saves_a_loadable_model(config, tiny_llama, single_process, tmp_path):
+    result = launch(config, 1, recipe(tmp_path / "r.yaml", tiny_llama, tmp_path / "out", batch_size=4))
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "out" / "run_manifest.json").read_text(encoding="utf-8"))
+    assert manifest["config"]["launch"]["distributed_type"] == "DEEPSPEED"
+    assert_same_training(tmp_path / "out", single_process)

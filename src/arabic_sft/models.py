@@ -2,11 +2,13 @@
 
 import json
 import logging
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.loss.loss_utils import ForCausalLMLoss
+from trl import ModelConfig, get_quantization_config
 
 from arabic_sft.cli import UserError
 
@@ -125,14 +127,44 @@ def load_for_generation(
 
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    model = load_model(base_id, revision, trust_remote_code, dtype, adapter_dir)
+    return model.to("cuda" if cuda else "cpu").eval(), tokenizer
+
+
+def training_quantization(adapter_dir: str | Path):
+    """The bitsandbytes config an adapter was trained on (from the run_manifest.json sft.py saves beside it), or
+    None for an adapter trained on full-precision weights or without a manifest."""
+    manifest = Path(adapter_dir) / "run_manifest.json"
+    if not manifest.is_file():
+        return None
+    settings = json.loads(manifest.read_text(encoding="utf-8"))["config"].get("model", {})
+    if not (settings.get("load_in_4bit") or settings.get("load_in_8bit")):
+        return None
+    names = {item.name for item in fields(ModelConfig)}
+    return get_quantization_config(ModelConfig(**{key: value for key, value in settings.items() if key in names}))
+
+
+def load_model(base_id: str, revision: str | None, trust_remote_code: bool, dtype: torch.dtype,
+               adapter_dir: str | Path | None = None, dequantize: bool = True):
+    """A base model with, when given, its LoRA adapter merged in.
+
+    An adapter trained on a 4-bit (QLoRA) base is merged into that same base, loaded in 4 bits as in training and
+    dequantized, so that the merged weights are the ones the adapter learnt against (`dequantize=False` merges into
+    the original full-precision weights instead).
+    """
+    quantization = training_quantization(adapter_dir) if adapter_dir is not None and dequantize else None
+    options = {"revision": revision, "trust_remote_code": trust_remote_code, "dtype": dtype}
+    if quantization is not None:
+        options.update(quantization_config=quantization, device_map={"": 0} if torch.cuda.is_available() else None)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            base_id, revision=revision, trust_remote_code=trust_remote_code, dtype=dtype
-        )
+        model = AutoModelForCausalLM.from_pretrained(base_id, **options)
     except (OSError, ValueError) as error:
         raise UserError(f"{base_id}: cannot load the model ({str(error).strip().splitlines()[0]})") from None
+    if quantization is not None:
+        logger.info("dequantizing the %s base the adapter was trained on", "4-bit" if quantization.load_in_4bit else "8-bit")
+        model = model.dequantize().to(dtype)
     if adapter_dir is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-    return model.to("cuda" if cuda else "cpu").eval(), tokenizer
+        model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    return model

@@ -1,0 +1,86 @@
+"""scripts/merge_adapter.py: a QLoRA adapter trained here (4-bit nf4 + double quant runs on CPU with bitsandbytes) is
+merged into its dequantized base, and the standalone model computes what the trained 4-bit model + adapter computed."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+from conftest import CPU_TRAINING, SAMPLE_FILES, run_script, write_recipe
+
+from test_bad_input import assert_error_line, run_in_process
+
+QLORA = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "use_bnb_nested_quant": True, "use_peft": True,
+         "lora_r": 8, "lora_alpha": 32, "lora_target_modules": "all-linear", "dtype": "float32",
+         "learning_rate": 5e-3, "num_train_epochs": 2}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def qlora_adapter(tiny_llama, tmp_path_factory):
+    work = tmp_path_factory.mktemp("qlora")
+    recipe = write_recipe(work / "r.yaml", model_name_or_path=str(tiny_llama), task="proverbs",
+                          train_file=str(SAMPLE_FILES["proverbs"]), output_dir=str(work / "adapter"),
+                          per_device_train_batch_size=4, eval_strategy="no", save_strategy="no", **CPU_TRAINING, **QLORA)
+    result = run_script("sft.py", "--config", recipe)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work / "adapter"
+
+
+def logits(model, ids):
+    with torch.no_grad():
+        return model.eval()(torch.tensor([ids])).logits
+
+
+def test_merged_qlora_model_computes_what_the_trained_4bit_model_did(qlora_adapter, tiny_llama, tmp_path):
+    merged = tmp_path / "merged"
+    result = run_script("merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", merged, "--dtype", "float32")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "dequantized from 4-bit" in result.stdout
+    assert not (merged / "adapter_config.json").exists() and (merged / "chat_template.jinja").is_file()
+    assert json.loads((merged / "merge_manifest.json").read_text())["config"]["merge"]["dequantized_from_4bit"]
+
+    ids = list(range(5, 40))
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=torch.float32)
+    trained = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama, quantization_config=quantization),
+                                        qlora_adapter)
+    expected = logits(trained, ids)
+    torch.testing.assert_close(logits(AutoModelForCausalLM.from_pretrained(merged), ids), expected, rtol=1e-4, atol=1e-4)
+
+    # Merging into the original full-precision weights is what --no_dequantize does: not what was trained.
+    plain = tmp_path / "plain"
+    result = run_script("merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", plain, "--dtype", "float32",
+                        "--no_dequantize")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (logits(AutoModelForCausalLM.from_pretrained(plain), ids) - expected).abs().max() > 1e-3
+
+
+def test_generation_from_a_qlora_adapter_uses_the_dequantized_base(qlora_adapter, tmp_path):
+    merged = tmp_path / "merged"
+    assert run_script("merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", merged, "--dtype", "float32").returncode == 0
+    outputs = {}
+    for name, source in {"adapter": ["--checkpoint_dir", qlora_adapter], "merged": ["--checkpoint_dir", merged]}.items():
+        out = tmp_path / f"{name}.csv"
+        result = run_script("generate.py", *source, "--test_path", SAMPLE_FILES["proverbs"], "--out_path", out,
+                            "--max_new_tokens", 12, "--limit", 4)
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs[name] = pd.read_csv(out, keep_default_na=False)["Generated_Explanation"].tolist()
+    assert outputs["adapter"] == outputs["merged"]
+
+
+def test_existing_output_is_not_replaced(qlora_adapter, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "merged"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    status, stderr = run_in_process(monkeypatch, capsys, "merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", out)
+    assert_error_line(status, stderr, str(out), "already exists", "--overwrite")
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_not_an_adapter_directory(tiny_llama, tmp_path, monkeypatch, capsys):
+    status, stderr = run_in_process(monkeypatch, capsys, "merge_adapter.py", "--adapter_dir", tiny_llama, "--out",
+                                    tmp_path / "m")
+    assert_error_line(status, stderr, str(tiny_llama), "adapter_config.json")

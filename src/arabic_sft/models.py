@@ -42,13 +42,31 @@ def get_tokenizer(name: str, revision: str | None = None, trust_remote_code: boo
 
 
 def model_init_kwargs(model_args, training_args) -> dict:
-    """`from_pretrained` arguments from TRL's `ModelConfig`; SFTTrainer adds quantization and the device map."""
-    return {
+    """`from_pretrained` arguments from TRL's `ModelConfig`; SFTTrainer adds quantization and the device map.
+
+    QLoRA under ZeRO-3 or FSDP shards the 4-bit weights, which both engines can do only when they are stored in the
+    model's float dtype: `bnb_4bit_quant_storage` is set to `dtype` (a different value is refused), and the model is
+    loaded without a device map so that the engine places it.
+    """
+    kwargs = {
         "revision": model_args.model_revision,
         "trust_remote_code": training_args.trust_remote_code,
         "attn_implementation": model_args.attn_implementation,
         "dtype": model_args.dtype,
     }
+    plugin = training_args.deepspeed_plugin
+    sharded = (plugin is not None and plugin.zero_stage == 3) or training_args.distributed_state.distributed_type == "FSDP"
+    if model_args.load_in_4bit and sharded:
+        if model_args.dtype in (None, "auto"):
+            raise UserError("QLoRA under ZeRO-3/FSDP needs an explicit `dtype` (e.g. bfloat16) to store the 4-bit weights in")
+        if model_args.bnb_4bit_quant_storage not in (None, model_args.dtype):
+            raise UserError(
+                f"bnb_4bit_quant_storage is {model_args.bnb_4bit_quant_storage} but dtype is {model_args.dtype}: "
+                "ZeRO-3/FSDP can shard 4-bit weights only when both are the same"
+            )
+        model_args.bnb_4bit_quant_storage = model_args.dtype
+        kwargs["device_map"] = None
+    return kwargs
 
 
 def causal_lm_loss_from_logits(outputs, labels, num_items_in_batch=None):

@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RECIPE ?= demo
 ARGS ?=
+# Extra `accelerate launch` flags, e.g. LAUNCH_ARGS="--num_processes 4" or, on a CPU, "--num_processes 2 --mixed_precision no".
+LAUNCH_ARGS ?=
 # make eval: which split, how many examples (empty = all), and extra flags for each script.
 SPLIT ?= test
 LIMIT ?=
@@ -27,7 +29,8 @@ help:
 	@echo "make test                     the test suite"
 	@echo "make data                     fetch the Yemeni proverbs CSVs (sha256-checked) into data/yemeni_proverbs/"
 	@echo "make train RECIPE=<name>      train recipes/<name>.yaml with the accelerate config it names"
-	@echo "                              (ACCELERATE_CONFIG=<cfg> to override, ARGS='--field value' for overrides)"
+	@echo "                              (ACCELERATE_CONFIG=<cfg> to override, ARGS='--field value' for overrides,"
+	@echo "                              LAUNCH_ARGS='--num_processes 4' for accelerate)"
 	@echo "make eval RECIPE=<name>       generate on the test split, then score: results/<name>/metrics_test.{json,md}"
 	@echo "                              (SPLIT=validation, LIMIT=N examples, OVERWRITE=1 to generate again,"
 	@echo "                              GENERATE_ARGS='--batch_size 32', SCORE_ARGS='--no_bertscore')"
@@ -62,7 +65,7 @@ demo: setup data
 train: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
 	@test -f accelerate_configs/$(ACCELERATE_CONFIG).yaml || { echo "error: accelerate_configs/$(ACCELERATE_CONFIG).yaml not found" >&2; exit 2; }
-	$(VENV)/bin/accelerate launch --quiet --config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml \
+	$(VENV)/bin/accelerate launch --quiet --config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml $(LAUNCH_ARGS) \
 		scripts/sft.py --config recipes/$(RECIPE).yaml $(ARGS)
 
 # Generation resumes a killed run; existing predictions are scored as they are unless OVERWRITE=1.

@@ -21,12 +21,13 @@ SHARED_DATA ?= ../shared/data
 PROVERBS_URL := https://raw.githubusercontent.com/NasserThmer/Yemeni-Proverbs-LLM-Benchmark/c3635bd645bf908efc9e8ebaec1179a859d2df48/data
 PROVERBS := Train_data.csv Validation_data.csv Test_data.csv
 
-.PHONY: help setup data demo train eval test clean
+.PHONY: help setup data demo train eval bench test clean
 
 help:
 	@echo "make setup                    create .venv and install the pinned requirements"
 	@echo "make demo                     tiny local model trained on the real proverbs, on CPU (minutes)"
 	@echo "make test                     the test suite"
+	@echo "make bench                    CPU benchmark, seed way vs ours: results/bench/cpu.{json,md} (minutes)"
 	@echo "make data                     fetch the Yemeni proverbs CSVs (sha256-checked) into data/yemeni_proverbs/"
 	@echo "make train RECIPE=<name>      train recipes/<name>.yaml with the accelerate config it names"
 	@echo "                              (ACCELERATE_CONFIG=<cfg> to override, ARGS='--field value' for overrides,"
@@ -78,6 +79,12 @@ eval: setup
 			$(if $(OVERWRITE),--overwrite) $(GENERATE_ARGS); \
 	fi
 	$(PY) scripts/score.py --config recipes/$(RECIPE).yaml --split $(SPLIT) $(SCORE_ARGS)
+
+# A few-million-parameter Llama, so that compute (not Python overhead) dominates the CPU timings.
+bench: setup data
+	$(PY) scripts/make_tiny_model.py --config recipes/demo.yaml --out models/bench-llama \
+		--vocab_size 4000 --hidden_size 256 --num_layers 4 --num_heads 4
+	$(PY) scripts/benchmark.py --config recipes/demo.yaml --model models/bench-llama --out results/bench/cpu.json
 
 test: setup
 	$(PY) -m pytest tests

@@ -69,7 +69,8 @@ train: setup
 	$(VENV)/bin/accelerate launch --quiet --config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml $(LAUNCH_ARGS) \
 		scripts/sft.py --config recipes/$(RECIPE).yaml $(ARGS)
 
-# Generation resumes a killed run; existing predictions are scored as they are unless OVERWRITE=1.
+# Generation resumes a killed run; existing predictions are scored as they are unless OVERWRITE=1. Metrics are
+# always recomputed from the predictions (they record the settings that produced them).
 eval: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
 	@if [ -f "$(PREDICTIONS)" ] && [ -z "$(OVERWRITE)" ]; then \
@@ -78,7 +79,7 @@ eval: setup
 		$(PY) scripts/generate.py --config recipes/$(RECIPE).yaml --split $(SPLIT) $(if $(LIMIT),--limit $(LIMIT)) \
 			$(if $(OVERWRITE),--overwrite) $(GENERATE_ARGS); \
 	fi
-	$(PY) scripts/score.py --config recipes/$(RECIPE).yaml --split $(SPLIT) $(SCORE_ARGS)
+	$(PY) scripts/score.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite $(SCORE_ARGS)
 
 # A few-million-parameter Llama, so that compute (not Python overhead) dominates the CPU timings.
 bench: setup data

@@ -40,6 +40,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference_column", help="default: found by name (Reference_Explanation, Reference_Answer, ...)")
     parser.add_argument("--prediction_column", help="default: found by name (Generated_Explanation, Generated_Answer, ...)")
     parser.add_argument("--out", help="metrics JSON (default: beside the predictions, predictions_X.csv -> metrics_X.json)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing metrics files")
     parser.add_argument("--baseline", choices=sorted(PUBLISHED), help="published results to show beside ours")
     parser.add_argument("--rouge_tokenizer", choices=["arabic", "default"], default="arabic",
                         help="'default' is rouge_score's own, which deletes Arabic letters (to reproduce old numbers)")
@@ -107,6 +108,10 @@ def main():
     args = make_parser().parse_args()
     started = now()
     predictions, references, inputs = resolve_inputs(args)
+    out = Path(args.out)
+    existing = [path for path in (out, out.with_suffix(".md"), out.with_suffix(".examples.csv")) if path.exists()]
+    if existing and not args.overwrite:
+        raise UserError(f"{existing[0]}: already exists (pass --overwrite to replace it)")
     if args.normalize:
         predictions = [metrics.normalize_arabic(text) for text in predictions]
         references = [metrics.normalize_arabic(text) for text in references]
@@ -127,7 +132,6 @@ def main():
             per_example["semantic_similarity"] = scores
     summary = metrics.summarize(per_example)
 
-    out = Path(args.out)
     settings = {**inputs, **{key: value for key, value in vars(args).items() if key not in ("out",)}}
     settings["device"] = device
     settings["bertscore_computed"] = summary["bertscore_f1"] is not None

@@ -60,3 +60,9 @@ def test_help_lists_recipe_fields():
     assert result.returncode == 0
     for field in ("--train_file", "--prompt_template", "--inspect", "--lora_r", "--learning_rate"):
         assert field in result.stdout
+
+
+def test_hub_model_that_cannot_be_reached_offline(make_recipe):
+    recipe = make_recipe("no-such-org/no-such-model")
+    result = run_script("sft.py", "--config", recipe, env={"HF_HUB_OFFLINE": "1"})
+    assert_one_clear_line(result, "no-such-org/no-such-model", "cannot load the tokenizer")

@@ -119,3 +119,15 @@ def test_real_references_score_one_against_themselves(tmp_path):
     metrics = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     assert metrics["n"] == 100 and metrics["bleu1"] == 1.0 and metrics["rougeL"] == 1.0 and metrics["empty_rate"] == 0
     assert metrics["arabic_ratio"] > 0.99
+
+
+def test_existing_metrics_are_kept_unless_overwrite(tmp_path):
+    predictions = write_predictions(tmp_path / "predictions_test.csv")
+    options = ["--no_bertscore", "--no_semantic_similarity"]
+    (tmp_path / "metrics_test.json").write_text("{}", encoding="utf-8")
+    refused = run_script("score.py", predictions, *options)
+    assert_one_clear_line(refused, "metrics_test.json", "already exists", "--overwrite")
+    assert (tmp_path / "metrics_test.json").read_text(encoding="utf-8") == "{}"
+    replaced = run_script("score.py", predictions, *options, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    assert json.loads((tmp_path / "metrics_test.json").read_text(encoding="utf-8"))["n"] == 3

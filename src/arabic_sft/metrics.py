@@ -106,7 +106,7 @@ def bertscore_scores(
     if present:
         computed = bert_score.score(
             [predictions[i] for i in present], [references[i] for i in present], model_type=model,
-            num_layers=num_layers, batch_size=batch_size, device=device, lang="ar",
+            num_layers=num_layers, batch_size=batch_size, device=device, lang="ar", verbose=True,
         )
         for key, values in zip(scores, computed):
             for i, value in zip(present, values.tolist()):
@@ -123,7 +123,7 @@ def semantic_similarities(
     from sentence_transformers import SentenceTransformer
 
     encoder = SentenceTransformer(model, device=device)
-    options = {"batch_size": batch_size, "convert_to_tensor": True, "normalize_embeddings": True, "show_progress_bar": False}
+    options = {"batch_size": batch_size, "convert_to_tensor": True, "normalize_embeddings": True, "show_progress_bar": True}
     left, right = encoder.encode(list(predictions), **options), encoder.encode(list(references), **options)
     cosines = (left * right).sum(dim=-1).clamp(-1.0, 1.0).tolist()
     return [cosine if text.strip() else 0.0 for cosine, text in zip(cosines, predictions)]

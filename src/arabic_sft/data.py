@@ -78,6 +78,11 @@ def read_csv(path: str | Path, encoding: str = "utf-8-sig") -> pd.DataFrame:
         raise UserError(f"{path}: malformed CSV ({str(error).strip().splitlines()[-1]})") from None
 
 
+def columns_by_name(frame: pd.DataFrame) -> dict[str, str]:
+    """A frame's columns keyed by their lower-cased name, with a byte-order mark and surrounding spaces removed."""
+    return {str(column).replace("\ufeff", "").strip().lower(): column for column in frame.columns}
+
+
 def load_split(
     path: str | Path,
     task: str,
@@ -97,7 +102,7 @@ def load_split(
     if frame.empty:
         raise UserError(f"{path}: has a header but no rows")
 
-    found = {str(column).replace("\ufeff", "").strip().lower(): column for column in frame.columns}
+    found = columns_by_name(frame)
     selected = {}
     for name, aliases in spec.columns.items():
         match = next((found[alias] for alias in aliases if alias in found), None)
@@ -163,7 +168,7 @@ PREDICTION_COLUMNS = tuple(t.generated_column for t in TASKS.values()) + ("gener
 
 
 def _find_column(frame: pd.DataFrame, path: Path, given: str | None, candidates: tuple[str, ...], role: str) -> str:
-    found = {str(column).replace("\ufeff", "").strip().lower(): column for column in frame.columns}
+    found = columns_by_name(frame)
     names = [given] if given else candidates
     match = next((found[name.lower()] for name in names if name.lower() in found), None)
     if match is None:

@@ -6,7 +6,6 @@ rouge_score's default tokenizer keeps `[a-z0-9]` and so deletes every Arabic let
 artifact, not the model), so ROUGE here splits on what is not a letter, mark or digit in any script.
 """
 
-import logging
 from collections.abc import Sequence
 
 import pyarabic.araby as araby
@@ -16,15 +15,13 @@ from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from rouge_score import rouge_scorer
 from rouge_score.tokenizers import Tokenizer
 
-logger = logging.getLogger(__name__)
-
 METRIC_KEYS = (
     "n", "bleu1", "bleu2", "bleu4", "rouge1", "rouge2", "rougeL",
     "bertscore_precision", "bertscore_recall", "bertscore_f1", "semantic_similarity", "arabic_ratio", "empty_rate",
 )  # fmt: skip
 
 BLEU_WEIGHTS = {"bleu1": (1, 0, 0, 0), "bleu2": (0.5, 0.5, 0, 0), "bleu4": (0.25, 0.25, 0.25, 0.25)}
-ROUGE_TYPES = {"rouge1": "rouge1", "rouge2": "rouge2", "rougeL": "rougeL"}
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 # bert_score's own choice for `lang="ar"` (what SHEFAA's `lang='ar'` used): multilingual BERT, layer 9.
 BERTSCORE_MODEL = "bert-base-multilingual-cased"
@@ -71,13 +68,13 @@ def rouge_scores(predictions: Sequence[str], references: Sequence[str], tokenize
     if tokenizer not in ("arabic", "default"):
         raise ValueError(f"unknown ROUGE tokenizer {tokenizer!r}")
     scorer = rouge_scorer.RougeScorer(
-        list(ROUGE_TYPES.values()), tokenizer=UnicodeWordTokenizer() if tokenizer == "arabic" else None
+        list(ROUGE_TYPES), tokenizer=UnicodeWordTokenizer() if tokenizer == "arabic" else None
     )
     scores = {name: [] for name in ROUGE_TYPES}
     for prediction, reference in zip(predictions, references, strict=True):
         result = scorer.score(reference, prediction)
-        for name, kind in ROUGE_TYPES.items():
-            scores[name].append(float(result[kind].fmeasure))
+        for name in ROUGE_TYPES:
+            scores[name].append(float(result[name].fmeasure))
     return scores
 
 

@@ -25,7 +25,7 @@ PROVERBS := Train_data.csv Validation_data.csv Test_data.csv
 
 help:
 	@echo "make setup                    create .venv and install the pinned requirements"
-	@echo "make demo                     tiny local model trained on the real proverbs, on CPU (minutes)"
+	@echo "make demo                     tiny local model trained on the real proverbs on CPU, then make eval (minutes)"
 	@echo "make test                     the test suite"
 	@echo "make bench                    CPU benchmark, seed way vs ours: results/bench/cpu.{json,md} (minutes)"
 	@echo "make data                     fetch the Yemeni proverbs CSVs (sha256-checked) into data/yemeni_proverbs/"

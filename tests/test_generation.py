@@ -102,3 +102,22 @@ def test_config_generates_for_a_gpu_recipe_on_cpu_and_names_the_split(tiny_llama
     assert len(predictions) == 3
     missing = run_script("generate.py", "--config", "gpu_recipe.yaml", cwd=tmp_path)
     assert missing.returncode == 2 and "no test file in the recipe" in missing.stderr
+
+
+def test_a_batch_that_runs_out_of_memory_is_generated_in_halves(tiny_llama, caplog):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    rows = load_split(SAMPLE_FILES["proverbs"], "proverbs").to_dict("records")
+    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, DEFAULT_TEMPLATES["proverbs"], True)) for row in rows]
+    expected = generate_texts(model, tokenizer, prompts, max_new_tokens=6, batch_size=12)
+
+    generate = model.generate
+
+    def generate_at_most_three(**kwargs):  # a device that holds three prompts at a time
+        if kwargs["input_ids"].shape[0] > 3:
+            raise torch.OutOfMemoryError("simulated")
+        return generate(**kwargs)
+
+    model.generate = generate_at_most_three
+    assert generate_texts(model, tokenizer, prompts, max_new_tokens=6, batch_size=12) == expected
+    assert "out of memory with a batch of 12 prompts" in caplog.text

@@ -1,9 +1,12 @@
 """Batched generation: length-sorted, left-padded batches, results returned in input order."""
 
+import logging
 from collections.abc import Collection, Iterator, Sequence
 
 import torch
 from transformers import set_seed
+
+logger = logging.getLogger(__name__)
 
 
 def length_sorted_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
@@ -37,24 +40,35 @@ def iter_generations(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     sampling = temperature > 0
     options = {"do_sample": True, "temperature": temperature, "top_p": top_p} if sampling else {"do_sample": False}
+    options.update(max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad_id)
+
+    def generate(batch: list[int]) -> list[tuple[int, str]]:
+        # A batch that does not fit in memory is generated in halves: --batch_size can be the largest that might fit.
+        width = max(len(prompts[i]) for i in batch)
+        input_ids = torch.tensor([[pad_id] * (width - len(prompts[i])) + list(prompts[i]) for i in batch])
+        attention_mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch])
+        try:
+            output = model.generate(
+                input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device), **options
+            )
+        except torch.OutOfMemoryError:
+            if len(batch) == 1:
+                raise
+            del input_ids, attention_mask
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            logger.warning("out of memory with a batch of %d prompts; generating it in halves", len(batch))
+            half = len(batch) // 2
+            return generate(batch[:half]) + generate(batch[half:])
+        texts = tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
+        return [(index, text.strip()) for index, text in zip(batch, texts)]
+
     for number, batch in enumerate(length_sorted_batches(prompts, batch_size)):
         if all(index in skip for index in batch):
             continue
         if sampling:
             set_seed(seed + number)
-        width = max(len(prompts[i]) for i in batch)
-        input_ids = torch.tensor([[pad_id] * (width - len(prompts[i])) + list(prompts[i]) for i in batch])
-        attention_mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch])
-        output = model.generate(
-            input_ids=input_ids.to(model.device),
-            attention_mask=attention_mask.to(model.device),
-            max_new_tokens=max_new_tokens,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=pad_id,
-            **options,
-        )
-        texts = tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
-        yield [(index, text.strip()) for index, text in zip(batch, texts)]
+        yield generate(batch)
 
 
 def generate_texts(model, tokenizer, prompts: Sequence[Sequence[int]], **options) -> list[str]:

@@ -10,7 +10,6 @@ is written to a temporary directory beside --out and renamed when complete.
 """
 
 import argparse
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 
 from arabic_sft.cli import UserError, run_cli
 from arabic_sft.manifest import build_manifest, now, write_json_atomic
-from arabic_sft.models import check_model_source, get_tokenizer, load_model, training_quantization
+from arabic_sft.models import adapter_base, load_model, model_tokenizer, training_quantization
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -46,10 +45,8 @@ def main():
         raise UserError(f"{adapter}: no adapter_config.json (not a LoRA adapter directory)")
     if out.exists() and not args.overwrite:
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
-    base_id = args.base_id or json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
-    check_model_source(base_id, args.revision, args.trust_remote_code)
-    own_tokenizer = (adapter / "tokenizer_config.json").is_file()
-    tokenizer = get_tokenizer(str(adapter)) if own_tokenizer else get_tokenizer(base_id, args.revision, args.trust_remote_code)
+    base_id = args.base_id or adapter_base(adapter)
+    tokenizer = model_tokenizer(base_id, adapter, args.revision, args.trust_remote_code)
 
     quantized = training_quantization(adapter) is not None and not args.no_dequantize
     model = load_model(base_id, args.revision, args.trust_remote_code, DTYPES[args.dtype], adapter, not args.no_dequantize)

@@ -131,22 +131,31 @@ def load_for_generation(
     """
     if adapter_dir is None and model_dir and (Path(model_dir) / "adapter_config.json").is_file():
         adapter_dir = model_dir
-        base_id = base_id or json.loads((Path(model_dir) / "adapter_config.json").read_text())["base_model_name_or_path"]
+        base_id = base_id or adapter_base(model_dir)
     elif adapter_dir is None:
         base_id = model_dir
     if adapter_dir is not None and not Path(adapter_dir).is_dir():
         raise UserError(f"{adapter_dir}: adapter directory not found")
-    own_tokenizer = adapter_dir is not None and (Path(adapter_dir) / "tokenizer_config.json").is_file()
-    if own_tokenizer:
-        check_model_source(base_id, revision, trust_remote_code)
-        tokenizer = get_tokenizer(adapter_dir)
-    else:
-        tokenizer = get_tokenizer(base_id, revision, trust_remote_code)
+    tokenizer = model_tokenizer(base_id, adapter_dir, revision, trust_remote_code)
 
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
     model = load_model(base_id, revision, trust_remote_code, dtype, adapter_dir)
     return model.to("cuda" if cuda else "cpu").eval(), tokenizer
+
+
+def adapter_base(adapter_dir: str | Path) -> str:
+    """The base model id or path an adapter's adapter_config.json names."""
+    return json.loads((Path(adapter_dir) / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+def model_tokenizer(base_id: str, adapter_dir: str | Path | None, revision: str | None, trust_remote_code: bool):
+    """The tokenizer of a base model (+ adapter): the adapter's own when it has one (sft.py saves it, with the chat
+    template it trained on), else the base's. The base is checked (exists, pinned if remote code) either way."""
+    if adapter_dir is not None and (Path(adapter_dir) / "tokenizer_config.json").is_file():
+        check_model_source(base_id, revision, trust_remote_code)
+        return get_tokenizer(str(adapter_dir))
+    return get_tokenizer(base_id, revision, trust_remote_code)
 
 
 def training_quantization(adapter_dir: str | Path):

@@ -45,7 +45,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_new_tokens", type=int, default=256)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     parser.add_argument("--top_p", type=float, default=1.0)
-    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, default=16,
+                        help="prompts per batch; a batch that runs out of memory is generated in halves")
+    parser.add_argument("--static_cache", action="store_true",
+                        help="preallocated KV cache; on a GPU the decoding step is then compiled (torch.compile)")
     parser.add_argument("--limit", type=int, help="generate for N examples, chosen reproducibly with --seed")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output (and its partial run)")
@@ -67,7 +70,8 @@ def resolve(args) -> dict:
                         model_dir=args.checkpoint_dir or fields["output_dir"],
                         test_path=recipe.test_file if args.split == "test" else recipe.validation_file,
                         out_path=f"results/{Path(args.config).stem}/predictions_{args.split}.csv")
-    settings.update({key: value for key, value in vars(args).items() if value is not None and key not in ("checkpoint_dir", "overwrite", "split")})
+    settings.update({key: value for key, value in vars(args).items()
+                     if value is not None and key not in ("checkpoint_dir", "overwrite", "split", "static_cache")})
     if not (settings["model_dir"] or settings.get("base_id")):
         raise UserError("give a model: --config, --checkpoint_dir, or --base_id [--adapter_dir]")
     for key in ("test_path", "out_path"):
@@ -127,7 +131,7 @@ def main():
             handle.write(json.dumps({"settings": settings}, ensure_ascii=False) + "\n")
         for batch in iter_generations(
             model, tokenizer, prompts, args.max_new_tokens, args.batch_size, args.temperature, args.top_p, args.seed,
-            skip=done,
+            skip=done, static_cache=args.static_cache,
         ):
             handle.write("".join(json.dumps({"index": i, "text": t}, ensure_ascii=False) + "\n" for i, t in batch))
             handle.flush()
@@ -140,7 +144,8 @@ def main():
     with atomic_path(out) as temporary:
         predictions.to_csv(temporary, index=False, encoding="utf-8")
     partial.unlink()
-    write_json_atomic(out.with_suffix(".manifest.json"), build_manifest({"generation": settings}, [settings["test_path"]], started))
+    write_json_atomic(out.with_suffix(".manifest.json"), build_manifest(
+        {"generation": {**settings, "static_cache": args.static_cache}}, [settings["test_path"]], started)))
     print(f"wrote {len(predictions)} predictions to {out}")
 
 

@@ -31,7 +31,9 @@ from arabic_sft.configs import parse_recipe
 from arabic_sft.data import get_task, load_training_splits
 from arabic_sft.manifest import build_manifest, now, write_json_atomic
 from arabic_sft.masks import describe_examples, format_example
-from arabic_sft.models import causal_lm_loss_from_logits, check_loss_parity, get_tokenizer, model_init_kwargs
+from arabic_sft.models import (
+    causal_lm_loss_from_logits, check_loss_parity, fp32_trainable_under_fp16, get_tokenizer, model_init_kwargs,
+)
 from arabic_sft.prompts import build_dataset, is_conversational, resolve_template
 from arabic_sft.report import plot_loss_curve
 
@@ -66,6 +68,10 @@ def main(recipe_args, training_args, model_args):
         quantization_config=get_quantization_config(model_args),
         peft_config=get_peft_config(model_args),
     )
+
+    if cast := fp32_trainable_under_fp16(trainer.model, training_args):
+        logger.warning("fp16 mixed precision: %d trainable parameter tensors kept in fp32 (its gradient scaler needs "
+                       "fp32); on a GPU with bf16, `bf16: true` is faster", cast)
 
     if recipe_args.inspect:
         examples = describe_examples(trainer, recipe_args.inspect)

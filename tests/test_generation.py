@@ -35,6 +35,9 @@ def test_batched_greedy_equals_one_by_one(request, model_fixture, task):
     one_by_one = [generate_texts(model, tokenizer, [p], max_new_tokens=20, batch_size=1)[0] for p in prompts]
     assert batched == one_by_one
     assert all(batched)
+    # A preallocated (static) KV cache, sized by the first (longest) batch and reused by the later ones, changes nothing.
+    static = generate_texts(model, tokenizer, prompts, max_new_tokens=20, batch_size=5, static_cache=True)
+    assert static == batched
 
 
 def test_batches_are_length_sorted_and_cover_every_prompt_once():

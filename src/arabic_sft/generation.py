@@ -29,6 +29,7 @@ def iter_generations(
     top_p: float = 1.0,
     seed: int = 0,
     skip: Collection[int] = (),
+    static_cache: bool = False,
 ) -> Iterator[list[tuple[int, str]]]:
     """Generate for each tokenized prompt, yielding `(index, text)` pairs one batch at a time.
 
@@ -36,11 +37,17 @@ def iter_generations(
     tokenizer's EOS. Greedy when `temperature` is 0, else sampling seeded per batch (`seed` + the batch's number),
     so that a resumed run samples what an uninterrupted one would. Batches whose indices are all in `skip` (done in
     an earlier run) are not generated again.
+
+    `static_cache` preallocates the KV cache (transformers' static cache) instead of growing it token by token; on a
+    GPU, transformers then compiles the decoding step with `torch.compile` (first batch slow, later ones fast). The
+    longest batch comes first, so its cache size serves every later batch without a recompile.
     """
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     sampling = temperature > 0
     options = {"do_sample": True, "temperature": temperature, "top_p": top_p} if sampling else {"do_sample": False}
     options.update(max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad_id)
+    if static_cache:
+        options["cache_implementation"] = "static"
 
     def generate(batch: list[int]) -> list[tuple[int, str]]:
         # A batch that does not fit in memory is generated in halves: --batch_size can be the largest that might fit.

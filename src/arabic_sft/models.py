@@ -69,6 +69,24 @@ def model_init_kwargs(model_args, training_args) -> dict:
     return kwargs
 
 
+def fp32_trainable_under_fp16(model, training_args) -> int:
+    """Under fp16 mixed precision, cast trainable parameters that are not fp32 to fp32; returns how many were cast.
+
+    fp16's gradient scaler unscales fp32 gradients only. TRL stores a quantized model's LoRA adapter in bf16, so the
+    seed's QLoRA settings (4-bit, fp16) stop at the first optimizer step on a GPU ("_amp_foreach_non_finite_check_and_
+    unscale_cuda" not implemented for 'BFloat16'). fp32 adapters under fp16 autocast run on GPUs without bf16 (T4,
+    V100); on bf16 GPUs, `bf16: true` is faster. Run before training: the optimizer is built from these parameters.
+    """
+    if not training_args.fp16:
+        return 0
+    cast = 0
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()
+            cast += 1
+    return cast
+
+
 def causal_lm_loss_from_logits(outputs, labels, num_items_in_batch=None):
     """The standard next-token loss computed from the model's own logits (for `SFTTrainer(compute_loss_func=...)`).
 

@@ -21,13 +21,14 @@ SHARED_DATA ?= ../shared/data
 PROVERBS_URL := https://raw.githubusercontent.com/NasserThmer/Yemeni-Proverbs-LLM-Benchmark/c3635bd645bf908efc9e8ebaec1179a859d2df48/data
 PROVERBS := Train_data.csv Validation_data.csv Test_data.csv
 
-.PHONY: help setup data demo train eval bench test clean
+.PHONY: help setup data demo train eval bench bench-gpu test clean
 
 help:
 	@echo "make setup                    create .venv and install the pinned requirements"
 	@echo "make demo                     tiny local model trained on the real proverbs on CPU, then make eval (minutes)"
 	@echo "make test                     the test suite"
 	@echo "make bench                    CPU benchmark, seed way vs ours: results/bench/cpu.{json,md} (minutes)"
+	@echo "make bench-gpu                GPU benchmarks on the real models' shapes: results/bench/gpu-* (CUDA GPU)"
 	@echo "make data                     fetch the Yemeni proverbs CSVs (sha256-checked) into data/yemeni_proverbs/"
 	@echo "make train RECIPE=<name>      train recipes/<name>.yaml with the accelerate config it names"
 	@echo "                              (ACCELERATE_CONFIG=<cfg> to override, ARGS='--field value' for overrides,"
@@ -86,6 +87,10 @@ bench: setup data
 	$(PY) scripts/make_tiny_model.py --config recipes/demo.yaml --out models/bench-llama \
 		--vocab_size 4000 --hidden_size 256 --num_layers 4 --num_heads 4
 	$(PY) scripts/benchmark.py --config recipes/demo.yaml --model models/bench-llama --out results/bench/cpu.json
+
+# The GPU figures (random-weight ALLaM-7B / Jais-256m shapes; needs a CUDA GPU): results/bench/gpu-*.{json,md,log}.
+bench-gpu: setup data
+	PYTHON=$(PY) bash scripts/bench_gpu.sh
 
 test: setup
 	$(PY) -m pytest tests

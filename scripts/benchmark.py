@@ -1,19 +1,28 @@
 """Training and generation throughput: the seed scripts' way against this project's, same model, data and examples.
 
     python scripts/benchmark.py --config recipes/demo.yaml --model models/bench-llama --out results/bench/cpu.json
+    # on a GPU, a random-weight model of a real shape (scripts/make_tiny_model.py --shape allam-7b), QLoRA:
+    python scripts/benchmark.py --config recipes/demo.yaml --model models/allam-7b-shape --peft qlora \
+        --out results/bench/h100-allam7b-qlora.json
 
 Training, one epoch over the same tokenized examples and batch size, each side in its own process (fair peak memory):
-  baseline  HF `Trainer`, every example padded to `max_length` (the seed scripts' tokenization)
+  baseline  HF `Trainer`, every example padded to `max_length` (the seed scripts' tokenization); with --peft, the
+            model wrapped by PEFT's `get_peft_model` as the SHEFAA seed does
   ours      TRL `SFTTrainer` as scripts/sft.py runs it: batches padded to their longest example, and grouped by
-            length (`train_sampling_strategy: group_by_length`) unless --no_group_by_length
-Generation, greedy, the same prompts and max_new_tokens:
-  baseline  one `generate` call per example (the proverbs scripts)
-  ours      length-sorted, left-padded batches (scripts/generate.py); outputs must equal the baseline's
+            length (`train_sampling_strategy: group_by_length`) unless --no_group_by_length; with --peft, TRL's
+            own PEFT setup (`peft_config`)
+Generation, greedy, the same prompts and max_new_tokens (after one untimed warm-up batch on each side):
+  baseline  one `generate` call per example (the proverbs scripts); --baseline_gen_examples times it on the first K
+            prompts only (its tokens/s is then measured on those K, and its outputs compared on those K)
+  ours      length-sorted, left-padded batches (scripts/generate.py, --static_cache as there); outputs must equal
+            the baseline's
 
 tokens/s counts real tokens only (padding excluded): training input tokens, trained (answer + EOS) tokens, and
-generated tokens up to EOS. Peak memory is the process's peak RSS on CPU, `torch.cuda.max_memory_allocated` on GPU.
-MFU (GPU only) = real tokens/s x 6 x N / peak bf16 FLOP/s, with N the model's parameters (full fine-tuning; a LoRA
-run with a frozen base would use 4 x N, +2 x N with gradient checkpointing).
+generated tokens. Peak memory is the process's peak RSS on CPU, `torch.cuda.max_memory_allocated` on GPU.
+MFU (GPU only) = real tokens/s x F / the GPU's peak dense bf16 FLOP/s, with F the FLOPs per token: 6N for full
+fine-tuning, 4N with --peft (frozen base: no weight gradients), +2N with --gradient_checkpointing (the forward runs
+twice). N = the base model's parameters (bf16 shape, even under QLoRA), without the input embedding when it is not
+tied to the LM head (a lookup, not a matmul). Attention's sequence-length term is left out (short examples here).
 """
 
 import argparse
@@ -33,7 +42,9 @@ import torch
 from arabic_sft.cli import UserError, run_cli
 from arabic_sft.manifest import atomic_path, build_manifest, now, write_json_atomic
 
-GPU_PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+# Peak dense bf16 FLOP/s (vendor datasheets), matched in this order against torch.cuda.get_device_name().
+GPU_PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12,
+                       "A10G": 70e12, "L4": 121e12}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -46,7 +57,19 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gen_examples", type=int, default=100, help="test prompts to generate for")
     parser.add_argument("--gen_batch_size", type=int, default=50)
     parser.add_argument("--max_new_tokens", type=int, default=64)
+    parser.add_argument("--baseline_gen_examples", type=int,
+                        help="time the one-by-one baseline on the first K prompts only (default: all)")
     parser.add_argument("--no_group_by_length", action="store_true", help="ours: dynamic padding only")
+    parser.add_argument("--peft", choices=["none", "lora", "qlora"], default="none",
+                        help="training: full fine-tuning, LoRA on the model's dtype, or LoRA on a 4-bit nf4 base")
+    parser.add_argument("--lora_r", type=int, default=8, help="with --peft (default: SHEFAA's 8)")
+    parser.add_argument("--lora_alpha", type=int, default=32)
+    parser.add_argument("--lora_dropout", type=float, default=0.1)
+    parser.add_argument("--lora_target_modules", nargs="+", default=["all-linear"])
+    parser.add_argument("--gradient_checkpointing", action="store_true", help="training, both sides")
+    parser.add_argument("--static_cache", action="store_true", help="ours: generation with a static KV cache")
+    parser.add_argument("--parts", nargs="+", choices=["train", "generate"], default=["train", "generate"])
+    parser.add_argument("--peak_tflops", type=float, help="the GPU's peak dense bf16 TFLOP/s, if not in the table")
     parser.add_argument("--part", choices=["train_baseline", "train_ours", "generate"], help=argparse.SUPPRESS)
     parser.add_argument("--examples_file", help=argparse.SUPPRESS)
     return parser
@@ -99,25 +122,64 @@ class StepTimer:
 
         timer = self
 
+        def sync():  # CUDA runs asynchronously: a step has ended when the GPU has finished it
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+
         class Callback(TrainerCallback):
             def on_train_begin(self, *_, **__):
+                sync()
                 timer.started = time.perf_counter()
 
             def on_step_begin(self, *_, **__):
+                sync()
                 timer.step_started = time.perf_counter()
 
             def on_step_end(self, *_, **__):
+                sync()
                 timer.steps.append(time.perf_counter() - timer.step_started)
 
             def on_train_end(self, *_, **__):
+                sync()
                 timer.total = time.perf_counter() - timer.started
 
         self.steps, self.total, self.callback = [], 0.0, Callback()
 
 
+def base_parameters(model_path: str) -> int:
+    """N of the MFU formula: the model's parameters at its full-precision shape (a 4-bit model packs two weights per
+    byte, so it is counted from its config), without an input embedding that is not tied to the LM head."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_path))
+    untied = model.get_input_embeddings().weight is not model.get_output_embeddings().weight
+    return model.num_parameters() - (model.get_input_embeddings().weight.numel() if untied else 0)
+
+
+def flops_per_token(parameters: int, peft: str, gradient_checkpointing: bool) -> int:
+    return (6 if peft == "none" else 4) * parameters + (2 * parameters if gradient_checkpointing else 0)
+
+
+def load_training_model(args, model_path: str):
+    """The model to train, bf16 on a GPU (fp32 on CPU); 4-bit nf4 with double quantization for --peft qlora."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    kwargs = {"dtype": dtype}
+    if args.peft == "qlora":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
+    if torch.cuda.is_available():
+        kwargs["device_map"] = {"": 0}
+    return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+
+
 def run_training(args, part: str) -> dict:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
+    from peft import LoraConfig, get_peft_model
+    from transformers import Trainer, TrainingArguments, default_data_collator
     from trl import SFTConfig, SFTTrainer
 
     recipe, training, model_path, tokenizer, _ = load_setup(args)
@@ -128,9 +190,14 @@ def run_training(args, part: str) -> dict:
         "num_train_epochs": 1, "learning_rate": training.learning_rate, "lr_scheduler_type": "constant",
         "save_strategy": "no", "eval_strategy": "no", "report_to": "none", "disable_tqdm": True, "seed": 0,
         "use_cpu": not torch.cuda.is_available(), "bf16": torch.cuda.is_available(), "dataloader_num_workers": 0,
-        "gradient_checkpointing": False, "logging_strategy": "no",
+        "gradient_checkpointing": args.gradient_checkpointing, "logging_strategy": "no",
     }  # fmt: skip
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+    lora = None if args.peft == "none" else LoraConfig(
+        r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+        target_modules=args.lora_target_modules[0] if args.lora_target_modules == ["all-linear"] else args.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )  # fmt: skip
+    model = load_training_model(args, model_path)
     timer = StepTimer()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if part == "train_baseline":
@@ -140,6 +207,10 @@ def run_training(args, part: str) -> dict:
             padding = max_length - len(ids)
             rows.append({"input_ids": ids + [pad] * padding, "attention_mask": [1] * len(ids) + [0] * padding,
                          "labels": labels + [-100] * padding})
+        if lora is not None:
+            model = get_peft_model(model, lora)
+            if args.gradient_checkpointing:
+                model.enable_input_require_grads()
         trainer = Trainer(model=model, args=TrainingArguments(**common), train_dataset=Dataset.from_list(rows),
                           data_collator=default_data_collator, callbacks=[timer.callback])
         padded = len(rows) * max_length
@@ -147,8 +218,9 @@ def run_training(args, part: str) -> dict:
         strategy = "random" if args.no_group_by_length else "group_by_length"
         config = SFTConfig(**common, max_length=max_length, train_sampling_strategy=strategy)
         trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(examples),
-                             processing_class=tokenizer, callbacks=[timer.callback])
+                             processing_class=tokenizer, peft_config=lora, callbacks=[timer.callback])
         padded = None
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     trainer.train()
     tokens = sum(min(len(e["input_ids"]), max_length) for e in examples)
     trained = sum(sum(label != -100 for label in e["labels"][:max_length]) for e in examples)
@@ -156,7 +228,7 @@ def run_training(args, part: str) -> dict:
         "examples": len(examples), "steps": len(timer.steps), "train_seconds": timer.total,
         "median_step_s": statistics.median(timer.steps), "tokens": tokens, "trained_tokens": trained,
         "padded_tokens": padded, "tokens_per_s": tokens / timer.total, "trained_tokens_per_s": trained / timer.total,
-        "peak_mem_mb": peak_memory_mb(), "parameters": model.num_parameters(),
+        "peak_mem_mb": peak_memory_mb(), "trainable_parameters": trainable,
     }  # fmt: skip
 
 
@@ -173,25 +245,48 @@ def run_generation(args) -> dict:
     prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, template, conversational))
                for row in rows.head(args.gen_examples).to_dict("records")]
     options = {"max_new_tokens": args.max_new_tokens}
+    baseline_prompts = prompts[: args.baseline_gen_examples or len(prompts)]
 
-    started = time.perf_counter()
-    one_by_one, new_tokens = [], 0
-    with torch.no_grad():
-        for prompt in prompts:  # the seed scripts: one generate call per example
-            output = model.generate(input_ids=torch.tensor([prompt], device=model.device), do_sample=False,
-                                    eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                                    **options)[0, len(prompt):].tolist()
-            new_tokens += len(output)
-            one_by_one.append(tokenizer.decode(output, skip_special_tokens=True).strip())
-    baseline_seconds = time.perf_counter() - started
+    def one_by_one(some: list[list[int]]) -> tuple[list[str], int]:
+        texts, count = [], 0
+        with torch.no_grad():
+            for prompt in some:  # the seed scripts: one generate call per example
+                output = model.generate(input_ids=torch.tensor([prompt], device=model.device), do_sample=False,
+                                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                        **options)[0, len(prompt):].tolist()  # fmt: skip
+                count += len(output)
+                texts.append(tokenizer.decode(output, skip_special_tokens=True).strip())
+        return texts, count
 
-    started = time.perf_counter()
-    batched = generate_texts(model, tokenizer, prompts, batch_size=args.gen_batch_size, **options)
-    ours_seconds = time.perf_counter() - started
+    def timed(function, *arguments):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        result = function(*arguments)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return result, time.perf_counter() - started
+
+    counts: dict[int, int] = {}
+
+    def batched(some: list[list[int]]) -> list[str]:
+        counts.clear()
+        return generate_texts(model, tokenizer, some, batch_size=args.gen_batch_size, static_cache=args.static_cache,
+                              token_counts=counts, **options)
+
+    # Untimed warm-ups: CUDA context and kernels, and for --static_cache the compilation of the decoding step.
+    (_, _), baseline_warmup = timed(one_by_one, prompts[:1])
+    _, warmup = timed(batched, prompts[: args.gen_batch_size])
+    (reference, baseline_tokens), baseline_seconds = timed(one_by_one, baseline_prompts)
+    ours, ours_seconds = timed(batched, prompts)
+    new_tokens = sum(counts.values())
     return {
-        "examples": len(prompts), "new_tokens": new_tokens, "baseline_seconds": baseline_seconds,
-        "ours_seconds": ours_seconds, "baseline_tokens_per_s": new_tokens / baseline_seconds,
-        "ours_tokens_per_s": new_tokens / ours_seconds, "outputs_equal": batched == one_by_one,
+        "examples": len(prompts), "new_tokens": new_tokens, "ours_seconds": ours_seconds,
+        "ours_tokens_per_s": new_tokens / ours_seconds, "warmup_seconds": warmup,
+        "baseline_examples": len(baseline_prompts), "baseline_new_tokens": baseline_tokens,
+        "baseline_seconds": baseline_seconds, "baseline_tokens_per_s": baseline_tokens / baseline_seconds,
+        "baseline_warmup_seconds": baseline_warmup, "outputs_equal": ours[: len(baseline_prompts)] == reference,
+        "new_tokens_equal": sum(counts[i] for i in range(len(baseline_prompts))) == baseline_tokens,
     }  # fmt: skip
 
 
@@ -206,15 +301,53 @@ def run_part(args, part: str, examples_file: Path | None = None) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def gpu_peak_flops(args) -> float | None:
+    if args.peak_tflops:
+        return args.peak_tflops * 1e12
+    name = torch.cuda.get_device_name(0)
+    return next((flops for key, flops in GPU_PEAK_BF16_FLOPS.items() if key in name), None)
+
+
+def training_results(args, baseline: dict, ours: dict) -> dict:
+    parameters = base_parameters(args.model or load_setup(args)[2])
+    per_token = flops_per_token(parameters, args.peft, args.gradient_checkpointing)
+    results = {
+        "train_tokens_per_s_baseline": baseline["tokens_per_s"], "train_tokens_per_s": ours["tokens_per_s"],
+        "train_speedup": ours["tokens_per_s"] / baseline["tokens_per_s"],
+        "trained_tokens_per_s_baseline": baseline["trained_tokens_per_s"],
+        "trained_tokens_per_s": ours["trained_tokens_per_s"],
+        "median_step_s_baseline": baseline["median_step_s"], "median_step_s": ours["median_step_s"],
+        "peak_mem_baseline_mb": baseline["peak_mem_mb"], "peak_mem_mb": ours["peak_mem_mb"],
+        "parameters": parameters, "flops_per_token": per_token, "mfu_baseline": None, "mfu": None,
+    }  # fmt: skip
+    peak = gpu_peak_flops(args) if torch.cuda.is_available() else None
+    if peak:
+        results["mfu_baseline"] = baseline["tokens_per_s"] * per_token / peak
+        results["mfu"] = ours["tokens_per_s"] * per_token / peak
+    return results
+
+
+def generation_results(generation: dict) -> dict:
+    # With --baseline_gen_examples, the baseline's time for all prompts is extrapolated from its tokens/s.
+    baseline_seconds = generation["new_tokens"] / generation["baseline_tokens_per_s"]
+    return {
+        "gen_tokens_per_s_baseline": generation["baseline_tokens_per_s"], "gen_tokens_per_s": generation["ours_tokens_per_s"],
+        "gen_speedup": generation["ours_tokens_per_s"] / generation["baseline_tokens_per_s"],
+        "gen_seconds_baseline": baseline_seconds, "gen_seconds": generation["ours_seconds"],
+        "gen_baseline_extrapolated": generation["baseline_examples"] < generation["examples"],
+        "gen_outputs_equal": generation["outputs_equal"] and generation["new_tokens_equal"],
+    }  # fmt: skip
+
+
 def summary_table(results: dict) -> str:
-    keys = ["train_tokens_per_s_baseline", "train_tokens_per_s", "train_speedup", "trained_tokens_per_s_baseline",
-            "trained_tokens_per_s", "median_step_s_baseline", "median_step_s", "peak_mem_baseline_mb", "peak_mem_mb",
-            "gen_tokens_per_s_baseline", "gen_tokens_per_s", "gen_speedup", "gen_seconds_baseline", "gen_seconds",
-            "gen_outputs_equal"]  # fmt: skip
-    lines = [f"# Benchmark: {results['settings']['model']} on {results['device']}", "",
-             "| measure | value |", "|---|---|"]
-    lines += [f"| {key} | {results[key]:.4g} |" if isinstance(results[key], float) else f"| {key} | {results[key]} |"
-              for key in keys]
+    settings = results["settings"]
+    lines = [f"# Benchmark: {settings['model']} on {results['device']}", "",
+             f"peft: {settings['peft']}, gradient checkpointing: {settings['gradient_checkpointing']}, "
+             f"batch {settings['batch_size']}, static cache: {settings['static_cache']}", "",
+             "| measure | value |", "|---|---|"]  # fmt: skip
+    skip = {"parts", "device", "settings", "manifest"}
+    lines += [f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |"
+              for key, value in results.items() if key not in skip]
     return "\n".join(lines) + "\n"
 
 
@@ -224,39 +357,26 @@ def main():
         result = run_generation(args) if args.part == "generate" else run_training(args, args.part)
         print(json.dumps(result))
         return
+    if args.baseline_gen_examples is not None and not 0 < args.baseline_gen_examples <= args.gen_examples:
+        raise UserError(f"--baseline_gen_examples must be between 1 and --gen_examples ({args.gen_examples})")
+    out = Path(args.out)
     started = now()
-    with tempfile.TemporaryDirectory() as work:
-        print("tokenizing the training examples")
-        examples = tokenized_examples(args, Path(work))
-        parts = {}
-        for part in ("train_baseline", "train_ours", "generate"):
-            print(f"running {part}")
-            parts[part] = run_part(args, part, examples)
-    baseline, ours, generation = parts["train_baseline"], parts["train_ours"], parts["generate"]
-    results = {
-        "train_tokens_per_s_baseline": baseline["tokens_per_s"], "train_tokens_per_s": ours["tokens_per_s"],
-        "train_speedup": ours["tokens_per_s"] / baseline["tokens_per_s"],
-        "trained_tokens_per_s_baseline": baseline["trained_tokens_per_s"],
-        "trained_tokens_per_s": ours["trained_tokens_per_s"],
-        "median_step_s_baseline": baseline["median_step_s"], "median_step_s": ours["median_step_s"],
-        "peak_mem_baseline_mb": baseline["peak_mem_mb"], "peak_mem_mb": ours["peak_mem_mb"],
-        "gen_tokens_per_s_baseline": generation["baseline_tokens_per_s"],
-        "gen_tokens_per_s": generation["ours_tokens_per_s"],
-        "gen_speedup": generation["baseline_seconds"] / generation["ours_seconds"],
-        "gen_seconds_baseline": generation["baseline_seconds"], "gen_seconds": generation["ours_seconds"],
-        "gen_outputs_equal": generation["outputs_equal"],
-        "mfu": None, "mfu_baseline": None,
-    }  # fmt: skip
-    if torch.cuda.is_available():
-        peak = next((flops for name, flops in GPU_PEAK_BF16_FLOPS.items() if name in torch.cuda.get_device_name(0)), None)
-        if peak:
-            flops_per_token = 6 * ours["parameters"]
-            results["mfu"] = ours["tokens_per_s"] * flops_per_token / peak
-            results["mfu_baseline"] = baseline["tokens_per_s"] * flops_per_token / peak
+    parts, results = {}, {}
+    if "train" in args.parts:
+        with tempfile.TemporaryDirectory() as work:
+            print("tokenizing the training examples")
+            examples = tokenized_examples(args, Path(work))
+            for part in ("train_baseline", "train_ours"):
+                print(f"running {part}")
+                parts[part] = run_part(args, part, examples)
+        results.update(training_results(args, parts["train_baseline"], parts["train_ours"]))
+    if "generate" in args.parts:
+        print("running generate")
+        parts["generate"] = run_part(args, "generate")
+        results.update(generation_results(parts["generate"]))
     manifest = build_manifest({"benchmark": vars(args)}, [], started)
     results.update(parts=parts, device=manifest["device"],
                    settings={**vars(args), "model": args.model or "recipe model"}, manifest=manifest)
-    out = Path(args.out)
     write_json_atomic(out, results)
     table = summary_table(results)
     with atomic_path(out.with_suffix(".md")) as temporary:

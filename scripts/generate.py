@@ -145,7 +145,7 @@ def main():
         predictions.to_csv(temporary, index=False, encoding="utf-8")
     partial.unlink()
     write_json_atomic(out.with_suffix(".manifest.json"), build_manifest(
-        {"generation": {**settings, "static_cache": args.static_cache}}, [settings["test_path"]], started)))
+        {"generation": {**settings, "static_cache": args.static_cache}}, [settings["test_path"]], started))
     print(f"wrote {len(predictions)} predictions to {out}")
 
 

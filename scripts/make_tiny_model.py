@@ -4,16 +4,23 @@
     python scripts/make_tiny_model.py --config recipes/demo.yaml --arch gpt2 --out models/tiny-gpt2
 
 `llama` has a chat template (stands in for ALLaM); `gpt2` has none and c_attn/c_proj/c_fc modules (stands in for Jais).
+
+For speed and memory figures on a GPU, a random-weight Llama of a real model's shape (scripts/benchmark.py):
+
+    python scripts/make_tiny_model.py --config recipes/demo.yaml --shape allam-7b --out models/allam-7b-shape \
+        --dtype bfloat16 --device cuda
 """
 
 import argparse
 from pathlib import Path
 
+import torch
+
 from arabic_sft.cli import UserError, run_cli
 from arabic_sft.configs import parse_recipe
 from arabic_sft.data import get_task, load_split
 from arabic_sft.prompts import build_prompt, resolve_template
-from arabic_sft.tiny import ARCHITECTURES, build_tiny_model
+from arabic_sft.tiny import ARCHITECTURES, SHAPES, build_tiny_model
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -25,6 +32,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hidden_size", type=int, default=64)
     parser.add_argument("--num_layers", type=int, default=2)
     parser.add_argument("--num_heads", type=int, default=4)
+    parser.add_argument("--shape", choices=sorted(SHAPES),
+                        help="a real model's shape (llama only; replaces --hidden_size/--num_layers/--num_heads)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                        help="weights as created and saved")
+    parser.add_argument("--device", default="cpu", help="where to create the weights (cuda: much faster for 7B)")
     parser.add_argument("--overwrite", action="store_true", help="rebuild even if the output directory has a model")
     return parser
 
@@ -42,10 +54,13 @@ def main():
     answer = get_task(recipe.task).answer
     rows = load_split(recipe.train_file, recipe.task, encoding=recipe.csv_encoding).to_dict("records")
     texts = [build_prompt(row, template) + " " + row[answer] for row in rows]
-    build_tiny_model(
-        args.arch, texts, out, args.vocab_size, args.hidden_size, args.num_layers, args.num_heads
-    )
-    print(f"built a tiny {args.arch} model with a tokenizer trained on {len(texts)} rows of {recipe.train_file} in {out}")
+    if args.shape and args.arch != "llama":
+        raise UserError(f"--shape builds a Llama of {args.shape}'s shape; drop --arch {args.arch}")
+    shape = SHAPES[args.shape] if args.shape else {
+        "hidden_size": args.hidden_size, "num_layers": args.num_layers, "num_heads": args.num_heads}
+    build_tiny_model(args.arch, texts, out, args.vocab_size, **shape, dtype=getattr(torch, args.dtype), device=args.device)
+    print(f"built a random-weight {args.arch} model ({args.shape or 'tiny'} shape) with a tokenizer trained on "
+          f"{len(texts)} rows of {recipe.train_file} in {out}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def iter_generations(
     seed: int = 0,
     skip: Collection[int] = (),
     static_cache: bool = False,
+    token_counts: dict[int, int] | None = None,
 ) -> Iterator[list[tuple[int, str]]]:
     """Generate for each tokenized prompt, yielding `(index, text)` pairs one batch at a time.
 
@@ -41,6 +42,8 @@ def iter_generations(
     `static_cache` preallocates the KV cache (transformers' static cache) instead of growing it token by token; on a
     GPU, transformers then compiles the decoding step with `torch.compile` (first batch slow, later ones fast). The
     longest batch comes first, so its cache size serves every later batch without a recompile.
+
+    `token_counts`, if given, receives each prompt's number of new tokens (up to and including EOS), for benchmarks.
     """
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     sampling = temperature > 0
@@ -68,6 +71,9 @@ def iter_generations(
             half = len(batch) // 2
             return generate(batch[:half]) + generate(batch[half:])
         texts = tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
+        if token_counts is not None:
+            for index, row in zip(batch, output[:, width:].tolist()):
+                token_counts[index] = row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
         return [(index, text.strip()) for index, text in zip(batch, texts)]
 
     for number, batch in enumerate(length_sorted_batches(prompts, batch_size)):

@@ -28,6 +28,19 @@ CHAT_TEMPLATE = (
 
 ARCHITECTURES = ("llama", "gpt2")
 
+# Random-weight Llamas of the real models' shapes, for speed and memory figures (benchmark.py on a GPU). ALLaM-7B is
+# a Llama; Jais-family-256m (GPT-style, ALiBi, SwiGLU; config.json of inceptionai/Jais-family-256m) is stood in for by
+# a Llama of its width, depth, heads, MLP width and vocabulary. The tokenizer stays the locally trained one: the
+# embedding and LM head have the real vocabulary's rows, of which the tokenizer uses the first ones.
+SHAPES = {
+    "allam-7b": {"hidden_size": 4096, "num_layers": 32, "num_heads": 32, "num_kv_heads": 32,
+                 "intermediate_size": 11008, "model_vocab_size": 64000, "tie_word_embeddings": False,
+                 "max_positions": 4096},
+    "jais-256m": {"hidden_size": 1088, "num_layers": 14, "num_heads": 17, "num_kv_heads": 17,
+                  "intermediate_size": 2912, "model_vocab_size": 84992, "tie_word_embeddings": True,
+                  "max_positions": 2048},
+}  # fmt: skip
+
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, chat_template: bool = True):
     """A byte-level BPE tokenizer trained on `texts` (lossless on any Unicode, Arabic included)."""
@@ -48,6 +61,17 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, chat_template:
     return tokenizer
 
 
+def construct(model_class, config, dtype: torch.dtype, device: str):
+    """The model with its random weights created in `dtype` on `device` (a 7B model never exists in fp32)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            return model_class(config)
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def build_tiny_model(
     arch: str,
     texts: Iterable[str],
@@ -58,31 +82,43 @@ def build_tiny_model(
     num_heads: int = 4,
     max_positions: int = 1024,
     seed: int = 0,
+    intermediate_size: int | None = None,
+    num_kv_heads: int | None = None,
+    model_vocab_size: int | None = None,
+    tie_word_embeddings: bool = True,
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
 ) -> Path:
-    """Build and save a random-weight `arch` model and its tokenizer trained on `texts`; returns the directory."""
+    """Build and save a random-weight `arch` model and its tokenizer trained on `texts`; returns the directory.
+
+    Defaults make a tiny model (MLP width 2 x hidden, half as many KV heads as heads, embedding rows = tokenizer
+    size); the keyword arguments give any other shape (SHAPES). `device="cuda"` initializes large models quickly.
+    """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
     torch.manual_seed(seed)
     tokenizer = train_tokenizer(texts, vocab_size, chat_template=arch == "llama")
+    if model_vocab_size is not None and model_vocab_size < len(tokenizer):
+        raise ValueError(f"model_vocab_size {model_vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens")
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in SPECIAL_TOKENS.items()}
     if arch == "llama":
         config = LlamaConfig(
-            vocab_size=len(tokenizer),
+            vocab_size=model_vocab_size or len(tokenizer),
             hidden_size=hidden_size,
-            intermediate_size=2 * hidden_size,
+            intermediate_size=intermediate_size or 2 * hidden_size,
             num_hidden_layers=num_layers,
             num_attention_heads=num_heads,
-            num_key_value_heads=max(1, num_heads // 2),
+            num_key_value_heads=num_kv_heads or max(1, num_heads // 2),
             max_position_embeddings=max_positions,
             bos_token_id=ids["bos_token"],
             eos_token_id=ids["eos_token"],
             pad_token_id=ids["pad_token"],
-            tie_word_embeddings=True,
+            tie_word_embeddings=tie_word_embeddings,
         )
-        model = LlamaForCausalLM(config)
+        model = construct(LlamaForCausalLM, config, dtype, device)
     else:
         config = GPT2Config(
-            vocab_size=len(tokenizer),
+            vocab_size=model_vocab_size or len(tokenizer),
             n_embd=hidden_size,
             n_layer=num_layers,
             n_head=num_heads,
@@ -91,7 +127,7 @@ def build_tiny_model(
             eos_token_id=ids["eos_token"],
             pad_token_id=ids["pad_token"],
         )
-        model = GPT2LMHeadModel(config)
+        model = construct(GPT2LMHeadModel, config, dtype, device)
     model.generation_config = GenerationConfig(
         bos_token_id=ids["bos_token"], eos_token_id=ids["eos_token"], pad_token_id=ids["pad_token"]
     )

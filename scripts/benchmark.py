@@ -60,6 +60,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline_gen_examples", type=int,
                         help="time the one-by-one baseline on the first K prompts only (default: all)")
     parser.add_argument("--no_group_by_length", action="store_true", help="ours: dynamic padding only")
+    parser.add_argument("--padding_free", action="store_true",
+                        help="ours: each batch as one row, sequences isolated by their position_ids (no padding)")
     parser.add_argument("--peft", choices=["none", "lora", "qlora"], default="none",
                         help="training: full fine-tuning, LoRA on the model's dtype, or LoRA on a 4-bit nf4 base")
     parser.add_argument("--lora_r", type=int, default=8, help="with --peft (default: SHEFAA's 8)")
@@ -216,7 +218,9 @@ def run_training(args, part: str) -> dict:
         padded = len(rows) * max_length
     else:
         strategy = "random" if args.no_group_by_length else "group_by_length"
-        config = SFTConfig(**common, max_length=max_length, train_sampling_strategy=strategy)
+        # The examples are already truncated to max_length; TRL refuses max_length with padding_free (not enforced).
+        config = SFTConfig(**common, max_length=None if args.padding_free else max_length,
+                           train_sampling_strategy=strategy, padding_free=args.padding_free)
         trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(examples),
                              processing_class=tokenizer, peft_config=lora, callbacks=[timer.callback])
         padded = None

@@ -23,11 +23,11 @@ class ScaledLogitsLlama(LlamaForCausalLM):
         return outputs
 
 
-def make_trainer(model, tokenizer, tmp_path, **trainer_kwargs):
+def make_trainer(model, tokenizer, tmp_path, config: dict | None = None, **trainer_kwargs):
     data = load_split(SAMPLE_FILES["proverbs"], "proverbs")
     conversational = tokenizer.chat_template is not None
     dataset = build_dataset(data, DEFAULT_TEMPLATES["proverbs"], "explanation", conversational)
-    args = SFTConfig(output_dir=str(tmp_path), **CPU_TRAINING)
+    args = SFTConfig(output_dir=str(tmp_path), **CPU_TRAINING, **(config or {}))
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, **trainer_kwargs)
 
 

@@ -10,7 +10,7 @@
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 OUT=${BENCH_OUT:-results/bench}
-ALL=(jais256m-qlora allam7b-lora allam7b-qlora allam7b-generate)
+ALL=(jais256m-qlora allam7b-lora allam7b-lora-bf16 allam7b-qlora allam7b-generate)
 
 for name in "${@:-${ALL[@]}}"; do
     [[ " ${ALL[*]} " == *" $name "* ]] || { echo "error: unknown benchmark $name (known: ${ALL[*]})" >&2; exit 1; }
@@ -40,6 +40,8 @@ for name in "${@:-${ALL[@]}}"; do
     case $name in
         jais256m-qlora) build jais-256m; bench "$name" --model models/jais-256m-shape --peft qlora --parts train ;;
         allam7b-lora) build allam-7b; bench "$name" --model models/allam-7b-shape --peft lora --parts train ;;
+        allam7b-lora-bf16) build allam-7b; bench "$name" --model models/allam-7b-shape --peft lora --parts train \
+            --adapter_dtype bfloat16 ;;
         allam7b-qlora) build allam-7b; bench "$name" --model models/allam-7b-shape --peft qlora --parts train ;;
         allam7b-generate) build allam-7b; bench "$name" --model models/allam-7b-shape --parts generate \
             --max_new_tokens 128 --gen_batch_size 100 --static_cache --baseline_gen_examples 10 ;;

@@ -68,6 +68,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lora_alpha", type=int, default=32)
     parser.add_argument("--lora_dropout", type=float, default=0.1)
     parser.add_argument("--lora_target_modules", nargs="+", default=["all-linear"])
+    parser.add_argument("--adapter_dtype", choices=["auto", "bfloat16", "float32"], default="auto",
+                        help="ours, with --peft: the LoRA parameters' dtype, as the recipe field of that name")
     parser.add_argument("--gradient_checkpointing", action="store_true", help="training, both sides")
     parser.add_argument("--static_cache", action="store_true", help="ours: generation with a static KV cache")
     parser.add_argument("--parts", nargs="+", choices=["train", "generate"], default=["train", "generate"])
@@ -184,6 +186,8 @@ def run_training(args, part: str) -> dict:
     from transformers import Trainer, TrainingArguments, default_data_collator
     from trl import SFTConfig, SFTTrainer
 
+    from arabic_sft.models import cast_trainable
+
     recipe, training, model_path, tokenizer, _ = load_setup(args)
     payload = json.loads(Path(args.examples_file).read_text(encoding="utf-8"))
     examples, max_length = payload["examples"], payload["max_length"]
@@ -224,7 +228,10 @@ def run_training(args, part: str) -> dict:
         trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(examples),
                              processing_class=tokenizer, peft_config=lora, callbacks=[timer.callback])
         padded = None
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+        if args.peft != "none":
+            cast_trainable(trainer.model, {"auto": None, "bfloat16": torch.bfloat16, "float32": torch.float32}[args.adapter_dtype])
+    trainable = [p for p in trainer.model.parameters() if p.requires_grad]
+    trainable_dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in trainable})
     trainer.train()
     tokens = sum(min(len(e["input_ids"]), max_length) for e in examples)
     trained = sum(sum(label != -100 for label in e["labels"][:max_length]) for e in examples)
@@ -232,7 +239,8 @@ def run_training(args, part: str) -> dict:
         "examples": len(examples), "steps": len(timer.steps), "train_seconds": timer.total,
         "median_step_s": statistics.median(timer.steps), "tokens": tokens, "trained_tokens": trained,
         "padded_tokens": padded, "tokens_per_s": tokens / timer.total, "trained_tokens_per_s": trained / timer.total,
-        "peak_mem_mb": peak_memory_mb(), "trainable_parameters": trainable,
+        "peak_mem_mb": peak_memory_mb(), "trainable_parameters": sum(p.numel() for p in trainable),
+        "trainable_dtypes": trainable_dtypes,
     }  # fmt: skip
 
 

@@ -32,7 +32,7 @@ from arabic_sft.data import get_task, load_training_splits
 from arabic_sft.manifest import build_manifest, now, write_json_atomic
 from arabic_sft.masks import describe_examples, format_example
 from arabic_sft.models import (
-    causal_lm_loss_from_logits, check_loss_parity, fp32_trainable_under_fp16, get_tokenizer, model_init_kwargs,
+    cast_trainable, causal_lm_loss_from_logits, check_loss_parity, get_tokenizer, model_init_kwargs, trainable_dtype,
 )
 from arabic_sft.prompts import build_dataset, is_conversational, resolve_template
 from arabic_sft.report import plot_loss_curve
@@ -58,6 +58,7 @@ def main(recipe_args, training_args, model_args):
     logger.info("data: %s; %s prompts", {k: len(v) for k, v in dataset.items()}, "chat" if conversational else "plain")
 
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
+    dtype = trainable_dtype(recipe_args.adapter_dtype, model_args, training_args)  # checked before the model loads
     trainer = SFTTrainer(
         model=model_args.model_name_or_path,
         args=training_args,
@@ -69,9 +70,9 @@ def main(recipe_args, training_args, model_args):
         peft_config=get_peft_config(model_args),
     )
 
-    if cast := fp32_trainable_under_fp16(trainer.model, training_args):
-        logger.warning("fp16 mixed precision: %d trainable parameter tensors kept in fp32 (its gradient scaler needs "
-                       "fp32); on a GPU with bf16, `bf16: true` is faster", cast)
+    if cast := cast_trainable(trainer.model, dtype):
+        reason = "fp16's grad scaler needs fp32; `bf16: true` is faster where the GPU has bf16" if training_args.fp16 else "adapter_dtype"
+        logger.warning("%d trainable parameter tensors kept in %s (%s)", cast, str(dtype).removeprefix("torch."), reason)
 
     if recipe_args.inspect:
         examples = describe_examples(trainer, recipe_args.inspect)

@@ -46,6 +46,8 @@ def test_benchmark_qlora_checkpointing_static_cache_and_a_baseline_subset(tiny_l
     assert results["mfu"] is None  # no GPU peak to divide by on CPU
     baseline, ours = results["parts"]["train_baseline"], results["parts"]["train_ours"]
     assert baseline["trainable_parameters"] == ours["trainable_parameters"] < parameters / 4  # the same adapters
+    # PEFT's fp32 adapters (the seed way) against TRL's bf16 adapters on a 4-bit model (adapter_dtype auto)
+    assert baseline["trainable_dtypes"] == ["float32"] and ours["trainable_dtypes"] == ["bfloat16"]
     generation = results["parts"]["generate"]
     assert generation["baseline_examples"] == 2 and generation["examples"] == 6
     assert results["gen_baseline_extrapolated"] is True and results["gen_outputs_equal"] is True

@@ -57,6 +57,16 @@ class RecipeArguments:
             "(for models that scale their logits in their own forward, e.g. Jais)."
         },
     )
+    adapter_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "dtype of the trained LoRA parameters. 'auto': as TRL and PEFT store them (fp32; bf16 for a 4-bit "
+            "model or under ZeRO-3), fp32 under fp16 mixed precision (its grad scaler needs it). 'bfloat16': bf16 "
+            "adapters with a bf16 base (faster on a GPU: no fp32 adapter matmuls; updates are rounded to bf16). "
+            "'float32': fp32 adapters.",
+            "choices": ["auto", "bfloat16", "float32"],
+        },
+    )
     check_loss_parity: bool = field(
         default=True,
         metadata={"help": "Before training, check that the trainer's loss equals the model's own loss on one batch."},

@@ -69,20 +69,35 @@ def model_init_kwargs(model_args, training_args) -> dict:
     return kwargs
 
 
-def fp32_trainable_under_fp16(model, training_args) -> int:
-    """Under fp16 mixed precision, cast trainable parameters that are not fp32 to fp32; returns how many were cast.
+def trainable_dtype(adapter_dtype: str, model_args, training_args) -> torch.dtype | None:
+    """The dtype the trainable parameters must have before training, or None to keep what TRL/PEFT chose.
 
     fp16's gradient scaler unscales fp32 gradients only. TRL stores a quantized model's LoRA adapter in bf16, so the
     seed's QLoRA settings (4-bit, fp16) stop at the first optimizer step on a GPU ("_amp_foreach_non_finite_check_and_
-    unscale_cuda" not implemented for 'BFloat16'). fp32 adapters under fp16 autocast run on GPUs without bf16 (T4,
-    V100); on bf16 GPUs, `bf16: true` is faster. Run before training: the optimizer is built from these parameters.
+    unscale_cuda" not implemented for 'BFloat16'): under fp16 (without DeepSpeed, which keeps its own fp32 master
+    weights) the trainable parameters become fp32. That runs on GPUs without bf16 (T4, V100); `bf16: true` is faster
+    where there is bf16. Otherwise `adapter_dtype` asks for bf16 or fp32 LoRA parameters explicitly.
     """
-    if not training_args.fp16:
-        return 0
+    deepspeed = training_args.deepspeed_plugin is not None
+    if adapter_dtype != "auto":
+        if not model_args.use_peft:
+            raise UserError(f"adapter_dtype: {adapter_dtype} is for LoRA (use_peft: true); full fine-tuning trains the model's own dtype")
+        if deepspeed:
+            raise UserError(f"adapter_dtype: {adapter_dtype} under DeepSpeed: leave it auto (DeepSpeed needs one dtype for all parameters under ZeRO-3, and keeps fp32 master weights itself)")
+    if training_args.fp16 and not deepspeed:
+        if adapter_dtype == "bfloat16":
+            raise UserError("adapter_dtype: bfloat16 with fp16 mixed precision: fp16's grad scaler needs fp32 parameters (use bf16: true)")
+        return torch.float32
+    return {"auto": None, "bfloat16": torch.bfloat16, "float32": torch.float32}[adapter_dtype]
+
+
+def cast_trainable(model, dtype: torch.dtype | None) -> int:
+    """Cast the trainable parameters to `dtype` (before the optimizer is built from them); returns how many were cast.
+    DoRA magnitude vectors stay as they are, as TRL leaves them: their updates can be too small for bf16."""
     cast = 0
-    for parameter in model.parameters():
-        if parameter.requires_grad and parameter.dtype != torch.float32:
-            parameter.data = parameter.data.float()
+    for name, parameter in model.named_parameters():
+        if dtype is not None and parameter.requires_grad and parameter.dtype != dtype and "lora_magnitude_vector" not in name:
+            parameter.data = parameter.data.to(dtype)
             cast += 1
     return cast
 

@@ -99,19 +99,22 @@ def load_setup(args):
 
 def tokenized_examples(args, work: Path) -> Path:
     """Tokenize the training examples once, as TRL does for sft.py (prompt masked, answer + EOS trained)."""
-    from datasets import Dataset
+    from transformers import LlamaConfig, LlamaForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     from arabic_sft.data import get_task, load_split
     from arabic_sft.prompts import build_dataset, resolve_template
 
-    recipe, training, model, tokenizer, conversational = load_setup(args)
+    recipe, training, _, tokenizer, conversational = load_setup(args)
     rows = load_split(recipe.train_file, recipe.task, encoding=recipe.csv_encoding).head(args.train_examples)
     dataset = build_dataset(rows, resolve_template(recipe.task, recipe.prompt_template), get_task(recipe.task).answer,
                             conversational)
     config = SFTConfig(output_dir=str(work / "tokenize"), max_length=training.max_length, use_cpu=True, bf16=False,
                        report_to="none", gradient_checkpointing=False)
-    prepared = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer).train_dataset
+    # TRL's tokenization depends on the tokenizer and config only: a one-layer stand-in spares loading a 7B model here.
+    stand_in = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                                            num_hidden_layers=1, num_attention_heads=2))
+    prepared = SFTTrainer(model=stand_in, args=config, train_dataset=dataset, processing_class=tokenizer).train_dataset
     examples = [{"input_ids": row["input_ids"], "labels": row["labels"]} for row in prepared]
     path = work / "examples.json"
     path.write_text(json.dumps({"examples": examples, "max_length": training.max_length}), encoding="utf-8")

@@ -32,7 +32,8 @@ from arabic_sft.data import get_task, load_training_splits
 from arabic_sft.manifest import build_manifest, now, write_json_atomic
 from arabic_sft.masks import describe_examples, format_example
 from arabic_sft.models import (
-    cast_trainable, causal_lm_loss_from_logits, check_loss_parity, get_tokenizer, model_init_kwargs, trainable_dtype,
+    cast_trainable, causal_lm_loss_from_logits, check_loss_parity, check_padding_free, get_tokenizer, model_init_kwargs,
+    trainable_dtype,
 )
 from arabic_sft.prompts import build_dataset, is_conversational, resolve_template
 from arabic_sft.report import plot_loss_curve
@@ -59,6 +60,7 @@ def main(recipe_args, training_args, model_args):
 
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     dtype = trainable_dtype(recipe_args.adapter_dtype, model_args, training_args)  # checked before the model loads
+    check_padding_free(training_args)
     trainer = SFTTrainer(
         model=model_args.model_name_or_path,
         args=training_args,

@@ -69,6 +69,13 @@ def test_wrong_choice_in_a_recipe_field(make_recipe, tiny_llama, monkeypatch, ca
     assert_error_line(status, stderr, str(recipe), "chat_format", "'markdown'", "auto, chat, plain")
 
 
+def test_padding_free_with_a_remote_code_model(make_recipe, tiny_llama, monkeypatch, capsys):
+    # Jais builds its own attention mask: the sequences of a padding-free row would see each other.
+    status, stderr = run_in_process(monkeypatch, capsys, "sft.py", "--config", make_recipe(tiny_llama),
+                                    "--padding_free", "true", "--trust_remote_code", "true")
+    assert_error_line(status, stderr, "padding_free", "remote-code")
+
+
 def test_limit_larger_than_the_test_file(tiny_llama, tmp_path, monkeypatch, capsys):
     out = tmp_path / "pred.csv"
     status, stderr = run_in_process(monkeypatch, capsys, "generate.py", "--checkpoint_dir", tiny_llama, "--test_path",

@@ -91,6 +91,16 @@ def trainable_dtype(adapter_dtype: str, model_args, training_args) -> torch.dtyp
     return {"auto": None, "bfloat16": torch.bfloat16, "float32": torch.float32}[adapter_dtype]
 
 
+def check_padding_free(training_args) -> None:
+    """Padding-free rows (TRL's `padding_free`, or packing with the 'bfd' strategies) isolate their sequences only
+    through the mask transformers builds from the restarting position_ids in its own model classes; a remote-code
+    model (Jais) builds its own mask and would let the sequences of a row attend to each other."""
+    packed = training_args.padding_free or (training_args.packing and training_args.packing_strategy in ("bfd", "bfd_split"))
+    if packed and training_args.trust_remote_code:
+        raise UserError("padding_free/packing with a remote-code model: its sequences would attend to each other "
+                        "(only transformers' own model classes isolate them); use padding_free: false")
+
+
 def cast_trainable(model, dtype: torch.dtype | None) -> int:
     """Cast the trainable parameters to `dtype` (before the optimizer is built from them); returns how many were cast.
     DoRA magnitude vectors stay as they are, as TRL leaves them: their updates can be too small for bf16."""

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from arabic_sft.data import get_task, load_split
@@ -54,6 +55,19 @@ def tiny_bert(tmp_path_factory) -> Path:
     """A tiny random BERT encoder (WordPiece trained on both samples): BERTScore and semantic similarity offline."""
     texts = sample_texts("proverbs") + sample_texts("medical_qa")
     return build_tiny_bert(texts, tmp_path_factory.mktemp("tiny-bert"))
+
+
+def sharp_random_model(path: Path):
+    """(model in eval mode, tokenizer) with weights redrawn from N(0, 0.5): untrained weights give near-uniform logits
+    (often a special token first); larger ones give varied text and sharp logits, so a leak or a mismatch shows."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.5)
+    return model, AutoTokenizer.from_pretrained(path)
 
 
 def write_recipe(path: Path, **fields) -> Path:

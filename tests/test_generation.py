@@ -14,19 +14,12 @@ from arabic_sft.data import load_split
 from arabic_sft.generation import generate_texts, length_sorted_batches
 from arabic_sft.prompts import DEFAULT_TEMPLATES, build_model_prompt, prompt_token_ids
 
-from conftest import ROOT, SAMPLE_FILES, run_script, write_recipe
+from conftest import ROOT, SAMPLE_FILES, run_script, sharp_random_model, write_recipe
 
 
 @pytest.mark.parametrize("model_fixture, task", [("tiny_llama", "proverbs"), ("tiny_gpt2", "medical_qa")])
 def test_batched_greedy_equals_one_by_one(request, model_fixture, task):
-    path = request.getfixturevalue(model_fixture)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path).eval()
-    # Untrained weights give near-uniform logits (often a special token first); larger ones give varied text.
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0.0, 0.5)
+    model, tokenizer = sharp_random_model(request.getfixturevalue(model_fixture))
     conversational = tokenizer.chat_template is not None
     rows = load_split(SAMPLE_FILES[task], task).to_dict("records")
     prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, DEFAULT_TEMPLATES[task], conversational)) for row in rows]

@@ -9,8 +9,8 @@ such a row is the loss of its sequences run alone."""
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from conftest import sharp_random_model
 from test_loss_parity import make_trainer
 
 
@@ -21,13 +21,7 @@ def sequence_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("model_fixture", ["tiny_llama", "tiny_gpt2"])
 def test_a_padded_batch_gives_each_sequence_its_own_loss(request, model_fixture, tmp_path):
-    path = request.getfixturevalue(model_fixture)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path).eval()
-    torch.manual_seed(0)
-    with torch.no_grad():  # larger random weights: sharper logits, so a leak would show
-        for parameter in model.parameters():
-            parameter.normal_(0.0, 0.5)
+    model, tokenizer = sharp_random_model(request.getfixturevalue(model_fixture))
     trainer = make_trainer(model, tokenizer, tmp_path)
     features = [{key: trainer.train_dataset[i][key] for key in ("input_ids", "labels")} for i in range(6)]
     batch = trainer.data_collator(features)
@@ -46,13 +40,7 @@ def test_a_padded_batch_gives_each_sequence_its_own_loss(request, model_fixture,
 
 @pytest.mark.parametrize("model_fixture", ["tiny_llama", "tiny_gpt2"])
 def test_a_padding_free_row_gives_the_loss_of_its_sequences_alone(request, model_fixture, tmp_path):
-    path = request.getfixturevalue(model_fixture)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path).eval()
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0.0, 0.5)
+    model, tokenizer = sharp_random_model(request.getfixturevalue(model_fixture))
     trainer = make_trainer(model, tokenizer, tmp_path, config={"padding_free": True, "max_length": None})
     features = [{key: trainer.train_dataset[i][key] for key in ("input_ids", "labels")} for i in range(6)]
     batch = trainer.data_collator(features)

@@ -41,6 +41,7 @@ import torch
 
 from arabic_sft.cli import UserError, run_cli
 from arabic_sft.manifest import atomic_path, build_manifest, now, write_json_atomic
+from arabic_sft.models import ADAPTER_DTYPES
 
 # Peak dense bf16 FLOP/s (vendor datasheets), matched in this order against torch.cuda.get_device_name().
 GPU_PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12,
@@ -68,7 +69,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lora_alpha", type=int, default=32)
     parser.add_argument("--lora_dropout", type=float, default=0.1)
     parser.add_argument("--lora_target_modules", nargs="+", default=["all-linear"])
-    parser.add_argument("--adapter_dtype", choices=["auto", "bfloat16", "float32"], default="auto",
+    parser.add_argument("--adapter_dtype", choices=list(ADAPTER_DTYPES), default="auto",
                         help="ours, with --peft: the LoRA parameters' dtype, as the recipe field of that name")
     parser.add_argument("--gradient_checkpointing", action="store_true", help="training, both sides")
     parser.add_argument("--static_cache", action="store_true", help="ours: generation with a static KV cache")
@@ -168,26 +169,25 @@ def flops_per_token(parameters: int, peft: str, gradient_checkpointing: bool) ->
     return (6 if peft == "none" else 4) * parameters + (2 * parameters if gradient_checkpointing else 0)
 
 
-def load_training_model(args, model_path: str):
-    """The model to train, bf16 on a GPU (fp32 on CPU); 4-bit nf4 with double quantization for --peft qlora."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+def training_model_config(args, model_path: str):
+    """TRL's `ModelConfig` for the model under test: bf16 on a GPU (fp32 on CPU), 4-bit nf4 with double quantization
+    for --peft qlora, the LoRA options; turned into quantization and LoRA configs by the TRL functions sft.py uses."""
+    from trl import ModelConfig
 
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    kwargs = {"dtype": dtype}
-    if args.peft == "qlora":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
-        )
-    if torch.cuda.is_available():
-        kwargs["device_map"] = {"": 0}
-    return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    target = args.lora_target_modules[0] if args.lora_target_modules == ["all-linear"] else args.lora_target_modules
+    return ModelConfig(
+        model_name_or_path=model_path, dtype="bfloat16" if torch.cuda.is_available() else "float32",
+        use_peft=args.peft != "none", load_in_4bit=args.peft == "qlora", bnb_4bit_quant_type="nf4",
+        use_bnb_nested_quant=True, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+        lora_target_modules=target,
+    )  # fmt: skip
 
 
 def run_training(args, part: str) -> dict:
     from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
-    from transformers import Trainer, TrainingArguments, default_data_collator
-    from trl import SFTConfig, SFTTrainer
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
+    from trl import SFTConfig, SFTTrainer, get_peft_config, get_quantization_config
 
     from arabic_sft.models import cast_trainable
 
@@ -201,12 +201,12 @@ def run_training(args, part: str) -> dict:
         "use_cpu": not torch.cuda.is_available(), "bf16": torch.cuda.is_available(), "dataloader_num_workers": 0,
         "gradient_checkpointing": args.gradient_checkpointing, "logging_strategy": "no",
     }  # fmt: skip
-    lora = None if args.peft == "none" else LoraConfig(
-        r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-        target_modules=args.lora_target_modules[0] if args.lora_target_modules == ["all-linear"] else args.lora_target_modules,
-        task_type="CAUSAL_LM",
-    )  # fmt: skip
-    model = load_training_model(args, model_path)
+    model_args = training_model_config(args, model_path)
+    lora = get_peft_config(model_args)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=getattr(torch, model_args.dtype), quantization_config=get_quantization_config(model_args),
+        device_map={"": 0} if torch.cuda.is_available() else None,
+    )
     timer = StepTimer()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if part == "train_baseline":
@@ -232,7 +232,7 @@ def run_training(args, part: str) -> dict:
                              processing_class=tokenizer, peft_config=lora, callbacks=[timer.callback])
         padded = None
         if args.peft != "none":
-            cast_trainable(trainer.model, {"auto": None, "bfloat16": torch.bfloat16, "float32": torch.float32}[args.adapter_dtype])
+            cast_trainable(trainer.model, ADAPTER_DTYPES[args.adapter_dtype])
     trainable = [p for p in trainer.model.parameters() if p.requires_grad]
     trainable_dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in trainable})
     trainer.train()

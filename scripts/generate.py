@@ -70,8 +70,7 @@ def resolve(args) -> dict:
                         model_dir=args.checkpoint_dir or fields["output_dir"],
                         test_path=recipe.test_file if args.split == "test" else recipe.validation_file,
                         out_path=f"results/{Path(args.config).stem}/predictions_{args.split}.csv")
-    settings.update({key: value for key, value in vars(args).items()
-                     if value is not None and key not in ("checkpoint_dir", "overwrite", "split", "static_cache")})
+    settings.update({key: value for key, value in vars(args).items() if value is not None and key not in ("checkpoint_dir", "overwrite", "split")})
     if not (settings["model_dir"] or settings.get("base_id")):
         raise UserError("give a model: --config, --checkpoint_dir, or --base_id [--adapter_dir]")
     for key in ("test_path", "out_path"):
@@ -144,8 +143,7 @@ def main():
     with atomic_path(out) as temporary:
         predictions.to_csv(temporary, index=False, encoding="utf-8")
     partial.unlink()
-    write_json_atomic(out.with_suffix(".manifest.json"), build_manifest(
-        {"generation": {**settings, "static_cache": args.static_cache}}, [settings["test_path"]], started))
+    write_json_atomic(out.with_suffix(".manifest.json"), build_manifest({"generation": settings}, [settings["test_path"]], started))
     print(f"wrote {len(predictions)} predictions to {out}")
 
 

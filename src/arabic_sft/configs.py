@@ -10,6 +10,7 @@ from trl import ModelConfig, SFTConfig, TrlParser
 
 from arabic_sft.cli import UserError
 from arabic_sft.data import TASKS
+from arabic_sft.models import ADAPTER_DTYPES
 from arabic_sft.report import PUBLISHED
 
 RECIPES_DIR = Path("recipes")
@@ -64,7 +65,7 @@ class RecipeArguments:
             "model or under ZeRO-3), fp32 under fp16 mixed precision (its grad scaler needs it). 'bfloat16': bf16 "
             "adapters with a bf16 base (faster on a GPU: no fp32 adapter matmuls; updates are rounded to bf16). "
             "'float32': fp32 adapters.",
-            "choices": ["auto", "bfloat16", "float32"],
+            "choices": list(ADAPTER_DTYPES),
         },
     )
     check_loss_parity: bool = field(

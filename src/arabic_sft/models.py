@@ -69,6 +69,10 @@ def model_init_kwargs(model_args, training_args) -> dict:
     return kwargs
 
 
+# The `adapter_dtype` choices: None keeps the dtype TRL and PEFT chose.
+ADAPTER_DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
 def trainable_dtype(adapter_dtype: str, model_args, training_args) -> torch.dtype | None:
     """The dtype the trainable parameters must have before training, or None to keep what TRL/PEFT chose.
 
@@ -88,7 +92,7 @@ def trainable_dtype(adapter_dtype: str, model_args, training_args) -> torch.dtyp
         if adapter_dtype == "bfloat16":
             raise UserError("adapter_dtype: bfloat16 with fp16 mixed precision: fp16's grad scaler needs fp32 parameters (use bf16: true)")
         return torch.float32
-    return {"auto": None, "bfloat16": torch.bfloat16, "float32": torch.float32}[adapter_dtype]
+    return ADAPTER_DTYPES[adapter_dtype]
 
 
 def check_padding_free(training_args) -> None:

@@ -32,8 +32,8 @@ from arabic_sft.data import get_task, load_training_splits
 from arabic_sft.manifest import build_manifest, now, write_json_atomic
 from arabic_sft.masks import describe_examples, format_example
 from arabic_sft.models import (
-    cast_trainable, causal_lm_loss_from_logits, check_loss_parity, check_padding_free, get_tokenizer, model_init_kwargs,
-    trainable_dtype,
+    cast_trainable, causal_lm_loss_from_logits, check_loss_parity, check_padding_free, get_tokenizer,
+    keep_4bit_layers_differentiable, model_init_kwargs, trainable_dtype,
 )
 from arabic_sft.prompts import build_dataset, is_conversational, resolve_template
 from arabic_sft.report import plot_loss_curve
@@ -72,6 +72,7 @@ def main(recipe_args, training_args, model_args):
         peft_config=get_peft_config(model_args),
     )
 
+    keep_4bit_layers_differentiable(trainer.model)
     if cast := cast_trainable(trainer.model, dtype):
         reason = "fp16's grad scaler needs fp32; `bf16: true` is faster where the GPU has bf16" if training_args.fp16 else "adapter_dtype"
         logger.warning("%d trainable parameter tensors kept in %s (%s)", cast, str(dtype).removeprefix("torch."), reason)

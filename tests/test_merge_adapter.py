@@ -6,8 +6,12 @@ import json
 import pandas as pd
 import pytest
 import torch
+from bitsandbytes.functional import dequantize_4bit
 from peft import PeftModel
+from peft.tuners.lora import LoraLayer
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+from arabic_sft.models import keep_4bit_layers_differentiable
 
 from conftest import CPU_TRAINING, SAMPLE_FILES, run_script, write_recipe
 
@@ -34,6 +38,40 @@ def logits(model, ids):
         return model.eval()(torch.tensor([ids])).logits
 
 
+def trained_4bit_model(tiny_llama, adapter):
+    """The 4-bit base + adapter as training computed it (nf4, double quant, fp32 compute)."""
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=torch.float32)
+    trained = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama, quantization_config=quantization),
+                                        adapter)
+    assert keep_4bit_layers_differentiable(trained) > 0  # as sft.py trains it, on every CPU (see the function)
+    return trained
+
+
+def test_4bit_layers_stay_differentiable_in_eval_on_a_cpu_with_avx512_bf16(tiny_llama):
+    """On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit layer at its first eval forward and computes it from
+    then on in bf16 with an inference kernel, in training too: a run trained differently after its loss-parity check
+    on such hosts. Emulated here on any CPU by setting the flag bitsandbytes sets there."""
+
+    def emulated(keep: bool):
+        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(tiny_llama, quantization_config=quantization).eval()
+        layers = [module for module in model.modules() if hasattr(module, "support_avx512bf16_for_cpu")]
+        for layer in layers:
+            layer.support_avx512bf16_for_cpu = True
+        if keep:
+            assert keep_4bit_layers_differentiable(model) == len(layers) > 0
+        with torch.no_grad():
+            try:
+                model(torch.tensor([[5, 6, 7]]))
+            except Exception:  # without AVX512-BF16 the repacked layer's kernel is missing: the repacking is the point
+                assert not keep
+        return [getattr(layer.weight.quant_state, "packing_format_for_cpu", False) for layer in layers]
+
+    assert any(emulated(keep=False))  # the emulation reaches bitsandbytes' switch
+    assert not any(emulated(keep=True))  # and what sft.py does keeps every layer off it
+
+
 def test_merged_qlora_model_computes_what_the_trained_4bit_model_did(qlora_adapter, tiny_llama, tmp_path):
     merged = tmp_path / "merged"
     result = run_script("merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", merged, "--dtype", "float32")
@@ -42,13 +80,23 @@ def test_merged_qlora_model_computes_what_the_trained_4bit_model_did(qlora_adapt
     assert not (merged / "adapter_config.json").exists() and (merged / "chat_template.jinja").is_file()
     assert json.loads((merged / "merge_manifest.json").read_text())["config"]["merge"]["dequantized_from_4bit"]
 
+    # Exact by construction: each merged weight is, bit for bit, the dequantized 4-bit weight the adapter was trained
+    # against plus the adapter's own delta (PEFT's get_delta_weight), both in fp32.
+    trained = trained_4bit_model(tiny_llama, qlora_adapter)
+    standalone = AutoModelForCausalLM.from_pretrained(merged)
+    merged_weights = dict(standalone.named_parameters())
+    lora_layers = [(name, module) for name, module in trained.named_modules() if isinstance(module, LoraLayer)]
+    assert lora_layers
+    for name, layer in lora_layers:
+        weight = layer.base_layer.weight
+        expected = dequantize_4bit(weight.data, weight.quant_state).float() + layer.get_delta_weight("default")
+        assert torch.equal(merged_weights[name.removeprefix("base_model.model.") + ".weight"], expected), name
+
+    # And the logits: x(W + BA)^T against xW^T + (xA^T)B^T, the same sums in another order, both in fp32 on every
+    # host (bf16 anywhere would show as ~1e-3). What remains is fp32 rounding, ~1e-6 at these sizes.
     ids = list(range(5, 40))
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                      bnb_4bit_compute_dtype=torch.float32)
-    trained = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama, quantization_config=quantization),
-                                        qlora_adapter)
     expected = logits(trained, ids)
-    torch.testing.assert_close(logits(AutoModelForCausalLM.from_pretrained(merged), ids), expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(logits(standalone, ids), expected, rtol=1e-4, atol=1e-4)
 
     # Merging into the original full-precision weights is what --no_dequantize does: not what was trained.
     plain = tmp_path / "plain"

@@ -21,10 +21,10 @@ def check_model_source(name: str | None, revision: str | None, trust_remote_code
     """Fail fast, before any download, on a missing local model or unpinned remote code."""
     if not name:
         raise UserError("model_name_or_path is not set")
-    looks_local = name.startswith((".", "/", "~")) or Path(name).exists()
-    if looks_local and not Path(name).expanduser().is_dir():
+    local = name.startswith((".", "/", "~")) or Path(name).exists()
+    if local and not Path(name).expanduser().is_dir():
         raise UserError(f"{name}: model directory not found")
-    if trust_remote_code and not looks_local and revision in UNPINNED_REVISIONS:
+    if trust_remote_code and not local and revision in UNPINNED_REVISIONS:
         raise UserError(
             f"{name}: trust_remote_code runs code from the Hub, so the recipe must pin `model_revision` to a commit "
             f"(find it with: python -c \"import huggingface_hub as h; print(h.model_info('{name}').sha)\")"
@@ -103,6 +103,23 @@ def check_padding_free(training_args) -> None:
     if packed and training_args.trust_remote_code:
         raise UserError("padding_free/packing with a remote-code model: its sequences would attend to each other "
                         "(only transformers' own model classes isolate them); use padding_free: false")
+
+
+def keep_4bit_layers_differentiable(model) -> int:
+    """Keep bitsandbytes' 4-bit layers on the same computation on every CPU: dequantize, then matmul in the compute
+    dtype. Returns how many layers were set.
+
+    On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit layer the first time it runs in eval mode without
+    gradients (the loss-parity check, every evaluation) and computes it from then on, in training too, with an
+    inference kernel in bf16 that autograd does not go through. A run would then train differently after its first
+    evaluation, and differently from a CPU without AVX512-BF16. GPUs never take that path.
+    """
+    count = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):  # bitsandbytes' Linear4bit
+            module.support_avx512bf16_for_cpu = False
+            count += 1
+    return count
 
 
 def cast_trainable(model, dtype: torch.dtype | None) -> int:

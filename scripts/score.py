@@ -24,6 +24,7 @@ from arabic_sft import metrics
 from arabic_sft.cli import UserError, run_cli
 from arabic_sft.configs import read_recipe, recipe_arguments
 from arabic_sft.data import load_predictions, load_text_pairs
+from arabic_sft.hub import hub_is_reachable, is_local
 from arabic_sft.manifest import atomic_path, build_manifest, now, write_json_atomic
 from arabic_sft.report import PUBLISHED, metrics_table
 
@@ -88,16 +89,14 @@ def resolve_inputs(args) -> tuple[list[str], list[str], dict]:
     return predictions, references, {"predictions_csv": path, "columns": columns}
 
 
-def optional_metric(label: str, model: str, required: bool, compute, hub: dict):
+def optional_metric(label: str, model: str, required: bool, compute):
     """A model-based metric's scores, or None (with one line saying why) when its model cannot be loaded."""
-    if hub.get("unreachable") and not Path(model).exists():
-        reason = "the Hub was unreachable for the previous model"
-    else:
-        try:
-            return compute()
-        except OSError as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            hub["unreachable"] = "connect" in reason.lower()
+    if not is_local(model):
+        hub_is_reachable()  # once; offline, a model that is not cached fails at once instead of after retries
+    try:
+        return compute()
+    except OSError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if required:
         raise UserError(f"{label}: cannot load {model} ({reason})")
     print(f"warning: {label} not computed, recorded null: cannot load {model} ({reason})", file=sys.stderr)
@@ -119,15 +118,14 @@ def main():
     print(f"scoring {len(predictions)} examples")
 
     per_example = metrics.text_scores(predictions, references, args.rouge_tokenizer)
-    hub = {}
     if not args.no_bertscore:
         scores = optional_metric("BERTScore", args.bertscore_model, args.require_bertscore, lambda: metrics.bertscore_scores(
-            predictions, references, args.bertscore_model, args.bertscore_layers, args.batch_size, device), hub)
+            predictions, references, args.bertscore_model, args.bertscore_layers, args.batch_size, device))
         per_example.update(scores or {})
     if not args.no_semantic_similarity:
         scores = optional_metric("semantic similarity", args.semantic_model, args.require_semantic_similarity,
                                  lambda: metrics.semantic_similarities(
-                                     predictions, references, args.semantic_model, args.batch_size, device), hub)
+                                     predictions, references, args.semantic_model, args.batch_size, device))
         if scores is not None:
             per_example["semantic_similarity"] = scores
     summary = metrics.summarize(per_example)

@@ -43,6 +43,18 @@ def test_scores_a_predictions_csv_with_local_embedding_models(tmp_path, tiny_ber
     assert "| BLEU-1 |" in table and "SHEFAA" not in table
 
 
+def test_an_unreachable_hub_is_detected_once_without_retries(tmp_path):
+    # Nothing listens on port 9 of this machine: the Hub cannot be reached, by construction.
+    unreachable = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": ""}
+    result = run_script("score.py", write_predictions(tmp_path / "pred.csv"), "--out", tmp_path / "m.json", env=unreachable)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith("note: ")] == [
+        "note: 127.0.0.1 cannot be reached: offline, using locally cached models only"]
+    assert len([line for line in lines if line.startswith("warning: ")]) == 2
+    assert "Retrying" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_offline_embedding_models_are_recorded_null_in_one_line(tmp_path):
     predictions = write_predictions(tmp_path / "pred.csv")
     result = run_script("score.py", predictions, "--out", tmp_path / "m.json", env=OFFLINE)

@@ -11,6 +11,7 @@ from transformers.loss.loss_utils import ForCausalLMLoss
 from trl import ModelConfig, get_quantization_config
 
 from arabic_sft.cli import UserError
+from arabic_sft.hub import hub_is_reachable, is_local
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def check_model_source(name: str | None, revision: str | None, trust_remote_code
     """Fail fast, before any download, on a missing local model or unpinned remote code."""
     if not name:
         raise UserError("model_name_or_path is not set")
-    local = name.startswith((".", "/", "~")) or Path(name).exists()
+    local = is_local(name)
     if local and not Path(name).expanduser().is_dir():
         raise UserError(f"{name}: model directory not found")
     if trust_remote_code and not local and revision in UNPINNED_REVISIONS:
@@ -29,6 +30,8 @@ def check_model_source(name: str | None, revision: str | None, trust_remote_code
             f"{name}: trust_remote_code runs code from the Hub, so the recipe must pin `model_revision` to a commit "
             f"(find it with: python -c \"import huggingface_hub as h; print(h.model_info('{name}').sha)\")"
         )
+    if not local:
+        hub_is_reachable()  # once; offline, a model that is not cached fails at once instead of after retries
 
 
 def get_tokenizer(name: str, revision: str | None = None, trust_remote_code: bool = False):

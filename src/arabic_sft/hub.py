@@ -1,0 +1,33 @@
+"""The Hugging Face Hub, asked once whether it can be reached: when it cannot, the process goes offline (cached
+models still load) instead of retrying every download for about a minute."""
+
+import functools
+import os
+import socket
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import huggingface_hub.constants as hub_constants
+
+
+def is_local(name: str) -> bool:
+    """Whether `name` is a path on this machine rather than a Hub id."""
+    return name.startswith((".", "/", "~")) or Path(name).exists()
+
+
+@functools.cache
+def hub_is_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hub's endpoint opens within `timeout` seconds (once per process); when not,
+    offline mode is switched on for this process and one line says so."""
+    if hub_constants.is_offline_mode():
+        return False
+    endpoint = urlparse(hub_constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        hub_constants.HF_HUB_OFFLINE = True  # what huggingface_hub and transformers read from now on
+        print(f"note: {endpoint.hostname} cannot be reached: offline, using locally cached models only", file=sys.stderr)
+        return False

@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 RECIPE ?= demo
 ARGS ?=
 # Extra `accelerate launch` flags, e.g. LAUNCH_ARGS="--num_processes 4" or, on a CPU, "--num_processes 2 --mixed_precision no".
+# make train checks the recipe against this machine and the launch config first (arabic_sft.launch), then runs
+# `accelerate launch` with one process per GPU of this machine unless LAUNCH_ARGS gives --num_processes.
 LAUNCH_ARGS ?=
 # make eval: which split, how many examples (empty = all), and extra flags for each script.
 SPLIT ?= test
@@ -67,7 +69,7 @@ demo: setup data
 train: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
 	@test -f accelerate_configs/$(ACCELERATE_CONFIG).yaml || { echo "error: accelerate_configs/$(ACCELERATE_CONFIG).yaml not found" >&2; exit 2; }
-	$(VENV)/bin/accelerate launch --quiet --config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml $(LAUNCH_ARGS) \
+	$(PY) -m arabic_sft.launch --config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml $(LAUNCH_ARGS) \
 		scripts/sft.py --config recipes/$(RECIPE).yaml $(ARGS)
 
 # Generation resumes a killed run; existing predictions are scored as they are unless OVERWRITE=1. Metrics are

@@ -17,6 +17,8 @@ Usage:
 Without --config, the recipe named by $RECIPE (recipes/$RECIPE.yaml) runs.
 """
 
+import arabic_sft  # noqa: F401  (first: silences third-party import-time noise)
+
 import logging
 import os
 import sys
@@ -25,10 +27,11 @@ import datasets
 import transformers
 from trl import SFTTrainer, get_peft_config, get_quantization_config
 
-from arabic_sft.checkpoints import resolve_resume_checkpoint
+from arabic_sft.checkpoints import MANIFEST, clear_previous_run, finished_run, resolve_resume_checkpoint
 from arabic_sft.cli import UserError, run_cli
 from arabic_sft.configs import parse_recipe
 from arabic_sft.data import get_task, load_training_splits
+from arabic_sft.launch import check_in_process
 from arabic_sft.manifest import build_manifest, now, write_json_atomic
 from arabic_sft.masks import describe_examples, format_example
 from arabic_sft.models import (
@@ -47,7 +50,19 @@ def main(recipe_args, training_args, model_args):
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
+    datasets.disable_progress_bars()  # TRL's eight dataset-preparation bars per run; one line below says what was prepared
     transformers.utils.logging.set_verbosity(log_level)
+    main_process = training_args.process_index == 0
+    output_dir = training_args.output_dir
+
+    # A finished run is left as it is; only an unfinished one resumes (or one asked to start again).
+    if not recipe_args.inspect and not recipe_args.overwrite_output_dir and (finished := finished_run(output_dir)):
+        if main_process:
+            print(f"{output_dir}: this run finished ({finished}); nothing to do. To train again from scratch pass "
+                  "--overwrite_output_dir true, or choose another --output_dir")
+        return
+    if recipe_args.overwrite_output_dir and training_args.resume_from_checkpoint:
+        raise UserError("overwrite_output_dir and resume_from_checkpoint: give one of them")
 
     # Data and prompt first: bad input fails in seconds, before any model is downloaded or loaded.
     task = get_task(recipe_args.task)
@@ -56,7 +71,6 @@ def main(recipe_args, training_args, model_args):
     tokenizer = get_tokenizer(model_args.model_name_or_path, model_args.model_revision, training_args.trust_remote_code)
     conversational = is_conversational(tokenizer, recipe_args.chat_format)
     dataset = {name: build_dataset(frame, template, task.answer, conversational) for name, frame in splits.items()}
-    logger.info("data: %s; %s prompts", {k: len(v) for k, v in dataset.items()}, "chat" if conversational else "plain")
 
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     dtype = trainable_dtype(recipe_args.adapter_dtype, model_args, training_args)  # checked before the model loads
@@ -73,6 +87,9 @@ def main(recipe_args, training_args, model_args):
     )
 
     keep_4bit_layers_differentiable(trainer.model)
+    if main_process:
+        sizes = ", ".join(f"{len(examples)} {name}" for name, examples in dataset.items())
+        print(f"data: {sizes} examples, {'chat' if conversational else 'plain'} prompts, tokenized")
     if cast := cast_trainable(trainer.model, dtype):
         reason = "fp16's grad scaler needs fp32; `bf16: true` is faster where the GPU has bf16" if training_args.fp16 else "adapter_dtype"
         logger.warning("%d trainable parameter tensors kept in %s (%s)", cast, str(dtype).removeprefix("torch."), reason)
@@ -86,11 +103,17 @@ def main(recipe_args, training_args, model_args):
             print(f"wrote {len(examples)} examples to {recipe_args.inspect_json}")
         return
 
-    if recipe_args.check_loss_parity:
-        check_loss_parity(trainer)
+    if recipe_args.check_loss_parity and (losses := check_loss_parity(trainer)) and main_process:
+        print("loss parity check passed: the trainer's loss %.4f = the model's own %.4f on one batch" % losses)
 
-    checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    if checkpoint is not None and trainer.accelerator.is_main_process:
+    if recipe_args.overwrite_output_dir:
+        checkpoint = None
+        if main_process and (removed := clear_previous_run(output_dir)):
+            print(f"{output_dir}: removed the previous run's {', '.join(removed)} (overwrite_output_dir)")
+        trainer.accelerator.wait_for_everyone()
+    else:
+        checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, output_dir)
+    if checkpoint is not None and main_process:
         print(f"resuming from {checkpoint}")
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.log_metrics("train", result.metrics)
@@ -99,21 +122,23 @@ def main(recipe_args, training_args, model_args):
 
     # Generation stops at the tokenizer's EOS, the token every training completion ends with.
     trainer.model.generation_config.eos_token_id = tokenizer.eos_token_id
-    trainer.save_model(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
+    trainer.save_model(output_dir)
+    if main_process:
         launch = {"num_processes": trainer.accelerator.num_processes,
                   "distributed_type": trainer.accelerator.distributed_type.value,
                   "global_batch_size": training_args.per_device_train_batch_size * trainer.accelerator.num_processes
                   * training_args.gradient_accumulation_steps}
         configs = {"recipe": recipe_args, "model": model_args, "training": training_args, "launch": launch}
         files = [recipe_args.train_file, recipe_args.validation_file]
-        write_json_atomic(os.path.join(training_args.output_dir, "run_manifest.json"), build_manifest(configs, files, started))
-        plot_loss_curve(trainer.state.log_history, os.path.join(training_args.output_dir, "loss.png"))
-        print(f"saved the trained {'adapter' if model_args.use_peft else 'model'} to {training_args.output_dir}")
+        plot_loss_curve(trainer.state.log_history, os.path.join(output_dir, "loss.png"))
+        # Last: the manifest marks the run finished (a rerun then changes nothing).
+        write_json_atomic(os.path.join(output_dir, MANIFEST), build_manifest(configs, files, started))
+        print(f"saved the trained {'adapter' if model_args.use_peft else 'model'} to {output_dir}")
     trainer.accelerator.wait_for_everyone()
 
 
 def cli():
+    check_in_process()  # what SFTConfig would refuse in every process of a launch, said once
     main(*parse_recipe())
 
 

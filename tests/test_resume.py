@@ -129,3 +129,41 @@ def test_run_writes_its_manifest_and_loss_curve(uninterrupted):
     assert manifest["versions"]["torch"] and manifest["versions"]["trl"] and manifest["device"].startswith("cpu")
     assert manifest["started"] <= manifest["finished"] and manifest["git_commit"]
     assert (out / "loss.png").read_bytes().startswith(b"\x89PNG")
+
+
+NOISE = ("gemm_4bit_forward", "FutureWarning", "Setting accelerator to CPU", "num_cpu_threads_per_process", "Map:",
+         "Tokenizing", "Retrying in")
+
+
+def test_training_output_says_what_happened_without_third_party_noise(uninterrupted):
+    _, log = uninterrupted
+    assert "loss parity check passed" in log and "data: 12 train examples" in log
+    assert [noise for noise in NOISE if noise in log] == []
+
+
+def files_and_times(folder: Path) -> dict[str, tuple[int, str]]:
+    return {str(path.relative_to(folder)): (path.stat().st_mtime_ns, sha256(path))
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_rerunning_a_finished_run_changes_nothing(uninterrupted):
+    out, _ = uninterrupted
+    before = files_and_times(out)
+    result = run_script("sft.py", "--config", out.parent / "recipe.yaml")  # the same command again
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{out}: this run finished" in result.stdout and "--overwrite_output_dir true" in result.stdout
+    assert "{'loss':" not in result.stdout and "resuming" not in result.stdout
+    assert files_and_times(out) == before
+
+
+def test_overwrite_output_dir_trains_again_from_scratch(uninterrupted, tiny_llama, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(uninterrupted[0], out)
+    old = json.loads((out / "run_manifest.json").read_text(encoding="utf-8"))
+    result = run_script("sft.py", "--config", recipe(tmp_path / "r.yaml", tiny_llama, out), "--overwrite_output_dir", "true",
+                        "--max_steps", "4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "removed the previous run's checkpoint-" in result.stdout and "resuming" not in result.stdout
+    assert sorted(losses(out)) == [1, 2, 3, 4]  # a new run, not the old one resumed
+    assert sorted(path.name for path in out.glob("checkpoint-*")) == ["checkpoint-4"]  # none of the old run's
+    assert json.loads((out / "run_manifest.json").read_text(encoding="utf-8"))["started"] > old["started"]

@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -58,3 +59,31 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | bool | None, output_
         raise UserError(f"{resume_from_checkpoint}: incomplete checkpoint (no readable {STATE_FILE}); pick an earlier one")
     return str(resume_from_checkpoint)
 
+
+
+# sft.py writes it after the final model, as a run's last act: its presence means the run finished.
+MANIFEST = "run_manifest.json"
+
+
+def finished_run(output_dir: str | Path) -> str | None:
+    """When `output_dir` holds a finished run, the time it finished (from its manifest); else None."""
+    try:
+        manifest = json.loads((Path(output_dir) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return str(manifest.get("finished", "unknown time"))
+
+
+def clear_previous_run(output_dir: str | Path) -> list[str]:
+    """Remove a previous run's checkpoints and manifest from `output_dir` (`overwrite_output_dir`), so that a later
+    rerun can never resume from them or mistake the new run for finished. Returns what was removed."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    removed = [path for path in output_dir.iterdir() if path.is_dir() and CHECKPOINT.match(path.name)]
+    for path in removed:
+        shutil.rmtree(path)
+    if (output_dir / MANIFEST).is_file():
+        (output_dir / MANIFEST).unlink()
+        removed.append(output_dir / MANIFEST)
+    return [path.name for path in removed]

@@ -1,5 +1,7 @@
-"""How the scripts report bad input: one line on stderr and exit status 2, never a traceback."""
+"""How the scripts report bad input: one line on stderr and exit status 2, never a traceback; under a
+multi-process launch, from the main process only (every process meets the same bad input)."""
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -13,5 +15,6 @@ def run_cli(main: Callable[[], None]) -> None:
     try:
         main()
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

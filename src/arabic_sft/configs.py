@@ -1,5 +1,6 @@
 """Recipe fields beyond TRL's, and the parser that turns a recipe YAML (+ command-line overrides) into dataclasses."""
 
+import argparse
 import os
 import sys
 from dataclasses import dataclass, field, fields
@@ -72,6 +73,14 @@ class RecipeArguments:
         default=True,
         metadata={"help": "Before training, check that the trainer's loss equals the model's own loss on one batch."},
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Train again from scratch into an output_dir that holds a finished or unfinished run (its "
+            "checkpoints and manifest are removed first). Without it, a finished run is left as it is and an "
+            "unfinished one resumes."
+        },
+    )
     inspect: int = field(
         default=0, metadata={"help": "Print N rendered training examples with their masks, then exit without training."}
     )
@@ -88,8 +97,15 @@ class RecipeArguments:
                 raise ValueError(f"{item.name}: {value!r} is not one of {', '.join(map(str, choices))}")
 
 
+USAGE = """sft.py --config recipes/NAME.yaml [--FIELD VALUE ...]
+       RECIPE=NAME sft.py [--FIELD VALUE ...]          (runs recipes/NAME.yaml)"""
+
+DESCRIPTION = """A recipe (YAML) sets the fields below: our data and prompt fields, TRL's SFTConfig (training) and
+ModelConfig (model, 4-bit, LoRA). Any field can be overridden on the command line (--learning_rate 1e-4)."""
+
+
 def make_parser() -> TrlParser:
-    return TrlParser((RecipeArguments, SFTConfig, ModelConfig))
+    return TrlParser((RecipeArguments, SFTConfig, ModelConfig), usage=USAGE, description=DESCRIPTION)
 
 
 def _config_path(args: list[str]) -> str | None:
@@ -131,10 +147,11 @@ def recipe_arguments(recipe: dict, path: str | Path) -> RecipeArguments:
         raise UserError(f"{path}: {error}") from None
 
 
-def parse_recipe(args: list[str] | None = None) -> tuple[RecipeArguments, SFTConfig, ModelConfig]:
-    """Parse `--config RECIPE.yaml` plus overrides; without `--config`, the recipe named by `$RECIPE`.
+def with_recipe(args: list[str] | None = None) -> tuple[str | None, list[str]]:
+    """(recipe path, arguments that name it): `--config RECIPE.yaml`, else the recipe named by `$RECIPE`.
 
-    Unknown recipe keys and unreadable recipes are `UserError`s that name the file and key.
+    Without either, the arguments must name the model (`--model_name_or_path`): a `UserError` says how to give a
+    recipe. The recipe file is checked (exists, YAML mapping, known keys).
     """
     args = list(args) if args is not None else sys.argv[1:]
     path = _config_path(args)
@@ -143,6 +160,12 @@ def parse_recipe(args: list[str] | None = None) -> tuple[RecipeArguments, SFTCon
         args = ["--config", path, *args]
     if path is not None:
         read_recipe(path)
+    elif not {"-h", "--help", "--model_name_or_path"} & set(args):
+        raise UserError("no recipe given: pass --config recipes/NAME.yaml, or set RECIPE=NAME (make train RECIPE=NAME)")
+    return path, args
+
+
+def _recipe_parser(path: str | None) -> TrlParser:
     parser = make_parser()
 
     def one_line_error(message: str):
@@ -150,7 +173,29 @@ def parse_recipe(args: list[str] | None = None) -> tuple[RecipeArguments, SFTCon
         raise UserError(f"{path}: {message}" if path else message)
 
     parser.error = one_line_error
+    return parser
+
+
+def recipe_fields(args: list[str] | None = None) -> tuple[str | None, argparse.Namespace]:
+    """(recipe path, every field as the recipe and the command line set it), read by TRL's parser without building
+    the dataclasses, whose checks of this machine (bf16 on a CPU) would fail in every process of a launch before the
+    launch itself can be checked."""
+    path, args = with_recipe(args)
+    parser = _recipe_parser(path)
+    if path is not None:
+        parser.set_defaults_with_config(**{key: value for key, value in read_recipe(path).items() if key != "env"})
+        args = [arg for index, arg in enumerate(args) if arg != "--config" and (index == 0 or args[index - 1] != "--config")]
+    fields_, _ = parser.parse_known_args(args)
+    return path, fields_
+
+
+def parse_recipe(args: list[str] | None = None) -> tuple[RecipeArguments, SFTConfig, ModelConfig]:
+    """Parse `--config RECIPE.yaml` plus overrides; without `--config`, the recipe named by `$RECIPE`.
+
+    Unknown recipe keys and unreadable recipes are `UserError`s that name the file and key.
+    """
+    path, args = with_recipe(args)
     try:
-        return parser.parse_args_and_config(args)
+        return _recipe_parser(path).parse_args_and_config(args)
     except ValueError as error:
         raise UserError(f"{path or 'arguments'}: {str(error).splitlines()[0]}") from None

@@ -1,0 +1,131 @@
+"""What can be checked of a training launch before its processes start, checked once, in one line each.
+
+`make train` runs this module: it checks the recipe against this machine and the accelerate config, fills in one
+process per GPU of this machine, then hands over to `accelerate launch`, whose own traceback on a failed process it
+turns into one line. `scripts/sft.py` runs the same recipe checks in each process when started by a bare
+`accelerate launch` (only the main process reports them).
+
+    python -m arabic_sft.launch --config_file accelerate_configs/zero2.yaml [accelerate flags] \\
+        scripts/sft.py --config recipes/allam_proverbs.yaml [recipe overrides]
+"""
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+from transformers.utils import is_torch_bf16_gpu_available
+
+from arabic_sft.cli import UserError, run_cli
+from arabic_sft.configs import recipe_fields
+
+# Configs whose processes are one per GPU (each config file says 8; the machine decides).
+PER_GPU = {"MULTI_GPU", "DEEPSPEED", "FSDP"}
+
+
+def recipe_precision(fields) -> str:
+    """The recipe's mixed precision as accelerate names it: 'bf16', 'fp16' or 'no' (TRL: bf16 unless fp16)."""
+    if fields.fp16:
+        return "fp16"
+    return "no" if fields.bf16 is False else "bf16"
+
+
+def check_recipe_on_this_machine(path: str | None, fields) -> None:
+    """The recipe's precision is one this machine can run (what `SFTConfig` would refuse in every process)."""
+    precision, name = recipe_precision(fields), path or "arguments"
+    cpu_hint = "on a CPU: --bf16 false --use_cpu true (make train: ARGS=\"--bf16 false --use_cpu true\" ACCELERATE_CONFIG=cpu)"
+    if precision == "bf16" and not fields.use_cpu and not is_torch_bf16_gpu_available():
+        found = "its GPU has none (Ampere or newer has)" if torch.cuda.is_available() else "this machine has no GPU"
+        raise UserError(f"{name}: bf16 mixed precision needs a GPU with bf16 and {found}; {cpu_hint}")
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise UserError(f"{name}: fp16 mixed precision needs a GPU and this machine has none; {cpu_hint}")
+
+
+def check_launch_precision(path: str | None, fields, launch_precision: str | None, launch: str) -> None:
+    """The launcher's mixed precision and the recipe's are the same (DeepSpeed refuses a difference in every rank)."""
+    precision = recipe_precision(fields)
+    if launch_precision not in (None, precision):
+        raise UserError(
+            f"{launch} says mixed_precision {launch_precision} but {path or 'the arguments'} means mixed_precision "
+            f"{precision} (bf16: {str(precision == 'bf16').lower()}, fp16: {str(precision == 'fp16').lower()}): "
+            f"make them agree (accelerate: --mixed_precision {precision}; make train: LAUNCH_ARGS=\"--mixed_precision "
+            f"{precision}\"; or change bf16/fp16 in the recipe)"
+        )
+
+
+def check_in_process(args: list[str] | None = None) -> None:
+    """The checks above in a training process, from the recipe and what `accelerate launch` put in the environment."""
+    path, fields = recipe_fields(args)
+    check_recipe_on_this_machine(path, fields)
+    check_launch_precision(path, fields, os.environ.get("ACCELERATE_MIXED_PRECISION"), "the accelerate launch")
+
+
+def launch_settings(args) -> dict:
+    """The accelerate config file's settings, with the launch flags that override them."""
+    config = yaml.safe_load(Path(args.config_file).read_text(encoding="utf-8")) if args.config_file else {}
+    return {
+        "distributed_type": config.get("distributed_type", "NO"),
+        "use_cpu": args.cpu or bool(config.get("use_cpu")),
+        "mixed_precision": args.mixed_precision or config.get("mixed_precision", "no"),
+        "num_machines": args.num_machines or config.get("num_machines", 1),
+    }
+
+
+def check_and_fill_processes(args, settings: dict, gpus: int) -> None:
+    """One process per GPU of this machine unless `--num_processes` is given; never more processes than GPUs."""
+    config = args.config_file or "the launch"
+    per_node = None if args.num_processes is None else args.num_processes // settings["num_machines"]
+    if settings["use_cpu"] or settings["distributed_type"] not in PER_GPU:
+        return
+    if gpus == 0 and per_node is None:
+        raise UserError(
+            f"{config} starts one process per GPU and this machine has none: on a CPU use ACCELERATE_CONFIG=cpu, or "
+            "LAUNCH_ARGS=\"--num_processes N --mixed_precision no\" for N CPU processes"
+        )
+    if gpus and per_node is not None and per_node > gpus:
+        raise UserError(f"--num_processes {args.num_processes}: {per_node} processes per machine but this machine has {gpus} GPU(s)")
+    if per_node is None:
+        args.num_processes = gpus * settings["num_machines"]
+
+
+def launch(argv: list[str]) -> int:
+    """Check, then run `accelerate launch argv`; returns the exit status of the launch."""
+    from accelerate.commands.launch import launch_command, launch_command_parser
+
+    args = launch_command_parser().parse_args(argv)
+    if not args.training_script:
+        raise UserError("no training script given (scripts/sft.py --config recipes/NAME.yaml)")
+    path, fields = recipe_fields(args.training_script_args)
+    settings = launch_settings(args)
+    check_recipe_on_this_machine(path, fields)
+    check_launch_precision(path, fields, settings["mixed_precision"], args.config_file or "the launch")
+    check_and_fill_processes(args, settings, torch.cuda.device_count())
+    if args.num_cpu_threads_per_process is None:  # accelerate would choose the same and print a notice about it
+        processes = max(1, (args.num_processes or 1) // settings["num_machines"])
+        args.num_cpu_threads_per_process = max(1, (os.cpu_count() or 1) // processes)
+    args.quiet = True
+    # The processes report their own errors; torch's elastic agent would add a summary of each failure.
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        launch_command(args)
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
+    except Exception as error:  # torch's ChildFailedError and the like: a process failed and said why above
+        failures = getattr(error, "failures", {})
+        codes = sorted({failure.exitcode for failure in failures.values()}) or [1]
+        if 2 in codes:  # a process already said what is wrong, in one line
+            return 2
+        print(f"error: training failed (exit code {', '.join(map(str, codes))}); its error is printed above",
+              file=sys.stderr)
+        return codes[-1] if codes[-1] > 0 else 1
+    return 0
+
+
+def main() -> None:
+    sys.exit(launch(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -91,12 +91,12 @@ def resolve_inputs(args) -> tuple[list[str], list[str], dict]:
 
 def optional_metric(label: str, model: str, required: bool, compute):
     """A model-based metric's scores, or None (with one line saying why) when its model cannot be loaded."""
-    if not is_local(model):
-        hub_is_reachable()  # once; offline, a model that is not cached fails at once instead of after retries
+    hub = is_local(model) or hub_is_reachable()  # asked once; offline, a model not cached fails at once, no retries
     try:
         return compute()
     except OSError as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = reason if hub else "not in the local cache, and the Hub cannot be reached"
     if required:
         raise UserError(f"{label}: cannot load {model} ({reason})")
     print(f"warning: {label} not computed, recorded null: cannot load {model} ({reason})", file=sys.stderr)

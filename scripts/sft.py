@@ -53,6 +53,7 @@ def main(recipe_args, training_args, model_args):
     datasets.disable_progress_bars()  # TRL's eight dataset-preparation bars per run; one line below says what was prepared
     transformers.utils.logging.set_verbosity(log_level)
     main_process = training_args.process_index == 0
+    logging.getLogger("arabic_sft").setLevel(log_level if main_process else logging.ERROR)  # data warnings: once
     output_dir = training_args.output_dir
 
     # A finished run is left as it is; only an unfinished one resumes (or one asked to start again).

@@ -28,6 +28,8 @@ def _silence_third_party_noise() -> None:
     # TRL's SFTConfig sets transformers' deprecated `gradient_checkpointing` alias itself, so transformers warns on
     # every run, whatever the recipe says.
     warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
+    # DeepSpeed and accelerate call torch.distributed functions that torch has renamed.
+    warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
 
 
 _silence_third_party_noise()

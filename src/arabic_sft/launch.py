@@ -105,6 +105,8 @@ def launch(argv: list[str]) -> int:
     if args.num_cpu_threads_per_process is None:  # accelerate would choose the same and print a notice about it
         processes = max(1, (args.num_processes or 1) // settings["num_machines"])
         args.num_cpu_threads_per_process = max(1, (os.cpu_count() or 1) // processes)
+    # torch's launcher sets it to 1 for each process and prints a banner about it when it is not set.
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.num_cpu_threads_per_process))
     args.quiet = True
     # The processes report their own errors; torch's elastic agent would add a summary of each failure.
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)

@@ -11,15 +11,20 @@ turns into one line. `scripts/sft.py` runs the same recipe checks in each proces
 
 import logging
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import torch
 import yaml
+from torch.distributed.elastic.multiprocessing.api import SignalException
 from transformers.utils import is_torch_bf16_gpu_available
 
 from arabic_sft.cli import UserError, run_cli
 from arabic_sft.configs import recipe_fields
+from arabic_sft.preemption import EXIT_STOPPED
 
 # Configs whose processes are one per GPU (each config file says 8; the machine decides).
 PER_GPU = {"MULTI_GPU", "DEEPSPEED", "FSDP"}
@@ -39,7 +44,7 @@ def check_recipe_on_this_machine(path: str | None, fields) -> None:
     if precision == "bf16" and not fields.use_cpu and not is_torch_bf16_gpu_available():
         found = "its GPU has none (Ampere or newer has)" if torch.cuda.is_available() else "this machine has no GPU"
         raise UserError(f"{name}: bf16 mixed precision needs a GPU with bf16 and {found}; {cpu_hint}")
-    if precision == "fp16" and not torch.cuda.is_available():
+    if precision == "fp16" and not fields.use_cpu and not torch.cuda.is_available():
         raise UserError(f"{name}: fp16 mixed precision needs a GPU and this machine has none; {cpu_hint}")
 
 
@@ -107,22 +112,32 @@ def launch(argv: list[str]) -> int:
         args.num_cpu_threads_per_process = max(1, (os.cpu_count() or 1) // processes)
     # torch's launcher sets it to 1 for each process and prints a banner about it when it is not set.
     os.environ.setdefault("OMP_NUM_THREADS", str(args.num_cpu_threads_per_process))
-    args.quiet = True
+    args.quiet = False  # accelerate then reports a single process's exit status (as CalledProcessError)
     # The processes report their own errors; torch's elastic agent would add a summary of each failure.
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # A scheduler's SIGTERM reaches the training processes, which save a checkpoint and stop (torch's agent installs
+    # its own forwarding for several processes; this one serves a single process under accelerate's simple launcher).
+    signal.signal(signal.SIGTERM, forward_to_children)
     try:
         launch_command(args)
-    except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else 1
-    except Exception as error:  # torch's ChildFailedError and the like: a process failed and said why above
-        failures = getattr(error, "failures", {})
-        codes = sorted({failure.exitcode for failure in failures.values()}) or [1]
-        if 2 in codes:  # a process already said what is wrong, in one line
-            return 2
-        print(f"error: training failed (exit code {', '.join(map(str, codes))}); its error is printed above",
-              file=sys.stderr)
-        return codes[-1] if codes[-1] > 0 else 1
-    return 0
+    except SignalException:  # torch's agent stopped its processes on SIGTERM; they said where they saved
+        return EXIT_STOPPED
+    except subprocess.CalledProcessError as error:
+        codes = [error.returncode]
+    except Exception as error:  # torch's ChildFailedError: processes failed and said why above
+        codes = sorted({failure.exitcode for failure in getattr(error, "failures", {}).values()}) or [1]
+    else:
+        return 0
+    for said in (2, EXIT_STOPPED):  # a process already said what happened, in one line
+        if said in codes:
+            return said
+    print(f"error: training failed (exit code {', '.join(map(str, codes))}); its error is printed above", file=sys.stderr)
+    return codes[-1] if codes[-1] > 0 else 1
+
+
+def forward_to_children(signum, frame):
+    for child in psutil.Process().children():
+        child.send_signal(signum)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ Rows are saved as batches finish (OUT.partial.jsonl); a rerun after a crash cont
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -23,8 +24,10 @@ from arabic_sft.cli import UserError, run_cli
 from arabic_sft.configs import read_recipe, recipe_arguments
 from arabic_sft.data import TASKS, get_task, load_split
 from arabic_sft.generation import iter_generations
+from arabic_sft.locks import exclusive_output
 from arabic_sft.manifest import atomic_path, build_manifest, now, write_json_atomic
 from arabic_sft.models import load_for_generation
+from arabic_sft.preemption import EXIT_STOPPED, StopRequest
 from arabic_sft.prompts import build_model_prompt, is_conversational, prompt_token_ids, resolve_template
 
 
@@ -101,6 +104,11 @@ def main():
     args = make_parser().parse_args()
     started = now()
     settings = resolve(args)
+    with exclusive_output(settings["out_path"]):  # one generation per output file
+        generate(args, settings, started)
+
+
+def generate(args, settings: dict, started: str):
     out = Path(settings["out_path"])
     partial = out.with_name(out.name + ".partial.jsonl")
     if args.overwrite:
@@ -125,6 +133,7 @@ def main():
     prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, template, conversational)) for row in rows]
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    stop = StopRequest()  # SIGTERM: the batch being generated is finished and saved, then the run stops
     with open(partial, "a", encoding="utf-8") as handle, tqdm(total=len(rows), initial=len(done), unit="ex", desc="generating") as bar:
         if not done:
             handle.write(json.dumps({"settings": settings}, ensure_ascii=False) + "\n")
@@ -137,6 +146,12 @@ def main():
             os.fsync(handle.fileno())
             done.update(batch)
             bar.update(len(batch))
+            if stop.requested:
+                break
+    if stop.requested and len(done) < len(rows):
+        print(f"stopped by SIGTERM after {len(done)} of {len(rows)} rows (saved in {partial}); the same command "
+              "continues", file=sys.stderr)
+        sys.exit(EXIT_STOPPED)
 
     predictions = data.rename(columns=task.output_columns)
     predictions[task.generated_column] = [done[index] for index in range(len(rows))]

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from arabic_sft.cli import UserError, run_cli
+from arabic_sft.locks import exclusive_output
 from arabic_sft.manifest import build_manifest, now, write_json_atomic
 from arabic_sft.models import adapter_base, load_model, model_tokenizer, training_quantization
 
@@ -43,6 +44,11 @@ def main():
     adapter, out = Path(args.adapter_dir), Path(args.out)
     if not (adapter / "adapter_config.json").is_file():
         raise UserError(f"{adapter}: no adapter_config.json (not a LoRA adapter directory)")
+    with exclusive_output(out):  # one merge per output directory
+        merge(args, adapter, out, started)
+
+
+def merge(args, adapter: Path, out: Path, started: str):
     if out.exists() and not args.overwrite:
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
     base_id = args.base_id or adapter_base(adapter)

@@ -25,6 +25,7 @@ from arabic_sft.cli import UserError, run_cli
 from arabic_sft.configs import read_recipe, recipe_arguments
 from arabic_sft.data import load_predictions, load_text_pairs
 from arabic_sft.hub import hub_is_reachable, is_local
+from arabic_sft.locks import exclusive_output
 from arabic_sft.manifest import atomic_path, build_manifest, now, write_json_atomic
 from arabic_sft.report import PUBLISHED, metrics_table
 
@@ -107,6 +108,11 @@ def main():
     args = make_parser().parse_args()
     started = now()
     predictions, references, inputs = resolve_inputs(args)
+    with exclusive_output(args.out):  # one scorer per metrics file
+        score(args, predictions, references, inputs, started)
+
+
+def score(args, predictions: list[str], references: list[str], inputs: dict, started: str):
     out = Path(args.out)
     existing = [path for path in (out, out.with_suffix(".md"), out.with_suffix(".examples.csv")) if path.exists()]
     if existing and not args.overwrite:

@@ -32,12 +32,14 @@ from arabic_sft.cli import UserError, run_cli
 from arabic_sft.configs import parse_recipe
 from arabic_sft.data import get_task, load_training_splits
 from arabic_sft.launch import check_in_process
+from arabic_sft.locks import exclusive_output
 from arabic_sft.manifest import build_manifest, now, write_json_atomic
 from arabic_sft.masks import describe_examples, format_example
 from arabic_sft.models import (
     cast_trainable, causal_lm_loss_from_logits, check_loss_parity, check_padding_free, get_tokenizer,
     keep_4bit_layers_differentiable, model_init_kwargs, trainable_dtype,
 )
+from arabic_sft.preemption import EXIT_STOPPED, SaveAndStopOnSigterm
 from arabic_sft.prompts import build_dataset, is_conversational, resolve_template
 from arabic_sft.report import plot_loss_curve
 
@@ -116,7 +118,14 @@ def main(recipe_args, training_args, model_args):
         checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, output_dir)
     if checkpoint is not None and main_process:
         print(f"resuming from {checkpoint}")
+    stop = SaveAndStopOnSigterm(trainer.accelerator)
+    trainer.add_callback(stop)
     result = trainer.train(resume_from_checkpoint=checkpoint)
+    if stop.stopped_at is not None:
+        if main_process:
+            print(f"stopped by SIGTERM after step {stop.stopped_at}: {output_dir}/checkpoint-{stop.stopped_at} saved; "
+                  "the same command resumes from it", file=sys.stderr)
+        sys.exit(EXIT_STOPPED)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
@@ -140,7 +149,10 @@ def main(recipe_args, training_args, model_args):
 
 def cli():
     check_in_process()  # what SFTConfig would refuse in every process of a launch, said once
-    main(*parse_recipe())
+    recipe_args, training_args, model_args = parse_recipe()
+    # One training per output_dir: the main process holds its lock for the whole run (--inspect writes nothing there).
+    with exclusive_output(training_args.output_dir, enabled=training_args.process_index == 0 and not recipe_args.inspect):
+        main(recipe_args, training_args, model_args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """scripts/generate.py: batching changes nothing, a killed run resumes to the same file, columns as documented."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from arabic_sft.data import load_split
 from arabic_sft.generation import generate_texts, length_sorted_batches
+from arabic_sft.locks import lock_path
 from arabic_sft.prompts import DEFAULT_TEMPLATES, build_model_prompt, prompt_token_ids
 
 from conftest import ROOT, SAMPLE_FILES, run_script, sharp_random_model, write_recipe
@@ -44,59 +46,115 @@ def generate_command(model, test_path, out_path, *extra):
             "--test_path", str(test_path), "--out_path", str(out_path), *map(str, extra)]
 
 
-def test_killed_generation_resumes_to_the_same_file(tiny_llama, tmp_path):
-    rows = load_split(SAMPLE_FILES["proverbs"], "proverbs")
-    test_path = tmp_path / "test.csv"
-    pd.concat([rows] * 4, ignore_index=True).to_csv(test_path, index=False)  # 48 rows
-    options = ["--max_new_tokens", 48, "--batch_size", 2]
+OPTIONS = ["--max_new_tokens", 48, "--batch_size", 2]
 
-    reference = tmp_path / "reference.csv"
-    subprocess.run(generate_command(tiny_llama, test_path, reference, *options), cwd=ROOT, check=True, capture_output=True)
 
+@pytest.fixture(scope="module")
+def long_generation(tiny_llama, tmp_path_factory):
+    """(test file of 48 rows, its uninterrupted predictions CSV): long enough to interrupt."""
+    work = tmp_path_factory.mktemp("long-generation")
+    test_path = work / "test.csv"
+    pd.concat([load_split(SAMPLE_FILES["proverbs"], "proverbs")] * 4, ignore_index=True).to_csv(test_path, index=False)
+    reference = work / "reference.csv"
+    subprocess.run(generate_command(tiny_llama, test_path, reference, *OPTIONS), cwd=ROOT, check=True, capture_output=True)
+    return test_path, reference
+
+
+def start_generation(tiny_llama, test_path, out, rows_written: int = 0, **popen) -> subprocess.Popen:
+    """Start generating into `out`; return once it holds the output's lock and has saved `rows_written` rows."""
+    process = subprocess.Popen(generate_command(tiny_llama, test_path, out, *OPTIONS), cwd=ROOT, **popen)
+    partial, lock = out.with_name(out.name + ".partial.jsonl"), lock_path(out)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None and not (
+        lock.is_file() and f"process {process.pid} " in lock.read_text()
+        and (rows_written == 0 or partial.is_file() and len(partial.read_text().splitlines()) > rows_written)
+    ):
+        time.sleep(0.01)
+    assert process.poll() is None, "generation ended before it could be interrupted"
+    return process
+
+
+def test_killed_generation_resumes_to_the_same_file(tiny_llama, long_generation, tmp_path):
+    test_path, reference = long_generation
     out = tmp_path / "resumed.csv"
     partial = tmp_path / "resumed.csv.partial.jsonl"
-    process = subprocess.Popen(generate_command(tiny_llama, test_path, out, *options), cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and (not partial.exists() or len(partial.read_text().splitlines()) < 4):
-        time.sleep(0.05)
-    assert process.poll() is None, "generation finished before it could be killed"
+    process = start_generation(tiny_llama, test_path, out, rows_written=4, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not out.exists()
     written = len(partial.read_text().splitlines()) - 1
-    assert 0 < written < 24  # some batches, not all
+    assert 0 < written < 48  # some batches, not all
+    assert f"process {process.pid} " in lock_path(out).read_text()  # the dead run's lock file is still there
 
-    result = run_script("generate.py", *generate_command(tiny_llama, test_path, out, *options)[2:])
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_script("generate.py", *generate_command(tiny_llama, test_path, out, *OPTIONS)[2:])
+    assert result.returncode == 0, result.stderr[-2000:]  # and its lock is taken over at once
     assert out.read_bytes() == reference.read_bytes()
     assert not partial.exists()
 
 
-def test_output_columns_and_a_test_file_without_references(tiny_gpt2, tmp_path):
+def test_sigterm_finishes_the_batch_and_the_rerun_gives_the_same_file(tiny_llama, long_generation, tmp_path):
+    test_path, reference = long_generation
+    out = tmp_path / "stopped.csv"
+    process = start_generation(tiny_llama, test_path, out, rows_written=2, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "stopped by SIGTERM after" in stderr and "the same command continues" in stderr and "Traceback" not in stderr
+    lines = out.with_name(out.name + ".partial.jsonl").read_text(encoding="utf-8").splitlines()
+    assert all(json.loads(line) for line in lines)  # every saved row whole: the batch was finished, not cut
+    assert not out.exists()
+
+    result = run_script("generate.py", *generate_command(tiny_llama, test_path, out, *OPTIONS)[2:])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_a_second_generation_into_the_same_file_is_refused(tiny_llama, long_generation, tmp_path, script_in_process):
+    test_path, reference = long_generation
+    out = tmp_path / "shared.csv"
+    partial = tmp_path / "shared.csv.partial.jsonl"
+    first = start_generation(tiny_llama, test_path, out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first.send_signal(signal.SIGSTOP)  # holds its lock while the second run starts, however fast either machine is
+    try:
+        before = partial.read_bytes() if partial.exists() else None
+        second = script_in_process("generate.py", *generate_command(tiny_llama, test_path, out, *OPTIONS)[2:])
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and errors[0].startswith(f"error: {out}: in use by process {first.pid} on ")
+        assert "generate.py" in errors[0] and errors[0].endswith("wait for it to end, or stop it")
+        assert (partial.read_bytes() if partial.exists() else None) == before  # the second run wrote nothing
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert first.wait(timeout=300) == 0
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_output_columns_and_a_test_file_without_references(tiny_gpt2, tmp_path, script_in_process):
     test_path = tmp_path / "questions.csv"
     load_split(SAMPLE_FILES["medical_qa"], "medical_qa")[["question", "category"]].to_csv(test_path, index=False)
     out = tmp_path / "pred.csv"
-    result = run_script("generate.py", *generate_command(tiny_gpt2, test_path, out, "--task", "medical_qa",
+    result = script_in_process("generate.py", *generate_command(tiny_gpt2, test_path, out, "--task", "medical_qa",
                                                            "--max_new_tokens", 8, "--limit", 5)[2:])
     assert result.returncode == 0, result.stderr[-2000:]
     predictions = pd.read_csv(out)
     assert list(predictions.columns) == ["Question", "Category", "Generated_Answer"] and len(predictions) == 5
-    again = run_script("generate.py", *generate_command(tiny_gpt2, test_path, out, "--task", "medical_qa")[2:])
+    again = script_in_process("generate.py", *generate_command(tiny_gpt2, test_path, out, "--task", "medical_qa")[2:])
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
 
 
-def test_config_generates_for_a_gpu_recipe_on_cpu_and_names_the_split(tiny_llama, tmp_path):
+def test_config_generates_for_a_gpu_recipe_on_cpu_and_names_the_split(tiny_llama, tmp_path, script_in_process):
     # A recipe written for a GPU (bf16) still drives generation here: only its data, prompt and output_dir are read.
     write_recipe(tmp_path / "gpu_recipe.yaml", model_name_or_path="unused", output_dir=str(tiny_llama), bf16=True,
                  task="proverbs", validation_file=str(SAMPLE_FILES["proverbs"]))
-    result = run_script("generate.py", "--config", "gpu_recipe.yaml", "--split", "validation", "--max_new_tokens", 4,
+    result = script_in_process("generate.py", "--config", "gpu_recipe.yaml", "--split", "validation", "--max_new_tokens", 4,
                         "--limit", 3, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     predictions = pd.read_csv(tmp_path / "results" / "gpu_recipe" / "predictions_validation.csv")
     assert list(predictions.columns) == ["Proverb", "Reference_Explanation", "Generated_Explanation"]
     assert len(predictions) == 3
-    missing = run_script("generate.py", "--config", "gpu_recipe.yaml", cwd=tmp_path)
+    missing = script_in_process("generate.py", "--config", "gpu_recipe.yaml", cwd=tmp_path)
     assert missing.returncode == 2 and "no test file in the recipe" in missing.stderr
 
 

@@ -2,6 +2,7 @@
 merged into its dequantized base, and the standalone model computes what the trained 4-bit model + adapter computed."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -11,6 +12,7 @@ from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+from arabic_sft.locks import exclusive_output
 from arabic_sft.models import keep_4bit_layers_differentiable
 
 from conftest import CPU_TRAINING, SAMPLE_FILES, run_script, write_recipe
@@ -72,9 +74,9 @@ def test_4bit_layers_stay_differentiable_in_eval_on_a_cpu_with_avx512_bf16(tiny_
     assert not any(emulated(keep=True))  # and what sft.py does keeps every layer off it
 
 
-def test_merged_qlora_model_computes_what_the_trained_4bit_model_did(qlora_adapter, tiny_llama, tmp_path):
+def test_merged_qlora_model_computes_what_the_trained_4bit_model_did(qlora_adapter, tiny_llama, tmp_path, script_in_process):
     merged = tmp_path / "merged"
-    result = run_script("merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", merged, "--dtype", "float32")
+    result = script_in_process("merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", merged, "--dtype", "float32")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "dequantized from 4-bit" in result.stdout
     assert not (merged / "adapter_config.json").exists() and (merged / "chat_template.jinja").is_file()
@@ -100,19 +102,19 @@ def test_merged_qlora_model_computes_what_the_trained_4bit_model_did(qlora_adapt
 
     # Merging into the original full-precision weights is what --no_dequantize does: not what was trained.
     plain = tmp_path / "plain"
-    result = run_script("merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", plain, "--dtype", "float32",
+    result = script_in_process("merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", plain, "--dtype", "float32",
                         "--no_dequantize")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (logits(AutoModelForCausalLM.from_pretrained(plain), ids) - expected).abs().max() > 1e-3
 
 
-def test_generation_from_a_qlora_adapter_uses_the_dequantized_base(qlora_adapter, tmp_path):
+def test_generation_from_a_qlora_adapter_uses_the_dequantized_base(qlora_adapter, tmp_path, script_in_process):
     merged = tmp_path / "merged"
-    assert run_script("merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", merged, "--dtype", "float32").returncode == 0
+    assert script_in_process("merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", merged, "--dtype", "float32").returncode == 0
     outputs = {}
     for name, source in {"adapter": ["--checkpoint_dir", qlora_adapter], "merged": ["--checkpoint_dir", merged]}.items():
         out = tmp_path / f"{name}.csv"
-        result = run_script("generate.py", *source, "--test_path", SAMPLE_FILES["proverbs"], "--out_path", out,
+        result = script_in_process("generate.py", *source, "--test_path", SAMPLE_FILES["proverbs"], "--out_path", out,
                             "--max_new_tokens", 12, "--limit", 4)
         assert result.returncode == 0, result.stderr[-3000:]
         outputs[name] = pd.read_csv(out, keep_default_na=False)["Generated_Explanation"].tolist()
@@ -132,3 +134,14 @@ def test_not_an_adapter_directory(tiny_llama, tmp_path, monkeypatch, capsys):
     status, stderr = run_in_process(monkeypatch, capsys, "merge_adapter.py", "--adapter_dir", tiny_llama, "--out",
                                     tmp_path / "m")
     assert_error_line(status, stderr, str(tiny_llama), "adapter_config.json")
+
+
+def test_a_second_merge_into_the_same_directory_is_refused(tmp_path, monkeypatch, capsys):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    out = tmp_path / "merged"
+    with exclusive_output(out):  # another run holds it (this process, through its own open file)
+        status, stderr = run_in_process(monkeypatch, capsys, "merge_adapter.py", "--adapter_dir", adapter, "--out", out)
+    assert_error_line(status, stderr, f"{out}: in use by process {os.getpid()} on ")
+    assert not out.exists()

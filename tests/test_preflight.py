@@ -26,6 +26,7 @@ def launched(monkeypatch):
 
     calls = []
     monkeypatch.setattr(accelerate.commands.launch, "launch_command", calls.append)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the launcher sets it for its processes: not for later tests
     return calls
 
 

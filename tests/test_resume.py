@@ -2,6 +2,8 @@
 cut off mid-write is never resumed from, and the Hub token never reaches a file a run writes."""
 
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -11,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from arabic_sft.checkpoints import is_complete
+from arabic_sft.locks import exclusive_output
 from arabic_sft.manifest import sha256
 
 from conftest import ROOT, SAMPLE_FILES, run_script, write_recipe
 
+from test_bad_input import assert_error_line, run_in_process
 from test_cli_errors import assert_one_clear_line
 
 FAKE_TOKEN = "hf_FAKEtoken0123456789abcdefNEVERWRITTEN"
@@ -167,3 +172,37 @@ def test_overwrite_output_dir_trains_again_from_scratch(uninterrupted, tiny_llam
     assert sorted(losses(out)) == [1, 2, 3, 4]  # a new run, not the old one resumed
     assert sorted(path.name for path in out.glob("checkpoint-*")) == ["checkpoint-4"]  # none of the old run's
     assert json.loads((out / "run_manifest.json").read_text(encoding="utf-8"))["started"] > old["started"]
+
+
+def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes_to_the_same_losses(tiny_llama, uninterrupted, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "scripts" / "sft.py"), "--config", str(recipe(tmp_path / "r.yaml", tiny_llama, out))]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"})
+    log, steps = [], 0
+    while steps < 6 and (line := process.stdout.readline()):  # SIGTERM in the middle of step 7 or so
+        log.append(line)
+        steps += "{'loss':" in line
+    process.send_signal(signal.SIGTERM)
+    log.append(process.communicate(timeout=300)[0])
+    log = "".join(log)
+    assert process.returncode == 128 + signal.SIGTERM, log[-3000:]
+    stopped = int(re.search(r"stopped by SIGTERM after step (\d+): ", log).group(1))
+    assert 6 <= stopped < MAX_STEPS and "the same command resumes from it" in log and "Traceback" not in log
+    assert is_complete(out / f"checkpoint-{stopped}") and not (out / "run_manifest.json").exists()
+
+    result = run_script("sft.py", "--config", tmp_path / "r.yaml")  # the same command again
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from {out / f'checkpoint-{stopped}'}" in result.stdout
+    resumed, reference = losses(out), losses(uninterrupted[0])
+    assert sorted(resumed) == list(range(1, MAX_STEPS + 1))
+    for step in range(1, MAX_STEPS + 1):
+        assert resumed[step] == pytest.approx(reference[step], rel=1e-3), step
+
+
+def test_a_second_training_into_the_same_output_dir_is_refused(tiny_llama, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    with exclusive_output(out):  # another run holds it (this process, through its own open file)
+        status, stderr = run_in_process(monkeypatch, capsys, "sft.py", "--config", recipe(tmp_path / "r.yaml", tiny_llama, out))
+    assert_error_line(status, stderr, f"{out}: in use by process {os.getpid()} on ")
+    assert not out.exists()  # nothing written

@@ -1,16 +1,18 @@
 """scripts/score.py: finds the columns, writes JSON + markdown + per-example CSV, and is honest when offline."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
 
+from arabic_sft.locks import exclusive_output
 from arabic_sft.metrics import METRIC_KEYS
 
 from conftest import SHARED_DATA, run_script, write_recipe
+from test_bad_input import assert_error_line, run_in_process
 from test_cli_errors import assert_one_clear_line
 
-OFFLINE = {"HF_HUB_OFFLINE": "1"}
 ROWS = [
     ("الصبر مفتاح الفرج", "يقال للحث على الصبر", "يقال للحث على الصبر"),
     ("من جد وجد", "يضرب لمن يجتهد في عمله", "يضرب لمن يعمل"),
@@ -24,10 +26,10 @@ def write_predictions(path, rows=ROWS):
     return path
 
 
-def test_scores_a_predictions_csv_with_local_embedding_models(tmp_path, tiny_bert):
+def test_scores_a_predictions_csv_with_local_embedding_models(tmp_path, tiny_bert, script_in_process):
     predictions = write_predictions(tmp_path / "predictions_test.csv")
-    result = run_script("score.py", predictions, "--bertscore_model", tiny_bert, "--semantic_model", tiny_bert,
-                        "--require_bertscore", "--require_semantic_similarity", env=OFFLINE)
+    result = script_in_process("score.py", predictions, "--bertscore_model", tiny_bert, "--semantic_model", tiny_bert,
+                        "--require_bertscore", "--require_semantic_similarity")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics_test.json").read_text(encoding="utf-8"))
     assert list(metrics) == [*METRIC_KEYS, "settings"]
@@ -55,9 +57,9 @@ def test_an_unreachable_hub_is_detected_once_without_retries(tmp_path):
     assert "Retrying" not in result.stderr and "Traceback" not in result.stderr
 
 
-def test_offline_embedding_models_are_recorded_null_in_one_line(tmp_path):
+def test_offline_embedding_models_are_recorded_null_in_one_line(tmp_path, script_in_process):
     predictions = write_predictions(tmp_path / "pred.csv")
-    result = run_script("score.py", predictions, "--out", tmp_path / "m.json", env=OFFLINE)
+    result = script_in_process("score.py", predictions, "--out", tmp_path / "m.json")
     assert result.returncode == 0, result.stderr[-3000:]
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 2 and "BERTScore" in warnings[0] and "bert-base-multilingual-cased" in warnings[0]
@@ -65,67 +67,67 @@ def test_offline_embedding_models_are_recorded_null_in_one_line(tmp_path):
     metrics = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     assert metrics["bertscore_f1"] is None and metrics["semantic_similarity"] is None and metrics["bleu1"] > 0
 
-    required = run_script("score.py", predictions, "--out", tmp_path / "m2.json", "--require_bertscore", env=OFFLINE)
+    required = script_in_process("score.py", predictions, "--out", tmp_path / "m2.json", "--require_bertscore")
     assert_one_clear_line(required, "BERTScore", "bert-base-multilingual-cased")
     assert not (tmp_path / "m2.json").exists()
 
 
-def test_text_files_score_like_the_csv(tmp_path):
+def test_text_files_score_like_the_csv(tmp_path, script_in_process):
     write_predictions(tmp_path / "pred.csv", ROWS[:2])
     (tmp_path / "p.txt").write_text("\n".join(row[2] for row in ROWS[:2]) + "\n", encoding="utf-8")
     (tmp_path / "r.txt").write_text("\n".join(row[1] for row in ROWS[:2]) + "\n", encoding="utf-8")
     options = ["--no_bertscore", "--no_semantic_similarity"]
-    from_csv = run_script("score.py", tmp_path / "pred.csv", "--out", tmp_path / "a.json", *options)
-    from_text = run_script("score.py", "--predictions", tmp_path / "p.txt", "--references", tmp_path / "r.txt",
+    from_csv = script_in_process("score.py", tmp_path / "pred.csv", "--out", tmp_path / "a.json", *options)
+    from_text = script_in_process("score.py", "--predictions", tmp_path / "p.txt", "--references", tmp_path / "r.txt",
                            "--out", tmp_path / "b.json", *options)
     assert from_csv.returncode == 0 and from_text.returncode == 0, from_text.stderr[-2000:]
     a, b = (json.loads((tmp_path / name).read_text(encoding="utf-8")) for name in ("a.json", "b.json"))
     assert {k: a[k] for k in METRIC_KEYS} == {k: b[k] for k in METRIC_KEYS}
 
 
-def test_rouge_default_tokenizer_reproduces_the_seed_zero(tmp_path):
+def test_rouge_default_tokenizer_reproduces_the_seed_zero(tmp_path, script_in_process):
     predictions = write_predictions(tmp_path / "pred.csv")
-    result = run_script("score.py", predictions, "--out", tmp_path / "m.json", "--rouge_tokenizer", "default",
+    result = script_in_process("score.py", predictions, "--out", tmp_path / "m.json", "--rouge_tokenizer", "default",
                         "--no_bertscore", "--no_semantic_similarity")
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     assert metrics["rouge1"] == 0.0 and metrics["bleu1"] > 0
 
 
-def test_config_scores_the_recipes_predictions_with_its_published_baseline(tmp_path):
+def test_config_scores_the_recipes_predictions_with_its_published_baseline(tmp_path, script_in_process):
     write_recipe(tmp_path / "shefaa_like.yaml", model_name_or_path="unused", task="medical_qa",
                  published_baseline="shefaa")
     (tmp_path / "results" / "shefaa_like").mkdir(parents=True)
     frame = pd.DataFrame({"Question": ["ما علاج الصداع؟"], "Category": ["الأعصاب"],
                           "Reference_Answer": ["الراحة وشرب الماء"], "Generated_Answer": ["الراحة والنوم الكافي"]})
     frame.to_csv(tmp_path / "results" / "shefaa_like" / "predictions_validation.csv", index=False)
-    result = run_script("score.py", "--config", "shefaa_like.yaml", "--split", "validation", "--no_bertscore",
+    result = script_in_process("score.py", "--config", "shefaa_like.yaml", "--split", "validation", "--no_bertscore",
                         "--no_semantic_similarity", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     table = (tmp_path / "results" / "shefaa_like" / "metrics_validation.md").read_text(encoding="utf-8")
     assert "SHEFAA (published)" in table and "| BLEU-1 | 0.3333 | 0.0330 |" in table
 
 
-def test_no_reference_column_means_nothing_to_score(tmp_path):
+def test_no_reference_column_means_nothing_to_score(tmp_path, script_in_process):
     path = tmp_path / "pred.csv"
     pd.DataFrame({"Proverb": ["مثل"], "Generated_Explanation": ["شرح"]}).to_csv(path, index=False)
-    result = run_script("score.py", path, "--no_bertscore", "--no_semantic_similarity")
+    result = script_in_process("score.py", path, "--no_bertscore", "--no_semantic_similarity")
     assert_one_clear_line(result, str(path), "reference column", "Generated_Explanation", "nothing to score against")
 
 
-def test_text_files_of_different_lengths_are_refused(tmp_path):
+def test_text_files_of_different_lengths_are_refused(tmp_path, script_in_process):
     (tmp_path / "p.txt").write_text("أ\nب\n", encoding="utf-8")
     (tmp_path / "r.txt").write_text("أ\n", encoding="utf-8")
-    result = run_script("score.py", "--predictions", tmp_path / "p.txt", "--references", tmp_path / "r.txt",
+    result = script_in_process("score.py", "--predictions", tmp_path / "p.txt", "--references", tmp_path / "r.txt",
                         "--out", tmp_path / "m.json")
     assert_one_clear_line(result, "p.txt", "2 lines", "1")
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "yemeni_proverbs").is_dir(), reason="../shared/data is not beside the repo")
-def test_real_references_score_one_against_themselves(tmp_path):
+def test_real_references_score_one_against_themselves(tmp_path, script_in_process):
     test = pd.read_csv(SHARED_DATA / "yemeni_proverbs" / "Test_data.csv", encoding="utf-8-sig")
     rows = [(p, e, e) for p, e in zip(test["Proverbs"], test["Explanation"])]
-    result = run_script("score.py", write_predictions(tmp_path / "p.csv", rows), "--out", tmp_path / "m.json",
+    result = script_in_process("score.py", write_predictions(tmp_path / "p.csv", rows), "--out", tmp_path / "m.json",
                         "--no_bertscore", "--no_semantic_similarity")
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
@@ -133,13 +135,23 @@ def test_real_references_score_one_against_themselves(tmp_path):
     assert metrics["arabic_ratio"] > 0.99
 
 
-def test_existing_metrics_are_kept_unless_overwrite(tmp_path):
+def test_existing_metrics_are_kept_unless_overwrite(tmp_path, script_in_process):
     predictions = write_predictions(tmp_path / "predictions_test.csv")
     options = ["--no_bertscore", "--no_semantic_similarity"]
     (tmp_path / "metrics_test.json").write_text("{}", encoding="utf-8")
-    refused = run_script("score.py", predictions, *options)
+    refused = script_in_process("score.py", predictions, *options)
     assert_one_clear_line(refused, "metrics_test.json", "already exists", "--overwrite")
     assert (tmp_path / "metrics_test.json").read_text(encoding="utf-8") == "{}"
-    replaced = run_script("score.py", predictions, *options, "--overwrite")
+    replaced = script_in_process("score.py", predictions, *options, "--overwrite")
     assert replaced.returncode == 0, replaced.stderr[-2000:]
     assert json.loads((tmp_path / "metrics_test.json").read_text(encoding="utf-8"))["n"] == 3
+
+
+def test_a_second_scorer_of_the_same_metrics_is_refused(tmp_path, monkeypatch, capsys):
+    predictions = write_predictions(tmp_path / "predictions_test.csv")
+    out = tmp_path / "metrics_test.json"
+    with exclusive_output(out):  # another run holds it (this process, through its own open file)
+        status, stderr = run_in_process(monkeypatch, capsys, "score.py", predictions, "--no_bertscore",
+                                        "--no_semantic_similarity")
+    assert_error_line(status, stderr, f"{out}: in use by process {os.getpid()} on ")
+    assert not out.exists()

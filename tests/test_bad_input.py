@@ -2,15 +2,13 @@
 column or key, before any model is loaded, and writes nothing."""
 
 import logging
-import runpy
-import sys
 
 import pytest
 
 from arabic_sft.data import load_training_splits
 from arabic_sft.configs import RecipeArguments
 
-from conftest import ROOT, SAMPLE_FILES
+from conftest import SAMPLE_FILES, run_in_this_process
 
 BAD_TRAIN_FILES = {
     "empty file": ("", "file is empty"),
@@ -23,11 +21,8 @@ BAD_TRAIN_FILES = {
 
 def run_in_process(monkeypatch, capsys, script: str, *args) -> tuple[int, str]:
     """Run `scripts/<script>` as `python scripts/<script> ARGS` would, in this process; (exit status, stderr)."""
-    monkeypatch.setattr(sys, "argv", [script, *map(str, args)])
-    monkeypatch.chdir(ROOT)
-    with pytest.raises(SystemExit) as stop:
-        runpy.run_path(str(ROOT / "scripts" / script), run_name="__main__")
-    return stop.value.code, capsys.readouterr().err
+    result = run_in_this_process(monkeypatch, capsys, script, *args)
+    return result.returncode, result.stderr
 
 
 def assert_error_line(status: int, stderr: str, *names: str):

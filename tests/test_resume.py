@@ -105,16 +105,16 @@ def test_resuming_from_an_incomplete_checkpoint_is_refused(tiny_llama, tmp_path)
     assert_one_clear_line(result, str(torn), "incomplete checkpoint")
 
 
-def test_hub_token_is_never_written(tiny_llama, uninterrupted, tmp_path):
+def test_hub_token_is_never_written(tiny_llama, uninterrupted, tmp_path, monkeypatch, script_in_process):
     out, log = uninterrupted
     test_path = tmp_path / "test.csv"
     shutil.copy(SAMPLE_FILES["proverbs"], test_path)
     predictions = tmp_path / "predictions_test.csv"
-    env = {"HF_TOKEN": FAKE_TOKEN, "HF_HUB_OFFLINE": "1"}
-    generated = run_script("generate.py", "--checkpoint_dir", out, "--test_path", test_path, "--out_path", predictions,
-                           "--max_new_tokens", 4, env=env)
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    generated = script_in_process("generate.py", "--checkpoint_dir", out, "--test_path", test_path, "--out_path",
+                                  predictions, "--max_new_tokens", 4)
     assert generated.returncode == 0, generated.stderr[-2000:]
-    scored = run_script("score.py", predictions, "--no_bertscore", "--no_semantic_similarity", env=env)
+    scored = script_in_process("score.py", predictions, "--no_bertscore", "--no_semantic_similarity")
     assert scored.returncode == 0, scored.stderr[-2000:]
     written = [path for folder in (out, tmp_path) for path in folder.rglob("*") if path.is_file()]
     assert any(path.name == "run_manifest.json" for path in written) and any(path.suffix == ".json" for path in written)

@@ -103,13 +103,12 @@ def tokenized_examples(args, work: Path) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from arabic_sft.data import get_task, load_split
-    from arabic_sft.prompts import build_dataset, resolve_template
+    from arabic_sft.data import load_splits
+    from arabic_sft.prompts import build_dataset
 
     recipe, training, _, tokenizer, conversational = load_setup(args)
-    rows = load_split(recipe.train_file, recipe.task, encoding=recipe.csv_encoding).head(args.train_examples)
-    dataset = build_dataset(rows, resolve_template(recipe.task, recipe.prompt_template), get_task(recipe.task).answer,
-                            conversational)
+    splits, spec, _ = load_splits(recipe, training.seed, wanted=("train",))
+    dataset = build_dataset(splits["train"].frame.head(args.train_examples), spec, conversational)
     config = SFTConfig(output_dir=str(work / "tokenize"), max_length=training.max_length, use_cpu=True, bf16=False,
                        report_to="none", gradient_checkpointing=False)
     # TRL's tokenization depends on the tokenizer and config only: a one-layer stand-in spares loading a 7B model here.
@@ -248,17 +247,16 @@ def run_training(args, part: str) -> dict:
 
 
 def run_generation(args) -> dict:
-    from arabic_sft.data import load_split
+    from arabic_sft.data import load_splits
     from arabic_sft.generation import generate_texts
     from arabic_sft.models import load_for_generation
-    from arabic_sft.prompts import build_model_prompt, prompt_token_ids, resolve_template
+    from arabic_sft.prompts import build_model_prompt, prompt_token_ids
 
-    recipe, _, model_path, _, conversational = load_setup(args)
+    recipe, training, model_path, _, conversational = load_setup(args)
     model, tokenizer = load_for_generation(model_path)
-    template = resolve_template(recipe.task, recipe.prompt_template)
-    rows = load_split(recipe.test_file, recipe.task, require_answer=False, encoding=recipe.csv_encoding)
-    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, template, conversational))
-               for row in rows.head(args.gen_examples).to_dict("records")]
+    splits, spec, _ = load_splits(recipe, training.seed, wanted=("test",), require_answer=False)
+    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, spec, conversational))
+               for row in splits["test"].frame.head(args.gen_examples).to_dict("records")]
     options = {"max_new_tokens": args.max_new_tokens}
     baseline_prompts = prompts[: args.baseline_gen_examples or len(prompts)]
 

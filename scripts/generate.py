@@ -21,14 +21,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from arabic_sft.cli import UserError, run_cli
-from arabic_sft.configs import read_recipe, recipe_arguments
-from arabic_sft.data import TASKS, get_task, load_split
+from arabic_sft.checkpoints import MANIFEST
+from arabic_sft.configs import DATA_FIELDS, RecipeArguments, read_preset, read_recipe, recipe_arguments
+from arabic_sft.data import has_source, load_splits, prediction_columns
 from arabic_sft.generation import iter_generations
 from arabic_sft.locks import exclusive_output
 from arabic_sft.manifest import atomic_path, build_manifest, now, write_json_atomic
-from arabic_sft.models import load_for_generation
+from arabic_sft.models import context_length, load_for_generation
 from arabic_sft.preemption import EXIT_STOPPED, StopRequest
-from arabic_sft.prompts import build_model_prompt, is_conversational, prompt_token_ids, resolve_template
+from arabic_sft.prompts import build_model_prompt, is_conversational, predictions_table, prompt_token_ids
+from arabic_sft.truncation import count_long_prompts
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -40,10 +42,10 @@ def make_parser() -> argparse.ArgumentParser:
     source.add_argument("--adapter_dir", help="LoRA adapter directory, merged into --base_id")
     parser.add_argument("--split", choices=["test", "validation"], default="test",
                         help="with --config: the recipe's test_file or validation_file (default: test)")
-    parser.add_argument("--test_path", help="test CSV (default: the recipe's file for --split)")
+    parser.add_argument("--test_path", help="test data, any format sft.py reads (default: the recipe's for --split)")
     parser.add_argument("--out_path", help="predictions CSV (default: results/<recipe>/predictions_<split>.csv)")
-    parser.add_argument("--task", choices=sorted(TASKS), help="data format (default: the recipe's, else proverbs)")
-    parser.add_argument("--prompt_template", help="default: the recipe's, else the task's seed prompt")
+    parser.add_argument("--task", help="a task preset (recipes/tasks/NAME.yaml): its columns and prompt")
+    parser.add_argument("--prompt_template", help="default: the recipe's (or the preset's)")
     parser.add_argument("--chat_format", choices=["auto", "chat", "plain"], help="default: the recipe's, else auto")
     parser.add_argument("--max_new_tokens", type=int, default=256)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
@@ -58,29 +60,46 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve(args) -> dict:
-    """Settings from the command line, with the recipe's values where a flag is not given."""
-    settings = {"task": "proverbs", "prompt_template": None, "chat_format": "auto", "revision": None,
-                "trust_remote_code": False, "csv_encoding": "utf-8-sig", "model_dir": args.checkpoint_dir}
-    if args.config:
-        fields = read_recipe(args.config)
-        recipe = recipe_arguments(fields, args.config)
-        if not fields.get("output_dir"):
-            raise UserError(f"{args.config}: output_dir is not set, so there is no trained model to load")
-        settings.update(task=recipe.task, prompt_template=recipe.prompt_template, chat_format=recipe.chat_format,
-                        csv_encoding=recipe.csv_encoding, revision=fields.get("model_revision"),
-                        trust_remote_code=bool(fields.get("trust_remote_code")),
-                        model_dir=args.checkpoint_dir or fields["output_dir"],
-                        test_path=recipe.test_file if args.split == "test" else recipe.validation_file,
-                        out_path=f"results/{Path(args.config).stem}/predictions_{args.split}.csv")
-    settings.update({key: value for key, value in vars(args).items() if value is not None and key not in ("checkpoint_dir", "overwrite", "split")})
-    if not (settings["model_dir"] or settings.get("base_id")):
+def resolve(args) -> tuple[dict, RecipeArguments]:
+    """(settings, the data fields): the command line, with the recipe's values where a flag is not given."""
+    fields = read_recipe(args.config) if args.config else {}
+    if args.task:  # a preset's columns and prompt replace the recipe's
+        fields = {**fields, **read_preset(args.task)}
+    fields.update({key: getattr(args, key) for key in ("prompt_template", "chat_format") if getattr(args, key) is not None})
+    if args.test_path:  # a file given on the command line is used whole
+        fields.update({f"{args.split}_file": args.test_path, f"{args.split}_fraction": 0.0, "dataset_name": None})
+    recipe = recipe_arguments(fields, args.config or "arguments")
+    if args.config and not fields.get("output_dir") and not (args.checkpoint_dir or args.base_id):
+        raise UserError(f"{args.config}: output_dir is not set, so there is no trained model to load")
+    if not (args.config or args.checkpoint_dir or args.base_id):
         raise UserError("give a model: --config, --checkpoint_dir, or --base_id [--adapter_dir]")
-    for key in ("test_path", "out_path"):
-        if not settings.get(key):
-            raise UserError(f"--{key} is required without --config" if not args.config else
-                            f"{args.config}: no {args.split} file in the recipe; give --test_path")
-    return settings
+    if not has_source(recipe, args.split) and not getattr(recipe, f"{args.split}_fraction"):
+        raise UserError(f"{args.config}: no {args.split} data in the recipe; give --test_path" if args.config
+                        else "--test_path is required without --config")
+    out_path = args.out_path or (f"results/{Path(args.config).stem}/predictions_{args.split}.csv" if args.config else None)
+    if not out_path:
+        raise UserError("--out_path is required without --config")
+    data = {key: getattr(recipe, key) for key in DATA_FIELDS}
+    settings = {"split": args.split, "data": data, "revision": fields.get("model_revision"),
+                "trust_remote_code": bool(fields.get("trust_remote_code")), "split_seed": fields.get("seed", 42),
+                "model_dir": args.checkpoint_dir or (None if args.base_id else fields.get("output_dir")),
+                "out_path": out_path}
+    settings.update({key: value for key, value in vars(args).items() if value is not None and key not in
+                     ("checkpoint_dir", "overwrite", "split", "config", "task", "prompt_template", "chat_format",
+                      "test_path", "out_path")})
+    return settings, recipe
+
+
+def held_out_as_trained(settings: dict, record: dict | None) -> None:
+    """A fraction split must hold out the rows the training run held out (its manifest records them)."""
+    manifest = Path(settings["model_dir"] or "", MANIFEST)
+    if record is None or not manifest.is_file():
+        return
+    trained = json.loads(manifest.read_text(encoding="utf-8"))["config"].get("data", {}).get("held_out")
+    split = settings["split"]
+    if trained and trained.get(f"{split}_rows") != record.get(f"{split}_rows"):
+        raise UserError(f"{record['source']}: the {split} rows held out now differ from those the training run in "
+                        f"{settings['model_dir']} held out (the file or the seed changed since training)")
 
 
 def read_partial(path: Path, settings: dict) -> dict[int, str]:
@@ -103,24 +122,25 @@ def read_partial(path: Path, settings: dict) -> dict[int, str]:
 def main():
     args = make_parser().parse_args()
     started = now()
-    settings = resolve(args)
+    settings, recipe = resolve(args)
     with exclusive_output(settings["out_path"]):  # one generation per output file
-        generate(args, settings, started)
+        generate(args, settings, recipe, started)
 
 
-def generate(args, settings: dict, started: str):
+def generate(args, settings: dict, recipe: RecipeArguments, started: str):
     out = Path(settings["out_path"])
     partial = out.with_name(out.name + ".partial.jsonl")
     if args.overwrite:
         partial.unlink(missing_ok=True)
     elif out.exists():
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
-    task = get_task(settings["task"])
-    template = resolve_template(settings["task"], settings["prompt_template"])
-    data = load_split(settings["test_path"], settings["task"], require_answer=False, encoding=settings["csv_encoding"])
+    splits, spec, record = load_splits(recipe, settings["split_seed"], wanted=(args.split,), require_answer=False)
+    held_out_as_trained(settings, record)
+    split = splits[args.split]
+    data = split.frame
     if args.limit is not None:
         if not 0 < args.limit <= len(data):
-            raise UserError(f"--limit {args.limit}: {settings['test_path']} has {len(data)} rows")
+            raise UserError(f"--limit {args.limit}: {split.source} has {len(data)} rows")
         data = data.sample(n=args.limit, random_state=args.seed).sort_index().reset_index(drop=True)
 
     done = read_partial(partial, settings)
@@ -128,9 +148,11 @@ def generate(args, settings: dict, started: str):
         settings["model_dir"], settings.get("base_id"), settings.get("adapter_dir"), settings["revision"],
         settings["trust_remote_code"],
     )
-    conversational = is_conversational(tokenizer, settings["chat_format"])
+    conversational = is_conversational(tokenizer, recipe.chat_format, spec)
     rows = data.to_dict("records")
-    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, template, conversational)) for row in rows]
+    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, spec, conversational)) for row in rows]
+    if warning := count_long_prompts(prompts, args.max_new_tokens, context_length(model)):
+        print(warning, file=sys.stderr)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     stop = StopRequest()  # SIGTERM: the batch being generated is finished and saved, then the run stops
@@ -153,12 +175,12 @@ def generate(args, settings: dict, started: str):
               "continues", file=sys.stderr)
         sys.exit(EXIT_STOPPED)
 
-    predictions = data.rename(columns=task.output_columns)
-    predictions[task.generated_column] = [done[index] for index in range(len(rows))]
+    predictions = predictions_table(rows, spec, prediction_columns(spec, split.names), [done[i] for i in range(len(rows))])
     with atomic_path(out) as temporary:
         predictions.to_csv(temporary, index=False, encoding="utf-8")
     partial.unlink()
-    write_json_atomic(out.with_suffix(".manifest.json"), build_manifest({"generation": settings}, [settings["test_path"]], started))
+    files = [getattr(recipe, f"{split_name}_file") for split_name in ("train", args.split) if getattr(recipe, f"{split_name}_file")]
+    write_json_atomic(out.with_suffix(".manifest.json"), build_manifest({"generation": settings, "held_out": record}, files, started))
     print(f"wrote {len(predictions)} predictions to {out}")
 
 

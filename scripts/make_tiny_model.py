@@ -3,7 +3,8 @@
     python scripts/make_tiny_model.py --config recipes/demo.yaml              # -> the recipe's model_name_or_path
     python scripts/make_tiny_model.py --config recipes/demo.yaml --arch gpt2 --out models/tiny-gpt2
 
-`llama` has a chat template (stands in for ALLaM); `gpt2` has none and c_attn/c_proj/c_fc modules (stands in for Jais).
+`llama` has a chat template (stands in for ALLaM); `gpt2` has none and c_attn/c_proj/c_fc modules (stands in for Jais);
+`jais2` is transformers' native Jais-2 class with a Jais-style chat template written here (stands in for Jais-2).
 
 For speed and memory figures on a GPU, a random-weight Llama of a real model's shape (scripts/benchmark.py):
 
@@ -18,8 +19,8 @@ import torch
 
 from arabic_sft.cli import UserError, run_cli
 from arabic_sft.configs import parse_recipe
-from arabic_sft.data import get_task, load_split
-from arabic_sft.prompts import build_prompt, resolve_template
+from arabic_sft.data import load_splits
+from arabic_sft.prompts import build_example, example_text
 from arabic_sft.tiny import ARCHITECTURES, SHAPES, build_tiny_model
 
 
@@ -48,19 +49,15 @@ def main():
     if (out / "config.json").is_file() and not args.overwrite:
         print(f"{out} already holds a model (use --overwrite to rebuild)")
         return
-    if not recipe.train_file:
-        raise UserError(f"{args.config}: train_file is not set")
-    template = resolve_template(recipe.task, recipe.prompt_template)
-    answer = get_task(recipe.task).answer
-    rows = load_split(recipe.train_file, recipe.task, encoding=recipe.csv_encoding).to_dict("records")
-    texts = [build_prompt(row, template) + " " + row[answer] for row in rows]
+    splits, spec, _ = load_splits(recipe, 0, wanted=("train",))
+    texts = [example_text(build_example(row, spec, False)) for row in splits["train"].frame.to_dict("records")]
     if args.shape and args.arch != "llama":
         raise UserError(f"--shape builds a Llama of {args.shape}'s shape; drop --arch {args.arch}")
     shape = SHAPES[args.shape] if args.shape else {
         "hidden_size": args.hidden_size, "num_layers": args.num_layers, "num_heads": args.num_heads}
     build_tiny_model(args.arch, texts, out, args.vocab_size, **shape, dtype=getattr(torch, args.dtype), device=args.device)
     print(f"built a random-weight {args.arch} model ({args.shape or 'tiny'} shape) with a tokenizer trained on "
-          f"{len(texts)} rows of {recipe.train_file} in {out}")
+          f"{len(texts)} rows of {splits['train'].source} in {out}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from trl import SFTTrainer, get_peft_config, get_quantization_config
 from arabic_sft.checkpoints import MANIFEST, clear_previous_run, finished_run, resolve_resume_checkpoint
 from arabic_sft.cli import UserError, run_cli
 from arabic_sft.configs import parse_recipe
-from arabic_sft.data import get_task, load_training_splits
+from arabic_sft.data import load_training_splits
 from arabic_sft.launch import check_in_process
 from arabic_sft.locks import exclusive_output
 from arabic_sft.manifest import build_manifest, now, write_json_atomic
@@ -40,8 +40,9 @@ from arabic_sft.models import (
     keep_4bit_layers_differentiable, model_init_kwargs, trainable_dtype,
 )
 from arabic_sft.preemption import EXIT_STOPPED, SaveAndStopOnSigterm
-from arabic_sft.prompts import build_dataset, is_conversational, resolve_template
+from arabic_sft.prompts import build_dataset, check_assistant_masks, is_conversational
 from arabic_sft.report import plot_loss_curve
+from arabic_sft.truncation import apply_truncation_policy
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +69,14 @@ def main(recipe_args, training_args, model_args):
         raise UserError("overwrite_output_dir and resume_from_checkpoint: give one of them")
 
     # Data and prompt first: bad input fails in seconds, before any model is downloaded or loaded.
-    task = get_task(recipe_args.task)
-    template = resolve_template(recipe_args.task, recipe_args.prompt_template)
-    splits = load_training_splits(recipe_args, training_args.seed)
+    splits, spec, held_out = load_training_splits(recipe_args, training_args.seed)
     tokenizer = get_tokenizer(model_args.model_name_or_path, model_args.model_revision, training_args.trust_remote_code)
-    conversational = is_conversational(tokenizer, recipe_args.chat_format)
-    dataset = {name: build_dataset(frame, template, task.answer, conversational) for name, frame in splits.items()}
+    conversational = is_conversational(tokenizer, recipe_args.chat_format, spec)
+    if spec.kind == "messages":  # every assistant turn is trained, the rest masked
+        training_args.assistant_only_loss = check_assistant_masks(tokenizer)
+    dataset = {name: build_dataset(frame, spec, conversational) for name, frame in splits.items()}
+    dataset = apply_truncation_policy(tokenizer, dataset, None if training_args.packing else training_args.max_length,
+                                      recipe_args.truncation, log=print if main_process else lambda line: None)
 
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     dtype = trainable_dtype(recipe_args.adapter_dtype, model_args, training_args)  # checked before the model loads
@@ -138,8 +141,10 @@ def main(recipe_args, training_args, model_args):
                   "distributed_type": trainer.accelerator.distributed_type.value,
                   "global_batch_size": training_args.per_device_train_batch_size * trainer.accelerator.num_processes
                   * training_args.gradient_accumulation_steps}
-        configs = {"recipe": recipe_args, "model": model_args, "training": training_args, "launch": launch}
-        files = [recipe_args.train_file, recipe_args.validation_file]
+        data = {"kind": spec.kind, "examples": {name: len(examples) for name, examples in dataset.items()},
+                "held_out": held_out}  # the rows generation uses for a fraction split
+        configs = {"recipe": recipe_args, "model": model_args, "training": training_args, "launch": launch, "data": data}
+        files = [recipe_args.train_file, recipe_args.validation_file, recipe_args.test_file]
         plot_loss_curve(trainer.state.log_history, os.path.join(output_dir, "loss.png"))
         # Last: the manifest marks the run finished (a rerun then changes nothing).
         write_json_atomic(os.path.join(output_dir, MANIFEST), build_manifest(configs, files, started))

@@ -13,8 +13,9 @@ import pytest
 import torch
 import yaml
 
-from arabic_sft.data import get_task, load_split
-from arabic_sft.prompts import DEFAULT_TEMPLATES, build_prompt
+from arabic_sft.configs import RecipeArguments, read_preset
+from arabic_sft.data import DataSpec, data_spec, load_file
+from arabic_sft.prompts import build_example, example_text
 from arabic_sft.tiny import build_tiny_bert, build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,11 +36,20 @@ CPU_TRAINING = {
 }
 
 
+def preset_spec(task: str) -> DataSpec:
+    """The DataSpec of a task preset (recipes/tasks/<task>.yaml): its columns and prompt."""
+    return data_spec(RecipeArguments(**read_preset(str(ROOT / "recipes" / "tasks" / f"{task}.yaml"))))
+
+
+def sample_rows(task: str, **options) -> list[dict]:
+    """A task's sample rows under its preset's field names (proverb/explanation, question/category/answer)."""
+    return load_file(SAMPLE_FILES[task], preset_spec(task), **options).frame.to_dict("records")
+
+
 def sample_texts(task: str) -> list[str]:
     """Prompt + answer texts of a task's sample rows, to train a tiny tokenizer on."""
-    answer = get_task(task).answer
-    rows = load_split(SAMPLE_FILES[task], task).to_dict("records")
-    return [build_prompt(row, DEFAULT_TEMPLATES[task]) + " " + row[answer] for row in rows]
+    spec = preset_spec(task)
+    return [example_text(build_example(row, spec, False)) for row in sample_rows(task)]
 
 
 @pytest.fixture(scope="session")

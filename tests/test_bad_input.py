@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from arabic_sft.data import load_training_splits
-from arabic_sft.configs import RecipeArguments
+from arabic_sft.configs import RecipeArguments, read_preset
 
 from conftest import SAMPLE_FILES, run_in_this_process
 
@@ -49,7 +49,7 @@ def test_empty_cells_rejected_when_the_recipe_says_so(make_recipe, tiny_llama, t
     gaps.write_text("Proverbs,Explanation\nمثل,شرح\nمثل آخر,   \n", encoding="utf-8")
     recipe = make_recipe(tiny_llama, train_file=str(gaps), empty_cells="error")
     status, stderr = run_in_process(monkeypatch, capsys, "sft.py", "--config", recipe)
-    assert_error_line(status, stderr, str(gaps), "1 row(s) with an empty cell", "lines 3")
+    assert_error_line(status, stderr, str(gaps), "1 row(s) with an empty cell", "line 3")
 
 
 def test_wrong_type_in_a_recipe_field(make_recipe, tiny_llama, monkeypatch, capsys):
@@ -74,7 +74,7 @@ def test_padding_free_with_a_remote_code_model(make_recipe, tiny_llama, monkeypa
 def test_limit_larger_than_the_test_file(tiny_llama, tmp_path, monkeypatch, capsys):
     out = tmp_path / "pred.csv"
     status, stderr = run_in_process(monkeypatch, capsys, "generate.py", "--checkpoint_dir", tiny_llama, "--test_path",
-                                    SAMPLE_FILES["proverbs"], "--out_path", out, "--limit", 500)
+                                    SAMPLE_FILES["proverbs"], "--out_path", out, "--limit", 500, "--task", "proverbs")
     assert_error_line(status, stderr, "--limit 500", str(SAMPLE_FILES["proverbs"]), "12 rows")
     assert not out.exists()
 
@@ -88,7 +88,7 @@ def test_generation_needs_a_model(tmp_path, monkeypatch, capsys):
 def test_missing_adapter_directory(tiny_llama, tmp_path, monkeypatch, capsys):
     missing = tmp_path / "no-adapter"
     status, stderr = run_in_process(monkeypatch, capsys, "generate.py", "--base_id", tiny_llama, "--adapter_dir", missing,
-                                    "--test_path", SAMPLE_FILES["proverbs"], "--out_path", tmp_path / "p.csv")
+                                    "--test_path", SAMPLE_FILES["proverbs"], "--out_path", tmp_path / "p.csv", "--task", "proverbs")
     assert_error_line(status, stderr, str(missing), "not found")
 
 
@@ -96,7 +96,8 @@ def test_validation_rows_repeated_from_train_are_reported(tmp_path, caplog):
     validation = tmp_path / "valid.csv"
     validation.write_text("Proverbs,Explanation\nالصبر مفتاح الفرج,يقال للحث على الصبر عند الشدة، لأن الفرج يأتي بعد "
                           "الصبر.\nمثل جديد,شرح جديد\n", encoding="utf-8")
-    recipe = RecipeArguments(train_file=str(SAMPLE_FILES["proverbs"]), validation_file=str(validation))
+    recipe = RecipeArguments(task="proverbs", **read_preset("proverbs"), train_file=str(SAMPLE_FILES["proverbs"]),
+                             validation_file=str(validation))
     with caplog.at_level(logging.WARNING):
         load_training_splits(recipe, seed=0)
     assert f"{validation}: 1 of 2 validation row(s) also appear in the training data" in caplog.text

@@ -1,13 +1,19 @@
-"""One loader for every CSV: aliases and BOMs accepted, bad files refused with a message that names the problem."""
+"""One loader for every CSV: aliases and BOMs accepted, bad files refused with a message that names the problem.
+(Other formats, recipe columns, splits and leakage: test_your_data.py.)"""
 
 import pandas as pd
 import pytest
 
 from arabic_sft.cli import UserError
-from arabic_sft.data import load_split, load_training_splits, subsample
-from arabic_sft.prompts import build_example, resolve_template
+from arabic_sft.configs import RecipeArguments, read_preset
+from arabic_sft.data import data_spec, load_file, load_training_splits, subsample
+from arabic_sft.prompts import build_example
 
-from conftest import SAMPLE_FILES, SHARED_DATA
+from conftest import ROOT, SAMPLE_FILES, SHARED_DATA, preset_spec
+
+
+def load_split(path, task, **options) -> pd.DataFrame:
+    return load_file(path, preset_spec(task), **options).frame
 
 
 def write(path, text, encoding="utf-8"):
@@ -78,7 +84,8 @@ def test_empty_cells_are_dropped_with_a_count_or_rejected(tmp_path, caplog):
 
 def test_cells_stay_text():
     frame = pd.DataFrame({"proverb": ["NA"], "explanation": ["0"]})
-    assert build_example(frame.iloc[0].to_dict(), "{proverb}", "explanation", False) == {
+    spec = data_spec(RecipeArguments(prompt_template="{proverb}", answer_column="explanation"))
+    assert build_example(frame.iloc[0].to_dict(), spec, False) == {
         "prompt": "NA",
         "completion": " 0",
     }
@@ -93,14 +100,14 @@ def test_subsample_is_reproducible_and_keeps_order():
 
 
 def test_training_splits_are_subsampled(tmp_path):
-    class Recipe:
-        task, empty_cells, csv_encoding, subsample_fraction = "medical_qa", "drop", "utf-8-sig", 0.5
-        train_file = validation_file = str(SAMPLE_FILES["medical_qa"])
-
-    splits = load_training_splits(Recipe, seed=0)
+    preset = read_preset(str(ROOT / "recipes" / "tasks" / "medical_qa.yaml"))
+    recipe = RecipeArguments(**preset, subsample_fraction=0.5, train_file=str(SAMPLE_FILES["medical_qa"]),
+                             validation_file=str(SAMPLE_FILES["medical_qa"]))
+    splits, _, _ = load_training_splits(recipe, seed=0)
     assert {name: len(frame) for name, frame in splits.items()} == {"train": 6, "validation": 6}
 
 
-def test_template_placeholders_must_be_input_columns():
-    with pytest.raises(UserError, match="unknown placeholder"):
-        resolve_template("proverbs", "Proverb: {proverb} Answer: {explanation}")
+def test_the_answer_cannot_be_a_placeholder_of_the_prompt():
+    recipe = RecipeArguments(prompt_template="Proverb: {proverb} Answer: {explanation}", answer_column="explanation")
+    with pytest.raises(UserError, match="answer_column 'explanation' is also a placeholder"):
+        data_spec(recipe)

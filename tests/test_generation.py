@@ -11,20 +11,19 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from arabic_sft.data import load_split
 from arabic_sft.generation import generate_texts, length_sorted_batches
 from arabic_sft.locks import lock_path
-from arabic_sft.prompts import DEFAULT_TEMPLATES, build_model_prompt, prompt_token_ids
+from arabic_sft.prompts import build_model_prompt, prompt_token_ids
 
-from conftest import ROOT, SAMPLE_FILES, run_script, sharp_random_model, write_recipe
+from conftest import ROOT, SAMPLE_FILES, preset_spec, run_script, sample_rows, sharp_random_model, write_recipe
 
 
 @pytest.mark.parametrize("model_fixture, task", [("tiny_llama", "proverbs"), ("tiny_gpt2", "medical_qa")])
 def test_batched_greedy_equals_one_by_one(request, model_fixture, task):
     model, tokenizer = sharp_random_model(request.getfixturevalue(model_fixture))
     conversational = tokenizer.chat_template is not None
-    rows = load_split(SAMPLE_FILES[task], task).to_dict("records")
-    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, DEFAULT_TEMPLATES[task], conversational)) for row in rows]
+    rows = sample_rows(task)
+    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, preset_spec(task), conversational)) for row in rows]
     assert len({len(p) for p in prompts}) > 1  # the batches really need padding
     batched = generate_texts(model, tokenizer, prompts, max_new_tokens=20, batch_size=5)
     one_by_one = [generate_texts(model, tokenizer, [p], max_new_tokens=20, batch_size=1)[0] for p in prompts]
@@ -43,7 +42,7 @@ def test_batches_are_length_sorted_and_cover_every_prompt_once():
 
 def generate_command(model, test_path, out_path, *extra):
     return [sys.executable, str(ROOT / "scripts" / "generate.py"), "--checkpoint_dir", str(model),
-            "--test_path", str(test_path), "--out_path", str(out_path), *map(str, extra)]
+            "--test_path", str(test_path), "--out_path", str(out_path), "--task", "proverbs", *map(str, extra)]
 
 
 OPTIONS = ["--max_new_tokens", 48, "--batch_size", 2]
@@ -54,7 +53,7 @@ def long_generation(tiny_llama, tmp_path_factory):
     """(test file of 48 rows, its uninterrupted predictions CSV): long enough to interrupt."""
     work = tmp_path_factory.mktemp("long-generation")
     test_path = work / "test.csv"
-    pd.concat([load_split(SAMPLE_FILES["proverbs"], "proverbs")] * 4, ignore_index=True).to_csv(test_path, index=False)
+    pd.concat([pd.DataFrame(sample_rows("proverbs"))] * 4, ignore_index=True).to_csv(test_path, index=False)
     reference = work / "reference.csv"
     subprocess.run(generate_command(tiny_llama, test_path, reference, *OPTIONS), cwd=ROOT, check=True, capture_output=True)
     return test_path, reference
@@ -133,7 +132,7 @@ def test_a_second_generation_into_the_same_file_is_refused(tiny_llama, long_gene
 
 def test_output_columns_and_a_test_file_without_references(tiny_gpt2, tmp_path, script_in_process):
     test_path = tmp_path / "questions.csv"
-    load_split(SAMPLE_FILES["medical_qa"], "medical_qa")[["question", "category"]].to_csv(test_path, index=False)
+    pd.DataFrame(sample_rows("medical_qa"))[["question", "category"]].to_csv(test_path, index=False)
     out = tmp_path / "pred.csv"
     result = script_in_process("generate.py", *generate_command(tiny_gpt2, test_path, out, "--task", "medical_qa",
                                                            "--max_new_tokens", 8, "--limit", 5)[2:])
@@ -155,14 +154,14 @@ def test_config_generates_for_a_gpu_recipe_on_cpu_and_names_the_split(tiny_llama
     assert list(predictions.columns) == ["Proverb", "Reference_Explanation", "Generated_Explanation"]
     assert len(predictions) == 3
     missing = script_in_process("generate.py", "--config", "gpu_recipe.yaml", cwd=tmp_path)
-    assert missing.returncode == 2 and "no test file in the recipe" in missing.stderr
+    assert missing.returncode == 2 and "no test data in the recipe" in missing.stderr
 
 
 def test_a_batch_that_runs_out_of_memory_is_generated_in_halves(tiny_llama, caplog):
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
-    rows = load_split(SAMPLE_FILES["proverbs"], "proverbs").to_dict("records")
-    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, DEFAULT_TEMPLATES["proverbs"], True)) for row in rows]
+    rows = sample_rows("proverbs")
+    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, preset_spec("proverbs"), True)) for row in rows]
     expected = generate_texts(model, tokenizer, prompts, max_new_tokens=6, batch_size=12)
 
     generate = model.generate

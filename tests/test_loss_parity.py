@@ -5,11 +5,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 from trl import SFTConfig, SFTTrainer
 
 from arabic_sft.cli import UserError
-from arabic_sft.data import load_split
 from arabic_sft.models import causal_lm_loss_from_logits, check_loss_parity
-from arabic_sft.prompts import DEFAULT_TEMPLATES, build_dataset
+import pandas as pd
 
-from conftest import CPU_TRAINING, SAMPLE_FILES
+from arabic_sft.prompts import build_dataset
+
+from conftest import CPU_TRAINING, preset_spec, sample_rows
 
 
 class ScaledLogitsLlama(LlamaForCausalLM):
@@ -24,9 +25,9 @@ class ScaledLogitsLlama(LlamaForCausalLM):
 
 
 def make_trainer(model, tokenizer, tmp_path, config: dict | None = None, **trainer_kwargs):
-    data = load_split(SAMPLE_FILES["proverbs"], "proverbs")
+    data = pd.DataFrame(sample_rows("proverbs"))
     conversational = tokenizer.chat_template is not None
-    dataset = build_dataset(data, DEFAULT_TEMPLATES["proverbs"], "explanation", conversational)
+    dataset = build_dataset(data, preset_spec("proverbs"), conversational)
     args = SFTConfig(output_dir=str(tmp_path), **CPU_TRAINING, **(config or {}))
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, **trainer_kwargs)
 

@@ -5,10 +5,9 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from arabic_sft.data import get_task, load_split
-from arabic_sft.prompts import DEFAULT_TEMPLATES, PLAIN_SEPARATOR, build_example, prompt_token_ids
+from arabic_sft.prompts import PLAIN_SEPARATOR, build_example, prompt_token_ids
 
-from conftest import SAMPLE_FILES, run_script
+from conftest import preset_spec, run_script, sample_rows
 
 
 @pytest.mark.parametrize(
@@ -25,16 +24,16 @@ def test_trained_tokens_are_answer_plus_eos(request, make_recipe, tmp_path, mode
 
     tokenizer = AutoTokenizer.from_pretrained(model)
     assert (tokenizer.chat_template is not None) == conversational
-    rows = load_split(SAMPLE_FILES[task], task).to_dict("records")
+    rows, spec = sample_rows(task), preset_spec(task)
     examples = json.loads(out_json.read_text(encoding="utf-8"))
     assert len(examples) == 5
     separator = "" if conversational else PLAIN_SEPARATOR
     for row, example in zip(rows, examples):
-        answer = row[get_task(task).answer]
+        answer = row[spec.answer]
         assert example["answer"] == answer
         # Exactly the answer and EOS are trained: nothing of the prompt, no padding, nothing after EOS.
         assert example["completion"] == separator + answer + tokenizer.eos_token
         assert answer not in example["prompt"]
         # The masked prompt is, token for token, what generation sends for the same row.
-        prompt = build_example(row, DEFAULT_TEMPLATES[task], get_task(task).answer, conversational)["prompt"]
+        prompt = build_example(row, spec, conversational)["prompt"]
         assert example["prompt"] == tokenizer.decode(prompt_token_ids(tokenizer, prompt))

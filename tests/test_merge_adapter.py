@@ -115,7 +115,7 @@ def test_generation_from_a_qlora_adapter_uses_the_dequantized_base(qlora_adapter
     for name, source in {"adapter": ["--checkpoint_dir", qlora_adapter], "merged": ["--checkpoint_dir", merged]}.items():
         out = tmp_path / f"{name}.csv"
         result = script_in_process("generate.py", *source, "--test_path", SAMPLE_FILES["proverbs"], "--out_path", out,
-                            "--max_new_tokens", 12, "--limit", 4)
+                            "--max_new_tokens", 12, "--limit", 4, "--task", "proverbs")
         assert result.returncode == 0, result.stderr[-3000:]
         outputs[name] = pd.read_csv(out, keep_default_na=False)["Generated_Explanation"].tolist()
     assert outputs["adapter"] == outputs["merged"]

@@ -2,15 +2,16 @@
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from arabic_sft.data import load_split
 from arabic_sft.generation import generate_texts
-from arabic_sft.prompts import DEFAULT_TEMPLATES, build_example, prompt_token_ids
+import pandas as pd
 
-from conftest import SAMPLE_FILES, run_script
+from arabic_sft.prompts import build_example, prompt_token_ids
+
+from conftest import preset_spec, run_script, sample_rows
 
 
 def test_tiny_llama_overfits_eight_examples_and_regenerates_them(tiny_llama, make_recipe, tmp_path):
-    rows = load_split(SAMPLE_FILES["proverbs"], "proverbs").head(8)
+    rows = pd.DataFrame(sample_rows("proverbs")).head(8)
     train_file = tmp_path / "eight.csv"
     rows.to_csv(train_file, index=False)
     recipe = make_recipe(
@@ -31,7 +32,7 @@ def test_tiny_llama_overfits_eight_examples_and_regenerates_them(tiny_llama, mak
     tokenizer = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out).eval()
     prompts = [
-        prompt_token_ids(tokenizer, build_example(row, DEFAULT_TEMPLATES["proverbs"], "explanation", True)["prompt"])
+        prompt_token_ids(tokenizer, build_example(row, preset_spec("proverbs"), True)["prompt"])
         for row in rows.to_dict("records")
     ]
     generated = generate_texts(model, tokenizer, prompts, max_new_tokens=96, batch_size=4)

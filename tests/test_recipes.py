@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 
 from arabic_sft.cli import UserError
-from arabic_sft.configs import parse_recipe
-from arabic_sft.prompts import PROVERBS_INSTRUCTION, SHEFAA_PROMPT
+from arabic_sft.configs import PRESET_FIELDS, parse_recipe, read_preset
 
 from conftest import ROOT
 
@@ -30,14 +29,26 @@ def parse(name: str):
 def test_recipe_parses_and_names_an_existing_launch_config(recipe):
     recipe_args, training_args, model_args = parse(recipe.stem)
     assert model_args.model_name_or_path
-    assert recipe_args.train_file and recipe_args.validation_file and recipe_args.test_file
+    assert recipe_args.train_file
+    assert (recipe_args.validation_file or recipe_args.validation_fraction) and (recipe_args.test_file or recipe_args.test_fraction)
     assert (ROOT / "accelerate_configs" / f"{recipe_args.accelerate_config}.yaml").is_file()
     assert training_args.output_dir == f"results/{recipe.stem}/model"
 
 
 def test_seed_prompts_are_the_documented_ones():
-    assert PROVERBS_INSTRUCTION == SEED_PROVERBS_INSTRUCTION
-    assert SHEFAA_PROMPT == SEED_SHEFAA_PROMPT
+    assert read_preset("proverbs")["prompt_template"] == SEED_PROVERBS_INSTRUCTION
+    assert read_preset("medical_qa")["prompt_template"] == SEED_SHEFAA_PROMPT
+
+
+@pytest.mark.parametrize("name, task", [("allam_proverbs", "proverbs"), ("allam_proverbs_qlora", "proverbs"),
+                                        ("demo", "proverbs"), ("jais_shefaa", "medical_qa")])
+def test_seed_recipes_spell_out_what_their_task_preset_holds(name, task):
+    recipe = parse(name)[0]
+    assert recipe.task is None  # spelled out in the recipe, the preset is for users' own recipes
+    preset = read_preset(task)
+    assert {key: getattr(recipe, key) for key in preset if key != "chat_format"} == {
+        key: value for key, value in preset.items() if key != "chat_format"}
+    assert set(preset) <= set(PRESET_FIELDS)
 
 
 def test_jais_shefaa_carries_the_shefaa_baseline():
@@ -54,7 +65,7 @@ def test_jais_shefaa_carries_the_shefaa_baseline():
     assert training.load_best_model_at_end and training.metric_for_best_model == "eval_loss"
     # Mixed precision: bf16 instead of the seed's fp16, which crashes under TRL 1.16 with a 4-bit model.
     assert training.bf16 and not training.fp16 and model.dtype == "bfloat16"
-    assert recipe.task == "medical_qa" and recipe.chat_format == "plain"
+    assert recipe.answer_column == "answer" and recipe.chat_format == "plain"
     assert recipe.prompt_template == SEED_SHEFAA_PROMPT
     assert recipe.subsample_fraction == 0.1 and training.seed == 42
     assert recipe.loss_from_logits
@@ -81,8 +92,8 @@ def test_allam_qlora_is_the_same_task_as_a_4bit_adapter():
     recipe, training, model = parse("allam_proverbs_qlora")
     baseline, _, _ = parse("allam_proverbs")
     assert model.load_in_4bit and model.use_peft and model.bnb_4bit_quant_type == "nf4"
-    assert (recipe.task, recipe.prompt_template, recipe.train_file) == (
-        baseline.task,
+    assert (recipe.columns, recipe.prompt_template, recipe.train_file) == (
+        baseline.columns,
         baseline.prompt_template,
         baseline.train_file,
     )
@@ -98,7 +109,7 @@ def test_recipe_named_by_environment_when_no_config(monkeypatch):
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("RECIPE", "demo")
     recipe, _, model = parse_recipe([])
-    assert model.model_name_or_path == "models/tiny-llama-proverbs" and recipe.task == "proverbs"
+    assert model.model_name_or_path == "models/tiny-llama-proverbs" and recipe.answer_column == "explanation"
 
 
 def test_unknown_recipe_key_names_the_file_and_key(tmp_path):

@@ -112,7 +112,7 @@ def test_hub_token_is_never_written(tiny_llama, uninterrupted, tmp_path, monkeyp
     predictions = tmp_path / "predictions_test.csv"
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     generated = script_in_process("generate.py", "--checkpoint_dir", out, "--test_path", test_path, "--out_path",
-                                  predictions, "--max_new_tokens", 4)
+                                  predictions, "--max_new_tokens", 4, "--task", "proverbs")
     assert generated.returncode == 0, generated.stderr[-2000:]
     scored = script_in_process("score.py", predictions, "--no_bertscore", "--no_semantic_similarity")
     assert scored.returncode == 0, scored.stderr[-2000:]

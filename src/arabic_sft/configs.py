@@ -1,6 +1,7 @@
 """Recipe fields beyond TRL's, and the parser that turns a recipe YAML (+ command-line overrides) into dataclasses."""
 
 import argparse
+import json
 import os
 import sys
 from dataclasses import dataclass, field, fields
@@ -10,24 +11,60 @@ import yaml
 from trl import ModelConfig, SFTConfig, TrlParser
 
 from arabic_sft.cli import UserError
-from arabic_sft.data import TASKS
 from arabic_sft.models import ADAPTER_DTYPES
 from arabic_sft.report import PUBLISHED
 
 RECIPES_DIR = Path("recipes")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
 class RecipeArguments:
     """Data, prompt and launch fields of a recipe; model fields live in TRL's `ModelConfig`, training in `SFTConfig`."""
 
-    task: str = field(default="proverbs", metadata={"help": "Data format.", "choices": sorted(TASKS)})
-    train_file: str | None = field(default=None, metadata={"help": "Training CSV."})
-    validation_file: str | None = field(default=None, metadata={"help": "Validation CSV (eval loss, best model)."})
-    test_file: str | None = field(default=None, metadata={"help": "Test CSV, used by generation and scoring."})
+    # Data: files, or a `datasets` dataset
+    train_file: str | None = field(
+        default=None, metadata={"help": "Training data: .csv, .jsonl/.json, .parquet, or a save_to_disk directory."}
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Validation data (eval loss, best model)."})
+    test_file: str | None = field(default=None, metadata={"help": "Test data, used by generation and scoring."})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Instead of files: a dataset on the Hub or a local dataset directory (datasets.load_dataset)."},
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "dataset_name's configuration (subset)."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "dataset_name's revision (a commit pins it)."})
+    train_split: str = field(default="train", metadata={"help": "dataset_name's training split."})
+    validation_split: str | None = field(default=None, metadata={"help": "dataset_name's validation split."})
+    test_split: str | None = field(default=None, metadata={"help": "dataset_name's test split."})
+    validation_fraction: float = field(
+        default=0.0,
+        metadata={"help": "Without a validation file or split: hold out this fraction of train (seeded by `seed`)."},
+    )
+    test_fraction: float = field(
+        default=0.0,
+        metadata={"help": "Without a test file or split: hold out this fraction of train for generation and scoring."},
+    )
+    # Columns and prompt
+    task: str | None = field(
+        default=None,
+        metadata={"help": "A preset that fills the fields below: recipes/tasks/NAME.yaml (or a path to such a YAML)."},
+    )
     prompt_template: str | None = field(
         default=None,
-        metadata={"help": "Prompt with {column} placeholders; the task's seed prompt when unset."},
+        metadata={"help": "Prompt with {placeholder}s filled from the columns. Unset: the data must be in TRL's formats "
+                  "(a `messages` column, or `prompt` and `completion` columns)."},
+    )
+    columns: dict | str | None = field(
+        default=None,
+        metadata={"help": "Column of each placeholder (and of the answer): a name or a list of accepted names, matched "
+                  "case-insensitively. Unset: the column named like the placeholder."},
+    )
+    answer_column: str = field(default="answer", metadata={"help": "The placeholder (key of `columns`) of the answer."})
+    output_columns: dict | str | None = field(
+        default=None,
+        metadata={"help": "Predictions CSV column names: {placeholder: name, generated: name}. Default: the inputs' own "
+                  "column names, Reference_<answer column>, Generated_<answer column>."},
     )
     chat_format: str = field(
         default="auto",
@@ -38,6 +75,11 @@ class RecipeArguments:
         },
     )
     csv_encoding: str = field(default="utf-8-sig", metadata={"help": "Encoding of the CSV files."})
+    truncation: str = field(
+        default="warn",
+        metadata={"help": "Examples whose prompt + answer exceed max_length (TRL cuts them from the end, EOS included): "
+                  "'warn' (count them), 'drop' them (with a count), or 'error'.", "choices": ["warn", "drop", "error"]},
+    )
     empty_cells: str = field(
         default="drop",
         metadata={"help": "Rows with an empty required cell: 'drop' (with a count) or 'error'.", "choices": ["drop", "error"]},
@@ -89,6 +131,15 @@ class RecipeArguments:
     )
 
     def __post_init__(self):
+        for name in ("columns", "output_columns"):  # a mapping; on the command line, as JSON
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    setattr(self, name, value := json.loads(value))
+                except json.JSONDecodeError:
+                    raise ValueError(f"{name}: not a JSON mapping: {value}") from None
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"{name}: must be a mapping of placeholder: column name, got {value!r}")
         # argparse checks `choices` on the command line only, not on values that come from the recipe YAML.
         for item in fields(self):
             choices = item.metadata.get("choices")
@@ -96,6 +147,13 @@ class RecipeArguments:
             if choices and value is not None and value not in choices:
                 raise ValueError(f"{item.name}: {value!r} is not one of {', '.join(map(str, choices))}")
 
+
+# The fields that say where the data is and how its rows become prompts (what generation needs of a recipe).
+DATA_FIELDS = (
+    "train_file", "validation_file", "test_file", "dataset_name", "dataset_config", "dataset_revision", "train_split",
+    "validation_split", "test_split", "validation_fraction", "test_fraction", "task", "prompt_template", "columns",
+    "answer_column", "output_columns", "chat_format", "csv_encoding", "empty_cells",
+)  # fmt: skip
 
 USAGE = """sft.py --config recipes/NAME.yaml [--FIELD VALUE ...]
        RECIPE=NAME sft.py [--FIELD VALUE ...]          (runs recipes/NAME.yaml)"""
@@ -135,7 +193,28 @@ def read_recipe(path: str | Path) -> dict:
     unknown = sorted(set(recipe) - known)
     if unknown:
         raise UserError(f"{path}: unknown recipe key(s): {', '.join(unknown)} (see --help for the fields)")
-    return recipe
+    return {**read_preset(recipe["task"], path), **recipe} if recipe.get("task") else recipe
+
+
+# What a task preset may set: how a dataset's columns make a prompt, nothing about models or training.
+PRESET_FIELDS = ("prompt_template", "columns", "answer_column", "output_columns", "chat_format")
+
+
+def read_preset(task: str, recipe_path: str | Path = "arguments") -> dict:
+    """The fields of a task preset: `recipes/tasks/<task>.yaml`, or a YAML file's path. A recipe's own values win."""
+    path = Path(task) if str(task).endswith((".yaml", ".yml")) else RECIPES_DIR / "tasks" / f"{task}.yaml"
+    if not path.is_file() and not path.is_absolute() and (PROJECT_ROOT / path).is_file():
+        path = PROJECT_ROOT / path  # the project's own presets, from any directory
+    if not path.is_file():
+        known = sorted(item.stem for item in (PROJECT_ROOT / RECIPES_DIR / "tasks").glob("*.yaml"))
+        raise UserError(f"{recipe_path}: task '{task}': no preset {path} (presets: {', '.join(known) or 'none'})")
+    try:
+        preset = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(preset, dict) or not set(preset) <= set(PRESET_FIELDS):
+        raise UserError(f"{path}: a task preset is a mapping of {', '.join(PRESET_FIELDS)}")
+    return preset
 
 
 def recipe_arguments(recipe: dict, path: str | Path) -> RecipeArguments:
@@ -195,7 +274,10 @@ def parse_recipe(args: list[str] | None = None) -> tuple[RecipeArguments, SFTCon
     Unknown recipe keys and unreadable recipes are `UserError`s that name the file and key.
     """
     path, args = with_recipe(args)
+    parser = _recipe_parser(path)
+    if path is not None and (task := yaml.safe_load(Path(path).read_text(encoding="utf-8")).get("task")):
+        parser.set_defaults_with_config(**read_preset(task, path))  # under the recipe's own values
     try:
-        return _recipe_parser(path).parse_args_and_config(args)
+        return parser.parse_args_and_config(args)
     except ValueError as error:
         raise UserError(f"{path or 'arguments'}: {str(error).splitlines()[0]}") from None

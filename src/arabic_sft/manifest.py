@@ -58,7 +58,9 @@ def device_description() -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-def _plain(config) -> dict:
+def _plain(config) -> dict | None:
+    if config is None:
+        return None
     if hasattr(config, "to_dict"):  # TrainingArguments: hides hub_token
         return config.to_dict()
     return asdict(config) if is_dataclass(config) else dict(config)

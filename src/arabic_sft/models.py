@@ -184,6 +184,11 @@ def check_loss_parity(trainer, num_examples: int = 4, rtol: float = 1e-2) -> tup
     return trainer_loss, model_loss
 
 
+def context_length(model) -> int | None:
+    """The longest sequence the model's positions cover (prompt + new tokens), when its config says."""
+    return getattr(model.config, "max_position_embeddings", None)
+
+
 def load_for_generation(
     model_dir: str | None = None,
     base_id: str | None = None,

@@ -1,7 +1,9 @@
 """Tiny random-weight models with a locally trained tokenizer, to run every recipe path offline.
 
 `llama` stands in for ALLaM (a Llama, with a chat template); `gpt2` for Jais (GPT-style c_attn/c_proj/c_fc
-modules, no chat template). Both load through the same `AutoModelForCausalLM`/`AutoTokenizer` code as Hub ids.
+modules, no chat template); `jais2` is transformers' native Jais-2 (`Jais2ForCausalLM`: q/k/v/o_proj, an MLP of
+up_proj/down_proj with no gate_proj, LayerNorm, biases) with a Jais-style chat template of its own. All load through
+the same `AutoModelForCausalLM`/`AutoTokenizer` code as Hub ids.
 """
 
 from collections.abc import Iterable
@@ -10,23 +12,38 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import BertConfig, BertModel, BertTokenizerFast, GPT2Config, GPT2LMHeadModel, GenerationConfig
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import Jais2Config, Jais2ForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
 
 # Each turn opens with its role token; the assistant's turn closes with EOS and nothing after it, so the trained
-# tokens of a completion are exactly the answer followed by EOS.
+# tokens of a completion are exactly the answer followed by EOS. `{% generation %}` marks the assistant's tokens for
+# TRL's assistant-only loss on `messages` data (it renders nothing).
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>\n' + message['content'] }}"
-    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% else %}{{ '\n' }}{% endif %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|assistant|>\n' }}{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}"
+    "{% else %}{{ '<|' + message['role'] + '|>\n' + message['content'] + '\n' }}{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
 
-ARCHITECTURES = ("llama", "gpt2")
+# The tiny Jais-2's template, in the style of Jais chat prompts ([|Human|] / [|AI|] turns); written here.
+JAIS2_ROLE_TOKENS = ["[|System|]", "[|Human|]", "[|AI|]"]
+JAIS2_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '[|AI|]\n' }}{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}"
+    "{% elif message['role'] == 'system' %}{{ '[|System|]\n' + message['content'] + '\n' }}"
+    "{% else %}{{ '[|Human|]\n' + message['content'] + '\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '[|AI|]\n' }}{% endif %}"
+)
+
+ARCHITECTURES = ("llama", "gpt2", "jais2")
 
 # Random-weight Llamas of the real models' shapes, for speed and memory figures (benchmark.py on a GPU). ALLaM-7B is
 # a Llama; Jais-family-256m (GPT-style, ALiBi, SwiGLU; config.json of inceptionai/Jais-family-256m) is stood in for by
@@ -42,22 +59,24 @@ SHAPES = {
 }  # fmt: skip
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, chat_template: bool = True):
-    """A byte-level BPE tokenizer trained on `texts` (lossless on any Unicode, Arabic included)."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, chat_template: str | None = CHAT_TEMPLATE,
+                    role_tokens: list[str] = ROLE_TOKENS):
+    """A byte-level BPE tokenizer trained on `texts` (lossless on any Unicode, Arabic included), with `chat_template`
+    (None: no template) whose role markers are the special `role_tokens`."""
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS.values()) + ROLE_TOKENS,
+        special_tokens=list(SPECIAL_TOKENS.values()) + role_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     backend.train_from_iterator(texts, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIAL_TOKENS)
-    tokenizer.add_special_tokens({"additional_special_tokens": ROLE_TOKENS})
+    tokenizer.add_special_tokens({"additional_special_tokens": role_tokens})
     if chat_template:
-        tokenizer.chat_template = CHAT_TEMPLATE
+        tokenizer.chat_template = chat_template
     return tokenizer
 
 
@@ -97,7 +116,10 @@ def build_tiny_model(
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
     torch.manual_seed(seed)
-    tokenizer = train_tokenizer(texts, vocab_size, chat_template=arch == "llama")
+    if arch == "jais2":
+        tokenizer = train_tokenizer(texts, vocab_size, JAIS2_CHAT_TEMPLATE, JAIS2_ROLE_TOKENS)
+    else:
+        tokenizer = train_tokenizer(texts, vocab_size, CHAT_TEMPLATE if arch == "llama" else None)
     if model_vocab_size is not None and model_vocab_size < len(tokenizer):
         raise ValueError(f"model_vocab_size {model_vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens")
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in SPECIAL_TOKENS.items()}
@@ -116,6 +138,22 @@ def build_tiny_model(
             tie_word_embeddings=tie_word_embeddings,
         )
         model = construct(LlamaForCausalLM, config, dtype, device)
+    elif arch == "jais2":
+        config = Jais2Config(
+            vocab_size=model_vocab_size or len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=intermediate_size or 4 * hidden_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            num_key_value_heads=num_kv_heads or num_heads,
+            head_dim=hidden_size // num_heads,
+            max_position_embeddings=max_positions,
+            bos_token_id=ids["bos_token"],
+            eos_token_id=ids["eos_token"],
+            pad_token_id=ids["pad_token"],
+            tie_word_embeddings=False,
+        )
+        model = construct(Jais2ForCausalLM, config, dtype, device)
     else:
         config = GPT2Config(
             vocab_size=model_vocab_size or len(tokenizer),

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from arabic_sft.cli import UserError
 from arabic_sft.configs import PRESET_FIELDS, parse_recipe, read_preset
@@ -117,3 +118,17 @@ def test_unknown_recipe_key_names_the_file_and_key(tmp_path):
     path.write_text((ROOT / "recipes" / "demo.yaml").read_text(encoding="utf-8") + "lerning_rate: 0.1\n")
     with pytest.raises(UserError, match=r"bad\.yaml: unknown recipe key\(s\): lerning_rate"):
         parse_recipe(["--config", str(path)])
+
+
+def test_jais2_targets_its_own_modules():
+    # Jais-2's MLP has up_proj and down_proj and no gate_proj: every target must name a module the model has.
+    from transformers import Jais2Config, Jais2ForCausalLM
+
+    recipe, training, model = parse("jais2_proverbs_qlora")
+    assert model.model_name_or_path == "inceptionai/Jais-2-8B-Chat" and not training.trust_remote_code
+    assert model.load_in_4bit and model.bnb_4bit_quant_type == "nf4" and model.use_bnb_nested_quant and model.use_peft
+    tiny = Jais2ForCausalLM(Jais2Config(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=2, head_dim=8))
+    names = {name.rsplit(".", 1)[-1] for name, module in tiny.named_modules() if isinstance(module, torch.nn.Linear)}
+    assert set(model.lora_target_modules) == names - {"lm_head"}
+    assert recipe.task == "proverbs" and recipe.chat_format == "chat" and recipe.accelerate_config == "single_gpu"

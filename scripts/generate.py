@@ -1,12 +1,13 @@
-"""Batched generation on a test CSV with the same prompt as training; resumable, rows in input order.
+"""Batched generation on a test split with the same prompt as training; resumable, rows in input order.
 
-    # a recipe's trained output (its output_dir, test_file, prompt and chat format)
+    # a recipe's trained output (its output_dir, test data, columns, prompt and chat format)
     python scripts/generate.py --config recipes/demo.yaml
-    # a full fine-tune checkpoint, or a base model + LoRA adapter (the proverbs document's command lines)
+    # a full fine-tune checkpoint, or a base model + LoRA adapter (the proverbs document's command lines); --task names
+    # a preset in recipes/tasks/ that says how rows become prompts (or --config RECIPE for a recipe's)
     python scripts/generate.py --checkpoint_dir results/finetune_allam --test_path data/Test_data.csv \\
-        --out_path results/finetune.csv --max_new_tokens 256 --temperature 0.0
+        --task proverbs --out_path results/finetune.csv --max_new_tokens 256 --temperature 0.0
     python scripts/generate.py --base_id ALLaM-AI/ALLaM-7B-Instruct-preview --adapter_dir results/adapter \\
-        --test_path data/Test_data.csv --out_path results/finetune.csv
+        --test_path data/Test_data.csv --task proverbs --out_path results/finetune.csv
 
 Rows are saved as batches finish (OUT.partial.jsonl); a rerun after a crash continues where it stopped.
 """

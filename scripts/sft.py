@@ -1,4 +1,5 @@
-"""Supervised fine-tuning of a causal LM on Arabic question/answer CSVs, with answer-only loss (TRL SFTTrainer).
+"""Supervised fine-tuning of a causal LM on Arabic question/answer data (any format a recipe names), with answer-only
+loss (TRL SFTTrainer).
 
 Usage:
 

@@ -126,7 +126,7 @@ def test_hub_token_is_never_written(tiny_llama, uninterrupted, tmp_path, monkeyp
 def test_run_writes_its_manifest_and_loss_curve(uninterrupted):
     out, _ = uninterrupted
     manifest = json.loads((out / "run_manifest.json").read_text(encoding="utf-8"))
-    assert set(manifest["config"]) == {"recipe", "model", "training", "launch"}
+    assert set(manifest["config"]) == {"recipe", "model", "training", "launch", "data"}
     assert manifest["config"]["launch"] == {"num_processes": 1, "distributed_type": "NO", "global_batch_size": 2}
     assert manifest["config"]["training"]["max_steps"] == MAX_STEPS
     assert manifest["config"]["recipe"]["train_file"] == str(SAMPLE_FILES["proverbs"])

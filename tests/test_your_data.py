@@ -13,7 +13,7 @@ from arabic_sft.cli import UserError
 from arabic_sft.configs import RecipeArguments, read_recipe, recipe_arguments
 from arabic_sft.data import data_spec, held_out_rows, load_file, load_splits, load_training_splits, prediction_columns
 from arabic_sft.prompts import build_dataset, build_example, build_model_prompt, predictions_table
-from arabic_sft.truncation import apply_truncation_policy, count_truncated
+from arabic_sft.truncation import apply_truncation_policy, count_long_prompts, count_truncated
 
 from conftest import ROOT, SAMPLES, run_in_this_process, run_script
 
@@ -281,3 +281,19 @@ def test_the_shipped_jsonl_example_runs_train_generate_score(tiny_llama, tmp_pat
     scored = script_in_process("score.py", predictions, "--no_bertscore", "--no_semantic_similarity")
     assert scored.returncode == 0, scored.stderr[-2000:]
     assert json.loads(predictions.with_name("metrics_test.json").read_text(encoding="utf-8"))["n"] == 3
+
+    # Held-out rows that differ from the training run's (the file or the seed changed since) are refused.
+    changed = script_in_process("generate.py", "--config", "recipes/example_own_data.yaml", "--checkpoint_dir", out,
+                                "--out_path", tmp_path / "again.csv", "--seed", 1, "--limit", 1)
+    assert changed.returncode == 0  # --seed is generation's (sampling, --limit), not the split's
+    manifest["config"]["data"]["held_out"]["test_rows"] = [0, 1, 2]
+    (out / "run_manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    refused = script_in_process("generate.py", "--config", "recipes/example_own_data.yaml", "--checkpoint_dir", out,
+                                "--out_path", tmp_path / "third.csv")
+    assert refused.returncode == 2 and "differ from those the training run" in refused.stderr
+
+
+def test_prompts_longer_than_the_context_are_counted_at_generation():
+    assert count_long_prompts([[1] * 10, [1] * 100], max_new_tokens=20, context=64).startswith(
+        "warning: 1 of 2 prompts + max_new_tokens 20 exceed the model's context of 64 tokens")
+    assert count_long_prompts([[1] * 10], 20, 64) is None and count_long_prompts([[1] * 10], 20, None) is None

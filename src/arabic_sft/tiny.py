@@ -123,48 +123,22 @@ def build_tiny_model(
     if model_vocab_size is not None and model_vocab_size < len(tokenizer):
         raise ValueError(f"model_vocab_size {model_vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens")
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in SPECIAL_TOKENS.items()}
+    tokens = {"vocab_size": model_vocab_size or len(tokenizer), "bos_token_id": ids["bos_token"],
+              "eos_token_id": ids["eos_token"], "pad_token_id": ids["pad_token"]}
+    shape = {"hidden_size": hidden_size, "num_hidden_layers": num_layers, "num_attention_heads": num_heads,
+             "max_position_embeddings": max_positions}
     if arch == "llama":
-        config = LlamaConfig(
-            vocab_size=model_vocab_size or len(tokenizer),
-            hidden_size=hidden_size,
-            intermediate_size=intermediate_size or 2 * hidden_size,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
-            num_key_value_heads=num_kv_heads or max(1, num_heads // 2),
-            max_position_embeddings=max_positions,
-            bos_token_id=ids["bos_token"],
-            eos_token_id=ids["eos_token"],
-            pad_token_id=ids["pad_token"],
-            tie_word_embeddings=tie_word_embeddings,
-        )
+        config = LlamaConfig(**tokens, **shape, intermediate_size=intermediate_size or 2 * hidden_size,
+                             num_key_value_heads=num_kv_heads or max(1, num_heads // 2),
+                             tie_word_embeddings=tie_word_embeddings)
         model = construct(LlamaForCausalLM, config, dtype, device)
-    elif arch == "jais2":
-        config = Jais2Config(
-            vocab_size=model_vocab_size or len(tokenizer),
-            hidden_size=hidden_size,
-            intermediate_size=intermediate_size or 4 * hidden_size,
-            num_hidden_layers=num_layers,
-            num_attention_heads=num_heads,
-            num_key_value_heads=num_kv_heads or num_heads,
-            head_dim=hidden_size // num_heads,
-            max_position_embeddings=max_positions,
-            bos_token_id=ids["bos_token"],
-            eos_token_id=ids["eos_token"],
-            pad_token_id=ids["pad_token"],
-            tie_word_embeddings=False,
-        )
+    elif arch == "jais2":  # Jais-2: MLP 4 x hidden (up/down, relu^2), as many KV heads as heads, untied LM head
+        config = Jais2Config(**tokens, **shape, intermediate_size=intermediate_size or 4 * hidden_size,
+                             num_key_value_heads=num_kv_heads or num_heads, head_dim=hidden_size // num_heads,
+                             tie_word_embeddings=False)
         model = construct(Jais2ForCausalLM, config, dtype, device)
     else:
-        config = GPT2Config(
-            vocab_size=model_vocab_size or len(tokenizer),
-            n_embd=hidden_size,
-            n_layer=num_layers,
-            n_head=num_heads,
-            n_positions=max_positions,
-            bos_token_id=ids["bos_token"],
-            eos_token_id=ids["eos_token"],
-            pad_token_id=ids["pad_token"],
-        )
+        config = GPT2Config(**tokens, n_embd=hidden_size, n_layer=num_layers, n_head=num_heads, n_positions=max_positions)
         model = construct(GPT2LMHeadModel, config, dtype, device)
     model.generation_config = GenerationConfig(
         bos_token_id=ids["bos_token"], eos_token_id=ids["eos_token"], pad_token_id=ids["pad_token"]

@@ -93,7 +93,7 @@ def resolve(args) -> tuple[dict, RecipeArguments]:
 
 def held_out_as_trained(settings: dict, record: dict | None) -> None:
     """A fraction split must hold out the rows the training run held out (its manifest records them)."""
-    manifest = Path(settings["model_dir"] or "", MANIFEST)
+    manifest = Path(settings["model_dir"] or settings.get("adapter_dir") or "", MANIFEST)
     if record is None or not manifest.is_file():
         return
     trained = json.loads(manifest.read_text(encoding="utf-8"))["config"].get("data", {}).get("held_out")

@@ -205,7 +205,7 @@ def load_for_generation(
         adapter_dir = model_dir
         base_id = base_id or adapter_base(model_dir)
     elif adapter_dir is None:
-        base_id = model_dir
+        base_id = model_dir or base_id  # a full model: --checkpoint_dir, or --base_id alone
     if adapter_dir is not None and not Path(adapter_dir).is_dir():
         raise UserError(f"{adapter_dir}: adapter directory not found")
     tokenizer = model_tokenizer(base_id, adapter_dir, revision, trust_remote_code)

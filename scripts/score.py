@@ -135,9 +135,12 @@ def score(args, predictions: list[str], references: list[str], inputs: dict, sta
         if scores is not None:
             per_example["semantic_similarity"] = scores
     summary = metrics.summarize(per_example)
+    corpus, signatures = metrics.corpus_scores(predictions, references)
+    summary.update(corpus)
 
     settings = {**inputs, **{key: value for key, value in vars(args).items() if key not in ("out",)}}
     settings["device"] = device
+    settings["signatures"] = signatures  # sacreBLEU's: how the corpus BLEU and chrF++ were computed
     settings["bertscore_computed"] = summary["bertscore_f1"] is not None
     settings["semantic_similarity_computed"] = summary["semantic_similarity"] is not None
     files = [inputs.get("predictions_csv"), inputs.get("predictions"), inputs.get("references")]

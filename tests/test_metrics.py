@@ -96,3 +96,18 @@ def test_metrics_table_puts_shefaa_beside_ours():
     assert "| BLEU-1 | 1.0000 | 0.0370 |" in table
     assert "| BERTScore F1 | n/a | 0.6133 |" in table
     assert "SHEFAA (published)" in table and "artifact" in table
+
+
+def test_sacrebleu_and_chrf_plus_plus_are_sacrebleus_own_corpus_scores():
+    import sacrebleu
+
+    predictions = ["ذهب الولد إلى المدرسة صباحا", "القطة على الحصيرة", "الصبر مفتاح الفرج"]
+    references = ["ذهب الولد الى المدرسة في الصباح", "جلست القطة على الحصيرة", "الصبر مفتاح الفرج"]
+    scores, signatures = metrics.corpus_scores(predictions, references)
+    assert scores["sacrebleu"] == sacrebleu.corpus_bleu(predictions, [references]).score
+    assert scores["chrf"] == sacrebleu.corpus_chrf(predictions, [references], word_order=2).score
+    assert 0 < scores["sacrebleu"] < scores["chrf"] < 100  # chrF credits the shared characters of "الى"/"إلى"
+    assert signatures["sacrebleu"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+    assert signatures["chrf"].startswith("nrefs:1|case:mixed|eff:yes|nc:6|nw:2|space:no|version:")
+    perfect, _ = metrics.corpus_scores(references, references)
+    assert perfect == {"sacrebleu": 100.0, "chrf": 100.0}

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from arabic_sft.locks import exclusive_output
-from arabic_sft.metrics import METRIC_KEYS
+from arabic_sft.metrics import CORPUS_KEYS, METRIC_KEYS
 
 from conftest import SHARED_DATA, run_script, write_recipe
 from test_bad_input import assert_error_line, run_in_process
@@ -34,7 +34,9 @@ def test_scores_a_predictions_csv_with_local_embedding_models(tmp_path, tiny_ber
     metrics = json.loads((tmp_path / "metrics_test.json").read_text(encoding="utf-8"))
     assert list(metrics) == [*METRIC_KEYS, "settings"]
     assert metrics["n"] == 3 and metrics["empty_rate"] == pytest.approx(1 / 3)
-    assert all(0 <= metrics[key] <= 1 for key in METRIC_KEYS[1:])
+    assert all(0 <= metrics[key] <= 1 for key in METRIC_KEYS[1:] if key not in CORPUS_KEYS)
+    assert all(0 <= metrics[key] <= 100 for key in CORPUS_KEYS)
+    assert metrics["settings"]["config"]["scoring"]["signatures"]["chrf"].startswith("nrefs:1|case:mixed|eff:yes|nc:6|nw:2")
     assert metrics["settings"]["config"]["scoring"]["columns"] == {
         "reference": "Reference_Explanation", "prediction": "Generated_Explanation"}
     assert metrics["settings"]["versions"]["rouge-score"] and metrics["settings"]["data_sha256"]

@@ -16,10 +16,12 @@ from rouge_score import rouge_scorer
 from rouge_score.tokenizers import Tokenizer
 
 METRIC_KEYS = (
-    "n", "bleu1", "bleu2", "bleu4", "rouge1", "rouge2", "rougeL",
+    "n", "bleu1", "bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "sacrebleu", "chrf",
     "bertscore_precision", "bertscore_recall", "bertscore_f1", "semantic_similarity", "arabic_ratio", "empty_rate",
 )  # fmt: skip
 
+# Corpus-level figures (sacreBLEU's BLEU and chrF++, 0-100); every other figure is a mean over examples in [0, 1].
+CORPUS_KEYS = ("sacrebleu", "chrf")
 BLEU_WEIGHTS = {"bleu1": (1, 0, 0, 0), "bleu2": (0.5, 0.5, 0, 0), "bleu4": (0.25, 0.25, 0.25, 0.25)}
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
@@ -137,6 +139,17 @@ def mean(values: Sequence[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
+def corpus_scores(predictions: Sequence[str], references: Sequence[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """sacreBLEU's corpus BLEU and chrF++ (on its 0-100 scale, as papers report them) and their signatures, which say
+    exactly how they were computed (tokenizer, smoothing, version) so that figures compare across papers."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    bleu, chrf = BLEU(), CHRF(word_order=2)  # word_order=2: chrF++
+    scores = {"sacrebleu": bleu.corpus_score(list(predictions), [list(references)]).score,
+              "chrf": chrf.corpus_score(list(predictions), [list(references)]).score}
+    return scores, {"sacrebleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}
+
+
 def text_scores(predictions: Sequence[str], references: Sequence[str], rouge_tokenizer: str = "arabic") -> dict[str, list]:
     """Per-example BLEU, ROUGE, Arabic share of letters and emptiness: everything that needs no model."""
     return {
@@ -155,7 +168,9 @@ def summarize(per_example: dict[str, list]) -> dict[str, float | int | None]:
     n = len(per_example["empty"])
     summary = {"n": n}
     for key in METRIC_KEYS[1:]:
-        if key == "empty_rate":
+        if key in CORPUS_KEYS:  # not means over examples: computed by corpus_scores
+            summary[key] = None
+        elif key == "empty_rate":
             summary[key] = sum(per_example["empty"]) / n if n else None
         else:
             summary[key] = mean(per_example[key]) if key in per_example else None

@@ -25,21 +25,23 @@ PUBLISHED = {
 
 LABELS = {
     "bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu4": "BLEU-4", "rouge1": "ROUGE-1 (F1)", "rouge2": "ROUGE-2 (F1)",
-    "rougeL": "ROUGE-L (F1)", "bertscore_precision": "BERTScore P", "bertscore_recall": "BERTScore R",
+    "rougeL": "ROUGE-L (F1)", "sacrebleu": "sacreBLEU (corpus, 0-100)", "chrf": "chrF++ (corpus, 0-100)",
+    "bertscore_precision": "BERTScore P", "bertscore_recall": "BERTScore R",
     "bertscore_f1": "BERTScore F1", "semantic_similarity": "Semantic similarity (cosine)",
     "arabic_ratio": "Arabic share of letters", "empty_rate": "Empty generations",
 }  # fmt: skip
 
 
 def _cell(value) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+    return "n/a" if value is None else f"{value:.4f}" if abs(value) <= 1 else f"{value:.2f}"
 
 
 def metrics_table(metrics: dict, title: str, baseline: str | None = None, split: str | None = None) -> str:
     """A markdown table of `metrics` (fractions), with a published baseline's column when one is named."""
     published = PUBLISHED[baseline]["splits"].get(split or "test") if baseline else None
     header = ["Metric", "This run"] + ([PUBLISHED[baseline]["title"]] if published else [])
-    lines = [f"# {title}", "", f"{metrics['n']} examples; every figure is a fraction in [0, 1]; n/a = not computed.", ""]
+    lines = [f"# {title}", "", f"{metrics['n']} examples; every figure is a fraction in [0, 1] but sacreBLEU and chrF++ "
+             "(0-100, as papers report them); n/a = not computed.", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, label in LABELS.items():
         row = [label, _cell(metrics.get(key))]

@@ -1,0 +1,69 @@
+"""Compare scored runs: every metric with its 95% bootstrap interval, and each run against a baseline with the paired
+difference, its interval and a paired bootstrap p-value, over the same examples.
+
+    python scripts/compare.py results/demo --baseline results/demo/baseline-zero-shot --out results/demo/compare.md
+    python scripts/compare.py results/jais_shefaa --baseline results/jais_shefaa/baseline-zero-shot \\
+        --published shefaa --out results/jais_shefaa/compare.md
+
+A RUN is a metrics JSON written by score.py, or the directory holding it; its per-example scores (.examples.csv)
+must be beside it. Writes FILE.md, FILE.csv (one row per run and metric) and FILE.png (each metric with its intervals).
+"""
+
+import argparse
+from pathlib import Path
+
+from arabic_sft.cli import UserError, run_cli
+from arabic_sft.compare import compare, load_run, markdown, plot, published_run
+from arabic_sft.locks import exclusive_output
+from arabic_sft.manifest import atomic_path
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="metrics JSON (or its directory) of each run to compare")
+    parser.add_argument("--baseline", required=True, metavar="RUN", help="the run the others are compared with")
+    parser.add_argument("--out", required=True, help="FILE.md; FILE.csv and FILE.png are written beside it")
+    parser.add_argument("--names", nargs="+", help="names for the baseline and the runs, in that order (default: "
+                        "their directories)")
+    parser.add_argument("--published", help="a published result without per-example scores, shown as a row (shefaa)")
+    parser.add_argument("--split", default="test", help="with --published: its figures for this split")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling: the same inputs give the same intervals")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    return parser
+
+
+def main():
+    args = make_parser().parse_args()
+    out = Path(args.out)
+    if out.suffix != ".md":
+        raise UserError(f"--out {out}: give a .md file (the .csv and .png go beside it)")
+    if args.resamples < 100:
+        raise UserError(f"--resamples {args.resamples}: use at least 100 (1,000 or more for 95% intervals)")
+    paths = [args.baseline, *args.runs]
+    if args.names and len(args.names) != len(paths):
+        raise UserError(f"--names: {len(args.names)} names for {len(paths)} runs (the baseline first)")
+    names = args.names or [None] * len(paths)
+    baseline, *runs = [load_run(path, name) for path, name in zip(paths, names)]
+    if args.published:
+        runs.append(published_run(args.published, args.split))
+    if len({run.name for run in [baseline, *runs]}) < len(runs) + 1:
+        raise UserError("two runs have the same name; give --names")
+    outputs = [out, out.with_suffix(".csv"), out.with_suffix(".png")]
+    if not args.overwrite and (existing := [path for path in outputs if path.exists()]):
+        raise UserError(f"{existing[0]}: already exists (pass --overwrite to replace it)")
+    with exclusive_output(out):
+        table = compare(runs, baseline, args.resamples, args.seed)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(outputs[1]) as temporary:
+            table.to_csv(temporary, index=False, encoding="utf-8")
+        plot(table, outputs[2])
+        text = markdown(table, baseline.name, args.resamples, args.seed)
+        with atomic_path(out) as temporary:
+            temporary.write_text(text, encoding="utf-8")
+    print(text)
+    print(f"wrote {out}, {outputs[1]} and {outputs[2]}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,215 @@
+"""Did fine-tuning help? Bootstrap confidence intervals of every metric and paired bootstrap tests against a baseline,
+from the per-example scores score.py writes (`metrics_<split>.examples.csv`). Vectorized with numpy: one matrix of
+resampled row indices serves every run and every metric, so differences are paired by construction."""
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from arabic_sft.cli import UserError
+from arabic_sft.metrics import CORPUS_KEYS, METRIC_KEYS
+
+# Means over examples, from the per-example scores; `empty_rate` is the mean of the `empty` column.
+EXAMPLE_KEYS = tuple(key for key in METRIC_KEYS[1:] if key not in CORPUS_KEYS)
+
+
+@dataclass
+class Run:
+    name: str
+    path: Path
+    metrics: dict
+    references: list[str] | None  # None: published figures without per-example scores
+    scores: dict[str, np.ndarray]  # metric -> per-example values (NaN where undefined)
+
+
+def find_metrics(path: str | Path) -> Path:
+    """A metrics JSON, or the one metrics_*.json in a directory."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("metrics_*.json"))
+        if len(found) != 1:
+            names = ", ".join(item.name for item in found) or "none"
+            raise UserError(f"{path}: expected one metrics_*.json written by score.py (found: {names}); name the file")
+        path = found[0]
+    if not path.is_file():
+        raise UserError(f"{path}: not found; score the run first (make eval, or scripts/score.py)")
+    return path
+
+
+def load_run(path: str | Path, name: str | None = None) -> Run:
+    """A scored run: its metrics JSON and the per-example scores beside it."""
+    path = find_metrics(path)
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path}: not a metrics JSON ({error.msg})") from None
+    examples_path = path.with_suffix(".examples.csv")
+    if not examples_path.is_file():
+        raise UserError(f"{examples_path}: not found; compare needs the per-example scores score.py writes beside {path.name}")
+    examples = pd.read_csv(examples_path, keep_default_na=False, na_values=[""], dtype={"reference": str, "prediction": str})
+    if "reference" not in examples:
+        raise UserError(f"{examples_path}: no 'reference' column; not written by score.py")
+    scores = {}
+    for key in EXAMPLE_KEYS:
+        column = "empty" if key == "empty_rate" else key
+        if column in examples and examples[column].notna().any():
+            values = examples[column].map({True: 1.0, False: 0.0, "True": 1.0, "False": 0.0}) if column == "empty" else examples[column]
+            scores[key] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    references = examples["reference"].fillna("").astype(str).tolist()
+    return Run(name or default_name(path), path, metrics, references, scores)
+
+
+def default_name(path: Path) -> str:
+    """A run's name: the directory holding its metrics (results/demo -> demo; results/demo/baseline-3-shot -> ...)."""
+    stem = path.stem.removeprefix("metrics_")
+    return path.parent.name if stem in ("test", "validation") else f"{path.parent.name}/{stem}"
+
+
+def published_run(name: str, split: str) -> Run:
+    from arabic_sft.report import PUBLISHED
+
+    if name not in PUBLISHED:
+        raise UserError(f"--published {name}: unknown (known: {', '.join(PUBLISHED)})")
+    figures = PUBLISHED[name]["splits"].get(split)
+    if figures is None:
+        raise UserError(f"--published {name}: no figures for the {split} split")
+    return Run(PUBLISHED[name]["title"], Path(name), dict(figures), None, {})
+
+
+def check_same_examples(runs: list[Run]) -> None:
+    """Paired comparisons need the same examples in the same order: refuse, saying how they differ."""
+    first = runs[0]
+    for run in runs[1:]:
+        if run.references == first.references:
+            continue
+        if len(run.references) != len(first.references):
+            how = f"{len(first.references)} examples in {first.path} but {len(run.references)} in {run.path}"
+        elif sorted(run.references) == sorted(first.references):
+            how = f"the same references in another order ({first.path}, {run.path})"
+        else:
+            row = next(i for i, (a, b) in enumerate(zip(first.references, run.references)) if a != b)
+            how = f"different references from example {row + 1} on ({first.path}: {first.references[row][:40]!r}, " \
+                  f"{run.path}: {run.references[row][:40]!r})"
+        raise UserError(f"runs scored on different examples: {how}; score every run on the same test rows")
+
+
+def resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def _means(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """The mean of `values` over each resample (NaN-aware: arabic_ratio is undefined for text without letters)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values[indices], axis=1)
+
+
+def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    low, high = np.nanpercentile(samples, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
+def compare(runs: list[Run], baseline: Run, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """One row per (run, metric): value with its bootstrap interval and, against `baseline`, the paired difference,
+    its interval and a two-sided paired bootstrap p-value (the share of resampled differences, centred on zero, at
+    least as far from zero as the observed one). Published runs and corpus-level metrics get values only."""
+    scored = [run for run in [baseline, *runs] if run.references is not None]
+    if scored:
+        check_same_examples(scored)
+    n = len(scored[0].references) if scored else 0
+    indices = resample_indices(n, resamples, seed) if n else None
+    rows = []
+    for run in [baseline, *runs]:
+        for key in METRIC_KEYS[1:]:
+            value = run.metrics.get(key)
+            row = {"run": run.name, "metric": key, "value": value, "ci_low": None, "ci_high": None, "diff": None,
+                   "diff_ci_low": None, "diff_ci_high": None, "p_value": None}
+            if key in run.scores:
+                row["ci_low"], row["ci_high"] = interval(_means(run.scores[key], indices), level)
+            if run is not baseline and value is not None and baseline.metrics.get(key) is not None:
+                row["diff"] = value - baseline.metrics[key]
+                if key in run.scores and key in baseline.scores:
+                    differences = run.scores[key] - baseline.scores[key]
+                    observed = float(np.nanmean(differences)) if not np.isnan(differences).all() else np.nan
+                    samples = _means(differences, indices)
+                    row["diff"] = observed  # paired: over the examples where both runs have a score
+                    row["diff_ci_low"], row["diff_ci_high"] = interval(samples, level)
+                    centred = np.abs(samples - observed) >= abs(observed) - 1e-12
+                    row["p_value"] = float((centred.sum() + 1) / (len(samples) + 1))
+            if value is not None or key in run.scores:
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _figure(value, low=None, high=None) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    digits = 4 if abs(value) <= 1 else 2
+    text = f"{value:.{digits}f}"
+    return text if low is None or np.isnan(low) else f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def markdown(table: pd.DataFrame, baseline: str, resamples: int, seed: int, level: float = 0.95) -> str:
+    """The comparison as markdown: every run's metrics with intervals, then each run against the baseline."""
+    from arabic_sft.report import LABELS
+
+    metrics = [key for key in METRIC_KEYS[1:] if key in set(table["metric"])]
+    runs = list(dict.fromkeys(table["run"]))
+    cell = {(row.run, row.metric): row for row in table.itertuples()}
+    lines = ["# Comparison", "",
+             f"{level:.0%} bootstrap intervals over the examples ({resamples} resamples, seed {seed}); sacreBLEU and "
+             "chrF++ are corpus-level (0-100), shown without intervals; published figures have no per-example scores.",
+             "", "| Run | " + " | ".join(LABELS.get(key, key) for key in metrics) + " |",
+             "|" + "---|" * (len(metrics) + 1)]
+    for run in runs:
+        values = [_figure(getattr(cell[run, key], "value"), cell[run, key].ci_low, cell[run, key].ci_high)
+                  if (run, key) in cell else "n/a" for key in metrics]
+        lines.append(f"| {run} | " + " | ".join(values) + " |")
+    lines += ["", f"Against the baseline, {baseline} (paired: the same examples resampled together; p: two-sided "
+              "paired bootstrap):", "", "| Run | Metric | Difference [95% interval] | p |", "|---|---|---|---|"]
+    for row in table.itertuples():
+        if row.run == baseline or row.diff is None or np.isnan(row.diff):
+            continue
+        p_value = "" if row.p_value is None or np.isnan(row.p_value) else f"{row.p_value:.3f}"
+        lines.append(f"| {row.run} | {LABELS.get(row.metric, row.metric)} | "
+                     f"{_figure(row.diff, row.diff_ci_low, row.diff_ci_high)} | {p_value} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: pd.DataFrame, path: str | Path) -> None:
+    """One panel per metric: each run's value with its interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from arabic_sft.manifest import atomic_path
+    from arabic_sft.report import LABELS
+
+    metrics = [key for key in METRIC_KEYS[1:] if key in set(table["metric"])]
+    runs = list(dict.fromkeys(table["run"]))
+    columns = 4
+    rows = -(-len(metrics) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.2 * rows + 0.6), squeeze=False)
+    for axis, key in zip(axes.flat, metrics):
+        part = table[table["metric"] == key].set_index("run")
+        for position, run in enumerate(runs):
+            if run not in part.index or part.loc[run, "value"] is None or pd.isna(part.loc[run, "value"]):
+                continue
+            value, low, high = (float(part.loc[run, name]) if not pd.isna(part.loc[run, name]) else np.nan
+                                for name in ("value", "ci_low", "ci_high"))
+            error = None if np.isnan(low) else [[value - low], [high - value]]
+            axis.errorbar([position], [value], yerr=error, fmt="o", capsize=4)
+        axis.set_title(LABELS.get(key, key), fontsize=9)
+        axis.set_xticks(range(len(runs)), runs, rotation=20, fontsize=7)
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(metrics):]:
+        axis.axis("off")
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
+    plt.close(figure)

@@ -1,0 +1,116 @@
+"""compare.py on constructed per-example scores: intervals, paired differences and p-values behave as they must."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from arabic_sft.cli import UserError
+from arabic_sft.compare import compare, load_run
+from arabic_sft.metrics import summarize
+
+COLUMNS = ["run", "metric", "value", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "p_value"]
+
+
+def write_run(directory, references, rouge, bleu=None, arabic=None) -> str:
+    """A scored run as score.py leaves it: metrics_test.json and metrics_test.examples.csv."""
+    directory.mkdir(parents=True, exist_ok=True)
+    n = len(references)
+    per_example = {"bleu1": bleu if bleu is not None else rouge, "bleu2": rouge, "bleu4": rouge, "rouge1": rouge,
+                   "rouge2": rouge, "rougeL": rouge, "arabic_ratio": arabic if arabic is not None else [1.0] * n,
+                   "empty": [False] * n}
+    metrics = {**summarize({key: list(values) for key, values in per_example.items()}), "sacrebleu": 12.5, "chrf": 40.0}
+    (directory / "metrics_test.json").write_text(json.dumps({**metrics, "settings": {}}), encoding="utf-8")
+    pd.DataFrame({"prediction": ["p"] * n, "reference": references, **per_example}).to_csv(
+        directory / "metrics_test.examples.csv", index=False)
+    return str(directory)
+
+
+def references(n):
+    return [f"جواب {i}" for i in range(n)]
+
+
+def test_identical_runs_differ_by_zero_with_p_one(tmp_path):
+    rng = np.random.default_rng(1)
+    scores = rng.uniform(size=200)
+    base = load_run(write_run(tmp_path / "base", references(200), scores))
+    same = load_run(write_run(tmp_path / "same", references(200), scores))
+    table = compare([same], base, resamples=1000, seed=0)
+    paired = table[(table["run"] == "same") & table["p_value"].notna()]
+    assert len(paired) == 8  # bleu1..rougeL, arabic_ratio, empty_rate
+    assert (paired["diff"] == 0).all() and (paired["diff_ci_low"] == 0).all() and (paired["diff_ci_high"] == 0).all()
+    assert (paired["p_value"] == 1.0).all()
+
+
+def test_a_run_better_on_every_example_is_significant(tmp_path):
+    rng = np.random.default_rng(2)
+    scores = rng.uniform(0, 0.5, size=100)
+    base = load_run(write_run(tmp_path / "base", references(100), scores))
+    better = load_run(write_run(tmp_path / "better", references(100), scores + rng.uniform(0.01, 0.2, size=100)))
+    rouge = compare([better], base).set_index(["run", "metric"]).loc[("better", "rougeL")]
+    assert rouge["p_value"] < 0.01 and rouge["diff_ci_low"] > 0 and rouge["diff"] > 0
+    assert rouge["ci_low"] < rouge["value"] < rouge["ci_high"]
+
+
+def test_intervals_shrink_as_examples_grow(tmp_path):
+    rng = np.random.default_rng(3)
+    widths = []
+    for n in (50, 200, 800):
+        run = load_run(write_run(tmp_path / f"n{n}", references(n), rng.uniform(size=n)))
+        row = compare([], run).set_index("metric").loc["rougeL"]
+        widths.append(row["ci_high"] - row["ci_low"])
+    assert widths[0] > widths[1] > widths[2] > 0
+
+
+def test_the_same_inputs_give_the_same_intervals_and_the_seed_matters(tmp_path):
+    rng = np.random.default_rng(4)
+    base = load_run(write_run(tmp_path / "base", references(60), rng.uniform(size=60)))
+    run = load_run(write_run(tmp_path / "run", references(60), rng.uniform(size=60)))
+    first, again = compare([run], base, seed=5), compare([run], base, seed=5)
+    assert first.equals(again)
+    assert not first["ci_low"].equals(compare([run], base, seed=6)["ci_low"])
+
+
+def test_arabic_ratio_is_paired_over_the_examples_both_runs_define(tmp_path):
+    base = load_run(write_run(tmp_path / "base", references(4), [0.1] * 4, arabic=[1.0, None, 0.5, 1.0]))
+    run = load_run(write_run(tmp_path / "run", references(4), [0.1] * 4, arabic=[0.5, 1.0, None, 1.0]))
+    row = compare([run], base).set_index(["run", "metric"]).loc[("run", "arabic_ratio")]
+    assert row["diff"] == pytest.approx((-0.5 + 0.0) / 2)  # rows 1 and 4 only
+
+
+@pytest.mark.parametrize("case, message", [
+    ("count", "50 examples in .* but 49 in"),
+    ("order", "the same references in another order"),
+    ("text", "different references from example 3 on"),
+])
+def test_runs_scored_on_different_examples_are_refused(tmp_path, case, message):
+    base = load_run(write_run(tmp_path / "base", references(50), [0.5] * 50))
+    other = {"count": references(49), "order": references(50)[::-1],
+             "text": references(2) + ["آخر"] + references(50)[3:]}[case]
+    run = load_run(write_run(tmp_path / case, other, [0.5] * len(other)))
+    with pytest.raises(UserError, match=message):
+        compare([run], base)
+
+
+def test_script_writes_markdown_csv_and_chart_with_a_published_row(tmp_path, script_in_process):
+    rng = np.random.default_rng(5)
+    scores = rng.uniform(0, 0.5, size=80)
+    base = write_run(tmp_path / "results" / "baseline-zero-shot", references(80), scores)
+    tuned = write_run(tmp_path / "results" / "model", references(80), scores + 0.1)
+    out = tmp_path / "compare.md"
+    result = script_in_process("compare.py", tuned, "--baseline", base, "--out", out, "--published", "shefaa")
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert list(table.columns) == COLUMNS
+    assert set(table["run"]) == {"baseline-zero-shot", "model", "SHEFAA (published)"}
+    assert table[table["run"] == "baseline-zero-shot"][["diff", "p_value"]].isna().all().all()
+    shefaa = table[table["run"] == "SHEFAA (published)"]
+    assert shefaa["ci_low"].isna().all() and shefaa.set_index("metric").loc["bleu1", "value"] == 0.037
+    assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    text = out.read_text(encoding="utf-8")
+    assert "| model | ROUGE-L (F1) | 0.1000 [0.1000, 0.1000] | 0.001 |" in text
+    again = script_in_process("compare.py", tuned, "--baseline", base, "--out", out)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    missing = script_in_process("compare.py", str(tmp_path / "nowhere"), "--baseline", base, "--out", tmp_path / "x.md")
+    assert missing.returncode == 2 and "nowhere" in missing.stderr and "Traceback" not in missing.stderr

@@ -16,6 +16,9 @@ OVERWRITE ?=
 GENERATE_ARGS ?=
 SCORE_ARGS ?=
 PREDICTIONS = results/$(RECIPE)/predictions_$(SPLIT).csv
+# make baseline: the recipe's base model, untrained, zero-shot or with SHOTS=K solved training rows before each prompt.
+SHOTS ?= 0
+BASELINE = results/$(RECIPE)/baseline-$(if $(filter 0,$(SHOTS)),zero,$(SHOTS))-shot
 # The launch config a recipe names (`accelerate_config:`); override with ACCELERATE_CONFIG=zero3.
 ACCELERATE_CONFIG ?= $(shell sed -n 's/^accelerate_config: *\([A-Za-z0-9_.-]*\).*/\1/p' recipes/$(RECIPE).yaml 2>/dev/null)
 # Real data: linked from ../shared/data when it is there (this workplace), else downloaded at a pinned commit.
@@ -23,7 +26,7 @@ SHARED_DATA ?= ../shared/data
 PROVERBS_URL := https://raw.githubusercontent.com/NasserThmer/Yemeni-Proverbs-LLM-Benchmark/c3635bd645bf908efc9e8ebaec1179a859d2df48/data
 PROVERBS := Train_data.csv Validation_data.csv Test_data.csv
 
-.PHONY: help setup data demo train eval bench bench-gpu test clean
+.PHONY: help setup data demo train eval baseline compare bench bench-gpu test clean
 
 help:
 	@echo "make setup                    create .venv and install the pinned requirements"
@@ -38,6 +41,8 @@ help:
 	@echo "make eval RECIPE=<name>       generate on the test split, then score: results/<name>/metrics_test.{json,md}"
 	@echo "                              (SPLIT=validation, LIMIT=N examples, OVERWRITE=1 to generate again,"
 	@echo "                              GENERATE_ARGS='--batch_size 32', SCORE_ARGS='--no_bertscore')"
+	@echo "make baseline RECIPE=<name>   the recipe's base model, untrained, generated and scored like eval:"
+	@echo "                              results/<name>/baseline-zero-shot/ (SHOTS=K: baseline-K-shot/, K training rows shown)"
 
 setup: $(VENV)/.installed
 
@@ -83,6 +88,16 @@ eval: setup
 			$(if $(OVERWRITE),--overwrite) $(GENERATE_ARGS); \
 	fi
 	$(PY) scripts/score.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite $(SCORE_ARGS)
+
+baseline: setup
+	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
+	@if [ -f "$(BASELINE)/predictions_$(SPLIT).csv" ] && [ -z "$(OVERWRITE)" ]; then \
+		echo "$(BASELINE)/predictions_$(SPLIT).csv exists: scoring it as it is (OVERWRITE=1 generates it again)"; \
+	else \
+		$(PY) scripts/generate.py --config recipes/$(RECIPE).yaml --baseline --shots $(SHOTS) --split $(SPLIT) \
+			$(if $(LIMIT),--limit $(LIMIT)) $(if $(OVERWRITE),--overwrite) $(GENERATE_ARGS); \
+	fi
+	$(PY) scripts/score.py $(BASELINE)/predictions_$(SPLIT).csv --split $(SPLIT) --overwrite $(SCORE_ARGS)
 
 # A few-million-parameter Llama, so that compute (not Python overhead) dominates the CPU timings.
 bench: setup data

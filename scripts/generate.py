@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from arabic_sft.cli import UserError, run_cli
 from arabic_sft.checkpoints import MANIFEST
 from arabic_sft.configs import DATA_FIELDS, RecipeArguments, read_preset, read_recipe, recipe_arguments
-from arabic_sft.data import has_source, load_splits, prediction_columns
+from arabic_sft.data import choose_shots, has_source, load_splits, prediction_columns
 from arabic_sft.generation import iter_generations
 from arabic_sft.locks import exclusive_output
 from arabic_sft.manifest import atomic_path, build_manifest, now, write_json_atomic
@@ -48,6 +48,13 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", help="a task preset (recipes/tasks/NAME.yaml): its columns and prompt")
     parser.add_argument("--prompt_template", help="default: the recipe's (or the preset's)")
     parser.add_argument("--chat_format", choices=["auto", "chat", "plain"], help="default: the recipe's, else auto")
+    parser.add_argument("--baseline", action="store_true",
+                        help="with --config: generate with the recipe's base model (model_name_or_path), untrained; "
+                        "default output results/<recipe>/baseline-<zero|K>-shot/predictions_<split>.csv")
+    parser.add_argument("--shots", type=int, default=0,
+                        help="few-shot: K solved training rows before each prompt (chat turns, or prompt + answer "
+                        "blocks), drawn once with --seed and the same for every row, never one whose inputs are an "
+                        "answered row's")
     parser.add_argument("--max_new_tokens", type=int, default=256)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     parser.add_argument("--top_p", type=float, default=1.0)
@@ -70,20 +77,24 @@ def resolve(args) -> tuple[dict, RecipeArguments]:
     if args.test_path:  # a file given on the command line is used whole
         fields.update({f"{args.split}_file": args.test_path, f"{args.split}_fraction": 0.0, "dataset_name": None})
     recipe = recipe_arguments(fields, args.config or "arguments")
-    if args.config and not fields.get("output_dir") and not (args.checkpoint_dir or args.base_id):
+    if args.baseline and not args.config:
+        raise UserError("--baseline needs --config (the recipe names the base model); without a recipe use --base_id")
+    if args.config and not fields.get("output_dir") and not (args.checkpoint_dir or args.base_id or args.baseline):
         raise UserError(f"{args.config}: output_dir is not set, so there is no trained model to load")
     if not (args.config or args.checkpoint_dir or args.base_id):
         raise UserError("give a model: --config, --checkpoint_dir, or --base_id [--adapter_dir]")
     if not has_source(recipe, args.split) and not getattr(recipe, f"{args.split}_fraction"):
         raise UserError(f"{args.config}: no {args.split} data in the recipe; give --test_path" if args.config
                         else "--test_path is required without --config")
-    out_path = args.out_path or (f"results/{Path(args.config).stem}/predictions_{args.split}.csv" if args.config else None)
+    run = f"baseline-{args.shots or 'zero'}-shot/" if args.baseline else ""
+    out_path = args.out_path or (f"results/{Path(args.config).stem}/{run}predictions_{args.split}.csv" if args.config else None)
     if not out_path:
         raise UserError("--out_path is required without --config")
     data = {key: getattr(recipe, key) for key in DATA_FIELDS}
     settings = {"split": args.split, "data": data, "revision": fields.get("model_revision"),
                 "trust_remote_code": bool(fields.get("trust_remote_code")), "split_seed": fields.get("seed", 42),
-                "model_dir": args.checkpoint_dir or (None if args.base_id else fields.get("output_dir")),
+                "model_dir": args.checkpoint_dir or (None if args.base_id else fields.get("model_name_or_path")
+                                                     if args.baseline else fields.get("output_dir")),
                 "out_path": out_path}
     settings.update({key: value for key, value in vars(args).items() if value is not None and key not in
                      ("checkpoint_dir", "overwrite", "split", "config", "task", "prompt_template", "chat_format",
@@ -135,7 +146,8 @@ def generate(args, settings: dict, recipe: RecipeArguments, started: str):
         partial.unlink(missing_ok=True)
     elif out.exists():
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
-    splits, spec, record = load_splits(recipe, settings["split_seed"], wanted=(args.split,), require_answer=False)
+    wanted = (args.split, "train") if args.shots else (args.split,)
+    splits, spec, record = load_splits(recipe, settings["split_seed"], wanted=wanted, require_answer=False)
     held_out_as_trained(settings, record)
     split = splits[args.split]
     data = split.frame
@@ -151,7 +163,13 @@ def generate(args, settings: dict, recipe: RecipeArguments, started: str):
     )
     conversational = is_conversational(tokenizer, recipe.chat_format, spec)
     rows = data.to_dict("records")
-    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, spec, conversational)) for row in rows]
+    shots = {}
+    if args.shots:
+        positions = choose_shots(splits["train"].frame, data, spec, args.shots, args.seed)
+        shots = {"k": args.shots, "seed": args.seed, "source": splits["train"].source, "rows": positions,
+                 "same_for_every_row": True, "rendering": "chat turns" if conversational else "plain text blocks"}
+    examples = [splits["train"].frame.iloc[i].to_dict() for i in shots.get("rows", [])]
+    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, spec, conversational, examples)) for row in rows]
     if warning := count_long_prompts(prompts, args.max_new_tokens, context_length(model)):
         print(warning, file=sys.stderr)
 
@@ -181,7 +199,7 @@ def generate(args, settings: dict, recipe: RecipeArguments, started: str):
         predictions.to_csv(temporary, index=False, encoding="utf-8")
     partial.unlink()
     files = [getattr(recipe, f"{split_name}_file") for split_name in ("train", args.split) if getattr(recipe, f"{split_name}_file")]
-    write_json_atomic(out.with_suffix(".manifest.json"), build_manifest({"generation": settings, "held_out": record}, files, started))
+    write_json_atomic(out.with_suffix(".manifest.json"), build_manifest({"generation": settings, "held_out": record, "shots": shots or None}, files, started))
     print(f"wrote {len(predictions)} predictions to {out}")
 
 

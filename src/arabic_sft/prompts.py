@@ -5,7 +5,7 @@ its answer as the completion; or TRL's own `prompt`/`completion` or `messages` d
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 from datasets import Dataset
@@ -26,16 +26,34 @@ def _ends_with_answer(messages: list[dict]) -> bool:
     return messages[-1]["role"] == "assistant"
 
 
-def build_model_prompt(row: Mapping, spec: DataSpec, conversational: bool) -> str | list[dict]:
+# Between the solved examples of a plain-text few-shot prompt, and before the question.
+SHOT_SEPARATOR = "\n\n"
+
+
+def build_model_prompt(row: Mapping, spec: DataSpec, conversational: bool, shots: Sequence[Mapping] = ()) -> str | list[dict]:
     """The prompt of one row as the model receives it: chat messages, or the plain text. A conversation that ends
-    with an assistant turn is prompted with the turns before it (that turn is the reference answer)."""
+    with an assistant turn is prompted with the turns before it (that turn is the reference answer).
+
+    `shots` (few-shot): solved rows shown first, each rendered exactly as a training example: earlier user/assistant
+    turns with a chat template, prompt + answer blocks separated by a blank line in plain text.
+    """
     if spec.kind == "messages":
+        if shots:
+            raise UserError("few-shot prompts need prompt and answer columns; `messages` data carries its own turns")
         messages = row["messages"]
         return messages[:-1] if _ends_with_answer(messages) else messages
     prompt = row["prompt"] if spec.kind == "prompt_completion" else build_prompt(row, spec.template)
-    if isinstance(prompt, list) or not conversational:
-        return prompt
-    return [{"role": "user", "content": prompt}]
+    solved = [build_example(shot, spec, conversational) for shot in shots]
+    if isinstance(prompt, list) or conversational:
+        turns = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        return [turn for example in solved for turn in _turns(example)] + turns
+    return "".join(example["prompt"] + example["completion"] + SHOT_SEPARATOR for example in solved) + prompt
+
+
+def _turns(example: dict) -> list[dict]:
+    prompt, completion = example["prompt"], example["completion"]
+    return (prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]) + \
+        (completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}])
 
 
 def reference_answer(row: Mapping, spec: DataSpec) -> str:

@@ -43,6 +43,8 @@ help:
 	@echo "                              GENERATE_ARGS='--batch_size 32', SCORE_ARGS='--no_bertscore')"
 	@echo "make baseline RECIPE=<name>   the recipe's base model, untrained, generated and scored like eval:"
 	@echo "                              results/<name>/baseline-zero-shot/ (SHOTS=K: baseline-K-shot/, K training rows shown)"
+	@echo "make compare RECIPE=<name>    the fine-tuned run against its baselines, with 95% bootstrap intervals and"
+	@echo "                              paired p-values: results/<name>/compare_test.{md,csv,png}"
 
 setup: $(VENV)/.installed
 
@@ -69,6 +71,8 @@ demo: setup data
 	$(PY) scripts/make_tiny_model.py --config recipes/demo.yaml --vocab_size 4000 --hidden_size 128 --num_layers 4
 	$(MAKE) --no-print-directory train RECIPE=demo
 	$(MAKE) --no-print-directory eval RECIPE=demo
+	$(MAKE) --no-print-directory baseline RECIPE=demo
+	$(MAKE) --no-print-directory compare RECIPE=demo
 	@echo "demo done: model, run_manifest.json and loss.png in results/demo/model; predictions and metrics in results/demo"
 
 train: setup
@@ -98,6 +102,9 @@ baseline: setup
 			$(if $(LIMIT),--limit $(LIMIT)) $(if $(OVERWRITE),--overwrite) $(GENERATE_ARGS); \
 	fi
 	$(PY) scripts/score.py $(BASELINE)/predictions_$(SPLIT).csv --split $(SPLIT) --overwrite $(SCORE_ARGS)
+
+compare: setup
+	$(PY) scripts/compare.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite
 
 # A few-million-parameter Llama, so that compute (not Python overhead) dominates the CPU timings.
 bench: setup data

@@ -2,6 +2,8 @@
 difference, its interval and a paired bootstrap p-value, over the same examples.
 
     python scripts/compare.py results/demo --baseline results/demo/baseline-zero-shot --out results/demo/compare.md
+    # a recipe's fine-tuned run against its baselines (make baseline), and the published figures it names
+    python scripts/compare.py --config recipes/demo.yaml          # -> results/demo/compare_test.md
     python scripts/compare.py results/jais_shefaa --baseline results/jais_shefaa/baseline-zero-shot \\
         --published shefaa --out results/jais_shefaa/compare.md
 
@@ -20,21 +22,47 @@ from arabic_sft.manifest import atomic_path
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="metrics JSON (or its directory) of each run to compare")
-    parser.add_argument("--baseline", required=True, metavar="RUN", help="the run the others are compared with")
-    parser.add_argument("--out", required=True, help="FILE.md; FILE.csv and FILE.png are written beside it")
+    parser.add_argument("runs", nargs="*", metavar="RUN", help="metrics JSON (or its directory) of each run to compare")
+    parser.add_argument("--baseline", metavar="RUN", help="the run the others are compared with")
+    parser.add_argument("--out", help="FILE.md; FILE.csv and FILE.png are written beside it")
+    parser.add_argument("--config", help="instead of RUNs: the recipe's fine-tuned run (results/<recipe>) against its "
+                        "zero-shot baseline, with its few-shot baselines and published figures; out "
+                        "results/<recipe>/compare_<split>.md")
     parser.add_argument("--names", nargs="+", help="names for the baseline and the runs, in that order (default: "
                         "their directories)")
     parser.add_argument("--published", help="a published result without per-example scores, shown as a row (shefaa)")
-    parser.add_argument("--split", default="test", help="with --published: its figures for this split")
+    parser.add_argument("--split", default="test", help="with --config or --published: the split compared")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the resampling: the same inputs give the same intervals")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parser
 
 
+def from_recipe(args) -> None:
+    """Fill runs, baseline, out and published from a recipe's results directory."""
+    from arabic_sft.configs import read_recipe, recipe_arguments
+
+    if args.runs or args.baseline:
+        raise UserError("--config finds the runs itself: give it without RUN or --baseline")
+    recipe = recipe_arguments(read_recipe(args.config), args.config)
+    results = Path("results") / Path(args.config).stem
+    metrics = f"metrics_{args.split}.json"
+    baseline = results / "baseline-zero-shot" / metrics
+    if not baseline.is_file():
+        raise UserError(f"{baseline}: not found; run make baseline RECIPE={results.name} first")
+    shots = sorted(path / metrics for path in results.glob("baseline-*-shot") if path.name != "baseline-zero-shot"
+                   and (path / metrics).is_file())
+    args.baseline, args.runs = str(baseline), [str(path) for path in shots] + [str(results / metrics)]
+    args.out = args.out or str(results / f"compare_{args.split}.md")
+    args.published = args.published or recipe.published_baseline
+
+
 def main():
     args = make_parser().parse_args()
+    if args.config:
+        from_recipe(args)
+    if not (args.runs and args.baseline and args.out):
+        raise UserError("give RUN [RUN ...] --baseline RUN --out FILE.md, or --config RECIPE")
     out = Path(args.out)
     if out.suffix != ".md":
         raise UserError(f"--out {out}: give a .md file (the .csv and .png go beside it)")

@@ -114,3 +114,19 @@ def test_script_writes_markdown_csv_and_chart_with_a_published_row(tmp_path, scr
     assert again.returncode == 2 and "already exists" in again.stderr
     missing = script_in_process("compare.py", str(tmp_path / "nowhere"), "--baseline", base, "--out", tmp_path / "x.md")
     assert missing.returncode == 2 and "nowhere" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_config_compares_a_recipes_run_with_its_baselines(tmp_path, script_in_process):
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "mine.yaml").write_text("published_baseline: shefaa\n", encoding="utf-8")
+    rng = np.random.default_rng(6)
+    scores = rng.uniform(0, 0.5, size=30)
+    write_run(tmp_path / "results" / "mine", references(30), scores + 0.2)
+    missing = script_in_process("compare.py", "--config", "recipes/mine.yaml", cwd=tmp_path)
+    assert missing.returncode == 2 and "make baseline RECIPE=mine" in missing.stderr
+    write_run(tmp_path / "results" / "mine" / "baseline-zero-shot", references(30), scores)
+    write_run(tmp_path / "results" / "mine" / "baseline-3-shot", references(30), scores + 0.1)
+    result = script_in_process("compare.py", "--config", "recipes/mine.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "results" / "mine" / "compare_test.csv")
+    assert list(dict.fromkeys(table["run"])) == ["baseline-zero-shot", "baseline-3-shot", "mine", "SHEFAA (published)"]

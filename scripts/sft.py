@@ -32,6 +32,7 @@ from arabic_sft.checkpoints import MANIFEST, clear_previous_run, finished_run, r
 from arabic_sft.cli import UserError, run_cli
 from arabic_sft.configs import parse_recipe
 from arabic_sft.data import load_training_splits
+from arabic_sft.eval_generation import attach as attach_generation_metrics, check_best_metric
 from arabic_sft.launch import check_in_process
 from arabic_sft.locks import exclusive_output
 from arabic_sft.manifest import build_manifest, now, write_json_atomic
@@ -68,6 +69,7 @@ def main(recipe_args, training_args, model_args):
         return
     if recipe_args.overwrite_output_dir and training_args.resume_from_checkpoint:
         raise UserError("overwrite_output_dir and resume_from_checkpoint: give one of them")
+    check_best_metric(training_args.metric_for_best_model, recipe_args.eval_generation_examples)
 
     # Data and prompt first: bad input fails in seconds, before any model is downloaded or loaded.
     splits, spec, held_out = load_training_splits(recipe_args, training_args.seed)
@@ -94,6 +96,9 @@ def main(recipe_args, training_args, model_args):
     )
 
     keep_4bit_layers_differentiable(trainer.model)
+    attach_generation_metrics(trainer, splits.get("validation"), spec, conversational, recipe_args.eval_generation_examples,
+                              recipe_args.eval_generation_max_new_tokens, recipe_args.eval_generation_batch_size,
+                              training_args.seed, log=print if main_process else lambda line: None)
     if main_process:
         sizes = ", ".join(f"{len(examples)} {name}" for name, examples in dataset.items())
         print(f"data: {sizes} examples, {'chat' if conversational else 'plain'} prompts, tokenized")

@@ -111,6 +111,14 @@ class RecipeArguments:
             "choices": list(ADAPTER_DTYPES),
         },
     )
+    eval_generation_examples: int = field(
+        default=0,
+        metadata={"help": "At each evaluation, generate for this many validation rows (a fixed subset; 0 = off) and log "
+                  "eval_bleu4, eval_rougeL, eval_chrf, eval_arabic_ratio, eval_empty_rate (usable as "
+                  "metric_for_best_model) with the answers in output_dir/eval_generations/."},
+    )
+    eval_generation_max_new_tokens: int = field(default=64, metadata={"help": "Token limit of those answers."})
+    eval_generation_batch_size: int = field(default=16, metadata={"help": "Prompts per batch for those answers."})
     check_loss_parity: bool = field(
         default=True,
         metadata={"help": "Before training, check that the trainer's loss equals the model's own loss on one batch."},

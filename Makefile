@@ -73,7 +73,7 @@ demo: setup data
 	$(MAKE) --no-print-directory eval RECIPE=demo
 	$(MAKE) --no-print-directory baseline RECIPE=demo
 	$(MAKE) --no-print-directory compare RECIPE=demo
-	@echo "demo done: model, run_manifest.json and loss.png in results/demo/model; predictions and metrics in results/demo"
+	@echo "demo done: model, run_manifest.json and loss.png in results/demo/model; predictions, metrics, baseline and compare_test.md in results/demo"
 
 train: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }

@@ -75,3 +75,20 @@ def test_a_generation_metric_as_best_model_needs_the_callback(tiny_llama, make_r
                          metric_for_best_model="eval_rougeL")
     result = script_in_process("sft.py", "--config", recipe)
     assert result.returncode == 2 and "set eval_generation_examples" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_under_ddp_every_process_generates_a_share_and_all_rows_come_back(tiny_llama, make_recipe, tmp_path):
+    from test_launch import launch
+
+    recipe = make_recipe(tiny_llama, num_train_epochs=1, per_device_train_batch_size=2, eval_strategy="epoch",
+                         eval_generation_examples=5, eval_generation_max_new_tokens=4, check_loss_parity=False)
+    result = launch("ddp", 2, recipe)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "out"
+    assert json.loads((out / "run_manifest.json").read_text())["config"]["launch"]["num_processes"] == 2
+    state = json.loads((out / "trainer_state.json").read_text())
+    (evaluation,) = [entry for entry in state["log_history"] if "eval_rougeL" in entry]
+    (path,) = (out / "eval_generations").iterdir()
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 5 and len({row["proverb"] for row in rows}) == 5  # rows of both processes, none twice
+    assert result.stdout.count("'eval_rougeL'") == 1  # logged once, by the main process

@@ -75,12 +75,14 @@ def finished_run(output_dir: str | Path) -> str | None:
 
 
 def clear_previous_run(output_dir: str | Path) -> list[str]:
-    """Remove a previous run's checkpoints and manifest from `output_dir` (`overwrite_output_dir`), so that a later
-    rerun can never resume from them or mistake the new run for finished. Returns what was removed."""
+    """Remove a previous run's checkpoints, answers at evaluation (eval_generations/) and manifest from `output_dir`
+    (`overwrite_output_dir`), so that a later rerun can never resume from them or mistake the new run for finished.
+    Returns what was removed."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return []
-    removed = [path for path in output_dir.iterdir() if path.is_dir() and CHECKPOINT.match(path.name)]
+    removed = [path for path in output_dir.iterdir()
+               if path.is_dir() and (CHECKPOINT.match(path.name) or path.name == "eval_generations")]
     for path in removed:
         shutil.rmtree(path)
     if (output_dir / MANIFEST).is_file():

@@ -16,6 +16,8 @@ OVERWRITE ?=
 GENERATE_ARGS ?=
 SCORE_ARGS ?=
 PREDICTIONS = results/$(RECIPE)/predictions_$(SPLIT).csv
+# Generation: one process, or with LAUNCH_ARGS (e.g. "--num_processes 8") one per GPU through accelerate launch.
+GENERATE = $(if $(strip $(LAUNCH_ARGS)),$(VENV)/bin/accelerate launch --config_file accelerate_configs/ddp.yaml --mixed_precision no $(LAUNCH_ARGS),$(PY)) scripts/generate.py
 # make baseline: the recipe's base model, untrained, zero-shot or with SHOTS=K solved training rows before each prompt.
 SHOTS ?= 0
 BASELINE = results/$(RECIPE)/baseline-$(if $(filter 0,$(SHOTS)),zero,$(SHOTS))-shot
@@ -40,7 +42,8 @@ help:
 	@echo "                              LAUNCH_ARGS='--num_processes 4' for accelerate)"
 	@echo "make eval RECIPE=<name>       generate on the test split, then score: results/<name>/metrics_test.{json,md}"
 	@echo "                              (SPLIT=validation, LIMIT=N examples, OVERWRITE=1 to generate again,"
-	@echo "                              GENERATE_ARGS='--batch_size 32', SCORE_ARGS='--no_bertscore')"
+	@echo "                              GENERATE_ARGS='--batch_size 32', SCORE_ARGS='--no_bertscore',"
+	@echo "                              LAUNCH_ARGS='--num_processes 8': generation shared by 8 processes/GPUs)"
 	@echo "make baseline RECIPE=<name>   the recipe's base model, untrained, generated and scored like eval:"
 	@echo "                              results/<name>/baseline-zero-shot/ (SHOTS=K: baseline-K-shot/, K training rows shown)"
 	@echo "make compare RECIPE=<name>    the fine-tuned run against its baselines, with 95% bootstrap intervals and"
@@ -88,7 +91,7 @@ eval: setup
 	@if [ -f "$(PREDICTIONS)" ] && [ -z "$(OVERWRITE)" ]; then \
 		echo "$(PREDICTIONS) exists: scoring it as it is (OVERWRITE=1 generates it again)"; \
 	else \
-		$(PY) scripts/generate.py --config recipes/$(RECIPE).yaml --split $(SPLIT) $(if $(LIMIT),--limit $(LIMIT)) \
+		$(GENERATE) --config recipes/$(RECIPE).yaml --split $(SPLIT) $(if $(LIMIT),--limit $(LIMIT)) \
 			$(if $(OVERWRITE),--overwrite) $(GENERATE_ARGS); \
 	fi
 	$(PY) scripts/score.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite $(SCORE_ARGS)
@@ -98,7 +101,7 @@ baseline: setup
 	@if [ -f "$(BASELINE)/predictions_$(SPLIT).csv" ] && [ -z "$(OVERWRITE)" ]; then \
 		echo "$(BASELINE)/predictions_$(SPLIT).csv exists: scoring it as it is (OVERWRITE=1 generates it again)"; \
 	else \
-		$(PY) scripts/generate.py --config recipes/$(RECIPE).yaml --baseline --shots $(SHOTS) --split $(SPLIT) \
+		$(GENERATE) --config recipes/$(RECIPE).yaml --baseline --shots $(SHOTS) --split $(SPLIT) \
 			$(if $(LIMIT),--limit $(LIMIT)) $(if $(OVERWRITE),--overwrite) $(GENERATE_ARGS); \
 	fi
 	$(PY) scripts/score.py $(BASELINE)/predictions_$(SPLIT).csv --split $(SPLIT) --overwrite $(SCORE_ARGS)

@@ -14,22 +14,25 @@ Rows are saved as batches finish (OUT.partial.jsonl); a rerun after a crash cont
 
 import argparse
 import json
-import os
 import sys
+import time
 from pathlib import Path
 
-import pandas as pd
+import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from arabic_sft.cli import UserError, run_cli
 from arabic_sft.checkpoints import MANIFEST
 from arabic_sft.configs import DATA_FIELDS, RecipeArguments, read_preset, read_recipe, recipe_arguments
 from arabic_sft.data import choose_shots, has_source, load_splits, prediction_columns
-from arabic_sft.generation import iter_generations
+from arabic_sft.generation import iter_generations, length_sorted_batches
 from arabic_sft.locks import exclusive_output
+from arabic_sft.partial import PartialWriter, partial_path, read_done, remove_partial
 from arabic_sft.manifest import atomic_path, build_manifest, now, write_json_atomic
 from arabic_sft.models import context_length, load_for_generation
-from arabic_sft.preemption import EXIT_STOPPED, StopRequest
+from arabic_sft.preemption import EXIT_STOPPED, StopRequest, die_with_launcher
 from arabic_sft.prompts import build_model_prompt, is_conversational, predictions_table, prompt_token_ids
 from arabic_sft.truncation import count_long_prompts
 
@@ -60,6 +63,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top_p", type=float, default=1.0)
     parser.add_argument("--batch_size", type=int, default=16,
                         help="prompts per batch; a batch that runs out of memory is generated in halves")
+    parser.add_argument("--device_map", choices=["auto"],
+                        help="spread a model too large for one GPU over this process's GPUs (one process only)")
     parser.add_argument("--static_cache", action="store_true",
                         help="preallocated KV cache; on a GPU the decoding step is then compiled (torch.compile)")
     parser.add_argument("--limit", type=int, help="generate for N examples, chosen reproducibly with --seed")
@@ -114,38 +119,42 @@ def held_out_as_trained(settings: dict, record: dict | None) -> None:
                         f"{settings['model_dir']} held out (the file or the seed changed since training)")
 
 
-def read_partial(path: Path, settings: dict) -> dict[int, str]:
-    """Rows a killed run already wrote; a torn last line (killed mid-write) is ignored."""
-    if not path.is_file():
-        return {}
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if not lines or json.loads(lines[0]).get("settings") != settings:
-        raise UserError(f"{path}: a partial run with other settings; delete it or pass --overwrite")
-    done = {}
-    for line in lines[1:]:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        done[row["index"]] = row["text"]
-    return done
+def wait_for_all(state: PartialState, out: Path, bar, generated: int) -> list[int]:
+    """Wait until every process has finished its share, the main process's bar counting their rows meanwhile; the
+    number of rows each process generated in this run."""
+    if state.num_processes == 1:
+        return [generated]
+    import torch.distributed as dist
+
+    waiting = dist.barrier(async_op=True)
+    while not waiting.is_completed():
+        if state.is_main_process:
+            bar.update(len(read_done(out)) - bar.n)
+        time.sleep(0.2)
+    if state.is_main_process:
+        bar.update(len(read_done(out)) - bar.n)
+    return gather_object([generated])
 
 
 def main():
     args = make_parser().parse_args()
     started = now()
     settings, recipe = resolve(args)
-    with exclusive_output(settings["out_path"]):  # one generation per output file
-        generate(args, settings, recipe, started)
+    # Under `accelerate launch`, each process generates a share of the rows; one process alone otherwise.
+    die_with_launcher()
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes: gloo
+    if args.device_map and state.num_processes > 1:
+        raise UserError("--device_map splits one model over the GPUs of one process: launch one process")
+    with exclusive_output(settings["out_path"], enabled=state.is_main_process):  # one generation per output file
+        generate(args, settings, recipe, started, state)
 
 
-def generate(args, settings: dict, recipe: RecipeArguments, started: str):
+def generate(args, settings: dict, recipe: RecipeArguments, started: str, state: PartialState):
     out = Path(settings["out_path"])
-    partial = out.with_name(out.name + ".partial.jsonl")
-    if args.overwrite:
-        partial.unlink(missing_ok=True)
-    elif out.exists():
+    if out.exists() and not args.overwrite:
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
+    if args.overwrite and state.is_main_process:
+        remove_partial(out)
     wanted = (args.split, "train") if args.shots else (args.split,)
     splits, spec, record = load_splits(recipe, settings["split_seed"], wanted=wanted, require_answer=False)
     held_out_as_trained(settings, record)
@@ -156,10 +165,11 @@ def generate(args, settings: dict, recipe: RecipeArguments, started: str):
             raise UserError(f"--limit {args.limit}: {split.source} has {len(data)} rows")
         data = data.sample(n=args.limit, random_state=args.seed).sort_index().reset_index(drop=True)
 
-    done = read_partial(partial, settings)
+    state.wait_for_everyone()  # --overwrite's removal is done before anyone reads
+    done = read_done(out, settings)
     model, tokenizer = load_for_generation(
         settings["model_dir"], settings.get("base_id"), settings.get("adapter_dir"), settings["revision"],
-        settings["trust_remote_code"],
+        settings["trust_remote_code"], device=None if args.device_map else state.device, device_map=args.device_map,
     )
     conversational = is_conversational(tokenizer, recipe.chat_format, spec)
     rows = data.to_dict("records")
@@ -174,30 +184,45 @@ def generate(args, settings: dict, recipe: RecipeArguments, started: str):
         print(warning, file=sys.stderr)
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    # The batches not finished yet, dealt out in turn: each process a disjoint share, decided from what every
+    # process read before any of them writes.
+    pending = [number for number, batch in enumerate(length_sorted_batches(prompts, args.batch_size))
+               if not all(index in done for index in batch)]
+    mine = set(pending[state.process_index :: state.num_processes])
+    state.wait_for_everyone()
     stop = StopRequest()  # SIGTERM: the batch being generated is finished and saved, then the run stops
-    with open(partial, "a", encoding="utf-8") as handle, tqdm(total=len(rows), initial=len(done), unit="ex", desc="generating") as bar:
-        if not done:
-            handle.write(json.dumps({"settings": settings}, ensure_ascii=False) + "\n")
-        for batch in iter_generations(
-            model, tokenizer, prompts, args.max_new_tokens, args.batch_size, args.temperature, args.top_p, args.seed,
-            skip=done, static_cache=args.static_cache,
-        ):
-            handle.write("".join(json.dumps({"index": i, "text": t}, ensure_ascii=False) + "\n" for i, t in batch))
-            handle.flush()
-            os.fsync(handle.fileno())
-            done.update(batch)
+    writer, generated = PartialWriter(out, state.process_index, settings), 0
+    bar = tqdm(total=len(rows), initial=len(done), unit="ex", desc="generating", disable=not state.is_main_process)
+    for batch in iter_generations(
+        model, tokenizer, prompts, args.max_new_tokens, args.batch_size, args.temperature, args.top_p, args.seed,
+        skip=done, static_cache=args.static_cache, take=mine,
+    ):
+        writer.write(batch)
+        generated += len(batch)
+        if state.num_processes > 1:
+            bar.update(len(read_done(out)) - bar.n)  # every process's rows
+        else:
             bar.update(len(batch))
-            if stop.requested:
-                break
-    if stop.requested and len(done) < len(rows):
-        print(f"stopped by SIGTERM after {len(done)} of {len(rows)} rows (saved in {partial}); the same command "
-              "continues", file=sys.stderr)
+        if stop.requested:
+            break
+    writer.close()
+    counts = wait_for_all(state, out, bar, generated)  # rows each process generated in this run
+    bar.close()
+    if not state.is_main_process:
+        return
+    done = read_done(out, settings)
+    if len(done) < len(rows):
+        if not stop.requested:
+            raise UserError(f"{out}: {len(rows) - len(done)} rows are missing after generation")
+        print(f"stopped by SIGTERM after {len(done)} of {len(rows)} rows (saved in {partial_path(out)}); the same "
+              "command continues", file=sys.stderr)
         sys.exit(EXIT_STOPPED)
+    settings = {**settings, "num_processes": state.num_processes, "rows_per_process": counts}
 
     predictions = predictions_table(rows, spec, prediction_columns(spec, split.names), [done[i] for i in range(len(rows))])
     with atomic_path(out) as temporary:
         predictions.to_csv(temporary, index=False, encoding="utf-8")
-    partial.unlink()
+    remove_partial(out)
     files = [getattr(recipe, f"{split_name}_file") for split_name in ("train", args.split) if getattr(recipe, f"{split_name}_file")]
     write_json_atomic(out.with_suffix(".manifest.json"), build_manifest({"generation": settings, "held_out": record, "shots": shots or None}, files, started))
     print(f"wrote {len(predictions)} predictions to {out}")

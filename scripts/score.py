@@ -14,6 +14,7 @@ Arabic script) and empty_rate. A model-based metric whose model cannot be loaded
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -105,6 +106,12 @@ def optional_metric(label: str, model: str, required: bool, compute):
 
 
 def main():
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by `accelerate launch` with several processes
+        if os.environ.get("RANK", "0") != "0":
+            return
+        print("note: score.py scores in this one process: the embedding models score 1,000 pairs in seconds on one "
+              "device, so the other processes have nothing to do (metrics are those of a one-process run)",
+              file=sys.stderr)
     args = make_parser().parse_args()
     started = now()
     predictions, references, inputs = resolve_inputs(args)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import huggingface_hub.constants as hub_constants
+import pandas as pd
 
 import pytest
 import torch
@@ -149,3 +150,22 @@ def run_in_this_process(monkeypatch, capsys, script: str, *args, cwd: Path = ROO
 def script_in_process(monkeypatch, capsys):
     """`run_in_this_process` with this test's monkeypatch and capsys: script_in_process("score.py", ...)."""
     return lambda script, *args, **options: run_in_this_process(monkeypatch, capsys, script, *args, **options)
+
+
+def generate_command(model, test_path, out_path, *extra):
+    return [sys.executable, str(ROOT / "scripts" / "generate.py"), "--checkpoint_dir", str(model),
+            "--test_path", str(test_path), "--out_path", str(out_path), "--task", "proverbs", *map(str, extra)]
+
+
+OPTIONS = ["--max_new_tokens", 48, "--batch_size", 2]
+
+
+@pytest.fixture(scope="session")
+def long_generation(tiny_llama, tmp_path_factory):
+    """(test file of 48 rows, its uninterrupted predictions CSV): long enough to interrupt."""
+    work = tmp_path_factory.mktemp("long-generation")
+    test_path = work / "test.csv"
+    pd.concat([pd.DataFrame(sample_rows("proverbs"))] * 4, ignore_index=True).to_csv(test_path, index=False)
+    reference = work / "reference.csv"
+    subprocess.run(generate_command(tiny_llama, test_path, reference, *OPTIONS), cwd=ROOT, check=True, capture_output=True)
+    return test_path, reference

@@ -15,7 +15,8 @@ from arabic_sft.generation import generate_texts, length_sorted_batches
 from arabic_sft.locks import lock_path
 from arabic_sft.prompts import build_model_prompt, prompt_token_ids
 
-from conftest import ROOT, SAMPLE_FILES, preset_spec, run_script, sample_rows, sharp_random_model, write_recipe
+from conftest import OPTIONS, ROOT, SAMPLE_FILES, generate_command, preset_spec, run_script, sample_rows
+from conftest import sharp_random_model, write_recipe
 
 
 @pytest.mark.parametrize("model_fixture, task", [("tiny_llama", "proverbs"), ("tiny_gpt2", "medical_qa")])
@@ -38,25 +39,6 @@ def test_batches_are_length_sorted_and_cover_every_prompt_once():
     prompts = [[1] * n for n in (3, 9, 1, 7, 5)]
     batches = length_sorted_batches(prompts, 2)
     assert batches == [[1, 3], [4, 0], [2]]
-
-
-def generate_command(model, test_path, out_path, *extra):
-    return [sys.executable, str(ROOT / "scripts" / "generate.py"), "--checkpoint_dir", str(model),
-            "--test_path", str(test_path), "--out_path", str(out_path), "--task", "proverbs", *map(str, extra)]
-
-
-OPTIONS = ["--max_new_tokens", 48, "--batch_size", 2]
-
-
-@pytest.fixture(scope="module")
-def long_generation(tiny_llama, tmp_path_factory):
-    """(test file of 48 rows, its uninterrupted predictions CSV): long enough to interrupt."""
-    work = tmp_path_factory.mktemp("long-generation")
-    test_path = work / "test.csv"
-    pd.concat([pd.DataFrame(sample_rows("proverbs"))] * 4, ignore_index=True).to_csv(test_path, index=False)
-    reference = work / "reference.csv"
-    subprocess.run(generate_command(tiny_llama, test_path, reference, *OPTIONS), cwd=ROOT, check=True, capture_output=True)
-    return test_path, reference
 
 
 def start_generation(tiny_llama, test_path, out, rows_written: int = 0, **popen) -> subprocess.Popen:

@@ -31,6 +31,7 @@ def iter_generations(
     skip: Collection[int] = (),
     static_cache: bool = False,
     token_counts: dict[int, int] | None = None,
+    take: Collection[int] | None = None,
 ) -> Iterator[list[tuple[int, str]]]:
     """Generate for each tokenized prompt, yielding `(index, text)` pairs one batch at a time.
 
@@ -44,6 +45,8 @@ def iter_generations(
     longest batch comes first, so its cache size serves every later batch without a recompile.
 
     `token_counts`, if given, receives each prompt's number of new tokens (up to and including EOS), for benchmarks.
+    `take`, if given, names the batches (by number in `length_sorted_batches`) this process generates: the others are
+    another process's share. Batch numbers are global, so sampling seeds do not depend on the number of processes.
     """
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     sampling = temperature > 0
@@ -77,7 +80,7 @@ def iter_generations(
         return [(index, text.strip()) for index, text in zip(batch, texts)]
 
     for number, batch in enumerate(length_sorted_batches(prompts, batch_size)):
-        if all(index in skip for index in batch):
+        if all(index in skip for index in batch) or (take is not None and number not in take):
             continue
         if sampling:
             set_seed(seed + number)

@@ -195,9 +195,12 @@ def load_for_generation(
     adapter_dir: str | None = None,
     revision: str | None = None,
     trust_remote_code: bool = False,
+    device: str | torch.device | None = None,
+    device_map: str | None = None,
 ):
-    """(model, tokenizer) ready to generate, on the GPU when there is one: a full model directory or Hub id, or a
-    base model plus a LoRA adapter (merged, so that generation pays no adapter cost per token).
+    """(model, tokenizer) ready to generate, on `device` (default: the GPU when there is one): a full model directory
+    or Hub id, or a base model plus a LoRA adapter (merged, so that generation pays no adapter cost per token).
+    `device_map="auto"` instead spreads a model too large for one GPU over every GPU this process sees.
 
     A `model_dir` that holds an adapter is loaded on the base model its adapter_config.json names.
     """
@@ -212,8 +215,10 @@ def load_for_generation(
 
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
-    model = load_model(base_id, revision, trust_remote_code, dtype, adapter_dir)
-    return model.to("cuda" if cuda else "cpu").eval(), tokenizer
+    model = load_model(base_id, revision, trust_remote_code, dtype, adapter_dir, device_map=device_map)
+    if device_map is not None:
+        return model.eval(), tokenizer
+    return model.to(device or ("cuda" if cuda else "cpu")).eval(), tokenizer
 
 
 def adapter_base(adapter_dir: str | Path) -> str:
@@ -244,7 +249,7 @@ def training_quantization(adapter_dir: str | Path):
 
 
 def load_model(base_id: str, revision: str | None, trust_remote_code: bool, dtype: torch.dtype,
-               adapter_dir: str | Path | None = None, dequantize: bool = True):
+               adapter_dir: str | Path | None = None, dequantize: bool = True, device_map: str | None = None):
     """A base model with, when given, its LoRA adapter merged in.
 
     An adapter trained on a 4-bit (QLoRA) base is merged into that same base, loaded in 4 bits as in training and
@@ -253,6 +258,8 @@ def load_model(base_id: str, revision: str | None, trust_remote_code: bool, dtyp
     """
     quantization = training_quantization(adapter_dir) if adapter_dir is not None and dequantize else None
     options = {"revision": revision, "trust_remote_code": trust_remote_code, "dtype": dtype}
+    if device_map is not None:
+        options["device_map"] = device_map
     if quantization is not None:
         options.update(quantization_config=quantization, device_map={"": 0} if torch.cuda.is_available() else None)
     try:

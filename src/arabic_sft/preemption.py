@@ -46,3 +46,20 @@ class SaveAndStopOnSigterm(TrainerCallback):
         if self.stopped_at is not None:  # the epoch was cut short: no end-of-epoch evaluation, no second save
             control.should_evaluate = control.should_save = False
         return control
+
+
+def die_with_launcher() -> None:
+    """In a process started by a launcher (`accelerate launch`: WORLD_SIZE set), be killed when the launcher dies
+    (Linux `PR_SET_PDEATHSIG`), so that a SIGKILLed launch leaves no process behind still writing its outputs."""
+    import ctypes
+    import os
+    import signal
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the launcher's own cleanup is all there is
+    if os.getppid() == 1:  # the launcher died before the call above
+        os._exit(EXIT_STOPPED)

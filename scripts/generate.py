@@ -9,7 +9,11 @@
     python scripts/generate.py --base_id ALLaM-AI/ALLaM-7B-Instruct-preview --adapter_dir results/adapter \\
         --test_path data/Test_data.csv --task proverbs --out_path results/finetune.csv
 
-Rows are saved as batches finish (OUT.partial.jsonl); a rerun after a crash continues where it stopped.
+    # several processes (one per GPU), each a share of the rows; the same file as one process writes
+    accelerate launch --config_file accelerate_configs/ddp.yaml --num_processes 8 scripts/generate.py --config ...
+
+Rows are saved as batches finish (OUT.partial.jsonl, one file per process); a rerun after a crash continues where it
+stopped, with any number of processes.
 """
 
 import argparse

@@ -15,7 +15,7 @@ from arabic_sft.data import data_spec, held_out_rows, load_file, load_splits, lo
 from arabic_sft.prompts import build_dataset, build_example, build_model_prompt, predictions_table
 from arabic_sft.truncation import apply_truncation_policy, count_long_prompts, count_truncated
 
-from conftest import ROOT, SAMPLES, run_in_this_process, run_script
+from conftest import ROOT, SAMPLES, run_in_this_process
 
 # Three inputs and an answer, under Arabic column names (one with a byte-order mark and spaces, one in other case).
 ROWS = [
@@ -263,9 +263,9 @@ def test_a_directory_that_is_not_a_saved_dataset_and_a_missing_split_are_refused
 def test_the_shipped_jsonl_example_runs_train_generate_score(tiny_llama, tmp_path, script_in_process):
     # README "Your own data in three steps", on a tiny model: recipes/example_own_data.yaml as shipped.
     out = tmp_path / "model"
-    trained = run_script(
+    trained = script_in_process(
         "sft.py", "--config", "recipes/example_own_data.yaml", "--model_name_or_path", tiny_llama,
-        "--output_dir", out, "--num_train_epochs", 1, "--disable_tqdm", "true")
+        "--output_dir", out, "--num_train_epochs", 1, "--disable_tqdm", "true", "--report_to", "none")
     assert trained.returncode == 0, trained.stderr[-3000:]
     manifest = json.loads((out / "run_manifest.json").read_text(encoding="utf-8"))
     held_out = manifest["config"]["data"]["held_out"]

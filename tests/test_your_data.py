@@ -297,3 +297,13 @@ def test_prompts_longer_than_the_context_are_counted_at_generation():
     assert count_long_prompts([[1] * 10, [1] * 100], max_new_tokens=20, context=64).startswith(
         "warning: 1 of 2 prompts + max_new_tokens 20 exceed the model's context of 64 tokens")
     assert count_long_prompts([[1] * 10], 20, 64) is None and count_long_prompts([[1] * 10], 20, None) is None
+
+
+def test_missing_values_of_any_dtype_are_empty_cells_and_numbers_are_text(tmp_path, caplog):
+    frame = pd.DataFrame({"question": ["س1", "س2", None], "answer": pd.array([7, None, 9], dtype="Int64")})
+    frame.to_parquet(tmp_path / "d.parquet")
+    spec = data_spec(RecipeArguments(prompt_template="{question}"))
+    with caplog.at_level(logging.WARNING):
+        rows = load_file(tmp_path / "d.parquet", spec).frame.to_dict("records")
+    assert rows == [{"question": "س1", "answer": "7"}]
+    assert "dropped 2 row(s) with an empty cell (row 2, row 3...)" in caplog.text

@@ -177,7 +177,8 @@ def columns_by_name(frame: pd.DataFrame) -> dict[str, str]:
 
 
 def _text(value) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    """A cell as stripped text; a missing value (None, NaN, pandas' NA) as ""."""
+    if value is None or (np.isscalar(value) or value is pd.NA) and pd.isna(value):
         return ""
     return str(value).strip()
 

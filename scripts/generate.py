@@ -123,6 +123,11 @@ def held_out_as_trained(settings: dict, record: dict | None) -> None:
                         f"{settings['model_dir']} held out (the file or the seed changed since training)")
 
 
+def count_every_process(bar, out: Path) -> None:
+    """Move the main process's bar to the rows every process has saved (their partial files)."""
+    bar.update(len(read_done(out)) - bar.n)
+
+
 def wait_for_all(state: PartialState, out: Path, bar, generated: int) -> list[int]:
     """Wait until every process has finished its share, the main process's bar counting their rows meanwhile; the
     number of rows each process generated in this run."""
@@ -133,10 +138,10 @@ def wait_for_all(state: PartialState, out: Path, bar, generated: int) -> list[in
     waiting = dist.barrier(async_op=True)
     while not waiting.is_completed():
         if state.is_main_process:
-            bar.update(len(read_done(out)) - bar.n)
+            count_every_process(bar, out)
         time.sleep(0.2)
     if state.is_main_process:
-        bar.update(len(read_done(out)) - bar.n)
+        count_every_process(bar, out)
     return gather_object([generated])
 
 
@@ -204,7 +209,7 @@ def generate(args, settings: dict, recipe: RecipeArguments, started: str, state:
         writer.write(batch)
         generated += len(batch)
         if state.num_processes > 1:
-            bar.update(len(read_done(out)) - bar.n)  # every process's rows
+            count_every_process(bar, out)
         else:
             bar.update(len(batch))
         if stop.requested:

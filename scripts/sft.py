@@ -58,6 +58,7 @@ def main(recipe_args, training_args, model_args):
     datasets.disable_progress_bars()  # TRL's eight dataset-preparation bars per run; one line below says what was prepared
     transformers.utils.logging.set_verbosity(log_level)
     main_process = training_args.process_index == 0
+    say = print if main_process else (lambda line: None)  # lines every process would print: once
     logging.getLogger("arabic_sft").setLevel(log_level if main_process else logging.ERROR)  # data warnings: once
     output_dir = training_args.output_dir
 
@@ -79,7 +80,7 @@ def main(recipe_args, training_args, model_args):
         training_args.assistant_only_loss = check_assistant_masks(tokenizer)
     dataset = {name: build_dataset(frame, spec, conversational) for name, frame in splits.items()}
     dataset = apply_truncation_policy(tokenizer, dataset, None if training_args.packing else training_args.max_length,
-                                      recipe_args.truncation, log=print if main_process else lambda line: None)
+                                      recipe_args.truncation, log=say)
 
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     dtype = trainable_dtype(recipe_args.adapter_dtype, model_args, training_args)  # checked before the model loads
@@ -98,7 +99,7 @@ def main(recipe_args, training_args, model_args):
     keep_4bit_layers_differentiable(trainer.model)
     attach_generation_metrics(trainer, splits.get("validation"), spec, conversational, recipe_args.eval_generation_examples,
                               recipe_args.eval_generation_max_new_tokens, recipe_args.eval_generation_batch_size,
-                              training_args.seed, log=print if main_process else lambda line: None)
+                              training_args.seed, log=say)
     if main_process:
         sizes = ", ".join(f"{len(examples)} {name}" for name, examples in dataset.items())
         print(f"data: {sizes} examples, {'chat' if conversational else 'plain'} prompts, tokenized")

@@ -145,17 +145,9 @@ def compare(runs: list[Run], baseline: Run, resamples: int = 1000, seed: int = 0
     return pd.DataFrame(rows)
 
 
-def _figure(value, low=None, high=None) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "n/a"
-    digits = 4 if abs(value) <= 1 else 2
-    text = f"{value:.{digits}f}"
-    return text if low is None or np.isnan(low) else f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
 def markdown(table: pd.DataFrame, baseline: str, resamples: int, seed: int, level: float = 0.95) -> str:
     """The comparison as markdown: every run's metrics with intervals, then each run against the baseline."""
-    from arabic_sft.report import LABELS
+    from arabic_sft.report import LABELS, figure
 
     metrics = [key for key in METRIC_KEYS[1:] if key in set(table["metric"])]
     runs = list(dict.fromkeys(table["run"]))
@@ -166,7 +158,7 @@ def markdown(table: pd.DataFrame, baseline: str, resamples: int, seed: int, leve
              "", "| Run | " + " | ".join(LABELS.get(key, key) for key in metrics) + " |",
              "|" + "---|" * (len(metrics) + 1)]
     for run in runs:
-        values = [_figure(getattr(cell[run, key], "value"), cell[run, key].ci_low, cell[run, key].ci_high)
+        values = [figure(getattr(cell[run, key], "value"), cell[run, key].ci_low, cell[run, key].ci_high)
                   if (run, key) in cell else "n/a" for key in metrics]
         lines.append(f"| {run} | " + " | ".join(values) + " |")
     lines += ["", f"Against the baseline, {baseline} (paired: the same examples resampled together; p: two-sided "
@@ -176,7 +168,7 @@ def markdown(table: pd.DataFrame, baseline: str, resamples: int, seed: int, leve
             continue
         p_value = "" if row.p_value is None or np.isnan(row.p_value) else f"{row.p_value:.3f}"
         lines.append(f"| {row.run} | {LABELS.get(row.metric, row.metric)} | "
-                     f"{_figure(row.diff, row.diff_ci_low, row.diff_ci_high)} | {p_value} |")
+                     f"{figure(row.diff, row.diff_ci_low, row.diff_ci_high)} | {p_value} |")
     return "\n".join(lines) + "\n"
 
 

@@ -32,8 +32,14 @@ LABELS = {
 }  # fmt: skip
 
 
-def _cell(value) -> str:
-    return "n/a" if value is None else f"{value:.4f}" if abs(value) <= 1 else f"{value:.2f}"
+def figure(value, low=None, high=None) -> str:
+    """A metric as the tables print it: 4 decimals for fractions, 2 for 0-100 scores (sacreBLEU, chrF++), "n/a" when
+    not computed; with its interval when `low` and `high` are given."""
+    if value is None or value != value:  # None or NaN
+        return "n/a"
+    digits = 4 if abs(value) <= 1 else 2
+    text = f"{value:.{digits}f}"
+    return text if low is None or low != low else f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def metrics_table(metrics: dict, title: str, baseline: str | None = None, split: str | None = None) -> str:
@@ -44,9 +50,9 @@ def metrics_table(metrics: dict, title: str, baseline: str | None = None, split:
              "(0-100, as papers report them); n/a = not computed.", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, label in LABELS.items():
-        row = [label, _cell(metrics.get(key))]
+        row = [label, figure(metrics.get(key))]
         if published:
-            row.append(_cell(published.get(key)))
+            row.append(figure(published.get(key)))
         lines.append("| " + " | ".join(row) + " |")
     if published:
         lines += ["", PUBLISHED[baseline]["note"]]

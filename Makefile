@@ -28,12 +28,13 @@ SHARED_DATA ?= ../shared/data
 PROVERBS_URL := https://raw.githubusercontent.com/NasserThmer/Yemeni-Proverbs-LLM-Benchmark/c3635bd645bf908efc9e8ebaec1179a859d2df48/data
 PROVERBS := Train_data.csv Validation_data.csv Test_data.csv
 
-.PHONY: help setup data demo train eval baseline compare bench bench-gpu test clean
+.PHONY: help setup data demo train eval baseline compare bench bench-gpu lint format test clean
 
 help:
 	@echo "make setup                    create .venv and install the pinned requirements"
 	@echo "make demo                     tiny local model trained on the real proverbs on CPU, then make eval (minutes)"
-	@echo "make test                     the test suite"
+	@echo "make test                     lint, then the test suite"
+	@echo "make lint                     ruff: lint and format check (make format rewrites the files)"
 	@echo "make bench                    CPU benchmark, seed way vs ours: results/bench/cpu.{json,md} (minutes)"
 	@echo "make bench-gpu                GPU benchmarks on the real models' shapes: results/bench/gpu-* (CUDA GPU)"
 	@echo "make data                     fetch the Yemeni proverbs CSVs (sha256-checked) into data/yemeni_proverbs/"
@@ -119,7 +120,15 @@ bench: setup data
 bench-gpu: setup data
 	PYTHON=$(PY) bash scripts/bench_gpu.sh
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
 	$(PY) -m pytest tests
 
 clean:

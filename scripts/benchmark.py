@@ -27,7 +27,6 @@ tied to the LM head (a lookup, not a matmul). Attention's sequence-length term i
 
 import argparse
 import json
-import math
 import os
 import resource
 import statistics
@@ -43,9 +42,17 @@ from arabic_sft.cli import UserError, run_cli
 from arabic_sft.manifest import atomic_path, build_manifest, now, write_json_atomic
 from arabic_sft.models import ADAPTER_DTYPES
 
+
 # Peak dense bf16 FLOP/s (vendor datasheets), matched in this order against torch.cuda.get_device_name().
-GPU_PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12,
-                       "A10G": 70e12, "L4": 121e12}
+GPU_PEAK_BF16_FLOPS = {
+    "H100 PCIe": 756e12,
+    "H100": 989e12,
+    "H200": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 70e12,
+    "L4": 121e12,
+}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -58,19 +65,33 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gen_examples", type=int, default=100, help="test prompts to generate for")
     parser.add_argument("--gen_batch_size", type=int, default=50)
     parser.add_argument("--max_new_tokens", type=int, default=64)
-    parser.add_argument("--baseline_gen_examples", type=int,
-                        help="time the one-by-one baseline on the first K prompts only (default: all)")
+    parser.add_argument(
+        "--baseline_gen_examples",
+        type=int,
+        help="time the one-by-one baseline on the first K prompts only (default: all)",
+    )
     parser.add_argument("--no_group_by_length", action="store_true", help="ours: dynamic padding only")
-    parser.add_argument("--padding_free", action="store_true",
-                        help="ours: each batch as one row, sequences isolated by their position_ids (no padding)")
-    parser.add_argument("--peft", choices=["none", "lora", "qlora"], default="none",
-                        help="training: full fine-tuning, LoRA on the model's dtype, or LoRA on a 4-bit nf4 base")
+    parser.add_argument(
+        "--padding_free",
+        action="store_true",
+        help="ours: each batch as one row, sequences isolated by their position_ids (no padding)",
+    )
+    parser.add_argument(
+        "--peft",
+        choices=["none", "lora", "qlora"],
+        default="none",
+        help="training: full fine-tuning, LoRA on the model's dtype, or LoRA on a 4-bit nf4 base",
+    )
     parser.add_argument("--lora_r", type=int, default=8, help="with --peft (default: SHEFAA's 8)")
     parser.add_argument("--lora_alpha", type=int, default=32)
     parser.add_argument("--lora_dropout", type=float, default=0.1)
     parser.add_argument("--lora_target_modules", nargs="+", default=["all-linear"])
-    parser.add_argument("--adapter_dtype", choices=list(ADAPTER_DTYPES), default="auto",
-                        help="ours, with --peft: the LoRA parameters' dtype, as the recipe field of that name")
+    parser.add_argument(
+        "--adapter_dtype",
+        choices=list(ADAPTER_DTYPES),
+        default="auto",
+        help="ours, with --peft: the LoRA parameters' dtype, as the recipe field of that name",
+    )
     parser.add_argument("--gradient_checkpointing", action="store_true", help="training, both sides")
     parser.add_argument("--static_cache", action="store_true", help="ours: generation with a static KV cache")
     parser.add_argument("--parts", nargs="+", choices=["train", "generate"], default=["train", "generate"])
@@ -109,11 +130,20 @@ def tokenized_examples(args, work: Path) -> Path:
     recipe, training, _, tokenizer, conversational = load_setup(args)
     splits, spec, _ = load_splits(recipe, training.seed, wanted=("train",))
     dataset = build_dataset(splits["train"].frame.head(args.train_examples), spec, conversational)
-    config = SFTConfig(output_dir=str(work / "tokenize"), max_length=training.max_length, use_cpu=True, bf16=False,
-                       report_to="none", gradient_checkpointing=False)
+    config = SFTConfig(
+        output_dir=str(work / "tokenize"),
+        max_length=training.max_length,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        gradient_checkpointing=False,
+    )
     # TRL's tokenization depends on the tokenizer and config only: a one-layer stand-in spares loading a 7B model here.
-    stand_in = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-                                            num_hidden_layers=1, num_attention_heads=2))
+    stand_in = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+        )
+    )
     prepared = SFTTrainer(model=stand_in, args=config, train_dataset=dataset, processing_class=tokenizer).train_dataset
     examples = [{"input_ids": row["input_ids"], "labels": row["labels"]} for row in prepared]
     path = work / "examples.json"
@@ -203,7 +233,9 @@ def run_training(args, part: str) -> dict:
     model_args = training_model_config(args, model_path)
     lora = get_peft_config(model_args)
     model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=getattr(torch, model_args.dtype), quantization_config=get_quantization_config(model_args),
+        model_path,
+        dtype=getattr(torch, model_args.dtype),
+        quantization_config=get_quantization_config(model_args),
         device_map={"": 0} if torch.cuda.is_available() else None,
     )
     timer = StepTimer()
@@ -213,22 +245,42 @@ def run_training(args, part: str) -> dict:
         for example in examples:  # the seed scripts: every example padded to max_length
             ids, labels = example["input_ids"][:max_length], example["labels"][:max_length]
             padding = max_length - len(ids)
-            rows.append({"input_ids": ids + [pad] * padding, "attention_mask": [1] * len(ids) + [0] * padding,
-                         "labels": labels + [-100] * padding})
+            rows.append(
+                {
+                    "input_ids": ids + [pad] * padding,
+                    "attention_mask": [1] * len(ids) + [0] * padding,
+                    "labels": labels + [-100] * padding,
+                }
+            )
         if lora is not None:
             model = get_peft_model(model, lora)
             if args.gradient_checkpointing:
                 model.enable_input_require_grads()
-        trainer = Trainer(model=model, args=TrainingArguments(**common), train_dataset=Dataset.from_list(rows),
-                          data_collator=default_data_collator, callbacks=[timer.callback])
+        trainer = Trainer(
+            model=model,
+            args=TrainingArguments(**common),
+            train_dataset=Dataset.from_list(rows),
+            data_collator=default_data_collator,
+            callbacks=[timer.callback],
+        )
         padded = len(rows) * max_length
     else:
         strategy = "random" if args.no_group_by_length else "group_by_length"
         # The examples are already truncated to max_length; TRL refuses max_length with padding_free (not enforced).
-        config = SFTConfig(**common, max_length=None if args.padding_free else max_length,
-                           train_sampling_strategy=strategy, padding_free=args.padding_free)
-        trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(examples),
-                             processing_class=tokenizer, peft_config=lora, callbacks=[timer.callback])
+        config = SFTConfig(
+            **common,
+            max_length=None if args.padding_free else max_length,
+            train_sampling_strategy=strategy,
+            padding_free=args.padding_free,
+        )
+        trainer = SFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=Dataset.from_list(examples),
+            processing_class=tokenizer,
+            peft_config=lora,
+            callbacks=[timer.callback],
+        )
         padded = None
         if args.peft != "none":
             cast_trainable(trainer.model, ADAPTER_DTYPES[args.adapter_dtype])
@@ -255,8 +307,10 @@ def run_generation(args) -> dict:
     recipe, training, model_path, _, conversational = load_setup(args)
     model, tokenizer = load_for_generation(model_path)
     splits, spec, _ = load_splits(recipe, training.seed, wanted=("test",), require_answer=False)
-    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, spec, conversational))
-               for row in splits["test"].frame.head(args.gen_examples).to_dict("records")]
+    prompts = [
+        prompt_token_ids(tokenizer, build_model_prompt(row, spec, conversational))
+        for row in splits["test"].frame.head(args.gen_examples).to_dict("records")
+    ]
     options = {"max_new_tokens": args.max_new_tokens}
     baseline_prompts = prompts[: args.baseline_gen_examples or len(prompts)]
 
@@ -284,8 +338,15 @@ def run_generation(args) -> dict:
 
     def batched(some: list[list[int]]) -> list[str]:
         counts.clear()
-        return generate_texts(model, tokenizer, some, batch_size=args.gen_batch_size, static_cache=args.static_cache,
-                              token_counts=counts, **options)
+        return generate_texts(
+            model,
+            tokenizer,
+            some,
+            batch_size=args.gen_batch_size,
+            static_cache=args.static_cache,
+            token_counts=counts,
+            **options,
+        )
 
     # Untimed warm-ups: CUDA context and kernels, and for --static_cache the compilation of the decoding step.
     (_, _), baseline_warmup = timed(one_by_one, prompts[:1])
@@ -308,7 +369,9 @@ def run_part(args, part: str, examples_file: Path | None = None) -> dict:
     command = [sys.executable, __file__, "--part", part, *sys.argv[1:]]
     if examples_file is not None:
         command += ["--examples_file", str(examples_file)]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    result = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    )
     if result.returncode != 0:
         raise UserError(f"benchmark part {part} failed: {result.stderr.strip().splitlines()[-1]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -344,7 +407,8 @@ def generation_results(generation: dict) -> dict:
     # With --baseline_gen_examples, the baseline's time for all prompts is extrapolated from its tokens/s.
     baseline_seconds = generation["new_tokens"] / generation["baseline_tokens_per_s"]
     return {
-        "gen_tokens_per_s_baseline": generation["baseline_tokens_per_s"], "gen_tokens_per_s": generation["ours_tokens_per_s"],
+        "gen_tokens_per_s_baseline": generation["baseline_tokens_per_s"],
+        "gen_tokens_per_s": generation["ours_tokens_per_s"],
         "gen_speedup": generation["ours_tokens_per_s"] / generation["baseline_tokens_per_s"],
         "gen_seconds_baseline": baseline_seconds, "gen_seconds": generation["ours_seconds"],
         "gen_baseline_extrapolated": generation["baseline_examples"] < generation["examples"],
@@ -359,8 +423,11 @@ def summary_table(results: dict) -> str:
              f"batch {settings['batch_size']}, static cache: {settings['static_cache']}", "",
              "| measure | value |", "|---|---|"]  # fmt: skip
     skip = {"parts", "device", "settings", "manifest"}
-    lines += [f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |"
-              for key, value in results.items() if key not in skip]
+    lines += [
+        f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |"
+        for key, value in results.items()
+        if key not in skip
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -388,8 +455,12 @@ def main():
         parts["generate"] = run_part(args, "generate")
         results.update(generation_results(parts["generate"]))
     manifest = build_manifest({"benchmark": vars(args)}, [], started)
-    results.update(parts=parts, device=manifest["device"],
-                   settings={**vars(args), "model": args.model or "recipe model"}, manifest=manifest)
+    results.update(
+        parts=parts,
+        device=manifest["device"],
+        settings={**vars(args), "model": args.model or "recipe model"},
+        manifest=manifest,
+    )
     write_json_atomic(out, results)
     table = summary_table(results)
     with atomic_path(out.with_suffix(".md")) as temporary:

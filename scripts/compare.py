@@ -22,18 +22,26 @@ from arabic_sft.manifest import atomic_path
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="*", metavar="RUN", help="metrics JSON (or its directory) of each run to compare")
+    parser.add_argument(
+        "runs", nargs="*", metavar="RUN", help="metrics JSON (or its directory) of each run to compare"
+    )
     parser.add_argument("--baseline", metavar="RUN", help="the run the others are compared with")
     parser.add_argument("--out", help="FILE.md; FILE.csv and FILE.png are written beside it")
-    parser.add_argument("--config", help="instead of RUNs: the recipe's fine-tuned run (results/<recipe>) against its "
-                        "zero-shot baseline, with its few-shot baselines and published figures; out "
-                        "results/<recipe>/compare_<split>.md")
-    parser.add_argument("--names", nargs="+", help="names for the baseline and the runs, in that order (default: "
-                        "their directories)")
+    parser.add_argument(
+        "--config",
+        help="instead of RUNs: the recipe's fine-tuned run (results/<recipe>) against its "
+        "zero-shot baseline, with its few-shot baselines and published figures; out "
+        "results/<recipe>/compare_<split>.md",
+    )
+    parser.add_argument(
+        "--names", nargs="+", help="names for the baseline and the runs, in that order (default: their directories)"
+    )
     parser.add_argument("--published", help="a published result without per-example scores, shown as a row (shefaa)")
     parser.add_argument("--split", default="test", help="with --config or --published: the split compared")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling: the same inputs give the same intervals")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the resampling: the same inputs give the same intervals"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parser
 
@@ -50,8 +58,11 @@ def from_recipe(args) -> None:
     baseline = results / "baseline-zero-shot" / metrics
     if not baseline.is_file():
         raise UserError(f"{baseline}: not found; run make baseline RECIPE={results.name} first")
-    shots = sorted(path / metrics for path in results.glob("baseline-*-shot") if path.name != "baseline-zero-shot"
-                   and (path / metrics).is_file())
+    shots = sorted(
+        path / metrics
+        for path in results.glob("baseline-*-shot")
+        if path.name != "baseline-zero-shot" and (path / metrics).is_file()
+    )
     args.baseline, args.runs = str(baseline), [str(path) for path in shots] + [str(results / metrics)]
     args.out = args.out or str(results / f"compare_{args.split}.md")
     args.published = args.published or recipe.published_baseline

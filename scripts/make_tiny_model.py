@@ -33,10 +33,14 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hidden_size", type=int, default=64)
     parser.add_argument("--num_layers", type=int, default=2)
     parser.add_argument("--num_heads", type=int, default=4)
-    parser.add_argument("--shape", choices=sorted(SHAPES),
-                        help="a real model's shape (llama only; replaces --hidden_size/--num_layers/--num_heads)")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
-                        help="weights as created and saved")
+    parser.add_argument(
+        "--shape",
+        choices=sorted(SHAPES),
+        help="a real model's shape (llama only; replaces --hidden_size/--num_layers/--num_heads)",
+    )
+    parser.add_argument(
+        "--dtype", choices=["float32", "bfloat16", "float16"], default="float32", help="weights as created and saved"
+    )
     parser.add_argument("--device", default="cpu", help="where to create the weights (cuda: much faster for 7B)")
     parser.add_argument("--overwrite", action="store_true", help="rebuild even if the output directory has a model")
     return parser
@@ -53,11 +57,18 @@ def main():
     texts = [example_text(build_example(row, spec, False)) for row in splits["train"].frame.to_dict("records")]
     if args.shape and args.arch != "llama":
         raise UserError(f"--shape builds a Llama of {args.shape}'s shape; drop --arch {args.arch}")
-    shape = SHAPES[args.shape] if args.shape else {
-        "hidden_size": args.hidden_size, "num_layers": args.num_layers, "num_heads": args.num_heads}
-    build_tiny_model(args.arch, texts, out, args.vocab_size, **shape, dtype=getattr(torch, args.dtype), device=args.device)
-    print(f"built a random-weight {args.arch} model ({args.shape or 'tiny'} shape) with a tokenizer trained on "
-          f"{len(texts)} rows of {splits['train'].source} in {out}")
+    shape = (
+        SHAPES[args.shape]
+        if args.shape
+        else {"hidden_size": args.hidden_size, "num_layers": args.num_layers, "num_heads": args.num_heads}
+    )
+    build_tiny_model(
+        args.arch, texts, out, args.vocab_size, **shape, dtype=getattr(torch, args.dtype), device=args.device
+    )
+    print(
+        f"built a random-weight {args.arch} model ({args.shape or 'tiny'} shape) with a tokenizer trained on "
+        f"{len(texts)} rows of {splits['train'].source} in {out}"
+    )
 
 
 if __name__ == "__main__":

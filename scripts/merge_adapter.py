@@ -1,6 +1,7 @@
 """Merge a LoRA adapter into its base model and save a standalone model that any HF-compatible server can load.
 
-    python scripts/merge_adapter.py --adapter_dir results/allam_proverbs_qlora/model --out results/allam_proverbs_qlora/merged
+    python scripts/merge_adapter.py --adapter_dir results/allam_proverbs_qlora/model \\
+        --out results/allam_proverbs_qlora/merged
     python scripts/merge_adapter.py --adapter_dir ADAPTER --base_id ALLaM-AI/ALLaM-7B-Instruct-preview --out MERGED
 
 The base is the one adapter_config.json names unless --base_id is given. An adapter trained on a 4-bit (QLoRA) base
@@ -21,6 +22,7 @@ from arabic_sft.locks import exclusive_output
 from arabic_sft.manifest import build_manifest, now, write_json_atomic
 from arabic_sft.models import adapter_base, load_model, model_tokenizer, training_quantization
 
+
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -32,8 +34,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--revision", help="base model revision (pin it for remote code)")
     parser.add_argument("--trust_remote_code", action="store_true", help="for bases with their own code (Jais)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16", help="dtype of the saved weights")
-    parser.add_argument("--no_dequantize", action="store_true",
-                        help="merge a QLoRA adapter into the original weights, not the dequantized 4-bit ones")
+    parser.add_argument(
+        "--no_dequantize",
+        action="store_true",
+        help="merge a QLoRA adapter into the original weights, not the dequantized 4-bit ones",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     return parser
 
@@ -55,7 +60,9 @@ def merge(args, adapter: Path, out: Path, started: str):
     tokenizer = model_tokenizer(base_id, adapter, args.revision, args.trust_remote_code)
 
     quantized = training_quantization(adapter) is not None and not args.no_dequantize
-    model = load_model(base_id, args.revision, args.trust_remote_code, DTYPES[args.dtype], adapter, not args.no_dequantize)
+    model = load_model(
+        base_id, args.revision, args.trust_remote_code, DTYPES[args.dtype], adapter, not args.no_dequantize
+    )
     if tokenizer.eos_token_id is not None:
         model.generation_config.eos_token_id = tokenizer.eos_token_id
 

@@ -37,18 +37,34 @@ def make_parser() -> argparse.ArgumentParser:
     source.add_argument("predictions_csv", nargs="?", help="predictions CSV with reference and generated columns")
     source.add_argument("--config", help="recipe: score results/<recipe>/predictions_<split>.csv")
     source.add_argument("--predictions", help="text file, one generated answer per line (with --references)")
-    parser.add_argument("--split", choices=["test", "validation"],
-                        help="with --config, and for --baseline (default: from predictions_<split>.csv, else test)")
+    parser.add_argument(
+        "--split",
+        choices=["test", "validation"],
+        help="with --config, and for --baseline (default: from predictions_<split>.csv, else test)",
+    )
     parser.add_argument("--references", help="text file, one reference answer per line")
-    parser.add_argument("--reference_column", help="default: found by name (Reference_Explanation, Reference_Answer, ...)")
-    parser.add_argument("--prediction_column", help="default: found by name (Generated_Explanation, Generated_Answer, ...)")
-    parser.add_argument("--out", help="metrics JSON (default: beside the predictions, predictions_X.csv -> metrics_X.json)")
+    parser.add_argument(
+        "--reference_column", help="default: found by name (Reference_Explanation, Reference_Answer, ...)"
+    )
+    parser.add_argument(
+        "--prediction_column", help="default: found by name (Generated_Explanation, Generated_Answer, ...)"
+    )
+    parser.add_argument(
+        "--out", help="metrics JSON (default: beside the predictions, predictions_X.csv -> metrics_X.json)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing metrics files")
     parser.add_argument("--baseline", choices=sorted(PUBLISHED), help="published results to show beside ours")
-    parser.add_argument("--rouge_tokenizer", choices=["arabic", "default"], default="arabic",
-                        help="'default' is rouge_score's own, which deletes Arabic letters (to reproduce old numbers)")
-    parser.add_argument("--normalize", action="store_true",
-                        help="normalize Arabic (diacritics, tatweel, alef/yaa/taa marbuta forms) before scoring")
+    parser.add_argument(
+        "--rouge_tokenizer",
+        choices=["arabic", "default"],
+        default="arabic",
+        help="'default' is rouge_score's own, which deletes Arabic letters (to reproduce old numbers)",
+    )
+    parser.add_argument(
+        "--normalize",
+        action="store_true",
+        help="normalize Arabic (diacritics, tatweel, alef/yaa/taa marbuta forms) before scoring",
+    )
     parser.add_argument("--bertscore_model", default=metrics.BERTSCORE_MODEL, help="model id or local path")
     parser.add_argument("--bertscore_layers", type=int, help="layer to use (default: bert_score's for the model)")
     parser.add_argument("--no_bertscore", action="store_true", help="skip BERTScore")
@@ -65,7 +81,9 @@ def resolve_inputs(args) -> tuple[list[str], list[str], dict]:
     """(predictions, references, settings that name the input) from whichever input was given."""
     given = [name for name in ("predictions_csv", "config", "predictions") if getattr(args, name)]
     if len(given) != 1:
-        raise UserError("give one input: a predictions CSV, --config RECIPE, or --predictions P.txt --references R.txt")
+        raise UserError(
+            "give one input: a predictions CSV, --config RECIPE, or --predictions P.txt --references R.txt"
+        )
     if args.predictions:
         if not args.references:
             raise UserError("--predictions needs --references")
@@ -87,7 +105,9 @@ def resolve_inputs(args) -> tuple[list[str], list[str], dict]:
         args.out = str(Path(path).with_name(stem + ".json"))
     predictions, references, columns = load_predictions(path, args.reference_column, args.prediction_column)
     args.baseline = baseline
-    args.split = args.split or next((s for s in ("test", "validation") if Path(path).stem == f"predictions_{s}"), "test")
+    args.split = args.split or next(
+        (s for s in ("test", "validation") if Path(path).stem == f"predictions_{s}"), "test"
+    )
     return predictions, references, {"predictions_csv": path, "columns": columns}
 
 
@@ -109,9 +129,11 @@ def main():
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by `accelerate launch` with several processes
         if os.environ.get("RANK", "0") != "0":
             return
-        print("note: score.py scores in this one process: the embedding models score 1,000 pairs in seconds on one "
-              "device, so the other processes have nothing to do (metrics are those of a one-process run)",
-              file=sys.stderr)
+        print(
+            "note: score.py scores in this one process: the embedding models score 1,000 pairs in seconds on one "
+            "device, so the other processes have nothing to do (metrics are those of a one-process run)",
+            file=sys.stderr,
+        )
     args = make_parser().parse_args()
     started = now()
     predictions, references, inputs = resolve_inputs(args)
@@ -132,13 +154,24 @@ def score(args, predictions: list[str], references: list[str], inputs: dict, sta
 
     per_example = metrics.text_scores(predictions, references, args.rouge_tokenizer)
     if not args.no_bertscore:
-        scores = optional_metric("BERTScore", args.bertscore_model, args.require_bertscore, lambda: metrics.bertscore_scores(
-            predictions, references, args.bertscore_model, args.bertscore_layers, args.batch_size, device))
+        scores = optional_metric(
+            "BERTScore",
+            args.bertscore_model,
+            args.require_bertscore,
+            lambda: metrics.bertscore_scores(
+                predictions, references, args.bertscore_model, args.bertscore_layers, args.batch_size, device
+            ),
+        )
         per_example.update(scores or {})
     if not args.no_semantic_similarity:
-        scores = optional_metric("semantic similarity", args.semantic_model, args.require_semantic_similarity,
-                                 lambda: metrics.semantic_similarities(
-                                     predictions, references, args.semantic_model, args.batch_size, device))
+        scores = optional_metric(
+            "semantic similarity",
+            args.semantic_model,
+            args.require_semantic_similarity,
+            lambda: metrics.semantic_similarities(
+                predictions, references, args.semantic_model, args.batch_size, device
+            ),
+        )
         if scores is not None:
             per_example["semantic_similarity"] = scores
     summary = metrics.summarize(per_example)
@@ -154,7 +187,9 @@ def score(args, predictions: list[str], references: list[str], inputs: dict, sta
     examples = pd.DataFrame({"prediction": predictions, "reference": references, **per_example})
     with atomic_path(out.with_suffix(".examples.csv")) as temporary:
         examples.to_csv(temporary, index=False, encoding="utf-8")
-    table = metrics_table(summary, f"Scores of {inputs.get('predictions_csv') or inputs['predictions']}", args.baseline, args.split)
+    table = metrics_table(
+        summary, f"Scores of {inputs.get('predictions_csv') or inputs['predictions']}", args.baseline, args.split
+    )
     with atomic_path(out.with_suffix(".md")) as temporary:
         temporary.write_text(table, encoding="utf-8")
     write_json_atomic(out, {**summary, "settings": build_manifest({"scoring": settings}, files, started)})

@@ -20,6 +20,9 @@ Without --config, the recipe named by $RECIPE (recipes/$RECIPE.yaml) runs.
 
 import arabic_sft  # noqa: F401  (first: silences third-party import-time noise)
 
+
+# isort: split
+
 import logging
 import os
 import sys
@@ -32,30 +35,41 @@ from arabic_sft.checkpoints import MANIFEST, clear_previous_run, finished_run, r
 from arabic_sft.cli import UserError, run_cli
 from arabic_sft.configs import parse_recipe
 from arabic_sft.data import load_training_splits
-from arabic_sft.eval_generation import attach as attach_generation_metrics, check_best_metric
+from arabic_sft.eval_generation import attach as attach_generation_metrics
+from arabic_sft.eval_generation import check_best_metric
 from arabic_sft.launch import check_in_process
 from arabic_sft.locks import exclusive_output
 from arabic_sft.manifest import build_manifest, now, write_json_atomic
 from arabic_sft.masks import describe_examples, format_example
 from arabic_sft.models import (
-    cast_trainable, causal_lm_loss_from_logits, check_loss_parity, check_padding_free, get_tokenizer,
-    keep_4bit_layers_differentiable, model_init_kwargs, trainable_dtype,
+    cast_trainable,
+    causal_lm_loss_from_logits,
+    check_loss_parity,
+    check_padding_free,
+    get_tokenizer,
+    keep_4bit_layers_differentiable,
+    model_init_kwargs,
+    trainable_dtype,
 )
 from arabic_sft.preemption import EXIT_STOPPED, SaveAndStopOnSigterm
 from arabic_sft.prompts import build_dataset, check_assistant_masks, is_conversational
 from arabic_sft.report import plot_loss_curve
 from arabic_sft.truncation import apply_truncation_policy
 
+
 logger = logging.getLogger(__name__)
 
 
 def main(recipe_args, training_args, model_args):
     started = now()
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=[logging.StreamHandler(sys.stdout)])
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=[logging.StreamHandler(sys.stdout)]
+    )
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
-    datasets.disable_progress_bars()  # TRL's eight dataset-preparation bars per run; one line below says what was prepared
+    # TRL's eight dataset-preparation bars per run; one line below says what was prepared
+    datasets.disable_progress_bars()
     transformers.utils.logging.set_verbosity(log_level)
     main_process = training_args.process_index == 0
     say = print if main_process else (lambda line: None)  # lines every process would print: once
@@ -65,8 +79,10 @@ def main(recipe_args, training_args, model_args):
     # A finished run is left as it is; only an unfinished one resumes (or one asked to start again).
     if not recipe_args.inspect and not recipe_args.overwrite_output_dir and (finished := finished_run(output_dir)):
         if main_process:
-            print(f"{output_dir}: this run finished ({finished}); nothing to do. To train again from scratch pass "
-                  "--overwrite_output_dir true, or choose another --output_dir")
+            print(
+                f"{output_dir}: this run finished ({finished}); nothing to do. To train again from scratch pass "
+                "--overwrite_output_dir true, or choose another --output_dir"
+            )
         return
     if recipe_args.overwrite_output_dir and training_args.resume_from_checkpoint:
         raise UserError("overwrite_output_dir and resume_from_checkpoint: give one of them")
@@ -74,13 +90,20 @@ def main(recipe_args, training_args, model_args):
 
     # Data and prompt first: bad input fails in seconds, before any model is downloaded or loaded.
     splits, spec, held_out = load_training_splits(recipe_args, training_args.seed)
-    tokenizer = get_tokenizer(model_args.model_name_or_path, model_args.model_revision, training_args.trust_remote_code)
+    tokenizer = get_tokenizer(
+        model_args.model_name_or_path, model_args.model_revision, training_args.trust_remote_code
+    )
     conversational = is_conversational(tokenizer, recipe_args.chat_format, spec)
     if spec.kind == "messages":  # every assistant turn is trained, the rest masked
         training_args.assistant_only_loss = check_assistant_masks(tokenizer)
     dataset = {name: build_dataset(frame, spec, conversational) for name, frame in splits.items()}
-    dataset = apply_truncation_policy(tokenizer, dataset, None if training_args.packing else training_args.max_length,
-                                      recipe_args.truncation, log=say)
+    dataset = apply_truncation_policy(
+        tokenizer,
+        dataset,
+        None if training_args.packing else training_args.max_length,
+        recipe_args.truncation,
+        log=say,
+    )
 
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     dtype = trainable_dtype(recipe_args.adapter_dtype, model_args, training_args)  # checked before the model loads
@@ -97,15 +120,29 @@ def main(recipe_args, training_args, model_args):
     )
 
     keep_4bit_layers_differentiable(trainer.model)
-    attach_generation_metrics(trainer, splits.get("validation"), spec, conversational, recipe_args.eval_generation_examples,
-                              recipe_args.eval_generation_max_new_tokens, recipe_args.eval_generation_batch_size,
-                              training_args.seed, log=say)
+    attach_generation_metrics(
+        trainer,
+        splits.get("validation"),
+        spec,
+        conversational,
+        recipe_args.eval_generation_examples,
+        recipe_args.eval_generation_max_new_tokens,
+        recipe_args.eval_generation_batch_size,
+        training_args.seed,
+        log=say,
+    )
     if main_process:
         sizes = ", ".join(f"{len(examples)} {name}" for name, examples in dataset.items())
         print(f"data: {sizes} examples, {'chat' if conversational else 'plain'} prompts, tokenized")
     if cast := cast_trainable(trainer.model, dtype):
-        reason = "fp16's grad scaler needs fp32; `bf16: true` is faster where the GPU has bf16" if training_args.fp16 else "adapter_dtype"
-        logger.warning("%d trainable parameter tensors kept in %s (%s)", cast, str(dtype).removeprefix("torch."), reason)
+        reason = (
+            "fp16's grad scaler needs fp32; `bf16: true` is faster where the GPU has bf16"
+            if training_args.fp16
+            else "adapter_dtype"
+        )
+        logger.warning(
+            "%d trainable parameter tensors kept in %s (%s)", cast, str(dtype).removeprefix("torch."), reason
+        )
 
     if recipe_args.inspect:
         examples = describe_examples(trainer, recipe_args.inspect)
@@ -117,7 +154,9 @@ def main(recipe_args, training_args, model_args):
         return
 
     if recipe_args.check_loss_parity and (losses := check_loss_parity(trainer)) and main_process:
-        print("loss parity check passed: the trainer's loss %.4f = the model's own %.4f on one batch" % losses)
+        print(
+            "loss parity check passed: the trainer's loss {:.4f} = the model's own {:.4f} on one batch".format(*losses)
+        )
 
     if recipe_args.overwrite_output_dir:
         checkpoint = None
@@ -133,8 +172,11 @@ def main(recipe_args, training_args, model_args):
     result = trainer.train(resume_from_checkpoint=checkpoint)
     if stop.stopped_at is not None:
         if main_process:
-            print(f"stopped by SIGTERM after step {stop.stopped_at}: {output_dir}/checkpoint-{stop.stopped_at} saved; "
-                  "the same command resumes from it", file=sys.stderr)
+            print(
+                f"stopped by SIGTERM after step {stop.stopped_at}: {output_dir}/checkpoint-{stop.stopped_at} saved; "
+                "the same command resumes from it",
+                file=sys.stderr,
+            )
         sys.exit(EXIT_STOPPED)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
@@ -144,13 +186,25 @@ def main(recipe_args, training_args, model_args):
     trainer.model.generation_config.eos_token_id = tokenizer.eos_token_id
     trainer.save_model(output_dir)
     if main_process:
-        launch = {"num_processes": trainer.accelerator.num_processes,
-                  "distributed_type": trainer.accelerator.distributed_type.value,
-                  "global_batch_size": training_args.per_device_train_batch_size * trainer.accelerator.num_processes
-                  * training_args.gradient_accumulation_steps}
-        data = {"kind": spec.kind, "examples": {name: len(examples) for name, examples in dataset.items()},
-                "held_out": held_out}  # the rows generation uses for a fraction split
-        configs = {"recipe": recipe_args, "model": model_args, "training": training_args, "launch": launch, "data": data}
+        launch = {
+            "num_processes": trainer.accelerator.num_processes,
+            "distributed_type": trainer.accelerator.distributed_type.value,
+            "global_batch_size": training_args.per_device_train_batch_size
+            * trainer.accelerator.num_processes
+            * training_args.gradient_accumulation_steps,
+        }
+        data = {
+            "kind": spec.kind,
+            "examples": {name: len(examples) for name, examples in dataset.items()},
+            "held_out": held_out,
+        }  # the rows generation uses for a fraction split
+        configs = {
+            "recipe": recipe_args,
+            "model": model_args,
+            "training": training_args,
+            "launch": launch,
+            "data": data,
+        }
         files = [recipe_args.train_file, recipe_args.validation_file, recipe_args.test_file]
         plot_loss_curve(trainer.state.log_history, os.path.join(output_dir, "loss.png"))
         # Last: the manifest marks the run finished (a rerun then changes nothing).
@@ -163,7 +217,9 @@ def cli():
     check_in_process()  # what SFTConfig would refuse in every process of a launch, said once
     recipe_args, training_args, model_args = parse_recipe()
     # One training per output_dir: the main process holds its lock for the whole run (--inspect writes nothing there).
-    with exclusive_output(training_args.output_dir, enabled=training_args.process_index == 0 and not recipe_args.inspect):
+    with exclusive_output(
+        training_args.output_dir, enabled=training_args.process_index == 0 and not recipe_args.inspect
+    ):
         main(recipe_args, training_args, model_args)
 
 

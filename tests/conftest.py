@@ -9,7 +9,6 @@ from pathlib import Path
 
 import huggingface_hub.constants as hub_constants
 import pandas as pd
-
 import pytest
 import torch
 import yaml
@@ -18,6 +17,7 @@ from arabic_sft.configs import RecipeArguments, read_preset
 from arabic_sft.data import DataSpec, data_spec, load_file
 from arabic_sft.prompts import build_example, example_text
 from arabic_sft.tiny import build_tiny_bert, build_tiny_model
+
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
@@ -153,8 +153,19 @@ def script_in_process(monkeypatch, capsys):
 
 
 def generate_command(model, test_path, out_path, *extra):
-    return [sys.executable, str(ROOT / "scripts" / "generate.py"), "--checkpoint_dir", str(model),
-            "--test_path", str(test_path), "--out_path", str(out_path), "--task", "proverbs", *map(str, extra)]
+    return [
+        sys.executable,
+        str(ROOT / "scripts" / "generate.py"),
+        "--checkpoint_dir",
+        str(model),
+        "--test_path",
+        str(test_path),
+        "--out_path",
+        str(out_path),
+        "--task",
+        "proverbs",
+        *map(str, extra),
+    ]
 
 
 OPTIONS = ["--max_new_tokens", 48, "--batch_size", 2]
@@ -167,5 +178,7 @@ def long_generation(tiny_llama, tmp_path_factory):
     test_path = work / "test.csv"
     pd.concat([pd.DataFrame(sample_rows("proverbs"))] * 4, ignore_index=True).to_csv(test_path, index=False)
     reference = work / "reference.csv"
-    subprocess.run(generate_command(tiny_llama, test_path, reference, *OPTIONS), cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        generate_command(tiny_llama, test_path, reference, *OPTIONS), cwd=ROOT, check=True, capture_output=True
+    )
     return test_path, reference

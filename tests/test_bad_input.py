@@ -4,11 +4,11 @@ column or key, before any model is loaded, and writes nothing."""
 import logging
 
 import pytest
-
-from arabic_sft.data import load_training_splits
-from arabic_sft.configs import RecipeArguments, read_preset
-
 from conftest import SAMPLE_FILES, run_in_this_process
+
+from arabic_sft.configs import RecipeArguments, read_preset
+from arabic_sft.data import load_training_splits
+
 
 BAD_TRAIN_FILES = {
     "empty file": ("", "file is empty"),
@@ -39,7 +39,9 @@ def test_bad_training_csv(case, make_recipe, tiny_llama, tmp_path, monkeypatch, 
     content, message = BAD_TRAIN_FILES[case]
     bad = tmp_path / "train.csv"
     bad.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-    status, stderr = run_in_process(monkeypatch, capsys, "sft.py", "--config", make_recipe(tiny_llama, train_file=str(bad)))
+    status, stderr = run_in_process(
+        monkeypatch, capsys, "sft.py", "--config", make_recipe(tiny_llama, train_file=str(bad))
+    )
     assert_error_line(status, stderr, str(bad), message)
     assert not (tmp_path / "out").exists()
 
@@ -66,38 +68,81 @@ def test_wrong_choice_in_a_recipe_field(make_recipe, tiny_llama, monkeypatch, ca
 
 def test_padding_free_with_a_remote_code_model(make_recipe, tiny_llama, monkeypatch, capsys):
     # Jais builds its own attention mask: the sequences of a padding-free row would see each other.
-    status, stderr = run_in_process(monkeypatch, capsys, "sft.py", "--config", make_recipe(tiny_llama),
-                                    "--padding_free", "true", "--trust_remote_code", "true")
+    status, stderr = run_in_process(
+        monkeypatch,
+        capsys,
+        "sft.py",
+        "--config",
+        make_recipe(tiny_llama),
+        "--padding_free",
+        "true",
+        "--trust_remote_code",
+        "true",
+    )
     assert_error_line(status, stderr, "padding_free", "remote-code")
 
 
 def test_limit_larger_than_the_test_file(tiny_llama, tmp_path, monkeypatch, capsys):
     out = tmp_path / "pred.csv"
-    status, stderr = run_in_process(monkeypatch, capsys, "generate.py", "--checkpoint_dir", tiny_llama, "--test_path",
-                                    SAMPLE_FILES["proverbs"], "--out_path", out, "--limit", 500, "--task", "proverbs")
+    status, stderr = run_in_process(
+        monkeypatch,
+        capsys,
+        "generate.py",
+        "--checkpoint_dir",
+        tiny_llama,
+        "--test_path",
+        SAMPLE_FILES["proverbs"],
+        "--out_path",
+        out,
+        "--limit",
+        500,
+        "--task",
+        "proverbs",
+    )
     assert_error_line(status, stderr, "--limit 500", str(SAMPLE_FILES["proverbs"]), "12 rows")
     assert not out.exists()
 
 
 def test_generation_needs_a_model(tmp_path, monkeypatch, capsys):
-    status, stderr = run_in_process(monkeypatch, capsys, "generate.py", "--test_path", SAMPLE_FILES["proverbs"],
-                                    "--out_path", tmp_path / "p.csv")
+    status, stderr = run_in_process(
+        monkeypatch, capsys, "generate.py", "--test_path", SAMPLE_FILES["proverbs"], "--out_path", tmp_path / "p.csv"
+    )
     assert_error_line(status, stderr, "--checkpoint_dir", "--base_id")
 
 
 def test_missing_adapter_directory(tiny_llama, tmp_path, monkeypatch, capsys):
     missing = tmp_path / "no-adapter"
-    status, stderr = run_in_process(monkeypatch, capsys, "generate.py", "--base_id", tiny_llama, "--adapter_dir", missing,
-                                    "--test_path", SAMPLE_FILES["proverbs"], "--out_path", tmp_path / "p.csv", "--task", "proverbs")
+    status, stderr = run_in_process(
+        monkeypatch,
+        capsys,
+        "generate.py",
+        "--base_id",
+        tiny_llama,
+        "--adapter_dir",
+        missing,
+        "--test_path",
+        SAMPLE_FILES["proverbs"],
+        "--out_path",
+        tmp_path / "p.csv",
+        "--task",
+        "proverbs",
+    )
     assert_error_line(status, stderr, str(missing), "not found")
 
 
 def test_validation_rows_repeated_from_train_are_reported(tmp_path, caplog):
     validation = tmp_path / "valid.csv"
-    validation.write_text("Proverbs,Explanation\nالصبر مفتاح الفرج,يقال للحث على الصبر عند الشدة، لأن الفرج يأتي بعد "
-                          "الصبر.\nمثل جديد,شرح جديد\n", encoding="utf-8")
-    recipe = RecipeArguments(task="proverbs", **read_preset("proverbs"), train_file=str(SAMPLE_FILES["proverbs"]),
-                             validation_file=str(validation))
+    validation.write_text(
+        "Proverbs,Explanation\nالصبر مفتاح الفرج,يقال للحث على الصبر عند الشدة، لأن الفرج يأتي بعد "
+        "الصبر.\nمثل جديد,شرح جديد\n",
+        encoding="utf-8",
+    )
+    recipe = RecipeArguments(
+        task="proverbs",
+        **read_preset("proverbs"),
+        train_file=str(SAMPLE_FILES["proverbs"]),
+        validation_file=str(validation),
+    )
     with caplog.at_level(logging.WARNING):
         load_training_splits(recipe, seed=0)
     assert f"{validation}: 1 of 2 validation row(s) also appear in the training data" in caplog.text

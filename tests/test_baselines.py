@@ -5,14 +5,13 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import SAMPLE_FILES, preset_spec, sample_rows, sharp_random_model, write_recipe
 from transformers import AutoTokenizer
 
 from arabic_sft.cli import UserError
 from arabic_sft.data import choose_shots
 from arabic_sft.generation import generate_texts
 from arabic_sft.prompts import build_model_prompt, prompt_token_ids
-
-from conftest import SAMPLE_FILES, preset_spec, sample_rows, sharp_random_model, write_recipe
 
 
 def test_shots_are_k_rows_never_an_answered_one_and_the_same_on_a_rerun():
@@ -33,9 +32,14 @@ def test_chat_and_plain_few_shot_prompts_token_for_token(tiny_llama, tiny_gpt2):
     chat = AutoTokenizer.from_pretrained(tiny_llama)
     turns = build_model_prompt(row, spec, True, shots)
     assert [turn["role"] for turn in turns] == ["user", "assistant", "user", "assistant", "user"]
-    text = chat.bos_token + "".join(
-        f"<|user|>\n{spec.template.format(**shot)}\n<|assistant|>\n{shot['explanation']}{chat.eos_token}" for shot in shots
-    ) + f"<|user|>\n{spec.template.format(**row)}\n<|assistant|>\n"
+    text = (
+        chat.bos_token
+        + "".join(
+            f"<|user|>\n{spec.template.format(**shot)}\n<|assistant|>\n{shot['explanation']}{chat.eos_token}"
+            for shot in shots
+        )
+        + f"<|user|>\n{spec.template.format(**row)}\n<|assistant|>\n"
+    )
     assert prompt_token_ids(chat, turns) == chat(text, add_special_tokens=False)["input_ids"]
 
     plain = AutoTokenizer.from_pretrained(tiny_gpt2)
@@ -56,10 +60,18 @@ def test_batched_few_shot_generation_equals_one_by_one(tiny_llama):
 
 
 def test_generate_baseline_uses_the_base_model_and_records_its_shots(tiny_llama, tmp_path, script_in_process):
-    write_recipe(tmp_path / "r.yaml", model_name_or_path=str(tiny_llama), output_dir=str(tmp_path / "never-trained"),
-                 task="proverbs", train_file=str(SAMPLE_FILES["proverbs"]), test_fraction=0.25, bf16=True)
-    result = script_in_process("generate.py", "--config", "r.yaml", "--baseline", "--shots", 2, "--max_new_tokens", 4,
-                               cwd=tmp_path)
+    write_recipe(
+        tmp_path / "r.yaml",
+        model_name_or_path=str(tiny_llama),
+        output_dir=str(tmp_path / "never-trained"),
+        task="proverbs",
+        train_file=str(SAMPLE_FILES["proverbs"]),
+        test_fraction=0.25,
+        bf16=True,
+    )
+    result = script_in_process(
+        "generate.py", "--config", "r.yaml", "--baseline", "--shots", 2, "--max_new_tokens", 4, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "results" / "r" / "baseline-2-shot" / "predictions_test.csv"
     assert len(pd.read_csv(out)) == 3
@@ -68,4 +80,6 @@ def test_generate_baseline_uses_the_base_model_and_records_its_shots(tiny_llama,
     assert shots["k"] == 2 and len(shots["rows"]) == 2 and shots["same_for_every_row"]
     assert shots["source"].endswith("(train part)")  # the held-out test rows are never shots
     zero = script_in_process("generate.py", "--config", "r.yaml", "--baseline", "--max_new_tokens", 4, cwd=tmp_path)
-    assert zero.returncode == 0 and (tmp_path / "results" / "r" / "baseline-zero-shot" / "predictions_test.csv").is_file()
+    assert (
+        zero.returncode == 0 and (tmp_path / "results" / "r" / "baseline-zero-shot" / "predictions_test.csv").is_file()
+    )

@@ -4,21 +4,52 @@ import json
 
 from conftest import CPU_TRAINING, SAMPLE_FILES, run_script, write_recipe
 
-REQUIRED = ["train_tokens_per_s_baseline", "train_tokens_per_s", "train_speedup", "gen_tokens_per_s_baseline",
-            "gen_tokens_per_s", "gen_speedup", "peak_mem_baseline_mb", "peak_mem_mb"]
+
+REQUIRED = [
+    "train_tokens_per_s_baseline",
+    "train_tokens_per_s",
+    "train_speedup",
+    "gen_tokens_per_s_baseline",
+    "gen_tokens_per_s",
+    "gen_speedup",
+    "peak_mem_baseline_mb",
+    "peak_mem_mb",
+]
 
 
 def bench_recipe(model, tmp_path):
-    return write_recipe(tmp_path / "r.yaml", model_name_or_path=str(model), task="proverbs",
-                        train_file=str(SAMPLE_FILES["proverbs"]), test_file=str(SAMPLE_FILES["proverbs"]),
-                        output_dir=str(tmp_path / "unused"), max_length=256, **CPU_TRAINING)
+    return write_recipe(
+        tmp_path / "r.yaml",
+        model_name_or_path=str(model),
+        task="proverbs",
+        train_file=str(SAMPLE_FILES["proverbs"]),
+        test_file=str(SAMPLE_FILES["proverbs"]),
+        output_dir=str(tmp_path / "unused"),
+        max_length=256,
+        **CPU_TRAINING,
+    )
 
 
 def test_benchmark_harness_runs_on_the_tiny_model(tiny_llama, tmp_path):
     recipe = bench_recipe(tiny_llama, tmp_path)
     out = tmp_path / "bench" / "cpu.json"
-    result = run_script("benchmark.py", "--config", recipe, "--out", out, "--train_examples", 12, "--batch_size", 4,
-                        "--gen_examples", 6, "--gen_batch_size", 3, "--max_new_tokens", 8)
+    result = run_script(
+        "benchmark.py",
+        "--config",
+        recipe,
+        "--out",
+        out,
+        "--train_examples",
+        12,
+        "--batch_size",
+        4,
+        "--gen_examples",
+        6,
+        "--gen_batch_size",
+        3,
+        "--max_new_tokens",
+        8,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text(encoding="utf-8"))
     assert all(isinstance(results[key], float) and results[key] > 0 for key in REQUIRED)
@@ -35,9 +66,29 @@ def test_benchmark_qlora_checkpointing_static_cache_and_a_baseline_subset(tiny_l
 
     recipe = bench_recipe(tiny_llama, tmp_path)
     out = tmp_path / "bench" / "qlora.json"
-    result = run_script("benchmark.py", "--config", recipe, "--out", out, "--train_examples", 8, "--batch_size", 4,
-                        "--peft", "qlora", "--gradient_checkpointing", "--static_cache", "--gen_examples", 6,
-                        "--baseline_gen_examples", 2, "--gen_batch_size", 3, "--max_new_tokens", 8)
+    result = run_script(
+        "benchmark.py",
+        "--config",
+        recipe,
+        "--out",
+        out,
+        "--train_examples",
+        8,
+        "--batch_size",
+        4,
+        "--peft",
+        "qlora",
+        "--gradient_checkpointing",
+        "--static_cache",
+        "--gen_examples",
+        6,
+        "--baseline_gen_examples",
+        2,
+        "--gen_batch_size",
+        3,
+        "--max_new_tokens",
+        8,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text(encoding="utf-8"))
     parameters = AutoModelForCausalLM.from_pretrained(tiny_llama).num_parameters()  # tied embedding: all of them
@@ -55,8 +106,17 @@ def test_benchmark_qlora_checkpointing_static_cache_and_a_baseline_subset(tiny_l
 
 
 def test_benchmark_refuses_a_baseline_subset_larger_than_the_prompts(tmp_path):
-    result = run_script("benchmark.py", "--config", "recipes/demo.yaml", "--gen_examples", 4,
-                        "--baseline_gen_examples", 5, "--out", tmp_path / "x.json")
+    result = run_script(
+        "benchmark.py",
+        "--config",
+        "recipes/demo.yaml",
+        "--gen_examples",
+        4,
+        "--baseline_gen_examples",
+        5,
+        "--out",
+        tmp_path / "x.json",
+    )
     assert result.returncode != 0 and "--baseline_gen_examples must be between 1 and" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "x.json").exists()
 
@@ -68,16 +128,32 @@ def test_real_shapes_have_the_real_models_parameter_counts(tmp_path):
     from arabic_sft.tiny import SHAPES, build_tiny_model
 
     # A small custom shape through the same keywords: MLP width, KV heads, vocabulary rows, untied head, dtype.
-    out = build_tiny_model("llama", ["سؤال وجواب"] * 20, tmp_path / "m", vocab_size=300, hidden_size=64, num_layers=2,
-                           num_heads=4, num_kv_heads=4, intermediate_size=96, model_vocab_size=1000,
-                           tie_word_embeddings=False, dtype=torch.bfloat16)
+    out = build_tiny_model(
+        "llama",
+        ["سؤال وجواب"] * 20,
+        tmp_path / "m",
+        vocab_size=300,
+        hidden_size=64,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=4,
+        intermediate_size=96,
+        model_vocab_size=1000,
+        tie_word_embeddings=False,
+        dtype=torch.bfloat16,
+    )
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.dtype == torch.bfloat16 and model.config.vocab_size == 1000
     assert model.num_parameters() == 2 * 1000 * 64 + 2 * (4 * 64 * 64 + 3 * 64 * 96 + 2 * 64) + 64
     # ALLaM-7B (7.0B parameters, untied) and the Jais-family-256m stand-in, counted without building them.
     counts = {}
     for name, shape in SHAPES.items():
-        hidden, layers, mlp, vocab = shape["hidden_size"], shape["num_layers"], shape["intermediate_size"], shape["model_vocab_size"]
+        hidden, layers, mlp, vocab = (
+            shape["hidden_size"],
+            shape["num_layers"],
+            shape["intermediate_size"],
+            shape["model_vocab_size"],
+        )
         heads = 1 if shape["tie_word_embeddings"] else 2
         counts[name] = heads * vocab * hidden + layers * (4 * hidden * hidden + 3 * hidden * mlp + 2 * hidden) + hidden
     assert round(counts["allam-7b"] / 1e9, 2) == 7.00 and round(counts["jais-256m"] / 1e6) == 292

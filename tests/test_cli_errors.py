@@ -1,6 +1,6 @@
 """Bad input stops sft.py in seconds with one line naming the file/column/key, a non-zero exit and no traceback."""
 
-from conftest import ROOT, SAMPLE_FILES, run_script, write_recipe
+from conftest import SAMPLE_FILES, write_recipe
 
 
 def assert_one_clear_line(result, *names):

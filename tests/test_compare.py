@@ -10,6 +10,7 @@ from arabic_sft.cli import UserError
 from arabic_sft.compare import compare, load_run
 from arabic_sft.metrics import summarize
 
+
 COLUMNS = ["run", "metric", "value", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "p_value"]
 
 
@@ -17,13 +18,25 @@ def write_run(directory, references, rouge, bleu=None, arabic=None) -> str:
     """A scored run as score.py leaves it: metrics_test.json and metrics_test.examples.csv."""
     directory.mkdir(parents=True, exist_ok=True)
     n = len(references)
-    per_example = {"bleu1": bleu if bleu is not None else rouge, "bleu2": rouge, "bleu4": rouge, "rouge1": rouge,
-                   "rouge2": rouge, "rougeL": rouge, "arabic_ratio": arabic if arabic is not None else [1.0] * n,
-                   "empty": [False] * n}
-    metrics = {**summarize({key: list(values) for key, values in per_example.items()}), "sacrebleu": 12.5, "chrf": 40.0}
+    per_example = {
+        "bleu1": bleu if bleu is not None else rouge,
+        "bleu2": rouge,
+        "bleu4": rouge,
+        "rouge1": rouge,
+        "rouge2": rouge,
+        "rougeL": rouge,
+        "arabic_ratio": arabic if arabic is not None else [1.0] * n,
+        "empty": [False] * n,
+    }
+    metrics = {
+        **summarize({key: list(values) for key, values in per_example.items()}),
+        "sacrebleu": 12.5,
+        "chrf": 40.0,
+    }
     (directory / "metrics_test.json").write_text(json.dumps({**metrics, "settings": {}}), encoding="utf-8")
     pd.DataFrame({"prediction": ["p"] * n, "reference": references, **per_example}).to_csv(
-        directory / "metrics_test.examples.csv", index=False)
+        directory / "metrics_test.examples.csv", index=False
+    )
     return str(directory)
 
 
@@ -79,15 +92,21 @@ def test_arabic_ratio_is_paired_over_the_examples_both_runs_define(tmp_path):
     assert row["diff"] == pytest.approx((-0.5 + 0.0) / 2)  # rows 1 and 4 only
 
 
-@pytest.mark.parametrize("case, message", [
-    ("count", "50 examples in .* but 49 in"),
-    ("order", "the same references in another order"),
-    ("text", "different references from example 3 on"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("count", "50 examples in .* but 49 in"),
+        ("order", "the same references in another order"),
+        ("text", "different references from example 3 on"),
+    ],
+)
 def test_runs_scored_on_different_examples_are_refused(tmp_path, case, message):
     base = load_run(write_run(tmp_path / "base", references(50), [0.5] * 50))
-    other = {"count": references(49), "order": references(50)[::-1],
-             "text": references(2) + ["آخر"] + references(50)[3:]}[case]
+    other = {
+        "count": references(49),
+        "order": references(50)[::-1],
+        "text": references(2) + ["آخر"] + references(50)[3:],
+    }[case]
     run = load_run(write_run(tmp_path / case, other, [0.5] * len(other)))
     with pytest.raises(UserError, match=message):
         compare([run], base)
@@ -112,7 +131,9 @@ def test_script_writes_markdown_csv_and_chart_with_a_published_row(tmp_path, scr
     assert "| model | ROUGE-L (F1) | 0.1000 [0.1000, 0.1000] | 0.001 |" in text
     again = script_in_process("compare.py", tuned, "--baseline", base, "--out", out)
     assert again.returncode == 2 and "already exists" in again.stderr
-    missing = script_in_process("compare.py", str(tmp_path / "nowhere"), "--baseline", base, "--out", tmp_path / "x.md")
+    missing = script_in_process(
+        "compare.py", str(tmp_path / "nowhere"), "--baseline", base, "--out", tmp_path / "x.md"
+    )
     assert missing.returncode == 2 and "nowhere" in missing.stderr and "Traceback" not in missing.stderr
 
 

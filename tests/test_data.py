@@ -3,13 +3,12 @@
 
 import pandas as pd
 import pytest
+from conftest import ROOT, SAMPLE_FILES, SHARED_DATA, preset_spec
 
 from arabic_sft.cli import UserError
 from arabic_sft.configs import RecipeArguments, read_preset
 from arabic_sft.data import data_spec, load_file, load_training_splits, subsample
 from arabic_sft.prompts import build_example
-
-from conftest import ROOT, SAMPLE_FILES, SHARED_DATA, preset_spec
 
 
 def load_split(path, task, **options) -> pd.DataFrame:
@@ -101,8 +100,12 @@ def test_subsample_is_reproducible_and_keeps_order():
 
 def test_training_splits_are_subsampled(tmp_path):
     preset = read_preset(str(ROOT / "recipes" / "tasks" / "medical_qa.yaml"))
-    recipe = RecipeArguments(**preset, subsample_fraction=0.5, train_file=str(SAMPLE_FILES["medical_qa"]),
-                             validation_file=str(SAMPLE_FILES["medical_qa"]))
+    recipe = RecipeArguments(
+        **preset,
+        subsample_fraction=0.5,
+        train_file=str(SAMPLE_FILES["medical_qa"]),
+        validation_file=str(SAMPLE_FILES["medical_qa"]),
+    )
     splits, _, _ = load_training_splits(recipe, seed=0)
     assert {name: len(frame) for name, frame in splits.items()} == {"train": 6, "validation": 6}
 

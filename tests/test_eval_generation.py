@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from arabic_sft import eval_generation
 from arabic_sft.eval_generation import GENERATION_METRICS, fixed_subset, generation_metrics
 
+
 LOSSES = []
 
 
@@ -25,22 +26,39 @@ def test_the_subset_is_fixed():
     assert fixed_subset(3, 5, seed=1) == [0, 1, 2]
 
 
-def test_best_checkpoint_by_eval_rougeL_not_eval_loss(tiny_llama, make_recipe, tmp_path, monkeypatch, script_in_process):
+def test_best_checkpoint_by_eval_rougeL_not_eval_loss(
+    tiny_llama, make_recipe, tmp_path, monkeypatch, script_in_process
+):
     # Crafted: each evaluation's ROUGE-L is made to rise with its eval loss, so the best ROUGE-L is the checkpoint
     # with the worst loss: different from the best-loss checkpoint by construction (the losses are not all equal).
-    real_metrics, real_on_evaluate = eval_generation.generation_metrics, eval_generation.GenerationMetricsCallback.on_evaluate
+    real_metrics, real_on_evaluate = (
+        eval_generation.generation_metrics,
+        eval_generation.GenerationMetricsCallback.on_evaluate,
+    )
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         LOSSES.append(metrics["eval_loss"])
         return real_on_evaluate(self, args, state, control, metrics=metrics, **kwargs)
 
     monkeypatch.setattr(eval_generation.GenerationMetricsCallback, "on_evaluate", on_evaluate)
-    monkeypatch.setattr(eval_generation, "generation_metrics",
-                        lambda predictions, references: {**real_metrics(predictions, references), "eval_rougeL": LOSSES[-1]})
-    recipe = make_recipe(tiny_llama, num_train_epochs=3, learning_rate=1e-2, eval_strategy="epoch",
-                         save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model="eval_rougeL",
-                         eval_generation_examples=4, eval_generation_max_new_tokens=6, report_to="tensorboard",
-                         check_loss_parity=False)
+    monkeypatch.setattr(
+        eval_generation,
+        "generation_metrics",
+        lambda predictions, references: {**real_metrics(predictions, references), "eval_rougeL": LOSSES[-1]},
+    )
+    recipe = make_recipe(
+        tiny_llama,
+        num_train_epochs=3,
+        learning_rate=1e-2,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_rougeL",
+        eval_generation_examples=4,
+        eval_generation_max_new_tokens=6,
+        report_to="tensorboard",
+        check_loss_parity=False,
+    )
     LOSSES.clear()
     result = script_in_process("sft.py", "--config", recipe)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -71,17 +89,31 @@ def test_best_checkpoint_by_eval_rougeL_not_eval_loss(tiny_llama, make_recipe, t
 
 
 def test_a_generation_metric_as_best_model_needs_the_callback(tiny_llama, make_recipe, script_in_process):
-    recipe = make_recipe(tiny_llama, eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
-                         metric_for_best_model="eval_rougeL")
+    recipe = make_recipe(
+        tiny_llama,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_rougeL",
+    )
     result = script_in_process("sft.py", "--config", recipe)
-    assert result.returncode == 2 and "set eval_generation_examples" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 2 and "set eval_generation_examples" in result.stderr and "Traceback" not in result.stderr
+    )
 
 
 def test_under_ddp_every_process_generates_a_share_and_all_rows_come_back(tiny_llama, make_recipe, tmp_path):
     from test_launch import launch
 
-    recipe = make_recipe(tiny_llama, num_train_epochs=1, per_device_train_batch_size=2, eval_strategy="epoch",
-                         eval_generation_examples=5, eval_generation_max_new_tokens=4, check_loss_parity=False)
+    recipe = make_recipe(
+        tiny_llama,
+        num_train_epochs=1,
+        per_device_train_batch_size=2,
+        eval_strategy="epoch",
+        eval_generation_examples=5,
+        eval_generation_max_new_tokens=4,
+        check_loss_parity=False,
+    )
     result = launch("ddp", 2, recipe)
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "out"

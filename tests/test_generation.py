@@ -3,20 +3,27 @@
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
 import torch
+from conftest import (
+    OPTIONS,
+    ROOT,
+    SAMPLE_FILES,
+    generate_command,
+    preset_spec,
+    run_script,
+    sample_rows,
+    sharp_random_model,
+    write_recipe,
+)
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from arabic_sft.generation import generate_texts, length_sorted_batches
 from arabic_sft.locks import lock_path
 from arabic_sft.prompts import build_model_prompt, prompt_token_ids
-
-from conftest import OPTIONS, ROOT, SAMPLE_FILES, generate_command, preset_spec, run_script, sample_rows
-from conftest import sharp_random_model, write_recipe
 
 
 @pytest.mark.parametrize("model_fixture, task", [("tiny_llama", "proverbs"), ("tiny_gpt2", "medical_qa")])
@@ -30,7 +37,7 @@ def test_batched_greedy_equals_one_by_one(request, model_fixture, task):
     one_by_one = [generate_texts(model, tokenizer, [p], max_new_tokens=20, batch_size=1)[0] for p in prompts]
     assert batched == one_by_one
     assert all(batched)
-    # A preallocated (static) KV cache, sized by the first (longest) batch and reused by the later ones, changes nothing.
+    # A preallocated (static) KV cache, sized by the first (longest) batch and reused by later ones, changes nothing.
     static = generate_texts(model, tokenizer, prompts, max_new_tokens=20, batch_size=5, static_cache=True)
     assert static == batched
 
@@ -46,9 +53,14 @@ def start_generation(tiny_llama, test_path, out, rows_written: int = 0, **popen)
     process = subprocess.Popen(generate_command(tiny_llama, test_path, out, *OPTIONS), cwd=ROOT, **popen)
     partial, lock = out.with_name(out.name + ".partial.jsonl"), lock_path(out)
     deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None and not (
-        lock.is_file() and f"process {process.pid} " in lock.read_text()
-        and (rows_written == 0 or partial.is_file() and len(partial.read_text().splitlines()) > rows_written)
+    while (
+        time.time() < deadline
+        and process.poll() is None
+        and not (
+            lock.is_file()
+            and f"process {process.pid} " in lock.read_text()
+            and (rows_written == 0 or partial.is_file() and len(partial.read_text().splitlines()) > rows_written)
+        )
     ):
         time.sleep(0.01)
     assert process.poll() is None, "generation ended before it could be interrupted"
@@ -59,8 +71,9 @@ def test_killed_generation_resumes_to_the_same_file(tiny_llama, long_generation,
     test_path, reference = long_generation
     out = tmp_path / "resumed.csv"
     partial = tmp_path / "resumed.csv.partial.jsonl"
-    process = start_generation(tiny_llama, test_path, out, rows_written=4, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = start_generation(
+        tiny_llama, test_path, out, rows_written=4, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not out.exists()
@@ -77,12 +90,15 @@ def test_killed_generation_resumes_to_the_same_file(tiny_llama, long_generation,
 def test_sigterm_finishes_the_batch_and_the_rerun_gives_the_same_file(tiny_llama, long_generation, tmp_path):
     test_path, reference = long_generation
     out = tmp_path / "stopped.csv"
-    process = start_generation(tiny_llama, test_path, out, rows_written=2, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = start_generation(
+        tiny_llama, test_path, out, rows_written=2, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
-    assert "stopped by SIGTERM after" in stderr and "the same command continues" in stderr and "Traceback" not in stderr
+    assert (
+        "stopped by SIGTERM after" in stderr and "the same command continues" in stderr and "Traceback" not in stderr
+    )
     lines = out.with_name(out.name + ".partial.jsonl").read_text(encoding="utf-8").splitlines()
     assert all(json.loads(line) for line in lines)  # every saved row whole: the batch was finished, not cut
     assert not out.exists()
@@ -116,8 +132,10 @@ def test_output_columns_and_a_test_file_without_references(tiny_gpt2, tmp_path, 
     test_path = tmp_path / "questions.csv"
     pd.DataFrame(sample_rows("medical_qa"))[["question", "category"]].to_csv(test_path, index=False)
     out = tmp_path / "pred.csv"
-    result = script_in_process("generate.py", *generate_command(tiny_gpt2, test_path, out, "--task", "medical_qa",
-                                                           "--max_new_tokens", 8, "--limit", 5)[2:])
+    result = script_in_process(
+        "generate.py",
+        *generate_command(tiny_gpt2, test_path, out, "--task", "medical_qa", "--max_new_tokens", 8, "--limit", 5)[2:],
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     predictions = pd.read_csv(out)
     assert list(predictions.columns) == ["Question", "Category", "Generated_Answer"] and len(predictions) == 5
@@ -127,10 +145,26 @@ def test_output_columns_and_a_test_file_without_references(tiny_gpt2, tmp_path, 
 
 def test_config_generates_for_a_gpu_recipe_on_cpu_and_names_the_split(tiny_llama, tmp_path, script_in_process):
     # A recipe written for a GPU (bf16) still drives generation here: only its data, prompt and output_dir are read.
-    write_recipe(tmp_path / "gpu_recipe.yaml", model_name_or_path="unused", output_dir=str(tiny_llama), bf16=True,
-                 task="proverbs", validation_file=str(SAMPLE_FILES["proverbs"]))
-    result = script_in_process("generate.py", "--config", "gpu_recipe.yaml", "--split", "validation", "--max_new_tokens", 4,
-                        "--limit", 3, cwd=tmp_path)
+    write_recipe(
+        tmp_path / "gpu_recipe.yaml",
+        model_name_or_path="unused",
+        output_dir=str(tiny_llama),
+        bf16=True,
+        task="proverbs",
+        validation_file=str(SAMPLE_FILES["proverbs"]),
+    )
+    result = script_in_process(
+        "generate.py",
+        "--config",
+        "gpu_recipe.yaml",
+        "--split",
+        "validation",
+        "--max_new_tokens",
+        4,
+        "--limit",
+        3,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     predictions = pd.read_csv(tmp_path / "results" / "gpu_recipe" / "predictions_validation.csv")
     assert list(predictions.columns) == ["Proverb", "Reference_Explanation", "Generated_Explanation"]

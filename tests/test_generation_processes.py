@@ -7,23 +7,37 @@ import subprocess
 import sys
 import time
 
-from arabic_sft.partial import partial_paths, read_done
-
 from conftest import OPTIONS, ROOT, generate_command, run_script
+
+from arabic_sft.partial import partial_paths, read_done
 
 
 def launch_command(model, test_path, out, *extra, processes: int = 2) -> list[str]:
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "accelerate_configs" / "ddp.yaml"),
-            "--num_processes", str(processes), "--mixed_precision", "no",
-            *generate_command(model, test_path, out, *OPTIONS, *extra)[1:]]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "accelerate_configs" / "ddp.yaml"),
+        "--num_processes",
+        str(processes),
+        "--mixed_precision",
+        "no",
+        *generate_command(model, test_path, out, *OPTIONS, *extra)[1:],
+    ]
 
 
 def test_two_processes_write_the_file_one_process_writes(tiny_llama, long_generation, tmp_path):
     test_path, reference = long_generation
     out = tmp_path / "two.csv"
     # --overwrite: every process passes the existing-output check, the main one clears old partial files first
-    result = subprocess.run(launch_command(tiny_llama, test_path, out, "--overwrite"), cwd=ROOT, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        launch_command(tiny_llama, test_path, out, "--overwrite"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.read_bytes() == reference.read_bytes()  # byte for byte: every row once, in input order
     settings = json.loads(out.with_suffix(".manifest.json").read_text(encoding="utf-8"))["config"]["generation"]
@@ -36,8 +50,9 @@ def test_two_processes_write_the_file_one_process_writes(tiny_llama, long_genera
 def test_a_killed_launch_is_completed_by_one_process(tiny_llama, long_generation, tmp_path):
     test_path, reference = long_generation
     out = tmp_path / "killed.csv"
-    launcher = subprocess.Popen(launch_command(tiny_llama, test_path, out), cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+    launcher = subprocess.Popen(
+        launch_command(tiny_llama, test_path, out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and launcher.poll() is None and len(read_done(out)) < 8:
         time.sleep(0.05)

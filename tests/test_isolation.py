@@ -9,7 +9,6 @@ such a row is the loss of its sequences run alone."""
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import sharp_random_model
 from test_loss_parity import make_trainer
 

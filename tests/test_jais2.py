@@ -5,14 +5,22 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import (
+    CPU_TRAINING,
+    SAMPLE_FILES,
+    preset_spec,
+    run_script,
+    sample_rows,
+    sample_texts,
+    sharp_random_model,
+    write_recipe,
+)
 from transformers import AutoTokenizer
 
 from arabic_sft.generation import generate_texts
 from arabic_sft.prompts import build_model_prompt, prompt_token_ids
 from arabic_sft.tiny import build_tiny_model
 
-from conftest import CPU_TRAINING, SAMPLE_FILES, preset_spec, run_script, sample_rows, sample_texts, sharp_random_model
-from conftest import write_recipe
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]  # as recipes/jais2_proverbs_qlora.yaml
 
@@ -26,12 +34,27 @@ def tiny_jais2(tmp_path_factory):
 def jais2_adapter(tiny_jais2, tmp_path_factory):
     """A QLoRA adapter (nf4, double quant) trained by sft.py on the tiny Jais-2, with the Jais-2 recipe's targets."""
     work = tmp_path_factory.mktemp("jais2-qlora")
-    recipe = write_recipe(work / "r.yaml", model_name_or_path=str(tiny_jais2), task="proverbs",
-                          train_file=str(SAMPLE_FILES["proverbs"]), output_dir=str(work / "adapter"),
-                          per_device_train_batch_size=4, eval_strategy="no", save_strategy="no", **CPU_TRAINING,
-                          load_in_4bit=True, bnb_4bit_quant_type="nf4", use_bnb_nested_quant=True, use_peft=True,
-                          lora_r=8, lora_alpha=16, lora_target_modules=TARGETS, dtype="float32", learning_rate=5e-3,
-                          num_train_epochs=2)
+    recipe = write_recipe(
+        work / "r.yaml",
+        model_name_or_path=str(tiny_jais2),
+        task="proverbs",
+        train_file=str(SAMPLE_FILES["proverbs"]),
+        output_dir=str(work / "adapter"),
+        per_device_train_batch_size=4,
+        eval_strategy="no",
+        save_strategy="no",
+        **CPU_TRAINING,
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        use_bnb_nested_quant=True,
+        use_peft=True,
+        lora_r=8,
+        lora_alpha=16,
+        lora_target_modules=TARGETS,
+        dtype="float32",
+        learning_rate=5e-3,
+        num_train_epochs=2,
+    )
     result = run_script("sft.py", "--config", recipe)
     assert result.returncode == 0, result.stderr[-3000:]
     return work / "adapter"
@@ -41,7 +64,9 @@ def test_tiny_jais2_is_the_native_class_with_its_own_template(tiny_jais2):
     config = json.loads((tiny_jais2 / "config.json").read_text())
     assert config["architectures"] == ["Jais2ForCausalLM"] and config["model_type"] == "jais2"
     tokenizer = AutoTokenizer.from_pretrained(tiny_jais2)
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "سؤال"}], add_generation_prompt=True, tokenize=False)
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "سؤال"}], add_generation_prompt=True, tokenize=False
+    )
     assert rendered == "<s>[|Human|]\nسؤال\n[|AI|]\n"
 
 
@@ -59,8 +84,10 @@ def test_inspect_trains_exactly_the_answer_and_eos(tiny_jais2, make_recipe, tmp_
 
 def test_batched_generation_equals_one_by_one(tiny_jais2):
     model, tokenizer = sharp_random_model(tiny_jais2)
-    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, preset_spec("proverbs"), True))
-               for row in sample_rows("proverbs")]
+    prompts = [
+        prompt_token_ids(tokenizer, build_model_prompt(row, preset_spec("proverbs"), True))
+        for row in sample_rows("proverbs")
+    ]
     assert len({len(prompt) for prompt in prompts}) > 1
     batched = generate_texts(model, tokenizer, prompts, max_new_tokens=16, batch_size=5)
     assert batched == [generate_texts(model, tokenizer, [p], max_new_tokens=16, batch_size=1)[0] for p in prompts]
@@ -71,14 +98,29 @@ def test_qlora_adapter_trains_and_its_merged_model_generates_the_same(jais2_adap
     adapter_config = json.loads((jais2_adapter / "adapter_config.json").read_text())
     assert sorted(adapter_config["target_modules"]) == sorted(TARGETS)
     merged = tmp_path / "merged"
-    result = script_in_process("merge_adapter.py", "--adapter_dir", jais2_adapter, "--out", merged, "--dtype", "float32")
+    result = script_in_process(
+        "merge_adapter.py", "--adapter_dir", jais2_adapter, "--out", merged, "--dtype", "float32"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((merged / "config.json").read_text())["architectures"] == ["Jais2ForCausalLM"]
     outputs = {}
     for name, model_dir in {"adapter": jais2_adapter, "merged": merged}.items():
         out = tmp_path / f"{name}.csv"
-        result = script_in_process("generate.py", "--checkpoint_dir", model_dir, "--test_path", SAMPLE_FILES["proverbs"],
-                                   "--task", "proverbs", "--out_path", out, "--max_new_tokens", 12, "--limit", 4)
+        result = script_in_process(
+            "generate.py",
+            "--checkpoint_dir",
+            model_dir,
+            "--test_path",
+            SAMPLE_FILES["proverbs"],
+            "--task",
+            "proverbs",
+            "--out_path",
+            out,
+            "--max_new_tokens",
+            12,
+            "--limit",
+            4,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         outputs[name] = pd.read_csv(out, keep_default_na=False)["Generated_Explanation"].tolist()
     assert outputs["adapter"] == outputs["merged"]
@@ -86,8 +128,17 @@ def test_qlora_adapter_trains_and_its_merged_model_generates_the_same(jais2_adap
 
 def test_make_tiny_model_builds_a_jais2_from_a_recipes_data(tmp_path, script_in_process):
     out = tmp_path / "jais2"
-    result = script_in_process("make_tiny_model.py", "--config", "recipes/example_own_data.yaml", "--arch", "jais2",
-                               "--out", out, "--vocab_size", 400)
+    result = script_in_process(
+        "make_tiny_model.py",
+        "--config",
+        "recipes/example_own_data.yaml",
+        "--arch",
+        "jais2",
+        "--out",
+        out,
+        "--vocab_size",
+        400,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((out / "config.json").read_text())["architectures"] == ["Jais2ForCausalLM"]
     assert "[|AI|]" in AutoTokenizer.from_pretrained(out).chat_template

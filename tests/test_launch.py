@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, SAMPLE_FILES, run_script, write_recipe
 from transformers import AutoModelForCausalLM
 
-from conftest import ROOT, SAMPLE_FILES, run_script, write_recipe
 
 def recipe(path: Path, model: Path, output_dir: Path, batch_size: int) -> Path:
     return write_recipe(
@@ -28,11 +28,29 @@ def recipe(path: Path, model: Path, output_dir: Path, batch_size: int) -> Path:
 
 def launch(config: str, processes: int, recipe_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     # Through `make train`'s launcher (arabic_sft.launch: checks, then `accelerate launch`).
-    command = [sys.executable, "-m", "arabic_sft.launch", "--config_file", str(ROOT / "accelerate_configs" / f"{config}.yaml"),
-               "--num_processes", str(processes), "--mixed_precision", "no",
-               str(ROOT / "scripts" / "sft.py"), "--config", str(recipe_path), *overrides]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    command = [
+        sys.executable,
+        "-m",
+        "arabic_sft.launch",
+        "--config_file",
+        str(ROOT / "accelerate_configs" / f"{config}.yaml"),
+        "--num_processes",
+        str(processes),
+        "--mixed_precision",
+        "no",
+        str(ROOT / "scripts" / "sft.py"),
+        "--config",
+        str(recipe_path),
+        *overrides,
+    ]
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+    )
 
 
 def losses(output_dir: Path) -> list[float]:
@@ -41,7 +59,9 @@ def losses(output_dir: Path) -> list[float]:
 
 
 def weights(output_dir: Path) -> dict[str, torch.Tensor]:
-    return {name: value.float() for name, value in AutoModelForCausalLM.from_pretrained(output_dir).state_dict().items()}
+    return {
+        name: value.float() for name, value in AutoModelForCausalLM.from_pretrained(output_dir).state_dict().items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -66,19 +86,35 @@ def assert_same_training(output_dir: Path, reference: Path):
     # fsdp.yaml is not here: on a CPU, accelerate turns an FSDP launch into plain multi-CPU data parallel.
     [("ddp", "MULTI_CPU"), ("zero2", "DEEPSPEED"), ("zero3", "DEEPSPEED")],
 )
-def test_two_processes_train_like_one_with_the_same_global_batch(config, distributed_type, tiny_llama, single_process,
-                                                                tmp_path):
+def test_two_processes_train_like_one_with_the_same_global_batch(
+    config, distributed_type, tiny_llama, single_process, tmp_path
+):
     result = launch(config, 2, recipe(tmp_path / "r.yaml", tiny_llama, tmp_path / "out", batch_size=2))
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((tmp_path / "out" / "run_manifest.json").read_text(encoding="utf-8"))
-    assert manifest["config"]["launch"] == {"num_processes": 2, "distributed_type": distributed_type,
-                                            "global_batch_size": 4}
+    assert manifest["config"]["launch"] == {
+        "num_processes": 2,
+        "distributed_type": distributed_type,
+        "global_batch_size": 4,
+    }
     assert result.stdout.count("{'loss':") == 6  # 12 examples / 4 a step x 2 epochs: both ranks took their half
     assert_same_training(tmp_path / "out", single_process)  # and the saved model loads with from_pretrained
 
 
-QLORA = ["--load_in_4bit", "true", "--bnb_4bit_quant_type", "nf4", "--use_bnb_nested_quant", "true", "--use_peft", "true",
-         "--lora_target_modules", "all-linear", "--dtype", "float32"]
+QLORA = [
+    "--load_in_4bit",
+    "true",
+    "--bnb_4bit_quant_type",
+    "nf4",
+    "--use_bnb_nested_quant",
+    "true",
+    "--use_peft",
+    "true",
+    "--lora_target_modules",
+    "all-linear",
+    "--dtype",
+    "float32",
+]
 
 
 def test_qlora_under_zero3_stores_4bit_weights_in_the_dtype_and_trains_like_one_process(tiny_llama, tmp_path):
@@ -96,8 +132,14 @@ def test_qlora_under_zero3_stores_4bit_weights_in_the_dtype_and_trains_like_one_
 
 
 def test_qlora_under_zero3_refuses_a_storage_dtype_it_cannot_shard(tiny_llama, tmp_path):
-    result = launch("zero3", 1, recipe(tmp_path / "r.yaml", tiny_llama, tmp_path / "out", 2), *QLORA,
-                    "--bnb_4bit_quant_storage", "uint8")
+    result = launch(
+        "zero3",
+        1,
+        recipe(tmp_path / "r.yaml", tiny_llama, tmp_path / "out", 2),
+        *QLORA,
+        "--bnb_4bit_quant_storage",
+        "uint8",
+    )
     assert "error: bnb_4bit_quant_storage is uint8 but dtype is float32" in result.stderr
     # One line, from the main process only, and no traceback: neither the script's nor the launcher's.
     assert result.returncode == 2 and result.stderr.count("error:") == 1 and "Traceback" not in result.stderr

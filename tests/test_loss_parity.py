@@ -1,16 +1,14 @@
 """The loss-parity check stops a run whose model scales its logits where TRL's fused loss cannot see it."""
 
+import pandas as pd
 import pytest
+from conftest import CPU_TRAINING, preset_spec, sample_rows
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 from trl import SFTConfig, SFTTrainer
 
 from arabic_sft.cli import UserError
 from arabic_sft.models import causal_lm_loss_from_logits, check_loss_parity
-import pandas as pd
-
 from arabic_sft.prompts import build_dataset
-
-from conftest import CPU_TRAINING, preset_spec, sample_rows
 
 
 class ScaledLogitsLlama(LlamaForCausalLM):
@@ -41,13 +39,17 @@ def test_parity_check_passes_on_a_standard_model(request, model_fixture, tmp_pat
 
 
 def test_parity_check_fires_on_logits_scaled_inside_the_model(tiny_llama, tmp_path):
-    trainer = make_trainer(ScaledLogitsLlama.from_pretrained(tiny_llama), AutoTokenizer.from_pretrained(tiny_llama), tmp_path)
+    trainer = make_trainer(
+        ScaledLogitsLlama.from_pretrained(tiny_llama), AutoTokenizer.from_pretrained(tiny_llama), tmp_path
+    )
     with pytest.raises(UserError, match="loss parity check failed"):
         check_loss_parity(trainer)
 
 
 def test_loss_from_logits_trains_on_the_models_own_loss(tiny_llama, tmp_path):
     model = ScaledLogitsLlama.from_pretrained(tiny_llama)
-    trainer = make_trainer(model, AutoTokenizer.from_pretrained(tiny_llama), tmp_path, compute_loss_func=causal_lm_loss_from_logits)
+    trainer = make_trainer(
+        model, AutoTokenizer.from_pretrained(tiny_llama), tmp_path, compute_loss_func=causal_lm_loss_from_logits
+    )
     trainer_loss, model_loss = check_loss_parity(trainer)
     assert trainer_loss == pytest.approx(model_loss, rel=1e-4)

@@ -3,11 +3,10 @@
 import json
 
 import pytest
+from conftest import preset_spec, run_script, sample_rows
 from transformers import AutoTokenizer
 
 from arabic_sft.prompts import PLAIN_SEPARATOR, build_example, prompt_token_ids
-
-from conftest import preset_spec, run_script, sample_rows
 
 
 @pytest.mark.parametrize(

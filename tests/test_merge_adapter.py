@@ -8,16 +8,15 @@ import pandas as pd
 import pytest
 import torch
 from bitsandbytes.functional import dequantize_4bit
+from conftest import CPU_TRAINING, SAMPLE_FILES, run_script, write_recipe
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
+from test_bad_input import assert_error_line, run_in_process
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
 from arabic_sft.locks import exclusive_output
 from arabic_sft.models import keep_4bit_layers_differentiable
 
-from conftest import CPU_TRAINING, SAMPLE_FILES, run_script, write_recipe
-
-from test_bad_input import assert_error_line, run_in_process
 
 QLORA = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "use_bnb_nested_quant": True, "use_peft": True,
          "lora_r": 8, "lora_alpha": 32, "lora_target_modules": "all-linear", "dtype": "float32",
@@ -27,9 +26,18 @@ QLORA = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "use_bnb_nested_qua
 @pytest.fixture(scope="module")
 def qlora_adapter(tiny_llama, tmp_path_factory):
     work = tmp_path_factory.mktemp("qlora")
-    recipe = write_recipe(work / "r.yaml", model_name_or_path=str(tiny_llama), task="proverbs",
-                          train_file=str(SAMPLE_FILES["proverbs"]), output_dir=str(work / "adapter"),
-                          per_device_train_batch_size=4, eval_strategy="no", save_strategy="no", **CPU_TRAINING, **QLORA)
+    recipe = write_recipe(
+        work / "r.yaml",
+        model_name_or_path=str(tiny_llama),
+        task="proverbs",
+        train_file=str(SAMPLE_FILES["proverbs"]),
+        output_dir=str(work / "adapter"),
+        per_device_train_batch_size=4,
+        eval_strategy="no",
+        save_strategy="no",
+        **CPU_TRAINING,
+        **QLORA,
+    )
     result = run_script("sft.py", "--config", recipe)
     assert result.returncode == 0, result.stderr[-3000:]
     return work / "adapter"
@@ -42,10 +50,15 @@ def logits(model, ids):
 
 def trained_4bit_model(tiny_llama, adapter):
     """The 4-bit base + adapter as training computed it (nf4, double quant, fp32 compute)."""
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                      bnb_4bit_compute_dtype=torch.float32)
-    trained = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama, quantization_config=quantization),
-                                        adapter)
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.float32,
+    )
+    trained = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_llama, quantization_config=quantization), adapter
+    )
     assert keep_4bit_layers_differentiable(trained) > 0  # as sft.py trains it, on every CPU (see the function)
     return trained
 
@@ -56,7 +69,9 @@ def test_4bit_layers_stay_differentiable_in_eval_on_a_cpu_with_avx512_bf16(tiny_
     on such hosts. Emulated here on any CPU by setting the flag bitsandbytes sets there."""
 
     def emulated(keep: bool):
-        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+        )
         model = AutoModelForCausalLM.from_pretrained(tiny_llama, quantization_config=quantization).eval()
         layers = [module for module in model.modules() if hasattr(module, "support_avx512bf16_for_cpu")]
         for layer in layers:
@@ -74,9 +89,13 @@ def test_4bit_layers_stay_differentiable_in_eval_on_a_cpu_with_avx512_bf16(tiny_
     assert not any(emulated(keep=True))  # and what sft.py does keeps every layer off it
 
 
-def test_merged_qlora_model_computes_what_the_trained_4bit_model_did(qlora_adapter, tiny_llama, tmp_path, script_in_process):
+def test_merged_qlora_model_computes_what_the_trained_4bit_model_did(
+    qlora_adapter, tiny_llama, tmp_path, script_in_process
+):
     merged = tmp_path / "merged"
-    result = script_in_process("merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", merged, "--dtype", "float32")
+    result = script_in_process(
+        "merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", merged, "--dtype", "float32"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "dequantized from 4-bit" in result.stdout
     assert not (merged / "adapter_config.json").exists() and (merged / "chat_template.jinja").is_file()
@@ -102,20 +121,41 @@ def test_merged_qlora_model_computes_what_the_trained_4bit_model_did(qlora_adapt
 
     # Merging into the original full-precision weights is what --no_dequantize does: not what was trained.
     plain = tmp_path / "plain"
-    result = script_in_process("merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", plain, "--dtype", "float32",
-                        "--no_dequantize")
+    result = script_in_process(
+        "merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", plain, "--dtype", "float32", "--no_dequantize"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (logits(AutoModelForCausalLM.from_pretrained(plain), ids) - expected).abs().max() > 1e-3
 
 
 def test_generation_from_a_qlora_adapter_uses_the_dequantized_base(qlora_adapter, tmp_path, script_in_process):
     merged = tmp_path / "merged"
-    assert script_in_process("merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", merged, "--dtype", "float32").returncode == 0
+    assert (
+        script_in_process(
+            "merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", merged, "--dtype", "float32"
+        ).returncode
+        == 0
+    )
     outputs = {}
-    for name, source in {"adapter": ["--checkpoint_dir", qlora_adapter], "merged": ["--checkpoint_dir", merged]}.items():
+    for name, source in {
+        "adapter": ["--checkpoint_dir", qlora_adapter],
+        "merged": ["--checkpoint_dir", merged],
+    }.items():
         out = tmp_path / f"{name}.csv"
-        result = script_in_process("generate.py", *source, "--test_path", SAMPLE_FILES["proverbs"], "--out_path", out,
-                            "--max_new_tokens", 12, "--limit", 4, "--task", "proverbs")
+        result = script_in_process(
+            "generate.py",
+            *source,
+            "--test_path",
+            SAMPLE_FILES["proverbs"],
+            "--out_path",
+            out,
+            "--max_new_tokens",
+            12,
+            "--limit",
+            4,
+            "--task",
+            "proverbs",
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         outputs[name] = pd.read_csv(out, keep_default_na=False)["Generated_Explanation"].tolist()
     assert outputs["adapter"] == outputs["merged"]
@@ -125,14 +165,17 @@ def test_existing_output_is_not_replaced(qlora_adapter, tmp_path, monkeypatch, c
     out = tmp_path / "merged"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    status, stderr = run_in_process(monkeypatch, capsys, "merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", out)
+    status, stderr = run_in_process(
+        monkeypatch, capsys, "merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", out
+    )
     assert_error_line(status, stderr, str(out), "already exists", "--overwrite")
     assert (out / "keep.txt").read_text() == "mine"
 
 
 def test_not_an_adapter_directory(tiny_llama, tmp_path, monkeypatch, capsys):
-    status, stderr = run_in_process(monkeypatch, capsys, "merge_adapter.py", "--adapter_dir", tiny_llama, "--out",
-                                    tmp_path / "m")
+    status, stderr = run_in_process(
+        monkeypatch, capsys, "merge_adapter.py", "--adapter_dir", tiny_llama, "--out", tmp_path / "m"
+    )
     assert_error_line(status, stderr, str(tiny_llama), "adapter_config.json")
 
 
@@ -142,6 +185,8 @@ def test_a_second_merge_into_the_same_directory_is_refused(tmp_path, monkeypatch
     (adapter / "adapter_config.json").write_text("{}")
     out = tmp_path / "merged"
     with exclusive_output(out):  # another run holds it (this process, through its own open file)
-        status, stderr = run_in_process(monkeypatch, capsys, "merge_adapter.py", "--adapter_dir", adapter, "--out", out)
+        status, stderr = run_in_process(
+            monkeypatch, capsys, "merge_adapter.py", "--adapter_dir", adapter, "--out", out
+        )
     assert_error_line(status, stderr, f"{out}: in use by process {os.getpid()} on ")
     assert not out.exists()

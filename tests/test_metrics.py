@@ -7,6 +7,7 @@ import pytest
 from arabic_sft import metrics
 from arabic_sft.report import metrics_table
 
+
 REFERENCE = "الصبر مفتاح الفرج"
 
 
@@ -81,12 +82,14 @@ def test_summary_has_exactly_the_metric_keys_and_means():
 
 
 def test_bertscore_runs_offline_on_a_tiny_local_bert(tiny_bert):
-    scores = metrics.bertscore_scores(["الصبر مفتاح الفرج", "من جد وجد"], [REFERENCE, "العلم نور"], str(tiny_bert),
-                                      device="cpu")
+    scores = metrics.bertscore_scores(
+        ["الصبر مفتاح الفرج", "من جد وجد"], [REFERENCE, "العلم نور"], str(tiny_bert), device="cpu"
+    )
     assert scores["bertscore_f1"][0] == pytest.approx(1.0, abs=1e-5)  # identical texts: every token matches itself
     assert all(0 < value < 1 for value in scores["bertscore_f1"][1:])
-    similarity = metrics.semantic_similarities([REFERENCE, "من جد وجد"], [REFERENCE, "العلم نور"], str(tiny_bert),
-                                               device="cpu")
+    similarity = metrics.semantic_similarities(
+        [REFERENCE, "من جد وجد"], [REFERENCE, "العلم نور"], str(tiny_bert), device="cpu"
+    )
     assert similarity[0] == pytest.approx(1.0, abs=1e-5) and -1 <= similarity[1] < 1
 
 

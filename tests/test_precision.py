@@ -4,9 +4,9 @@ cannot show the crash itself, only that the adapter is trained and saved in fp32
 it otherwise). `adapter_dtype: bfloat16` trains bf16 adapters on a bf16 base; combinations that cannot work stop."""
 
 import pytest
+from conftest import run_script
 from safetensors import safe_open
 
-from conftest import run_script
 
 LORA = ["--use_peft", "true", "--lora_target_modules", "all-linear", "--max_steps", "2"]
 QLORA = ["--load_in_4bit", "true", "--bnb_4bit_quant_type", "nf4", "--use_bnb_nested_quant", "true", *LORA]
@@ -17,12 +17,19 @@ def adapter_dtypes(directory) -> set[str]:
         return {str(handle.get_tensor(name).dtype).removeprefix("torch.") for name in handle.keys()}
 
 
-@pytest.mark.parametrize("settings, expected, logged", [
-    ([*QLORA, "--fp16", "true", "--dtype", "float16"], "float32", True),  # the seed's settings: adapter cast to fp32
-    ([*QLORA, "--dtype", "float32"], "bfloat16", False),  # no fp16: TRL's QLoRA adapter dtype, untouched
-    ([*LORA, "--dtype", "bfloat16", "--adapter_dtype", "bfloat16"], "bfloat16", True),  # asked for: bf16 adapters
-    ([*LORA, "--dtype", "bfloat16"], "float32", False),  # auto: PEFT's fp32 adapters on a bf16 base
-])
+@pytest.mark.parametrize(
+    "settings, expected, logged",
+    [
+        (
+            [*QLORA, "--fp16", "true", "--dtype", "float16"],
+            "float32",
+            True,
+        ),  # the seed's settings: adapter cast to fp32
+        ([*QLORA, "--dtype", "float32"], "bfloat16", False),  # no fp16: TRL's QLoRA adapter dtype, untouched
+        ([*LORA, "--dtype", "bfloat16", "--adapter_dtype", "bfloat16"], "bfloat16", True),  # asked for: bf16 adapters
+        ([*LORA, "--dtype", "bfloat16"], "float32", False),  # auto: PEFT's fp32 adapters on a bf16 base
+    ],
+)
 def test_trained_adapter_dtype(tiny_llama, make_recipe, tmp_path, settings, expected, logged):
     result = run_script("sft.py", "--config", make_recipe(tiny_llama), *settings)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -30,10 +37,13 @@ def test_trained_adapter_dtype(tiny_llama, make_recipe, tmp_path, settings, expe
     assert (f"trainable parameter tensors kept in {expected}" in result.stdout + result.stderr) == logged
 
 
-@pytest.mark.parametrize("settings, message", [
-    ([*LORA, "--fp16", "true", "--adapter_dtype", "bfloat16"], "fp16's grad scaler needs fp32 parameters"),
-    (["--adapter_dtype", "bfloat16"], "adapter_dtype: bfloat16 is for LoRA (use_peft: true)"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ([*LORA, "--fp16", "true", "--adapter_dtype", "bfloat16"], "fp16's grad scaler needs fp32 parameters"),
+        (["--adapter_dtype", "bfloat16"], "adapter_dtype: bfloat16 is for LoRA (use_peft: true)"),
+    ],
+)
 def test_adapter_dtype_that_cannot_work_is_refused_in_one_line(tiny_llama, make_recipe, settings, message):
     result = run_script("sft.py", "--config", make_recipe(tiny_llama), *settings)
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, SAMPLE_FILES, write_recipe
 
 from arabic_sft import launch
 from arabic_sft.cli import UserError
 
-from conftest import ROOT, SAMPLE_FILES, write_recipe
 
 CONFIGS = ROOT / "accelerate_configs"
 needs_no_bf16_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a GPU")
@@ -31,8 +31,15 @@ def launched(monkeypatch):
 
 
 def cpu_recipe(tmp_path, tiny_llama, **fields):
-    return write_recipe(tmp_path / "r.yaml", model_name_or_path=str(tiny_llama), train_file=str(SAMPLE_FILES["proverbs"]),
-                        output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, **fields)
+    return write_recipe(
+        tmp_path / "r.yaml",
+        model_name_or_path=str(tiny_llama),
+        train_file=str(SAMPLE_FILES["proverbs"]),
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        bf16=False,
+        **fields,
+    )
 
 
 def refused(monkeypatch, argv: list[str], launched: list) -> str:
@@ -47,29 +54,50 @@ def refused(monkeypatch, argv: list[str], launched: list) -> str:
 def test_no_recipe_says_how_to_give_one(monkeypatch, launched):
     monkeypatch.delenv("RECIPE", raising=False)
     message = refused(monkeypatch, ["--config_file", str(CONFIGS / "cpu.yaml"), "scripts/sft.py"], launched)
-    assert message.startswith("no recipe given") and "--config recipes/NAME.yaml" in message and "RECIPE=NAME" in message
+    assert (
+        message.startswith("no recipe given") and "--config recipes/NAME.yaml" in message and "RECIPE=NAME" in message
+    )
 
 
 @needs_no_bf16_gpu
 def test_bf16_on_a_machine_without_a_bf16_gpu(monkeypatch, launched):
-    message = refused(monkeypatch, ["--config_file", str(CONFIGS / "zero2.yaml"), "scripts/sft.py", "--config",
-                                    "recipes/allam_proverbs.yaml"], launched)
+    message = refused(
+        monkeypatch,
+        ["--config_file", str(CONFIGS / "zero2.yaml"), "scripts/sft.py", "--config", "recipes/allam_proverbs.yaml"],
+        launched,
+    )
     assert message.startswith("recipes/allam_proverbs.yaml: bf16 mixed precision needs a GPU with bf16")
     assert "--bf16 false --use_cpu true" in message
 
 
 def test_launch_config_that_contradicts_the_recipe_precision(monkeypatch, launched, tiny_llama, tmp_path):
     recipe = cpu_recipe(tmp_path, tiny_llama)
-    message = refused(monkeypatch, ["--config_file", str(CONFIGS / "zero2.yaml"), "scripts/sft.py", "--config", str(recipe)],
-                      launched)
+    message = refused(
+        monkeypatch,
+        ["--config_file", str(CONFIGS / "zero2.yaml"), "scripts/sft.py", "--config", str(recipe)],
+        launched,
+    )
     assert "zero2.yaml says mixed_precision bf16" in message and "mixed_precision no" in message
 
 
 def test_more_processes_than_gpus(monkeypatch, launched, tiny_llama, tmp_path):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     recipe = cpu_recipe(tmp_path, tiny_llama)
-    message = refused(monkeypatch, ["--config_file", str(CONFIGS / "ddp.yaml"), "--num_processes", "4", "--mixed_precision",
-                                    "no", "scripts/sft.py", "--config", str(recipe)], launched)
+    message = refused(
+        monkeypatch,
+        [
+            "--config_file",
+            str(CONFIGS / "ddp.yaml"),
+            "--num_processes",
+            "4",
+            "--mixed_precision",
+            "no",
+            "scripts/sft.py",
+            "--config",
+            str(recipe),
+        ],
+        launched,
+    )
     assert message == "--num_processes 4: 4 processes per machine but this machine has 2 GPU(s)"
 
 
@@ -77,16 +105,39 @@ def test_one_process_per_gpu_of_this_machine_unless_told(monkeypatch, launched, 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.chdir(ROOT)
     recipe = cpu_recipe(tmp_path, tiny_llama)
-    assert launch.launch(["--config_file", str(CONFIGS / "ddp.yaml"), "--mixed_precision", "no", "scripts/sft.py",
-                          "--config", str(recipe)]) == 0
+    assert (
+        launch.launch(
+            [
+                "--config_file",
+                str(CONFIGS / "ddp.yaml"),
+                "--mixed_precision",
+                "no",
+                "scripts/sft.py",
+                "--config",
+                str(recipe),
+            ]
+        )
+        == 0
+    )
     assert launched[0].num_processes == 2 and launched[0].num_cpu_threads_per_process >= 1  # the config says 8
 
 
 def test_a_gpu_config_on_a_machine_without_gpus_needs_a_process_count(monkeypatch, launched, tiny_llama, tmp_path):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     recipe = cpu_recipe(tmp_path, tiny_llama)
-    message = refused(monkeypatch, ["--config_file", str(CONFIGS / "zero3.yaml"), "--mixed_precision", "no",
-                                    "scripts/sft.py", "--config", str(recipe)], launched)
+    message = refused(
+        monkeypatch,
+        [
+            "--config_file",
+            str(CONFIGS / "zero3.yaml"),
+            "--mixed_precision",
+            "no",
+            "scripts/sft.py",
+            "--config",
+            str(recipe),
+        ],
+        launched,
+    )
     assert "one process per GPU and this machine has none" in message and "ACCELERATE_CONFIG=cpu" in message
 
 
@@ -96,8 +147,13 @@ def error_lines(output: str) -> list[str]:
 
 @needs_no_bf16_gpu
 def test_make_train_of_a_gpu_recipe_on_this_machine_is_one_line():
-    result = subprocess.run(["make", "--no-print-directory", "train", "RECIPE=allam_proverbs"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "train", "RECIPE=allam_proverbs"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0
     assert len(error_lines(result.stderr)) == 1, result.stderr
     assert "bf16 mixed precision needs a GPU" in result.stderr and "Traceback" not in result.stdout + result.stderr
@@ -105,10 +161,26 @@ def test_make_train_of_a_gpu_recipe_on_this_machine_is_one_line():
 
 def test_bare_accelerate_launch_reports_an_error_once_not_once_per_process(tiny_llama, tmp_path):
     recipe_args = ["--config", str(cpu_recipe(tmp_path, tiny_llama))]  # zero2.yaml says bf16, the recipe does not
-    command = [str(Path(sys.executable).with_name("accelerate")), "launch", "--config_file", str(CONFIGS / "zero2.yaml"), "--num_processes", "2",
-               "--num_cpu_threads_per_process", "1", str(ROOT / "scripts" / "sft.py"), *recipe_args]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={key: value for key, value in os.environ.items() if key != "RECIPE"})
+    command = [
+        str(Path(sys.executable).with_name("accelerate")),
+        "launch",
+        "--config_file",
+        str(CONFIGS / "zero2.yaml"),
+        "--num_processes",
+        "2",
+        "--num_cpu_threads_per_process",
+        "1",
+        str(ROOT / "scripts" / "sft.py"),
+        *recipe_args,
+    ]
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={key: value for key, value in os.environ.items() if key != "RECIPE"},
+    )
     assert result.returncode != 0
     lines = error_lines(result.stderr)
     assert len(lines) == 1, result.stderr

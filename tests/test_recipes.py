@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT
 
 from arabic_sft.cli import UserError
 from arabic_sft.configs import PRESET_FIELDS, parse_recipe, read_preset
 
-from conftest import ROOT
 
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 
@@ -31,7 +31,9 @@ def test_recipe_parses_and_names_an_existing_launch_config(recipe):
     recipe_args, training_args, model_args = parse(recipe.stem)
     assert model_args.model_name_or_path
     assert recipe_args.train_file
-    assert (recipe_args.validation_file or recipe_args.validation_fraction) and (recipe_args.test_file or recipe_args.test_fraction)
+    assert (recipe_args.validation_file or recipe_args.validation_fraction) and (
+        recipe_args.test_file or recipe_args.test_fraction
+    )
     assert (ROOT / "accelerate_configs" / f"{recipe_args.accelerate_config}.yaml").is_file()
     assert training_args.output_dir == f"results/{recipe.stem}/model"
 
@@ -41,14 +43,22 @@ def test_seed_prompts_are_the_documented_ones():
     assert read_preset("medical_qa")["prompt_template"] == SEED_SHEFAA_PROMPT
 
 
-@pytest.mark.parametrize("name, task", [("allam_proverbs", "proverbs"), ("allam_proverbs_qlora", "proverbs"),
-                                        ("demo", "proverbs"), ("jais_shefaa", "medical_qa")])
+@pytest.mark.parametrize(
+    "name, task",
+    [
+        ("allam_proverbs", "proverbs"),
+        ("allam_proverbs_qlora", "proverbs"),
+        ("demo", "proverbs"),
+        ("jais_shefaa", "medical_qa"),
+    ],
+)
 def test_seed_recipes_spell_out_what_their_task_preset_holds(name, task):
     recipe = parse(name)[0]
     assert recipe.task is None  # spelled out in the recipe, the preset is for users' own recipes
     preset = read_preset(task)
     assert {key: getattr(recipe, key) for key in preset if key != "chat_format"} == {
-        key: value for key, value in preset.items() if key != "chat_format"}
+        key: value for key, value in preset.items() if key != "chat_format"
+    }
     assert set(preset) <= set(PRESET_FIELDS)
 
 
@@ -127,8 +137,17 @@ def test_jais2_targets_its_own_modules():
     recipe, training, model = parse("jais2_proverbs_qlora")
     assert model.model_name_or_path == "inceptionai/Jais-2-8B-Chat" and not training.trust_remote_code
     assert model.load_in_4bit and model.bnb_4bit_quant_type == "nf4" and model.use_bnb_nested_quant and model.use_peft
-    tiny = Jais2ForCausalLM(Jais2Config(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                        num_attention_heads=2, num_key_value_heads=2, head_dim=8))
+    tiny = Jais2ForCausalLM(
+        Jais2Config(
+            vocab_size=32,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=8,
+        )
+    )
     names = {name.rsplit(".", 1)[-1] for name, module in tiny.named_modules() if isinstance(module, torch.nn.Linear)}
     assert set(model.lora_target_modules) == names - {"lm_head"}
     assert recipe.task == "proverbs" and recipe.chat_format == "chat" and recipe.accelerate_config == "single_gpu"

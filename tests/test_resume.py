@@ -12,15 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, SAMPLE_FILES, run_script, write_recipe
+from test_bad_input import assert_error_line, run_in_process
+from test_cli_errors import assert_one_clear_line
 
 from arabic_sft.checkpoints import is_complete
 from arabic_sft.locks import exclusive_output
 from arabic_sft.manifest import sha256
 
-from conftest import ROOT, SAMPLE_FILES, run_script, write_recipe
-
-from test_bad_input import assert_error_line, run_in_process
-from test_cli_errors import assert_one_clear_line
 
 FAKE_TOKEN = "hf_FAKEtoken0123456789abcdefNEVERWRITTEN"
 MAX_STEPS = 48
@@ -59,18 +58,28 @@ def losses(output_dir: Path) -> dict[int, float]:
 def uninterrupted(tiny_llama, tmp_path_factory):
     """One whole training run, with a (fake) Hub token in its environment; returns (output dir, its stdout+stderr)."""
     work = tmp_path_factory.mktemp("uninterrupted")
-    result = run_script("sft.py", "--config", recipe(work / "recipe.yaml", tiny_llama, work / "out"),
-                        env={"HF_TOKEN": FAKE_TOKEN})
+    result = run_script(
+        "sft.py", "--config", recipe(work / "recipe.yaml", tiny_llama, work / "out"), env={"HF_TOKEN": FAKE_TOKEN}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return work / "out", result.stdout + result.stderr
 
 
 def test_killed_training_resumes_from_the_last_complete_checkpoint(tiny_llama, uninterrupted, tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, str(ROOT / "scripts" / "sft.py"), "--config", str(recipe(tmp_path / "r.yaml", tiny_llama, out))]
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "sft.py"),
+        "--config",
+        str(recipe(tmp_path / "r.yaml", tiny_llama, out)),
+    ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while time.time() < deadline and not (out / "checkpoint-8" / "trainer_state.json").is_file() and process.poll() is None:
+    while (
+        time.time() < deadline
+        and not (out / "checkpoint-8" / "trainer_state.json").is_file()
+        and process.poll() is None
+    ):
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -89,7 +98,9 @@ def test_killed_training_resumes_from_the_last_complete_checkpoint(tiny_llama, u
     result = run_script("sft.py", "--config", tmp_path / "r.yaml")  # the same command again
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
-    assert f"checkpoint-{complete + 4} is incomplete" in log and f"resuming from {out / f'checkpoint-{complete}'}" in log
+    assert (
+        f"checkpoint-{complete + 4} is incomplete" in log and f"resuming from {out / f'checkpoint-{complete}'}" in log
+    )
     assert log.count("{'loss':") == MAX_STEPS - complete  # this run trained only the steps after the checkpoint
     resumed, reference = losses(out), losses(uninterrupted[0])
     assert sorted(resumed) == list(range(1, MAX_STEPS + 1))  # the checkpoint's history, then the steps after it
@@ -100,8 +111,13 @@ def test_killed_training_resumes_from_the_last_complete_checkpoint(tiny_llama, u
 def test_resuming_from_an_incomplete_checkpoint_is_refused(tiny_llama, tmp_path):
     torn = tmp_path / "out" / "checkpoint-4"
     torn.mkdir(parents=True)
-    result = run_script("sft.py", "--config", recipe(tmp_path / "r.yaml", tiny_llama, tmp_path / "out"),
-                        "--resume_from_checkpoint", torn)
+    result = run_script(
+        "sft.py",
+        "--config",
+        recipe(tmp_path / "r.yaml", tiny_llama, tmp_path / "out"),
+        "--resume_from_checkpoint",
+        torn,
+    )
     assert_one_clear_line(result, str(torn), "incomplete checkpoint")
 
 
@@ -111,13 +127,26 @@ def test_hub_token_is_never_written(tiny_llama, uninterrupted, tmp_path, monkeyp
     shutil.copy(SAMPLE_FILES["proverbs"], test_path)
     predictions = tmp_path / "predictions_test.csv"
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
-    generated = script_in_process("generate.py", "--checkpoint_dir", out, "--test_path", test_path, "--out_path",
-                                  predictions, "--max_new_tokens", 4, "--task", "proverbs")
+    generated = script_in_process(
+        "generate.py",
+        "--checkpoint_dir",
+        out,
+        "--test_path",
+        test_path,
+        "--out_path",
+        predictions,
+        "--max_new_tokens",
+        4,
+        "--task",
+        "proverbs",
+    )
     assert generated.returncode == 0, generated.stderr[-2000:]
     scored = script_in_process("score.py", predictions, "--no_bertscore", "--no_semantic_similarity")
     assert scored.returncode == 0, scored.stderr[-2000:]
     written = [path for folder in (out, tmp_path) for path in folder.rglob("*") if path.is_file()]
-    assert any(path.name == "run_manifest.json" for path in written) and any(path.suffix == ".json" for path in written)
+    assert any(path.name == "run_manifest.json" for path in written) and any(
+        path.suffix == ".json" for path in written
+    )
     leaks = [str(path) for path in written if FAKE_TOKEN.encode() in path.read_bytes()]
     assert leaks == []
     assert FAKE_TOKEN not in log + generated.stdout + generated.stderr + scored.stdout + scored.stderr
@@ -136,8 +165,15 @@ def test_run_writes_its_manifest_and_loss_curve(uninterrupted):
     assert (out / "loss.png").read_bytes().startswith(b"\x89PNG")
 
 
-NOISE = ("gemm_4bit_forward", "FutureWarning", "Setting accelerator to CPU", "num_cpu_threads_per_process", "Map:",
-         "Tokenizing", "Retrying in")
+NOISE = (
+    "gemm_4bit_forward",
+    "FutureWarning",
+    "Setting accelerator to CPU",
+    "num_cpu_threads_per_process",
+    "Map:",
+    "Tokenizing",
+    "Retrying in",
+)
 
 
 def test_training_output_says_what_happened_without_third_party_noise(uninterrupted):
@@ -147,8 +183,11 @@ def test_training_output_says_what_happened_without_third_party_noise(uninterrup
 
 
 def files_and_times(folder: Path) -> dict[str, tuple[int, str]]:
-    return {str(path.relative_to(folder)): (path.stat().st_mtime_ns, sha256(path))
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): (path.stat().st_mtime_ns, sha256(path))
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def test_rerunning_a_finished_run_changes_nothing(uninterrupted):
@@ -165,8 +204,15 @@ def test_overwrite_output_dir_trains_again_from_scratch(uninterrupted, tiny_llam
     out = tmp_path / "out"
     shutil.copytree(uninterrupted[0], out)
     old = json.loads((out / "run_manifest.json").read_text(encoding="utf-8"))
-    result = run_script("sft.py", "--config", recipe(tmp_path / "r.yaml", tiny_llama, out), "--overwrite_output_dir", "true",
-                        "--max_steps", "4")
+    result = run_script(
+        "sft.py",
+        "--config",
+        recipe(tmp_path / "r.yaml", tiny_llama, out),
+        "--overwrite_output_dir",
+        "true",
+        "--max_steps",
+        "4",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "removed the previous run's checkpoint-" in result.stdout and "resuming" not in result.stdout
     assert sorted(losses(out)) == [1, 2, 3, 4]  # a new run, not the old one resumed
@@ -174,11 +220,24 @@ def test_overwrite_output_dir_trains_again_from_scratch(uninterrupted, tiny_llam
     assert json.loads((out / "run_manifest.json").read_text(encoding="utf-8"))["started"] > old["started"]
 
 
-def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes_to_the_same_losses(tiny_llama, uninterrupted, tmp_path):
+def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes_to_the_same_losses(
+    tiny_llama, uninterrupted, tmp_path
+):
     out = tmp_path / "out"
-    command = [sys.executable, str(ROOT / "scripts" / "sft.py"), "--config", str(recipe(tmp_path / "r.yaml", tiny_llama, out))]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"})
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "sft.py"),
+        "--config",
+        str(recipe(tmp_path / "r.yaml", tiny_llama, out)),
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
     log, steps = [], 0
     while steps < 6 and (line := process.stdout.readline()):  # SIGTERM in the middle of step 7 or so
         log.append(line)
@@ -203,6 +262,8 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes_to_the_same_los
 def test_a_second_training_into_the_same_output_dir_is_refused(tiny_llama, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     with exclusive_output(out):  # another run holds it (this process, through its own open file)
-        status, stderr = run_in_process(monkeypatch, capsys, "sft.py", "--config", recipe(tmp_path / "r.yaml", tiny_llama, out))
+        status, stderr = run_in_process(
+            monkeypatch, capsys, "sft.py", "--config", recipe(tmp_path / "r.yaml", tiny_llama, out)
+        )
     assert_error_line(status, stderr, f"{out}: in use by process {os.getpid()} on ")
     assert not out.exists()  # nothing written

@@ -5,13 +5,13 @@ import os
 
 import pandas as pd
 import pytest
+from conftest import SHARED_DATA, run_script, write_recipe
+from test_bad_input import assert_error_line, run_in_process
+from test_cli_errors import assert_one_clear_line
 
 from arabic_sft.locks import exclusive_output
 from arabic_sft.metrics import CORPUS_KEYS, METRIC_KEYS
 
-from conftest import SHARED_DATA, run_script, write_recipe
-from test_bad_input import assert_error_line, run_in_process
-from test_cli_errors import assert_one_clear_line
 
 ROWS = [
     ("الصبر مفتاح الفرج", "يقال للحث على الصبر", "يقال للحث على الصبر"),
@@ -28,20 +28,36 @@ def write_predictions(path, rows=ROWS):
 
 def test_scores_a_predictions_csv_with_local_embedding_models(tmp_path, tiny_bert, script_in_process):
     predictions = write_predictions(tmp_path / "predictions_test.csv")
-    result = script_in_process("score.py", predictions, "--bertscore_model", tiny_bert, "--semantic_model", tiny_bert,
-                        "--require_bertscore", "--require_semantic_similarity")
+    result = script_in_process(
+        "score.py",
+        predictions,
+        "--bertscore_model",
+        tiny_bert,
+        "--semantic_model",
+        tiny_bert,
+        "--require_bertscore",
+        "--require_semantic_similarity",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics_test.json").read_text(encoding="utf-8"))
     assert list(metrics) == [*METRIC_KEYS, "settings"]
     assert metrics["n"] == 3 and metrics["empty_rate"] == pytest.approx(1 / 3)
     assert all(0 <= metrics[key] <= 1 for key in METRIC_KEYS[1:] if key not in CORPUS_KEYS)
     assert all(0 <= metrics[key] <= 100 for key in CORPUS_KEYS)
-    assert metrics["settings"]["config"]["scoring"]["signatures"]["chrf"].startswith("nrefs:1|case:mixed|eff:yes|nc:6|nw:2")
+    assert metrics["settings"]["config"]["scoring"]["signatures"]["chrf"].startswith(
+        "nrefs:1|case:mixed|eff:yes|nc:6|nw:2"
+    )
     assert metrics["settings"]["config"]["scoring"]["columns"] == {
-        "reference": "Reference_Explanation", "prediction": "Generated_Explanation"}
+        "reference": "Reference_Explanation",
+        "prediction": "Generated_Explanation",
+    }
     assert metrics["settings"]["versions"]["rouge-score"] and metrics["settings"]["data_sha256"]
     examples = pd.read_csv(tmp_path / "metrics_test.examples.csv")
-    assert len(examples) == 3 and examples.loc[0, "bleu1"] == 1.0 and examples.loc[0, "bertscore_f1"] == pytest.approx(1.0)
+    assert (
+        len(examples) == 3
+        and examples.loc[0, "bleu1"] == 1.0
+        and examples.loc[0, "bertscore_f1"] == pytest.approx(1.0)
+    )
     assert metrics["bleu1"] == pytest.approx(examples["bleu1"].mean())
     table = (tmp_path / "metrics_test.md").read_text(encoding="utf-8")
     assert "| BLEU-1 |" in table and "SHEFAA" not in table
@@ -50,11 +66,14 @@ def test_scores_a_predictions_csv_with_local_embedding_models(tmp_path, tiny_ber
 def test_an_unreachable_hub_is_detected_once_without_retries(tmp_path):
     # Nothing listens on port 9 of this machine: the Hub cannot be reached, by construction.
     unreachable = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": ""}
-    result = run_script("score.py", write_predictions(tmp_path / "pred.csv"), "--out", tmp_path / "m.json", env=unreachable)
+    result = run_script(
+        "score.py", write_predictions(tmp_path / "pred.csv"), "--out", tmp_path / "m.json", env=unreachable
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stderr.splitlines()
     assert [line for line in lines if line.startswith("note: ")] == [
-        "note: 127.0.0.1 cannot be reached: offline, using locally cached models only"]
+        "note: 127.0.0.1 cannot be reached: offline, using locally cached models only"
+    ]
     assert len([line for line in lines if line.startswith("warning: ")]) == 2
     assert "Retrying" not in result.stderr and "Traceback" not in result.stderr
 
@@ -80,8 +99,16 @@ def test_text_files_score_like_the_csv(tmp_path, script_in_process):
     (tmp_path / "r.txt").write_text("\n".join(row[1] for row in ROWS[:2]) + "\n", encoding="utf-8")
     options = ["--no_bertscore", "--no_semantic_similarity"]
     from_csv = script_in_process("score.py", tmp_path / "pred.csv", "--out", tmp_path / "a.json", *options)
-    from_text = script_in_process("score.py", "--predictions", tmp_path / "p.txt", "--references", tmp_path / "r.txt",
-                           "--out", tmp_path / "b.json", *options)
+    from_text = script_in_process(
+        "score.py",
+        "--predictions",
+        tmp_path / "p.txt",
+        "--references",
+        tmp_path / "r.txt",
+        "--out",
+        tmp_path / "b.json",
+        *options,
+    )
     assert from_csv.returncode == 0 and from_text.returncode == 0, from_text.stderr[-2000:]
     a, b = (json.loads((tmp_path / name).read_text(encoding="utf-8")) for name in ("a.json", "b.json"))
     assert {k: a[k] for k in METRIC_KEYS} == {k: b[k] for k in METRIC_KEYS}
@@ -89,22 +116,45 @@ def test_text_files_score_like_the_csv(tmp_path, script_in_process):
 
 def test_rouge_default_tokenizer_reproduces_the_seed_zero(tmp_path, script_in_process):
     predictions = write_predictions(tmp_path / "pred.csv")
-    result = script_in_process("score.py", predictions, "--out", tmp_path / "m.json", "--rouge_tokenizer", "default",
-                        "--no_bertscore", "--no_semantic_similarity")
+    result = script_in_process(
+        "score.py",
+        predictions,
+        "--out",
+        tmp_path / "m.json",
+        "--rouge_tokenizer",
+        "default",
+        "--no_bertscore",
+        "--no_semantic_similarity",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     assert metrics["rouge1"] == 0.0 and metrics["bleu1"] > 0
 
 
 def test_config_scores_the_recipes_predictions_with_its_published_baseline(tmp_path, script_in_process):
-    write_recipe(tmp_path / "shefaa_like.yaml", model_name_or_path="unused", task="medical_qa",
-                 published_baseline="shefaa")
+    write_recipe(
+        tmp_path / "shefaa_like.yaml", model_name_or_path="unused", task="medical_qa", published_baseline="shefaa"
+    )
     (tmp_path / "results" / "shefaa_like").mkdir(parents=True)
-    frame = pd.DataFrame({"Question": ["ما علاج الصداع؟"], "Category": ["الأعصاب"],
-                          "Reference_Answer": ["الراحة وشرب الماء"], "Generated_Answer": ["الراحة والنوم الكافي"]})
+    frame = pd.DataFrame(
+        {
+            "Question": ["ما علاج الصداع؟"],
+            "Category": ["الأعصاب"],
+            "Reference_Answer": ["الراحة وشرب الماء"],
+            "Generated_Answer": ["الراحة والنوم الكافي"],
+        }
+    )
     frame.to_csv(tmp_path / "results" / "shefaa_like" / "predictions_validation.csv", index=False)
-    result = script_in_process("score.py", "--config", "shefaa_like.yaml", "--split", "validation", "--no_bertscore",
-                        "--no_semantic_similarity", cwd=tmp_path)
+    result = script_in_process(
+        "score.py",
+        "--config",
+        "shefaa_like.yaml",
+        "--split",
+        "validation",
+        "--no_bertscore",
+        "--no_semantic_similarity",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     table = (tmp_path / "results" / "shefaa_like" / "metrics_validation.md").read_text(encoding="utf-8")
     assert "SHEFAA (published)" in table and "| BLEU-1 | 0.3333 | 0.0330 |" in table
@@ -120,8 +170,15 @@ def test_no_reference_column_means_nothing_to_score(tmp_path, script_in_process)
 def test_text_files_of_different_lengths_are_refused(tmp_path, script_in_process):
     (tmp_path / "p.txt").write_text("أ\nب\n", encoding="utf-8")
     (tmp_path / "r.txt").write_text("أ\n", encoding="utf-8")
-    result = script_in_process("score.py", "--predictions", tmp_path / "p.txt", "--references", tmp_path / "r.txt",
-                        "--out", tmp_path / "m.json")
+    result = script_in_process(
+        "score.py",
+        "--predictions",
+        tmp_path / "p.txt",
+        "--references",
+        tmp_path / "r.txt",
+        "--out",
+        tmp_path / "m.json",
+    )
     assert_one_clear_line(result, "p.txt", "2 lines", "1")
 
 
@@ -129,8 +186,14 @@ def test_text_files_of_different_lengths_are_refused(tmp_path, script_in_process
 def test_real_references_score_one_against_themselves(tmp_path, script_in_process):
     test = pd.read_csv(SHARED_DATA / "yemeni_proverbs" / "Test_data.csv", encoding="utf-8-sig")
     rows = [(p, e, e) for p, e in zip(test["Proverbs"], test["Explanation"])]
-    result = script_in_process("score.py", write_predictions(tmp_path / "p.csv", rows), "--out", tmp_path / "m.json",
-                        "--no_bertscore", "--no_semantic_similarity")
+    result = script_in_process(
+        "score.py",
+        write_predictions(tmp_path / "p.csv", rows),
+        "--out",
+        tmp_path / "m.json",
+        "--no_bertscore",
+        "--no_semantic_similarity",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     assert metrics["n"] == 100 and metrics["bleu1"] == 1.0 and metrics["rougeL"] == 1.0 and metrics["empty_rate"] == 0
@@ -153,7 +216,8 @@ def test_a_second_scorer_of_the_same_metrics_is_refused(tmp_path, monkeypatch, c
     predictions = write_predictions(tmp_path / "predictions_test.csv")
     out = tmp_path / "metrics_test.json"
     with exclusive_output(out):  # another run holds it (this process, through its own open file)
-        status, stderr = run_in_process(monkeypatch, capsys, "score.py", predictions, "--no_bertscore",
-                                        "--no_semantic_similarity")
+        status, stderr = run_in_process(
+            monkeypatch, capsys, "score.py", predictions, "--no_bertscore", "--no_semantic_similarity"
+        )
     assert_error_line(status, stderr, f"{out}: in use by process {os.getpid()} on ")
     assert not out.exists()

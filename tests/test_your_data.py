@@ -7,6 +7,7 @@ import logging
 import datasets
 import pandas as pd
 import pytest
+from conftest import ROOT, SAMPLES, run_in_this_process
 from transformers import AutoTokenizer
 
 from arabic_sft.cli import UserError
@@ -15,7 +16,6 @@ from arabic_sft.data import data_spec, held_out_rows, load_file, load_splits, lo
 from arabic_sft.prompts import build_dataset, build_example, build_model_prompt, predictions_table
 from arabic_sft.truncation import apply_truncation_policy, count_long_prompts, count_truncated
 
-from conftest import ROOT, SAMPLES, run_in_this_process
 
 # Three inputs and an answer, under Arabic column names (one with a byte-order mark and spaces, one in other case).
 ROWS = [
@@ -48,8 +48,10 @@ def formats(tmp_path_factory):
     return write_formats(tmp_path_factory.mktemp("formats"))
 
 
-EXPECTED = [{"question": row["السؤال"], "category": row["التصنيف"], "context": row["السياق"], "answer": row["الإجابة"]}
-            for row in ROWS]
+EXPECTED = [
+    {"question": row["السؤال"], "category": row["التصنيف"], "context": row["السياق"], "answer": row["الإجابة"]}
+    for row in ROWS
+]
 
 
 @pytest.mark.parametrize("kind", ["csv", "jsonl", "json", "parquet", "saved"])
@@ -75,8 +77,12 @@ def test_dataset_name_reads_a_local_dataset_directory_with_its_splits(tmp_path):
 
 def test_dataset_name_reads_a_saved_dataset_dict(tmp_path):
     frame = pd.DataFrame(ROWS)
-    datasets.DatasetDict({"train": datasets.Dataset.from_pandas(frame.iloc[:12]),
-                          "validation": datasets.Dataset.from_pandas(frame.iloc[12:])}).save_to_disk(tmp_path / "dd")
+    datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_pandas(frame.iloc[:12]),
+            "validation": datasets.Dataset.from_pandas(frame.iloc[12:]),
+        }
+    ).save_to_disk(tmp_path / "dd")
     splits, _, _ = load_splits(recipe(dataset_name=str(tmp_path / "dd"), validation_split="validation"), seed=0)
     assert [len(splits[name].frame) for name in ("train", "validation")] == [12, 8]
 
@@ -88,7 +94,13 @@ def test_predictions_keep_the_users_column_names_or_the_recipes(formats):
     table = predictions_table(split.frame.head(2).to_dict("records"), spec, names, ["x", "y"])
     assert list(table.columns) == ["السياق", "التصنيف", "السؤال", "Reference_الإجابة", "Generated_الإجابة"]
     spec = data_spec(recipe(output_columns={"question": "Q", "generated": "Model"}))
-    assert list(prediction_columns(spec, split.names).values()) == ["السياق", "التصنيف", "Q", "Reference_الإجابة", "Model"]
+    assert list(prediction_columns(spec, split.names).values()) == [
+        "السياق",
+        "التصنيف",
+        "Q",
+        "Reference_الإجابة",
+        "Model",
+    ]
 
 
 SEEDS = json.loads((ROOT / "tests" / "golden" / "seed_prompts.json").read_text(encoding="utf-8"))
@@ -113,9 +125,13 @@ def test_fractions_split_one_file_reproducibly_and_record_the_held_out_rows(form
     fields = {"train_file": formats["jsonl"], "validation_fraction": 0.2, "test_fraction": 0.1}
     splits, _, record = load_splits(recipe(**fields), seed=7)
     again, _, record_again = load_splits(recipe(**fields), seed=7)
-    assert record == record_again and {n: s.frame.equals(again[n].frame) for n, s in splits.items()} == dict.fromkeys(splits, True)
+    assert record == record_again and {n: s.frame.equals(again[n].frame) for n, s in splits.items()} == dict.fromkeys(
+        splits, True
+    )
     assert [len(splits[name].frame) for name in ("train", "validation", "test")] == [14, 4, 2]
-    assert sorted(record["validation_rows"] + record["test_rows"] + held_out_rows(20, 0.2, 0.1, 7)["train"]) == list(range(20))
+    assert sorted(record["validation_rows"] + record["test_rows"] + held_out_rows(20, 0.2, 0.1, 7)["train"]) == list(
+        range(20)
+    )
     assert splits["test"].frame.to_dict("records") == [EXPECTED[i] for i in record["test_rows"]]
     assert load_splits(recipe(**fields), seed=8)[2]["test_rows"] != record["test_rows"]
     with pytest.raises(UserError, match="must leave rows to train on"):
@@ -140,10 +156,21 @@ def test_test_rows_whose_inputs_are_in_train_are_reported_after_arabic_normaliza
 
 
 MESSAGES = [
-    {"messages": [{"role": "user", "content": "ما عاصمة اليمن؟"}, {"role": "assistant", "content": "صنعاء."},
-                  {"role": "user", "content": "وما عاصمة عمان؟"}, {"role": "assistant", "content": "مسقط."}]},
-    {"messages": [{"role": "system", "content": "أجب بإيجاز."}, {"role": "user", "content": "كم يوما في الأسبوع؟"},
-                  {"role": "assistant", "content": "سبعة."}]},
+    {
+        "messages": [
+            {"role": "user", "content": "ما عاصمة اليمن؟"},
+            {"role": "assistant", "content": "صنعاء."},
+            {"role": "user", "content": "وما عاصمة عمان؟"},
+            {"role": "assistant", "content": "مسقط."},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "system", "content": "أجب بإيجاز."},
+            {"role": "user", "content": "كم يوما في الأسبوع؟"},
+            {"role": "assistant", "content": "سبعة."},
+        ]
+    },
 ]
 
 
@@ -151,8 +178,11 @@ def test_messages_train_every_assistant_turn_and_nothing_else(tiny_llama, tmp_pa
     data = tmp_path / "chat.jsonl"
     data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in MESSAGES * 3), encoding="utf-8")
     config = tmp_path / "chat.yaml"
-    config.write_text(f"model_name_or_path: {tiny_llama}\ntrain_file: {data}\noutput_dir: {tmp_path / 'out'}\n"
-                      "use_cpu: true\nbf16: false\nreport_to: none\n", encoding="utf-8")
+    config.write_text(
+        f"model_name_or_path: {tiny_llama}\ntrain_file: {data}\noutput_dir: {tmp_path / 'out'}\n"
+        "use_cpu: true\nbf16: false\nreport_to: none\n",
+        encoding="utf-8",
+    )
     result = script_in_process("sft.py", "--config", config, "--inspect", 2, "--inspect_json", tmp_path / "i.json")
     assert result.returncode == 0, result.stderr[-3000:]
     examples = json.loads((tmp_path / "i.json").read_text(encoding="utf-8"))
@@ -168,7 +198,9 @@ def test_messages_train_every_assistant_turn_and_nothing_else(tiny_llama, tmp_pa
 def test_messages_with_a_template_without_assistant_markers_are_refused(tiny_llama, tmp_path, script_in_process):
     model = tmp_path / "model"
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
-    tokenizer.chat_template = tokenizer.chat_template.replace("{% generation %}", "").replace("{% endgeneration %}", "")
+    tokenizer.chat_template = tokenizer.chat_template.replace("{% generation %}", "").replace(
+        "{% endgeneration %}", ""
+    )
     tokenizer.save_pretrained(model)
     for item in tiny_llama.iterdir():
         if not (model / item.name).exists():
@@ -176,8 +208,11 @@ def test_messages_with_a_template_without_assistant_markers_are_refused(tiny_lla
     data = tmp_path / "chat.jsonl"
     data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in MESSAGES), encoding="utf-8")
     config = tmp_path / "chat.yaml"
-    config.write_text(f"model_name_or_path: {model}\ntrain_file: {data}\noutput_dir: {tmp_path / 'out'}\n"
-                      "use_cpu: true\nbf16: false\n", encoding="utf-8")
+    config.write_text(
+        f"model_name_or_path: {model}\ntrain_file: {data}\noutput_dir: {tmp_path / 'out'}\n"
+        "use_cpu: true\nbf16: false\n",
+        encoding="utf-8",
+    )
     result = script_in_process("sft.py", "--config", config, "--inspect", 1)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
@@ -188,8 +223,10 @@ def test_prompt_completion_data_is_used_as_it_is(tiny_llama):
     rows = [{"prompt": "س: ما عاصمة اليمن؟ ج:", "completion": " صنعاء"}]
     spec = data_spec(RecipeArguments(), ["prompt", "completion"])
     assert build_example(rows[0], spec, False) == rows[0]
-    assert build_example(rows[0], spec, True) == {"prompt": [{"role": "user", "content": rows[0]["prompt"]}],
-                                                  "completion": [{"role": "assistant", "content": " صنعاء"}]}
+    assert build_example(rows[0], spec, True) == {
+        "prompt": [{"role": "user", "content": rows[0]["prompt"]}],
+        "completion": [{"role": "assistant", "content": " صنعاء"}],
+    }
 
 
 def long_dataset(tokenizer_path, answers: list[str]):
@@ -212,7 +249,9 @@ def test_truncation_is_counted_and_each_policy_acts(tiny_gpt2):
     assert dropped["train"]["answer"] == [short, short] and "dropped 2 of 4 train examples" in lines[0]
     with pytest.raises(UserError, match=r"2 of 4 train examples exceed max_length 48 .*\(examples 2, 4\.\.\.\)"):
         apply_truncation_policy(tokenizer, {"train": dataset}, 48, "error")
-    assert apply_truncation_policy(tokenizer, {"train": dataset}, None, "error")["train"] is dataset  # packing / no limit
+    assert (
+        apply_truncation_policy(tokenizer, {"train": dataset}, None, "error")["train"] is dataset
+    )  # packing / no limit
 
 
 def test_truncation_shows_in_inspect_and_error_stops_training(tiny_llama, make_recipe, script_in_process, tmp_path):
@@ -226,8 +265,16 @@ def test_truncation_shows_in_inspect_and_error_stops_training(tiny_llama, make_r
 
 BAD_SOURCES = {
     # name: (file name, bytes, the words the one error line must hold)
-    "jsonl malformed line": ("d.jsonl", '{"السؤال": "a", "الإجابة": "b"}\n{"السؤال": \n', ["malformed JSON", "line 2"]),
-    "jsonl missing column": ("d.jsonl", '{"question": "a", "reply": "b"}\n', ["no column for 'question'", "found: question, reply", "accepted: السؤال"]),
+    "jsonl malformed line": (
+        "d.jsonl",
+        '{"السؤال": "a", "الإجابة": "b"}\n{"السؤال": \n',
+        ["malformed JSON", "line 2"],
+    ),
+    "jsonl missing column": (
+        "d.jsonl",
+        '{"question": "a", "reply": "b"}\n',
+        ["no column for 'question'", "found: question, reply", "accepted: السؤال"],
+    ),
     "json empty": ("d.json", "", ["file is empty"]),
     "parquet damaged": ("d.parquet", "PAR1 not really", ["not a readable Parquet file"]),
     "unknown type": ("d.xlsx", "x", ["unsupported file type '.xlsx'", ".jsonl"]),
@@ -242,9 +289,21 @@ def test_bad_data_in_any_format_is_one_line_naming_the_file(case, tmp_path, monk
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
     config = tmp_path / "r.yaml"
-    config.write_text(json.dumps({"model_name_or_path": "unused", "train_file": str(path), "output_dir": str(tmp_path / "out"),
-                                  "prompt_template": "سؤال: {question}", "columns": {"question": "السؤال", "answer": "الإجابة"},
-                                  "use_cpu": True, "bf16": False}, ensure_ascii=False), encoding="utf-8")
+    config.write_text(
+        json.dumps(
+            {
+                "model_name_or_path": "unused",
+                "train_file": str(path),
+                "output_dir": str(tmp_path / "out"),
+                "prompt_template": "سؤال: {question}",
+                "columns": {"question": "السؤال", "answer": "الإجابة"},
+                "use_cpu": True,
+                "bf16": False,
+            },
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
     result = run_in_this_process(monkeypatch, capsys, "sft.py", "--config", config)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
@@ -264,15 +323,36 @@ def test_the_shipped_jsonl_example_runs_train_generate_score(tiny_llama, tmp_pat
     # README "Your own data in three steps", on a tiny model: recipes/example_own_data.yaml as shipped.
     out = tmp_path / "model"
     trained = script_in_process(
-        "sft.py", "--config", "recipes/example_own_data.yaml", "--model_name_or_path", tiny_llama,
-        "--output_dir", out, "--num_train_epochs", 1, "--disable_tqdm", "true", "--report_to", "none")
+        "sft.py",
+        "--config",
+        "recipes/example_own_data.yaml",
+        "--model_name_or_path",
+        tiny_llama,
+        "--output_dir",
+        out,
+        "--num_train_epochs",
+        1,
+        "--disable_tqdm",
+        "true",
+        "--report_to",
+        "none",
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     manifest = json.loads((out / "run_manifest.json").read_text(encoding="utf-8"))
     held_out = manifest["config"]["data"]["held_out"]
     assert len(held_out["test_rows"]) == 3 and len(held_out["validation_rows"]) == 3
     predictions = tmp_path / "predictions_test.csv"
-    generated = script_in_process("generate.py", "--config", "recipes/example_own_data.yaml", "--checkpoint_dir", out,
-                                  "--out_path", predictions, "--max_new_tokens", 8)
+    generated = script_in_process(
+        "generate.py",
+        "--config",
+        "recipes/example_own_data.yaml",
+        "--checkpoint_dir",
+        out,
+        "--out_path",
+        predictions,
+        "--max_new_tokens",
+        8,
+    )
     assert generated.returncode == 0, generated.stderr[-3000:]
     table = pd.read_csv(predictions, keep_default_na=False)
     assert list(table.columns) == ["السؤال", "Reference_الإجابة", "Generated_الإجابة"]
@@ -283,19 +363,38 @@ def test_the_shipped_jsonl_example_runs_train_generate_score(tiny_llama, tmp_pat
     assert json.loads(predictions.with_name("metrics_test.json").read_text(encoding="utf-8"))["n"] == 3
 
     # Held-out rows that differ from the training run's (the file or the seed changed since) are refused.
-    changed = script_in_process("generate.py", "--config", "recipes/example_own_data.yaml", "--checkpoint_dir", out,
-                                "--out_path", tmp_path / "again.csv", "--seed", 1, "--limit", 1)
+    changed = script_in_process(
+        "generate.py",
+        "--config",
+        "recipes/example_own_data.yaml",
+        "--checkpoint_dir",
+        out,
+        "--out_path",
+        tmp_path / "again.csv",
+        "--seed",
+        1,
+        "--limit",
+        1,
+    )
     assert changed.returncode == 0  # --seed is generation's (sampling, --limit), not the split's
     manifest["config"]["data"]["held_out"]["test_rows"] = [0, 1, 2]
     (out / "run_manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    refused = script_in_process("generate.py", "--config", "recipes/example_own_data.yaml", "--checkpoint_dir", out,
-                                "--out_path", tmp_path / "third.csv")
+    refused = script_in_process(
+        "generate.py",
+        "--config",
+        "recipes/example_own_data.yaml",
+        "--checkpoint_dir",
+        out,
+        "--out_path",
+        tmp_path / "third.csv",
+    )
     assert refused.returncode == 2 and "differ from those the training run" in refused.stderr
 
 
 def test_prompts_longer_than_the_context_are_counted_at_generation():
     assert count_long_prompts([[1] * 10, [1] * 100], max_new_tokens=20, context=64).startswith(
-        "warning: 1 of 2 prompts + max_new_tokens 20 exceed the model's context of 64 tokens")
+        "warning: 1 of 2 prompts + max_new_tokens 20 exceed the model's context of 64 tokens"
+    )
     assert count_long_prompts([[1] * 10], 20, 64) is None and count_long_prompts([[1] * 10], 20, None) is None
 
 

@@ -7,6 +7,7 @@ command printed and that say nothing about the user's run.
 import logging
 import warnings
 
+
 __version__ = "0.1.0"
 
 

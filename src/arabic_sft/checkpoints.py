@@ -10,6 +10,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from arabic_sft.cli import UserError
 
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
@@ -33,7 +34,11 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
     if not output_dir.is_dir():
         return None
     steps = sorted(
-        ((int(match.group(1)), path) for path in output_dir.iterdir() if path.is_dir() and (match := CHECKPOINT.match(path.name))),
+        (
+            (int(match.group(1)), path)
+            for path in output_dir.iterdir()
+            if path.is_dir() and (match := CHECKPOINT.match(path.name))
+        ),
         reverse=True,
     )
     for _, path in steps:
@@ -56,9 +61,10 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | bool | None, output_
     if not Path(resume_from_checkpoint).is_dir():
         raise UserError(f"{resume_from_checkpoint}: checkpoint directory not found")
     if not is_complete(resume_from_checkpoint):
-        raise UserError(f"{resume_from_checkpoint}: incomplete checkpoint (no readable {STATE_FILE}); pick an earlier one")
+        raise UserError(
+            f"{resume_from_checkpoint}: incomplete checkpoint (no readable {STATE_FILE}); pick an earlier one"
+        )
     return str(resume_from_checkpoint)
-
 
 
 # sft.py writes it after the final model, as a run's last act: its presence means the run finished.
@@ -81,8 +87,11 @@ def clear_previous_run(output_dir: str | Path) -> list[str]:
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return []
-    removed = [path for path in output_dir.iterdir()
-               if path.is_dir() and (CHECKPOINT.match(path.name) or path.name == "eval_generations")]
+    removed = [
+        path
+        for path in output_dir.iterdir()
+        if path.is_dir() and (CHECKPOINT.match(path.name) or path.name == "eval_generations")
+    ]
     for path in removed:
         shutil.rmtree(path)
     if (output_dir / MANIFEST).is_file():

@@ -13,6 +13,7 @@ import pandas as pd
 from arabic_sft.cli import UserError
 from arabic_sft.metrics import CORPUS_KEYS, METRIC_KEYS
 
+
 # Means over examples, from the per-example scores; `empty_rate` is the mean of the `empty` column.
 EXAMPLE_KEYS = tuple(key for key in METRIC_KEYS[1:] if key not in CORPUS_KEYS)
 
@@ -49,15 +50,23 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
         raise UserError(f"{path}: not a metrics JSON ({error.msg})") from None
     examples_path = path.with_suffix(".examples.csv")
     if not examples_path.is_file():
-        raise UserError(f"{examples_path}: not found; compare needs the per-example scores score.py writes beside {path.name}")
-    examples = pd.read_csv(examples_path, keep_default_na=False, na_values=[""], dtype={"reference": str, "prediction": str})
+        raise UserError(
+            f"{examples_path}: not found; compare needs the per-example scores score.py writes beside {path.name}"
+        )
+    examples = pd.read_csv(
+        examples_path, keep_default_na=False, na_values=[""], dtype={"reference": str, "prediction": str}
+    )
     if "reference" not in examples:
         raise UserError(f"{examples_path}: no 'reference' column; not written by score.py")
     scores = {}
     for key in EXAMPLE_KEYS:
         column = "empty" if key == "empty_rate" else key
         if column in examples and examples[column].notna().any():
-            values = examples[column].map({True: 1.0, False: 0.0, "True": 1.0, "False": 0.0}) if column == "empty" else examples[column]
+            values = (
+                examples[column].map({True: 1.0, False: 0.0, "True": 1.0, "False": 0.0})
+                if column == "empty"
+                else examples[column]
+            )
             scores[key] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
     references = examples["reference"].fillna("").astype(str).tolist()
     return Run(name or default_name(path), path, metrics, references, scores)
@@ -92,8 +101,10 @@ def check_same_examples(runs: list[Run]) -> None:
             how = f"the same references in another order ({first.path}, {run.path})"
         else:
             row = next(i for i, (a, b) in enumerate(zip(first.references, run.references)) if a != b)
-            how = f"different references from example {row + 1} on ({first.path}: {first.references[row][:40]!r}, " \
-                  f"{run.path}: {run.references[row][:40]!r})"
+            how = (
+                f"different references from example {row + 1} on ({first.path}: {first.references[row][:40]!r}, "
+                f"{run.path}: {run.references[row][:40]!r})"
+            )
         raise UserError(f"runs scored on different examples: {how}; score every run on the same test rows")
 
 
@@ -126,8 +137,17 @@ def compare(runs: list[Run], baseline: Run, resamples: int = 1000, seed: int = 0
     for run in [baseline, *runs]:
         for key in METRIC_KEYS[1:]:
             value = run.metrics.get(key)
-            row = {"run": run.name, "metric": key, "value": value, "ci_low": None, "ci_high": None, "diff": None,
-                   "diff_ci_low": None, "diff_ci_high": None, "p_value": None}
+            row = {
+                "run": run.name,
+                "metric": key,
+                "value": value,
+                "ci_low": None,
+                "ci_high": None,
+                "diff": None,
+                "diff_ci_low": None,
+                "diff_ci_high": None,
+                "p_value": None,
+            }
             if key in run.scores:
                 row["ci_low"], row["ci_high"] = interval(_means(run.scores[key], indices), level)
             if run is not baseline and value is not None and baseline.metrics.get(key) is not None:
@@ -152,23 +172,39 @@ def markdown(table: pd.DataFrame, baseline: str, resamples: int, seed: int, leve
     metrics = [key for key in METRIC_KEYS[1:] if key in set(table["metric"])]
     runs = list(dict.fromkeys(table["run"]))
     cell = {(row.run, row.metric): row for row in table.itertuples()}
-    lines = ["# Comparison", "",
-             f"{level:.0%} bootstrap intervals over the examples ({resamples} resamples, seed {seed}); sacreBLEU and "
-             "chrF++ are corpus-level (0-100), shown without intervals; published figures have no per-example scores.",
-             "", "| Run | " + " | ".join(LABELS.get(key, key) for key in metrics) + " |",
-             "|" + "---|" * (len(metrics) + 1)]
+    lines = [
+        "# Comparison",
+        "",
+        f"{level:.0%} bootstrap intervals over the examples ({resamples} resamples, seed {seed}); sacreBLEU and "
+        "chrF++ are corpus-level (0-100), shown without intervals; published figures have no per-example scores.",
+        "",
+        "| Run | " + " | ".join(LABELS.get(key, key) for key in metrics) + " |",
+        "|" + "---|" * (len(metrics) + 1),
+    ]
     for run in runs:
-        values = [figure(getattr(cell[run, key], "value"), cell[run, key].ci_low, cell[run, key].ci_high)
-                  if (run, key) in cell else "n/a" for key in metrics]
+        values = [
+            figure(cell[run, key].value, cell[run, key].ci_low, cell[run, key].ci_high)
+            if (run, key) in cell
+            else "n/a"
+            for key in metrics
+        ]
         lines.append(f"| {run} | " + " | ".join(values) + " |")
-    lines += ["", f"Against the baseline, {baseline} (paired: the same examples resampled together; p: two-sided "
-              "paired bootstrap):", "", "| Run | Metric | Difference [95% interval] | p |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"Against the baseline, {baseline} (paired: the same examples resampled together; p: two-sided "
+        "paired bootstrap):",
+        "",
+        "| Run | Metric | Difference [95% interval] | p |",
+        "|---|---|---|---|",
+    ]
     for row in table.itertuples():
         if row.run == baseline or row.diff is None or np.isnan(row.diff):
             continue
         p_value = "" if row.p_value is None or np.isnan(row.p_value) else f"{row.p_value:.3f}"
-        lines.append(f"| {row.run} | {LABELS.get(row.metric, row.metric)} | "
-                     f"{figure(row.diff, row.diff_ci_low, row.diff_ci_high)} | {p_value} |")
+        lines.append(
+            f"| {row.run} | {LABELS.get(row.metric, row.metric)} | "
+            f"{figure(row.diff, row.diff_ci_low, row.diff_ci_high)} | {p_value} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -192,14 +228,16 @@ def plot(table: pd.DataFrame, path: str | Path) -> None:
         for position, run in enumerate(runs):
             if run not in part.index or part.loc[run, "value"] is None or pd.isna(part.loc[run, "value"]):
                 continue
-            value, low, high = (float(part.loc[run, name]) if not pd.isna(part.loc[run, name]) else np.nan
-                                for name in ("value", "ci_low", "ci_high"))
+            value, low, high = (
+                float(part.loc[run, name]) if not pd.isna(part.loc[run, name]) else np.nan
+                for name in ("value", "ci_low", "ci_high")
+            )
             error = None if np.isnan(low) else [[value - low], [high - value]]
             axis.errorbar([position], [value], yerr=error, fmt="o", capsize=4)
         axis.set_title(LABELS.get(key, key), fontsize=9)
         axis.set_xticks(range(len(runs)), runs, rotation=20, fontsize=7)
         axis.grid(alpha=0.3)
-    for axis in list(axes.flat)[len(metrics):]:
+    for axis in list(axes.flat)[len(metrics) :]:
         axis.axis("off")
     figure.tight_layout()
     with atomic_path(path) as temporary:

@@ -14,13 +14,14 @@ from arabic_sft.cli import UserError
 from arabic_sft.models import ADAPTER_DTYPES
 from arabic_sft.report import PUBLISHED
 
+
 RECIPES_DIR = Path("recipes")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
 class RecipeArguments:
-    """Data, prompt and launch fields of a recipe; model fields live in TRL's `ModelConfig`, training in `SFTConfig`."""
+    """Data, prompt and launch fields of a recipe; model fields are TRL's `ModelConfig`, training `SFTConfig`."""
 
     # Data: files, or a `datasets` dataset
     train_file: str | None = field(
@@ -30,10 +31,14 @@ class RecipeArguments:
     test_file: str | None = field(default=None, metadata={"help": "Test data, used by generation and scoring."})
     dataset_name: str | None = field(
         default=None,
-        metadata={"help": "Instead of files: a dataset on the Hub or a local dataset directory (datasets.load_dataset)."},
+        metadata={
+            "help": "Instead of files: a dataset on the Hub or a local dataset directory (datasets.load_dataset)."
+        },
     )
     dataset_config: str | None = field(default=None, metadata={"help": "dataset_name's configuration (subset)."})
-    dataset_revision: str | None = field(default=None, metadata={"help": "dataset_name's revision (a commit pins it)."})
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "dataset_name's revision (a commit pins it)."}
+    )
     train_split: str = field(default="train", metadata={"help": "dataset_name's training split."})
     validation_split: str | None = field(default=None, metadata={"help": "dataset_name's validation split."})
     test_split: str | None = field(default=None, metadata={"help": "dataset_name's test split."})
@@ -52,19 +57,27 @@ class RecipeArguments:
     )
     prompt_template: str | None = field(
         default=None,
-        metadata={"help": "Prompt with {placeholder}s filled from the columns. Unset: the data must be in TRL's formats "
-                  "(a `messages` column, or `prompt` and `completion` columns)."},
+        metadata={
+            "help": "Prompt with {placeholder}s filled from the columns. Unset: the data must be in TRL's formats "
+            "(a `messages` column, or `prompt` and `completion` columns)."
+        },
     )
     columns: dict | str | None = field(
         default=None,
-        metadata={"help": "Column of each placeholder (and of the answer): a name or a list of accepted names, matched "
-                  "case-insensitively. Unset: the column named like the placeholder."},
+        metadata={
+            "help": "Column of each placeholder (and of the answer): a name or a list of accepted names, matched "
+            "case-insensitively. Unset: the column named like the placeholder."
+        },
     )
-    answer_column: str = field(default="answer", metadata={"help": "The placeholder (key of `columns`) of the answer."})
+    answer_column: str = field(
+        default="answer", metadata={"help": "The placeholder (key of `columns`) of the answer."}
+    )
     output_columns: dict | str | None = field(
         default=None,
-        metadata={"help": "Predictions CSV column names: {placeholder: name, generated: name}. Default: the inputs' own "
-                  "column names, Reference_<answer column>, Generated_<answer column>."},
+        metadata={
+            "help": "Predictions CSV column names: {placeholder: name, generated: name}. Default: the inputs' own "
+            "column names, Reference_<answer column>, Generated_<answer column>."
+        },
     )
     chat_format: str = field(
         default="auto",
@@ -77,19 +90,28 @@ class RecipeArguments:
     csv_encoding: str = field(default="utf-8-sig", metadata={"help": "Encoding of the CSV files."})
     truncation: str = field(
         default="warn",
-        metadata={"help": "Examples whose prompt + answer exceed max_length (TRL cuts them from the end, EOS included): "
-                  "'warn' (count them), 'drop' them (with a count), or 'error'.", "choices": ["warn", "drop", "error"]},
+        metadata={
+            "help": "Examples whose prompt + answer exceed max_length (TRL cuts them from the end, EOS included): "
+            "'warn' (count them), 'drop' them (with a count), or 'error'.",
+            "choices": ["warn", "drop", "error"],
+        },
     )
     empty_cells: str = field(
         default="drop",
-        metadata={"help": "Rows with an empty required cell: 'drop' (with a count) or 'error'.", "choices": ["drop", "error"]},
+        metadata={
+            "help": "Rows with an empty required cell: 'drop' (with a count) or 'error'.",
+            "choices": ["drop", "error"],
+        },
     )
     subsample_fraction: float = field(
         default=1.0, metadata={"help": "Train on this random fraction of the train/validation rows (seed: `seed`)."}
     )
     published_baseline: str | None = field(
         default=None,
-        metadata={"help": "Published results shown beside this recipe's in make eval's table.", "choices": sorted(PUBLISHED)},
+        metadata={
+            "help": "Published results shown beside this recipe's in make eval's table.",
+            "choices": sorted(PUBLISHED),
+        },
     )
     accelerate_config: str = field(
         default="single_gpu", metadata={"help": "Launch config in accelerate_configs/ that `make train` uses."}
@@ -113,9 +135,11 @@ class RecipeArguments:
     )
     eval_generation_examples: int = field(
         default=0,
-        metadata={"help": "At each evaluation, generate for this many validation rows (a fixed subset; 0 = off) and log "
-                  "eval_bleu4, eval_rougeL, eval_chrf, eval_arabic_ratio, eval_empty_rate (usable as "
-                  "metric_for_best_model) with the answers in output_dir/eval_generations/."},
+        metadata={
+            "help": "At each evaluation, generate for this many validation rows (a fixed subset; 0 = off) and log "
+            "eval_bleu4, eval_rougeL, eval_chrf, eval_arabic_ratio, eval_empty_rate (usable as "
+            "metric_for_best_model) with the answers in output_dir/eval_generations/."
+        },
     )
     eval_generation_max_new_tokens: int = field(default=64, metadata={"help": "Token limit of those answers."})
     eval_generation_batch_size: int = field(default=16, metadata={"help": "Prompts per batch for those answers."})
@@ -132,10 +156,12 @@ class RecipeArguments:
         },
     )
     inspect: int = field(
-        default=0, metadata={"help": "Print N rendered training examples with their masks, then exit without training."}
+        default=0,
+        metadata={"help": "Print N rendered training examples with their masks, then exit without training."},
     )
     inspect_json: str | None = field(
-        default=None, metadata={"help": "With --inspect: also write the examples as JSON (answer, prompt, completion)."}
+        default=None,
+        metadata={"help": "With --inspect: also write the examples as JSON (answer, prompt, completion)."},
     )
 
     def __post_init__(self):
@@ -248,7 +274,9 @@ def with_recipe(args: list[str] | None = None) -> tuple[str | None, list[str]]:
     if path is not None:
         read_recipe(path)
     elif not {"-h", "--help", "--model_name_or_path"} & set(args):
-        raise UserError("no recipe given: pass --config recipes/NAME.yaml, or set RECIPE=NAME (make train RECIPE=NAME)")
+        raise UserError(
+            "no recipe given: pass --config recipes/NAME.yaml, or set RECIPE=NAME (make train RECIPE=NAME)"
+        )
     return path, args
 
 
@@ -271,7 +299,11 @@ def recipe_fields(args: list[str] | None = None) -> tuple[str | None, argparse.N
     parser = _recipe_parser(path)
     if path is not None:
         parser.set_defaults_with_config(**{key: value for key, value in read_recipe(path).items() if key != "env"})
-        args = [arg for index, arg in enumerate(args) if arg != "--config" and (index == 0 or args[index - 1] != "--config")]
+        args = [
+            arg
+            for index, arg in enumerate(args)
+            if arg != "--config" and (index == 0 or args[index - 1] != "--config")
+        ]
     fields_, _ = parser.parse_known_args(args)
     return path, fields_
 

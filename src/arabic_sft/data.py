@@ -17,6 +17,7 @@ import pandas as pd
 
 from arabic_sft.cli import UserError
 
+
 logger = logging.getLogger(__name__)
 
 FORMATS = ".csv, .jsonl, .json, .parquet, or a directory written by datasets' save_to_disk"
@@ -68,22 +69,29 @@ def data_spec(recipe, columns_found: list[str] | None = None) -> DataSpec:
         answer = recipe.answer_column
         unknown = sorted(set(mapping) - set(fields) - {answer})
         if unknown:
-            raise UserError(f"columns: {unknown} are not placeholders of prompt_template ({fields}) nor the "
-                            f"answer_column ('{answer}')")
+            raise UserError(
+                f"columns: {unknown} are not placeholders of prompt_template ({fields}) nor the "
+                f"answer_column ('{answer}')"
+            )
         if answer in fields:
-            raise UserError(f"answer_column '{answer}' is also a placeholder of prompt_template: the prompt would "
-                            "contain its answer")
+            raise UserError(
+                f"answer_column '{answer}' is also a placeholder of prompt_template: the prompt would "
+                "contain its answer"
+            )
         accepted = {name: _names(mapping.get(name, name), name) for name in [*fields, answer]}
         return DataSpec("template", recipe.prompt_template, accepted, answer, output)
     found = {name.replace("\ufeff", "").strip().lower() for name in columns_found or []}
     if "messages" in found:
         return DataSpec("messages", None, {"messages": ("messages",)}, "answer", output)  # answer: the last turn
     if {"prompt", "completion"} <= found:
-        return DataSpec("prompt_completion", None, {"prompt": ("prompt",), "completion": ("completion",)},
-                        "completion", output)
-    raise UserError("prompt_template is not set in the recipe, and the data has no `messages` column nor `prompt` and "
-                    f"`completion` columns (found: {', '.join(columns_found or [])}); set prompt_template and columns, or a task "
-                    "preset (`task: NAME` in a recipe, generate.py --task NAME)")
+        return DataSpec(
+            "prompt_completion", None, {"prompt": ("prompt",), "completion": ("completion",)}, "completion", output
+        )
+    raise UserError(
+        "prompt_template is not set in the recipe, and the data has no `messages` column nor `prompt` and "
+        f"`completion` columns (found: {', '.join(columns_found or [])}); set prompt_template and columns, or a task "
+        "preset (`task: NAME` in a recipe, generate.py --task NAME)"
+    )
 
 
 def _json_line_error(path: Path) -> str:
@@ -118,10 +126,14 @@ def read_table(path: str | Path, encoding: str = "utf-8-sig") -> pd.DataFrame:
         if suffix == ".parquet":
             return pd.read_parquet(path)
     except UnicodeDecodeError as error:
-        hint = ("; if the file is in another encoding (e.g. Arabic Windows cp1256), set `csv_encoding` in the recipe"
-                if suffix == ".csv" else "; JSON must be UTF-8")
-        raise UserError(f"{path}: not valid {encoding if suffix == '.csv' else 'UTF-8'} text "
-                        f"(byte {error.start}){hint}") from None
+        hint = (
+            "; if the file is in another encoding (e.g. Arabic Windows cp1256), set `csv_encoding` in the recipe"
+            if suffix == ".csv"
+            else "; JSON must be UTF-8"
+        )
+        raise UserError(
+            f"{path}: not valid {encoding if suffix == '.csv' else 'UTF-8'} text (byte {error.start}){hint}"
+        ) from None
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: file is empty") from None
     except pd.errors.ParserError as error:
@@ -142,10 +154,14 @@ def _read_saved_dataset(path: Path) -> pd.DataFrame:
     try:
         dataset = load_from_disk(str(path))
     except FileNotFoundError:
-        raise UserError(f"{path}: a directory, but not one written by datasets' save_to_disk (accepted: {FORMATS})") from None
+        raise UserError(
+            f"{path}: a directory, but not one written by datasets' save_to_disk (accepted: {FORMATS})"
+        ) from None
     if not isinstance(dataset, Dataset):
-        raise UserError(f"{path}: holds several splits ({', '.join(dataset)}); name it as `dataset_name: {path}` "
-                        "with train_split/validation_split/test_split, or give one split's directory")
+        raise UserError(
+            f"{path}: holds several splits ({', '.join(dataset)}); name it as `dataset_name: {path}` "
+            "with train_split/validation_split/test_split, or give one split's directory"
+        )
     return dataset.to_pandas()
 
 
@@ -209,13 +225,16 @@ class Split:
     source: str
 
 
-def select(frame: pd.DataFrame, source: str, spec: DataSpec, require_answer: bool = True,
-           empty_cells: str = "drop") -> Split:
+def select(
+    frame: pd.DataFrame, source: str, spec: DataSpec, require_answer: bool = True, empty_cells: str = "drop"
+) -> Split:
     """The spec's fields of `frame` as stripped text (or chat turns). Column names match case-insensitively, with a
     byte-order mark or surrounding spaces ignored. Rows with an empty cell are dropped with a count
     (`empty_cells="drop"`) or rejected (`"error"`). Without `require_answer`, the answer column is optional."""
     if frame.empty:
-        raise UserError(f"{source}: has a header but no rows" if source.lower().endswith(".csv") else f"{source}: has no rows")
+        raise UserError(
+            f"{source}: has a header but no rows" if source.lower().endswith(".csv") else f"{source}: has no rows"
+        )
     found = columns_by_name(frame)
     selected = {}
     for name, accepted in spec.accepted.items():
@@ -234,16 +253,27 @@ def select(frame: pd.DataFrame, source: str, spec: DataSpec, require_answer: boo
 
     if spec.kind == "messages":
         column = selected["messages"]
-        data = pd.DataFrame({"messages": [_messages(v, source, line(i)) for i, v in frame[column].items()]}, index=frame.index)
+        data = pd.DataFrame(
+            {"messages": [_messages(v, source, line(i)) for i, v in frame[column].items()]}, index=frame.index
+        )
         empty = data["messages"].isna()
     else:
-        is_chat = spec.kind == "prompt_completion" and any(isinstance(v, (list, np.ndarray)) for v in frame[selected["prompt"]])
+        is_chat = spec.kind == "prompt_completion" and any(
+            isinstance(v, (list, np.ndarray)) for v in frame[selected["prompt"]]
+        )
         if is_chat:  # TRL's conversational prompt/completion: kept as chat turns
-            data = pd.DataFrame({name: [_messages(v, source, line(i)) for i, v in frame[column].items()]
-                                 for name, column in selected.items()}, index=frame.index)
+            data = pd.DataFrame(
+                {
+                    name: [_messages(v, source, line(i)) for i, v in frame[column].items()]
+                    for name, column in selected.items()
+                },
+                index=frame.index,
+            )
             empty = data.isna().any(axis=1)
         else:
-            data = pd.DataFrame({name: frame[column].map(_text) for name, column in selected.items()}, index=frame.index)
+            data = pd.DataFrame(
+                {name: frame[column].map(_text) for name, column in selected.items()}, index=frame.index
+            )
             empty = (data == "").any(axis=1)
     if empty.any():
         rows = ", ".join(str(line(i)) for i in data.index[empty][:5])
@@ -257,8 +287,13 @@ def select(frame: pd.DataFrame, source: str, spec: DataSpec, require_answer: boo
     return Split(data.reset_index(drop=True), names, source)
 
 
-def load_file(path: str | Path, spec: DataSpec, require_answer: bool = True, empty_cells: str = "drop",
-              encoding: str = "utf-8-sig") -> Split:
+def load_file(
+    path: str | Path,
+    spec: DataSpec,
+    require_answer: bool = True,
+    empty_cells: str = "drop",
+    encoding: str = "utf-8-sig",
+) -> Split:
     """One data file read and checked under `spec` (see `select`)."""
     return select(read_table(path, encoding), str(path), spec, require_answer, empty_cells)
 
@@ -289,8 +324,10 @@ def held_out_rows(num_rows: int, validation_fraction: float, test_fraction: floa
     if validation_fraction + test_fraction >= 1:
         raise UserError("validation_fraction + test_fraction must leave rows to train on")
     order = np.random.RandomState(seed).permutation(num_rows)
-    sizes = {name: int(round(num_rows * fraction)) if fraction else 0
-             for name, fraction in (("test", test_fraction), ("validation", validation_fraction))}
+    sizes = {
+        name: int(round(num_rows * fraction)) if fraction else 0
+        for name, fraction in (("test", test_fraction), ("validation", validation_fraction))
+    }
     for name, size in sizes.items():
         if size == 0 and (test_fraction if name == "test" else validation_fraction):
             raise UserError(f"{name}_fraction of {num_rows} rows leaves no {name} rows")
@@ -299,7 +336,9 @@ def held_out_rows(num_rows: int, validation_fraction: float, test_fraction: floa
     return {name: sorted(int(i) for i in rows) for name, rows in parts.items()}
 
 
-def load_splits(recipe, seed: int, wanted=SPLITS, require_answer: bool = True) -> tuple[dict[str, Split], DataSpec, dict | None]:
+def load_splits(
+    recipe, seed: int, wanted=SPLITS, require_answer: bool = True
+) -> tuple[dict[str, Split], DataSpec, dict | None]:
     """(the recipe's splits among `wanted` that it has, its DataSpec, the fraction split's record or None).
 
     Each split comes from its file or `dataset_name` split; when the recipe has none for validation or test and sets
@@ -318,11 +357,19 @@ def load_splits(recipe, seed: int, wanted=SPLITS, require_answer: bool = True) -
     splits, record = {}, None
     if held_out:
         train = select(*raw["train"], spec, True, recipe.empty_cells)
-        rows = held_out_rows(len(train.frame), fractions["validation"] if "validation" in held_out else 0,
-                             fractions["test"] if "test" in held_out else 0, seed)
-        record = {"source": train.source, "rows": len(train.frame), "seed": seed,
-                  **{f"{split}_fraction": fractions[split] for split in held_out},
-                  **{f"{split}_rows": rows[split] for split in held_out}}
+        rows = held_out_rows(
+            len(train.frame),
+            fractions["validation"] if "validation" in held_out else 0,
+            fractions["test"] if "test" in held_out else 0,
+            seed,
+        )
+        record = {
+            "source": train.source,
+            "rows": len(train.frame),
+            "seed": seed,
+            **{f"{split}_fraction": fractions[split] for split in held_out},
+            **{f"{split}_rows": rows[split] for split in held_out},
+        }
         for split in ("train", *held_out):
             if split in wanted:
                 part = train.frame.iloc[rows[split]].reset_index(drop=True)
@@ -347,8 +394,11 @@ def load_training_splits(recipe, seed: int) -> tuple[dict[str, pd.DataFrame], Da
     """The recipe's train (and validation, when it has one) frames, subsampled, its DataSpec and the fraction split's
     record; before any model loads. Rows repeated across splits are reported (the test split is read for that)."""
     splits, spec, record = load_splits(recipe, seed, require_answer=False)
-    frames = {name: subsample(splits[name].frame, recipe.subsample_fraction, seed) for name in ("train", "validation")
-              if name in splits}
+    frames = {
+        name: subsample(splits[name].frame, recipe.subsample_fraction, seed)
+        for name in ("train", "validation")
+        if name in splits
+    }
     if "validation" in splits:
         report_overlap(frames["train"], frames["validation"], splits["validation"].source, spec, "validation")
     if "test" in splits:
@@ -383,8 +433,15 @@ def report_overlap(train: pd.DataFrame, other: pd.DataFrame, name: str, spec: Da
     repeated = sum(normalized_key(row, fields) in seen for row in other.to_dict("records"))
     if repeated:
         same = "have the same inputs as" if split == "test" and spec.kind != "messages" else "also appear in"
-        logger.warning("%s: %d of %d %s row(s) %s the training data (after Arabic normalization: diacritics, tatweel, "
-                       "alef forms)", name, repeated, len(other), split, same)
+        logger.warning(
+            "%s: %d of %d %s row(s) %s the training data (after Arabic normalization: diacritics, tatweel, "
+            "alef forms)",
+            name,
+            repeated,
+            len(other),
+            split,
+            same,
+        )
     return repeated
 
 
@@ -399,8 +456,9 @@ def choose_shots(pool: pd.DataFrame, answered: pd.DataFrame, spec: DataSpec, k: 
     order = np.random.RandomState(seed).permutation(len(records))
     chosen = [int(i) for i in order if normalized_key(records[i], spec.inputs) not in answered_keys][:k]
     if len(chosen) < k:
-        raise UserError(f"--shots {k}: the training split has only {len(chosen)} rows whose inputs differ from every "
-                        "answered row")
+        raise UserError(
+            f"--shots {k}: the training split has only {len(chosen)} rows whose inputs differ from every answered row"
+        )
     return chosen
 
 
@@ -428,15 +486,18 @@ REFERENCE_COLUMNS = ("reference", "references", "answer")
 PREDICTION_COLUMNS = ("generated", "prediction", "predictions")
 
 
-def _find_column(frame: pd.DataFrame, path: Path, given: str | None, candidates: tuple[str, ...], prefix: str,
-                 role: str) -> str:
+def _find_column(
+    frame: pd.DataFrame, path: Path, given: str | None, candidates: tuple[str, ...], prefix: str, role: str
+) -> str:
     found = columns_by_name(frame)
     if given:
         match = found.get(given.lower())
     else:
         prefixed = [found[name] for name in found if name.startswith(prefix)]
         if len(prefixed) > 1:
-            raise UserError(f"{path}: several {role} columns ({', '.join(map(str, prefixed))}); name one with --{role}_column")
+            raise UserError(
+                f"{path}: several {role} columns ({', '.join(map(str, prefixed))}); name one with --{role}_column"
+            )
         match = prefixed[0] if prefixed else next((found[name] for name in candidates if name in found), None)
     if match is None:
         accepted = f"{prefix.capitalize()}<answer>, {', '.join(candidates)}"
@@ -492,7 +553,9 @@ def load_text_pairs(predictions_path: str | Path, references_path: str | Path) -
         raise UserError(f"{predictions_path}: file is empty")
     pairs = [(p, r) for p, r in zip(predictions, references) if r]
     if len(pairs) < len(predictions):
-        logger.warning("%s: dropped %d line(s) with an empty reference", references_path, len(predictions) - len(pairs))
+        logger.warning(
+            "%s: dropped %d line(s) with an empty reference", references_path, len(predictions) - len(pairs)
+        )
     if not pairs:
         raise UserError(f"{references_path}: every line is empty; there is nothing to score against")
     return [p for p, _ in pairs], [r for _, r in pairs]

@@ -6,6 +6,7 @@ from collections.abc import Collection, Iterator, Sequence
 import torch
 from transformers import set_seed
 
+
 logger = logging.getLogger(__name__)
 
 
@@ -76,7 +77,9 @@ def iter_generations(
         texts = tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
         if token_counts is not None:
             for index, row in zip(batch, output[:, width:].tolist()):
-                token_counts[index] = row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
+                token_counts[index] = (
+                    row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
+                )
         return [(index, text.strip()) for index, text in zip(batch, texts)]
 
     for number, batch in enumerate(length_sorted_batches(prompts, batch_size)):

@@ -29,5 +29,7 @@ def hub_is_reachable(timeout: float = 3.0) -> bool:
     except OSError:
         os.environ["HF_HUB_OFFLINE"] = "1"
         hub_constants.HF_HUB_OFFLINE = True  # what huggingface_hub and transformers read from now on
-        print(f"note: {endpoint.hostname} cannot be reached: offline, using locally cached models only", file=sys.stderr)
+        print(
+            f"note: {endpoint.hostname} cannot be reached: offline, using locally cached models only", file=sys.stderr
+        )
         return False

@@ -26,6 +26,7 @@ from arabic_sft.cli import UserError, run_cli
 from arabic_sft.configs import recipe_fields
 from arabic_sft.preemption import EXIT_STOPPED
 
+
 # Configs whose processes are one per GPU (each config file says 8; the machine decides).
 PER_GPU = {"MULTI_GPU", "DEEPSPEED", "FSDP"}
 
@@ -40,7 +41,9 @@ def recipe_precision(fields) -> str:
 def check_recipe_on_this_machine(path: str | None, fields) -> None:
     """The recipe's precision is one this machine can run (what `SFTConfig` would refuse in every process)."""
     precision, name = recipe_precision(fields), path or "arguments"
-    cpu_hint = "on a CPU: --bf16 false --use_cpu true (make train: ARGS=\"--bf16 false --use_cpu true\" ACCELERATE_CONFIG=cpu)"
+    cpu_hint = (
+        'on a CPU: --bf16 false --use_cpu true (make train: ARGS="--bf16 false --use_cpu true" ACCELERATE_CONFIG=cpu)'
+    )
     if precision == "bf16" and not fields.use_cpu and not is_torch_bf16_gpu_available():
         found = "its GPU has none (Ampere or newer has)" if torch.cuda.is_available() else "this machine has no GPU"
         raise UserError(f"{name}: bf16 mixed precision needs a GPU with bf16 and {found}; {cpu_hint}")
@@ -55,8 +58,8 @@ def check_launch_precision(path: str | None, fields, launch_precision: str | Non
         raise UserError(
             f"{launch} says mixed_precision {launch_precision} but {path or 'the arguments'} means mixed_precision "
             f"{precision} (bf16: {str(precision == 'bf16').lower()}, fp16: {str(precision == 'fp16').lower()}): "
-            f"make them agree (accelerate: --mixed_precision {precision}; make train: LAUNCH_ARGS=\"--mixed_precision "
-            f"{precision}\"; or change bf16/fp16 in the recipe)"
+            f'make them agree (accelerate: --mixed_precision {precision}; make train: LAUNCH_ARGS="--mixed_precision '
+            f'{precision}"; or change bf16/fp16 in the recipe)'
         )
 
 
@@ -87,10 +90,13 @@ def check_and_fill_processes(args, settings: dict, gpus: int) -> None:
     if gpus == 0 and per_node is None:
         raise UserError(
             f"{config} starts one process per GPU and this machine has none: on a CPU use ACCELERATE_CONFIG=cpu, or "
-            "LAUNCH_ARGS=\"--num_processes N --mixed_precision no\" for N CPU processes"
+            'LAUNCH_ARGS="--num_processes N --mixed_precision no" for N CPU processes'
         )
     if gpus and per_node is not None and per_node > gpus:
-        raise UserError(f"--num_processes {args.num_processes}: {per_node} processes per machine but this machine has {gpus} GPU(s)")
+        raise UserError(
+            f"--num_processes {args.num_processes}: {per_node} processes per machine but this machine has "
+            f"{gpus} GPU(s)"
+        )
     if per_node is None:
         args.num_processes = gpus * settings["num_machines"]
 
@@ -131,7 +137,9 @@ def launch(argv: list[str]) -> int:
     for said in (2, EXIT_STOPPED):  # a process already said what happened, in one line
         if said in codes:
             return said
-    print(f"error: training failed (exit code {', '.join(map(str, codes))}); its error is printed above", file=sys.stderr)
+    print(
+        f"error: training failed (exit code {', '.join(map(str, codes))}); its error is printed above", file=sys.stderr
+    )
     return codes[-1] if codes[-1] > 0 else 1
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+
 PACKAGES = (
     "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "deepspeed", "tokenizers",
     "nltk", "rouge-score", "bert-score", "sentence-transformers", "pyarabic",

@@ -15,6 +15,7 @@ from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from rouge_score import rouge_scorer
 from rouge_score.tokenizers import Tokenizer
 
+
 METRIC_KEYS = (
     "n", "bleu1", "bleu2", "bleu4", "rouge1", "rouge2", "rougeL", "sacrebleu", "chrf",
     "bertscore_precision", "bertscore_recall", "bertscore_f1", "semantic_similarity", "arabic_ratio", "empty_rate",
@@ -60,12 +61,16 @@ def bleu_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[s
     for prediction, reference in zip(predictions, references, strict=True):
         hypothesis, gold = tokenizer.tokenize(prediction), tokenizer.tokenize(reference)
         for name, weights in BLEU_WEIGHTS.items():
-            score = sentence_bleu([gold], hypothesis, weights=weights, smoothing_function=smoothing) if hypothesis else 0.0
+            score = (
+                sentence_bleu([gold], hypothesis, weights=weights, smoothing_function=smoothing) if hypothesis else 0.0
+            )
             scores[name].append(float(score))
     return scores
 
 
-def rouge_scores(predictions: Sequence[str], references: Sequence[str], tokenizer: str = "arabic") -> dict[str, list[float]]:
+def rouge_scores(
+    predictions: Sequence[str], references: Sequence[str], tokenizer: str = "arabic"
+) -> dict[str, list[float]]:
     """ROUGE-1/2/L F1 per example with rouge_score; `tokenizer="default"` is rouge_score's own (Arabic-blind)."""
     if tokenizer not in ("arabic", "default"):
         raise ValueError(f"unknown ROUGE tokenizer {tokenizer!r}")
@@ -97,15 +102,26 @@ def bertscore_scores(
     if num_layers is None and model not in bert_score.utils.model2layers:
         from transformers import AutoConfig
 
-        num_layers = AutoConfig.from_pretrained(model).num_hidden_layers  # a model bert_score has no layer for: its last
+        num_layers = AutoConfig.from_pretrained(
+            model
+        ).num_hidden_layers  # a model bert_score has no layer for: its last
     # An empty candidate scores 0, as bert_score itself sets it (its own empty-text path fails under transformers 5).
     present = [i for i, text in enumerate(predictions) if text.strip()]
-    scores = {"bertscore_precision": [0.0] * len(predictions), "bertscore_recall": [0.0] * len(predictions),
-              "bertscore_f1": [0.0] * len(predictions)}
+    scores = {
+        "bertscore_precision": [0.0] * len(predictions),
+        "bertscore_recall": [0.0] * len(predictions),
+        "bertscore_f1": [0.0] * len(predictions),
+    }
     if present:
         computed = bert_score.score(
-            [predictions[i] for i in present], [references[i] for i in present], model_type=model,
-            num_layers=num_layers, batch_size=batch_size, device=device, lang="ar", verbose=True,
+            [predictions[i] for i in present],
+            [references[i] for i in present],
+            model_type=model,
+            num_layers=num_layers,
+            batch_size=batch_size,
+            device=device,
+            lang="ar",
+            verbose=True,
         )
         for key, values in zip(scores, computed):
             for i, value in zip(present, values.tolist()):
@@ -114,7 +130,10 @@ def bertscore_scores(
 
 
 def semantic_similarities(
-    predictions: Sequence[str], references: Sequence[str], model: str = SEMANTIC_MODEL, batch_size: int = 64,
+    predictions: Sequence[str],
+    references: Sequence[str],
+    model: str = SEMANTIC_MODEL,
+    batch_size: int = 64,
     device: str | None = None,
 ) -> list[float]:
     """Cosine similarity of sentence-transformers embeddings of each prediction and its reference (0 when the
@@ -122,7 +141,12 @@ def semantic_similarities(
     from sentence_transformers import SentenceTransformer
 
     encoder = SentenceTransformer(model, device=device)
-    options = {"batch_size": batch_size, "convert_to_tensor": True, "normalize_embeddings": True, "show_progress_bar": True}
+    options = {
+        "batch_size": batch_size,
+        "convert_to_tensor": True,
+        "normalize_embeddings": True,
+        "show_progress_bar": True,
+    }
     left, right = encoder.encode(list(predictions), **options), encoder.encode(list(references), **options)
     cosines = (left * right).sum(dim=-1).clamp(-1.0, 1.0).tolist()
     return [cosine if text.strip() else 0.0 for cosine, text in zip(cosines, predictions)]
@@ -145,12 +169,16 @@ def corpus_scores(predictions: Sequence[str], references: Sequence[str]) -> tupl
     from sacrebleu.metrics import BLEU, CHRF
 
     bleu, chrf = BLEU(), CHRF(word_order=2)  # word_order=2: chrF++
-    scores = {"sacrebleu": bleu.corpus_score(list(predictions), [list(references)]).score,
-              "chrf": chrf.corpus_score(list(predictions), [list(references)]).score}
+    scores = {
+        "sacrebleu": bleu.corpus_score(list(predictions), [list(references)]).score,
+        "chrf": chrf.corpus_score(list(predictions), [list(references)]).score,
+    }
     return scores, {"sacrebleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}
 
 
-def text_scores(predictions: Sequence[str], references: Sequence[str], rouge_tokenizer: str = "arabic") -> dict[str, list]:
+def text_scores(
+    predictions: Sequence[str], references: Sequence[str], rouge_tokenizer: str = "arabic"
+) -> dict[str, list]:
     """Per-example BLEU, ROUGE, Arabic share of letters and emptiness: everything that needs no model."""
     return {
         **bleu_scores(predictions, references),

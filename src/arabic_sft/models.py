@@ -13,6 +13,7 @@ from trl import ModelConfig, get_quantization_config
 from arabic_sft.cli import UserError
 from arabic_sft.hub import hub_is_reachable, is_local
 
+
 logger = logging.getLogger(__name__)
 
 UNPINNED_REVISIONS = {None, "", "main", "master"}
@@ -58,10 +59,14 @@ def model_init_kwargs(model_args, training_args) -> dict:
         "dtype": model_args.dtype,
     }
     plugin = training_args.deepspeed_plugin
-    sharded = (plugin is not None and plugin.zero_stage == 3) or training_args.distributed_state.distributed_type == "FSDP"
+    sharded = (
+        plugin is not None and plugin.zero_stage == 3
+    ) or training_args.distributed_state.distributed_type == "FSDP"
     if model_args.load_in_4bit and sharded:
         if model_args.dtype in (None, "auto"):
-            raise UserError("QLoRA under ZeRO-3/FSDP needs an explicit `dtype` (e.g. bfloat16) to store the 4-bit weights in")
+            raise UserError(
+                "QLoRA under ZeRO-3/FSDP needs an explicit `dtype` (e.g. bfloat16) to store the 4-bit weights in"
+            )
         if model_args.bnb_4bit_quant_storage not in (None, model_args.dtype):
             raise UserError(
                 f"bnb_4bit_quant_storage is {model_args.bnb_4bit_quant_storage} but dtype is {model_args.dtype}: "
@@ -88,12 +93,21 @@ def trainable_dtype(adapter_dtype: str, model_args, training_args) -> torch.dtyp
     deepspeed = training_args.deepspeed_plugin is not None
     if adapter_dtype != "auto":
         if not model_args.use_peft:
-            raise UserError(f"adapter_dtype: {adapter_dtype} is for LoRA (use_peft: true); full fine-tuning trains the model's own dtype")
+            raise UserError(
+                f"adapter_dtype: {adapter_dtype} is for LoRA (use_peft: true); full fine-tuning trains the "
+                "model's own dtype"
+            )
         if deepspeed:
-            raise UserError(f"adapter_dtype: {adapter_dtype} under DeepSpeed: leave it auto (DeepSpeed needs one dtype for all parameters under ZeRO-3, and keeps fp32 master weights itself)")
+            raise UserError(
+                f"adapter_dtype: {adapter_dtype} under DeepSpeed: leave it auto (DeepSpeed needs one dtype for all "
+                "parameters under ZeRO-3, and keeps fp32 master weights itself)"
+            )
     if training_args.fp16 and not deepspeed:
         if adapter_dtype == "bfloat16":
-            raise UserError("adapter_dtype: bfloat16 with fp16 mixed precision: fp16's grad scaler needs fp32 parameters (use bf16: true)")
+            raise UserError(
+                "adapter_dtype: bfloat16 with fp16 mixed precision: fp16's grad scaler needs fp32 parameters "
+                "(use bf16: true)"
+            )
         return torch.float32
     return ADAPTER_DTYPES[adapter_dtype]
 
@@ -102,10 +116,14 @@ def check_padding_free(training_args) -> None:
     """Padding-free rows (TRL's `padding_free`, or packing with the 'bfd' strategies) isolate their sequences only
     through the mask transformers builds from the restarting position_ids in its own model classes; a remote-code
     model (Jais) builds its own mask and would let the sequences of a row attend to each other."""
-    packed = training_args.padding_free or (training_args.packing and training_args.packing_strategy in ("bfd", "bfd_split"))
+    packed = training_args.padding_free or (
+        training_args.packing and training_args.packing_strategy in ("bfd", "bfd_split")
+    )
     if packed and training_args.trust_remote_code:
-        raise UserError("padding_free/packing with a remote-code model: its sequences would attend to each other "
-                        "(only transformers' own model classes isolate them); use padding_free: false")
+        raise UserError(
+            "padding_free/packing with a remote-code model: its sequences would attend to each other "
+            "(only transformers' own model classes isolate them); use padding_free: false"
+        )
 
 
 def keep_4bit_layers_differentiable(model) -> int:
@@ -130,7 +148,12 @@ def cast_trainable(model, dtype: torch.dtype | None) -> int:
     DoRA magnitude vectors stay as they are, as TRL leaves them: their updates can be too small for bf16."""
     cast = 0
     for name, parameter in model.named_parameters():
-        if dtype is not None and parameter.requires_grad and parameter.dtype != dtype and "lora_magnitude_vector" not in name:
+        if (
+            dtype is not None
+            and parameter.requires_grad
+            and parameter.dtype != dtype
+            and "lora_magnitude_vector" not in name
+        ):
             parameter.data = parameter.data.to(dtype)
             cast += 1
     return cast
@@ -156,7 +179,9 @@ def check_loss_parity(trainer, num_examples: int = 4, rtol: float = 1e-2) -> tup
     from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
     if is_deepspeed_zero3_enabled() or trainer.is_fsdp_enabled:
-        logger.warning("loss parity check skipped: weights are sharded (ZeRO-3/FSDP); run once on one process to check")
+        logger.warning(
+            "loss parity check skipped: weights are sharded (ZeRO-3/FSDP); run once on one process to check"
+        )
         return None
     dataset = trainer.train_dataset
     features = [
@@ -248,8 +273,15 @@ def training_quantization(adapter_dir: str | Path):
     return get_quantization_config(ModelConfig(**{key: value for key, value in settings.items() if key in names}))
 
 
-def load_model(base_id: str, revision: str | None, trust_remote_code: bool, dtype: torch.dtype,
-               adapter_dir: str | Path | None = None, dequantize: bool = True, device_map: str | None = None):
+def load_model(
+    base_id: str,
+    revision: str | None,
+    trust_remote_code: bool,
+    dtype: torch.dtype,
+    adapter_dir: str | Path | None = None,
+    dequantize: bool = True,
+    device_map: str | None = None,
+):
     """A base model with, when given, its LoRA adapter merged in.
 
     An adapter trained on a 4-bit (QLoRA) base is merged into that same base, loaded in 4 bits as in training and
@@ -267,7 +299,9 @@ def load_model(base_id: str, revision: str | None, trust_remote_code: bool, dtyp
     except (OSError, ValueError) as error:
         raise UserError(f"{base_id}: cannot load the model ({str(error).strip().splitlines()[0]})") from None
     if quantization is not None:
-        logger.info("dequantizing the %s base the adapter was trained on", "4-bit" if quantization.load_in_4bit else "8-bit")
+        logger.info(
+            "dequantizing the %s base the adapter was trained on", "4-bit" if quantization.load_in_4bit else "8-bit"
+        )
         model = model.dequantize().to(dtype)
     if adapter_dir is not None:
         from peft import PeftModel

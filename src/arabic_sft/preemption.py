@@ -6,6 +6,7 @@ import signal
 import torch
 from transformers import TrainerCallback
 
+
 # 128 + SIGTERM: what a shell reports for a process ended by SIGTERM, so a scheduler sees an interruption.
 EXIT_STOPPED = 128 + signal.SIGTERM
 

@@ -13,6 +13,7 @@ from datasets import Dataset
 from arabic_sft.cli import UserError
 from arabic_sft.data import DataSpec
 
+
 # Between a plain-text prompt ("...الإجابة:") and its answer; chat templates place the answer themselves.
 PLAIN_SEPARATOR = " "
 
@@ -30,7 +31,9 @@ def _ends_with_answer(messages: list[dict]) -> bool:
 SHOT_SEPARATOR = "\n\n"
 
 
-def build_model_prompt(row: Mapping, spec: DataSpec, conversational: bool, shots: Sequence[Mapping] = ()) -> str | list[dict]:
+def build_model_prompt(
+    row: Mapping, spec: DataSpec, conversational: bool, shots: Sequence[Mapping] = ()
+) -> str | list[dict]:
     """The prompt of one row as the model receives it: chat messages, or the plain text. A conversation that ends
     with an assistant turn is prompted with the turns before it (that turn is the reference answer).
 
@@ -52,8 +55,9 @@ def build_model_prompt(row: Mapping, spec: DataSpec, conversational: bool, shots
 
 def _turns(example: dict) -> list[dict]:
     prompt, completion = example["prompt"], example["completion"]
-    return (prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]) + \
-        (completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}])
+    return (prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]) + (
+        completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}]
+    )
 
 
 def reference_answer(row: Mapping, spec: DataSpec) -> str:
@@ -99,7 +103,9 @@ def predictions_table(rows: list[dict], spec: DataSpec, names: dict[str, str], g
     references = [reference_answer(row, spec) for row in rows]
     if spec.kind != "messages" and not any(spec.answer in row for row in rows) or not any(references):
         references = None  # a test file without answers: nothing to score against, no column
-    return pd.DataFrame({**inputs, **({names[spec.answer]: references} if references else {}), names["generated"]: generated})
+    return pd.DataFrame(
+        {**inputs, **({names[spec.answer]: references} if references else {}), names["generated"]: generated}
+    )
 
 
 def prompt_token_ids(tokenizer, prompt: str | list[dict]) -> list[int]:
@@ -108,7 +114,9 @@ def prompt_token_ids(tokenizer, prompt: str | list[dict]) -> list[int]:
     """
     if isinstance(prompt, str):
         return tokenizer(prompt)["input_ids"]
-    return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)[
+        "input_ids"
+    ]
 
 
 def build_dataset(data: pd.DataFrame, spec: DataSpec, conversational: bool) -> Dataset:
@@ -124,8 +132,10 @@ def is_conversational(tokenizer, chat_format: str, spec: DataSpec | None = None)
     Chat turns in the data (`messages`) need a chat template."""
     if spec is not None and spec.kind == "messages":
         if tokenizer.chat_template is None or chat_format == "plain":
-            raise UserError("the data is chat turns (`messages`), which need a tokenizer with a chat template and "
-                            "chat_format auto or chat")
+            raise UserError(
+                "the data is chat turns (`messages`), which need a tokenizer with a chat template and "
+                "chat_format auto or chat"
+            )
         return True
     if chat_format == "chat" and tokenizer.chat_template is None:
         raise UserError("chat_format is 'chat' but the tokenizer has no chat template")

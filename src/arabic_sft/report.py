@@ -4,6 +4,7 @@ from pathlib import Path
 
 from arabic_sft.manifest import atomic_path
 
+
 # SHEFAA's published results (Jais-family-256m QLoRA, 1,000 examples per split), as its document gives them.
 # Its BERTScore was given in percent; here every figure is a fraction. Its ROUGE came from rouge_score's default
 # tokenizer, which deletes Arabic letters, so those three figures measure the tokenizer, not the model.
@@ -46,8 +47,13 @@ def metrics_table(metrics: dict, title: str, baseline: str | None = None, split:
     """A markdown table of `metrics` (fractions), with a published baseline's column when one is named."""
     published = PUBLISHED[baseline]["splits"].get(split or "test") if baseline else None
     header = ["Metric", "This run"] + ([PUBLISHED[baseline]["title"]] if published else [])
-    lines = [f"# {title}", "", f"{metrics['n']} examples; every figure is a fraction in [0, 1] but sacreBLEU and chrF++ "
-             "(0-100, as papers report them); n/a = not computed.", ""]
+    lines = [
+        f"# {title}",
+        "",
+        f"{metrics['n']} examples; every figure is a fraction in [0, 1] but sacreBLEU and chrF++ "
+        "(0-100, as papers report them); n/a = not computed.",
+        "",
+    ]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, label in LABELS.items():
         row = [label, figure(metrics.get(key))]

@@ -11,8 +11,20 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import BertConfig, BertModel, BertTokenizerFast, GPT2Config, GPT2LMHeadModel, GenerationConfig
-from transformers import Jais2Config, Jais2ForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    BertConfig,
+    BertModel,
+    BertTokenizerFast,
+    GenerationConfig,
+    GPT2Config,
+    GPT2LMHeadModel,
+    Jais2Config,
+    Jais2ForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
@@ -59,8 +71,12 @@ SHAPES = {
 }  # fmt: skip
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000, chat_template: str | None = CHAT_TEMPLATE,
-                    role_tokens: list[str] = ROLE_TOKENS):
+def train_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int = 2000,
+    chat_template: str | None = CHAT_TEMPLATE,
+    role_tokens: list[str] = ROLE_TOKENS,
+):
     """A byte-level BPE tokenizer trained on `texts` (lossless on any Unicode, Arabic included), with `chat_template`
     (None: no template) whose role markers are the special `role_tokens`."""
     backend = Tokenizer(models.BPE())
@@ -121,24 +137,45 @@ def build_tiny_model(
     else:
         tokenizer = train_tokenizer(texts, vocab_size, CHAT_TEMPLATE if arch == "llama" else None)
     if model_vocab_size is not None and model_vocab_size < len(tokenizer):
-        raise ValueError(f"model_vocab_size {model_vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens")
+        raise ValueError(
+            f"model_vocab_size {model_vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens"
+        )
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in SPECIAL_TOKENS.items()}
-    tokens = {"vocab_size": model_vocab_size or len(tokenizer), "bos_token_id": ids["bos_token"],
-              "eos_token_id": ids["eos_token"], "pad_token_id": ids["pad_token"]}
-    shape = {"hidden_size": hidden_size, "num_hidden_layers": num_layers, "num_attention_heads": num_heads,
-             "max_position_embeddings": max_positions}
+    tokens = {
+        "vocab_size": model_vocab_size or len(tokenizer),
+        "bos_token_id": ids["bos_token"],
+        "eos_token_id": ids["eos_token"],
+        "pad_token_id": ids["pad_token"],
+    }
+    shape = {
+        "hidden_size": hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": num_heads,
+        "max_position_embeddings": max_positions,
+    }
     if arch == "llama":
-        config = LlamaConfig(**tokens, **shape, intermediate_size=intermediate_size or 2 * hidden_size,
-                             num_key_value_heads=num_kv_heads or max(1, num_heads // 2),
-                             tie_word_embeddings=tie_word_embeddings)
+        config = LlamaConfig(
+            **tokens,
+            **shape,
+            intermediate_size=intermediate_size or 2 * hidden_size,
+            num_key_value_heads=num_kv_heads or max(1, num_heads // 2),
+            tie_word_embeddings=tie_word_embeddings,
+        )
         model = construct(LlamaForCausalLM, config, dtype, device)
     elif arch == "jais2":  # Jais-2: MLP 4 x hidden (up/down, relu^2), as many KV heads as heads, untied LM head
-        config = Jais2Config(**tokens, **shape, intermediate_size=intermediate_size or 4 * hidden_size,
-                             num_key_value_heads=num_kv_heads or num_heads, head_dim=hidden_size // num_heads,
-                             tie_word_embeddings=False)
+        config = Jais2Config(
+            **tokens,
+            **shape,
+            intermediate_size=intermediate_size or 4 * hidden_size,
+            num_key_value_heads=num_kv_heads or num_heads,
+            head_dim=hidden_size // num_heads,
+            tie_word_embeddings=False,
+        )
         model = construct(Jais2ForCausalLM, config, dtype, device)
     else:
-        config = GPT2Config(**tokens, n_embd=hidden_size, n_layer=num_layers, n_head=num_heads, n_positions=max_positions)
+        config = GPT2Config(
+            **tokens, n_embd=hidden_size, n_layer=num_layers, n_head=num_heads, n_positions=max_positions
+        )
         model = construct(GPT2LMHeadModel, config, dtype, device)
     model.generation_config = GenerationConfig(
         bos_token_id=ids["bos_token"], eos_token_id=ids["eos_token"], pad_token_id=ids["pad_token"]
@@ -149,8 +186,14 @@ def build_tiny_model(
     return out_dir
 
 
-def build_tiny_bert(texts: Iterable[str], out_dir: str | Path, vocab_size: int = 500, hidden_size: int = 32,
-                    num_layers: int = 2, seed: int = 0) -> Path:
+def build_tiny_bert(
+    texts: Iterable[str],
+    out_dir: str | Path,
+    vocab_size: int = 500,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    seed: int = 0,
+) -> Path:
     """A random-weight BERT encoder with a WordPiece tokenizer trained on `texts`: the offline stand-in for the
     embedding models of BERTScore and semantic similarity. Returns the directory."""
     torch.manual_seed(seed)
@@ -159,18 +202,31 @@ def build_tiny_bert(texts: Iterable[str], out_dir: str | Path, vocab_size: int =
     backend.normalizer = normalizers.BertNormalizer(lowercase=False)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece()
-    backend.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special,
-                                                                 show_progress=False))
+    backend.train_from_iterator(
+        texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False)
+    )
     backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
         special_tokens=[(token, backend.token_to_id(token)) for token in ("[CLS]", "[SEP]")],
     )
     tokenizer = BertTokenizerFast(
-        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=512,
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
     )
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
-                        num_attention_heads=2, intermediate_size=2 * hidden_size, max_position_embeddings=512)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=512,
+    )
     out_dir = Path(out_dir)
     BertModel(config).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)

@@ -8,6 +8,7 @@ from datasets import Dataset
 from arabic_sft.cli import UserError
 from arabic_sft.prompts import prompt_token_ids
 
+
 POLICIES = ("warn", "drop", "error")
 
 
@@ -25,10 +26,12 @@ class TruncationReport:
         if not self.over:
             return f"truncation: no {self.split} example exceeds max_length {self.max_length}"
         return (
-            f"truncation: {len(self.over)} of {self.examples} {self.split} examples exceed max_length {self.max_length} "
+            f"truncation: {len(self.over)} of {self.examples} {self.split} examples exceed max_length "
+            f"{self.max_length} "
             f"tokens (prompt + answer + EOS); TRL cuts them from the end, EOS included, so they lose "
             f"{self.lost / max(self.answer_tokens_over, 1):.0%} of their answer tokens "
-            f"({self.lost / max(self.answer_tokens, 1):.1%} of all answer tokens); raise max_length, or set truncation: drop"
+            f"({self.lost / max(self.answer_tokens, 1):.1%} of all answer tokens); raise max_length, or set "
+            "truncation: drop"
         )
 
 
@@ -44,7 +47,9 @@ def example_lengths(tokenizer, example: dict) -> tuple[int, int]:
     prompt = example["prompt"]
     prompt_ids = prompt_token_ids(tokenizer, prompt)
     if isinstance(prompt, list):
-        full = tokenizer.apply_chat_template(prompt + example["completion"], tokenize=True, return_dict=True)["input_ids"]
+        full = tokenizer.apply_chat_template(prompt + example["completion"], tokenize=True, return_dict=True)[
+            "input_ids"
+        ]
     else:
         full = tokenizer(prompt + example["completion"] + tokenizer.eos_token)["input_ids"]
     return len(full), len(full) - len(prompt_ids)
@@ -62,8 +67,9 @@ def count_truncated(tokenizer, dataset: Dataset, max_length: int, split: str) ->
     return TruncationReport(split, max_length, len(dataset), over, answer_tokens, answer_tokens_over, lost)
 
 
-def apply_truncation_policy(tokenizer, datasets: dict[str, Dataset], max_length: int | None, policy: str,
-                            log=print) -> dict[str, Dataset]:
+def apply_truncation_policy(
+    tokenizer, datasets: dict[str, Dataset], max_length: int | None, policy: str, log=print
+) -> dict[str, Dataset]:
     """Count each split's examples longer than `max_length`; 'warn' says how many and what they lose, 'drop' removes
     them (with a count), 'error' stops before any training. Returns the datasets to train on."""
     if max_length is None:
@@ -73,14 +79,18 @@ def apply_truncation_policy(tokenizer, datasets: dict[str, Dataset], max_length:
         report = count_truncated(tokenizer, dataset, max_length, split)
         if report.over and policy == "error":
             rows = ", ".join(str(i + 1) for i in report.over[:5])
-            raise UserError(f"{report.describe().removeprefix('truncation: ').split('; TRL')[0]} (examples {rows}...); "
-                            "raise max_length, or set truncation: warn or drop")
+            raise UserError(
+                f"{report.describe().removeprefix('truncation: ').split('; TRL')[0]} (examples {rows}...); "
+                "raise max_length, or set truncation: warn or drop"
+            )
         if report.over and policy == "drop":
             keep = sorted(set(range(len(dataset))) - set(report.over))
             if not keep:
                 raise UserError(f"truncation: drop: every {split} example exceeds max_length {max_length}")
-            log(f"truncation: dropped {len(report.over)} of {report.examples} {split} examples longer than max_length "
-                f"{max_length} tokens (truncation: drop)")
+            log(
+                f"truncation: dropped {len(report.over)} of {report.examples} {split} examples longer than max_length "
+                f"{max_length} tokens (truncation: drop)"
+            )
             dataset = dataset.select(keep)
         elif report.over:
             log(report.describe())
@@ -95,5 +105,7 @@ def count_long_prompts(prompts: list[list[int]], max_new_tokens: int, context: i
     over = sum(len(prompt) + max_new_tokens > context for prompt in prompts)
     if not over:
         return None
-    return (f"warning: {over} of {len(prompts)} prompts + max_new_tokens {max_new_tokens} exceed the model's context of "
-            f"{context} tokens; their answers may be cut short or fail")
+    return (
+        f"warning: {over} of {len(prompts)} prompts + max_new_tokens {max_new_tokens} exceed the model's context of "
+        f"{context} tokens; their answers may be cut short or fail"
+    )

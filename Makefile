@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 RECIPE ?= demo
 ARGS ?=
 # Extra `accelerate launch` flags, e.g. LAUNCH_ARGS="--num_processes 4" or, on a CPU, "--num_processes 2 --mixed_precision no".
-# make train checks the recipe against this machine and the launch config first (arabic_sft.launch), then runs
+# make train checks the recipe against this machine and the launch config first (arabic_sft.training.launch), then runs
 # `accelerate launch` with one process per GPU of this machine unless LAUNCH_ARGS gives --num_processes.
 LAUNCH_ARGS ?=
 # make eval: which split, how many examples (empty = all), and extra flags for each script.
@@ -21,8 +21,8 @@ GENERATE = $(if $(strip $(LAUNCH_ARGS)),$(VENV)/bin/accelerate launch --config_f
 # make baseline: the recipe's base model, untrained, zero-shot or with SHOTS=K solved training rows before each prompt.
 SHOTS ?= 0
 BASELINE = results/$(RECIPE)/baseline-$(if $(filter 0,$(SHOTS)),zero,$(SHOTS))-shot
-# The launch config a recipe names (`accelerate_config:`); override with ACCELERATE_CONFIG=zero3.
-ACCELERATE_CONFIG ?= $(shell sed -n 's/^accelerate_config: *\([A-Za-z0-9_.-]*\).*/\1/p' recipes/$(RECIPE).yaml 2>/dev/null)
+# The launch config: the one the recipe names (`accelerate_config:`), unless ACCELERATE_CONFIG=zero3 says.
+ACCELERATE_CONFIG ?=
 # Real data: linked from ../shared/data when it is there (this workplace), else downloaded at a pinned commit.
 SHARED_DATA ?= ../shared/data
 PROVERBS_URL := https://raw.githubusercontent.com/NasserThmer/Yemeni-Proverbs-LLM-Benchmark/c3635bd645bf908efc9e8ebaec1179a859d2df48/data
@@ -81,9 +81,8 @@ demo: setup data
 
 train: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
-	@test -f accelerate_configs/$(ACCELERATE_CONFIG).yaml || { echo "error: accelerate_configs/$(ACCELERATE_CONFIG).yaml not found" >&2; exit 2; }
-	$(PY) -m arabic_sft.launch --config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml $(LAUNCH_ARGS) \
-		scripts/sft.py --config recipes/$(RECIPE).yaml $(ARGS)
+	$(PY) -m arabic_sft.training.launch $(if $(ACCELERATE_CONFIG),--config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml) \
+		$(LAUNCH_ARGS) scripts/sft.py --config recipes/$(RECIPE).yaml $(ARGS)
 
 # Generation resumes a killed run; existing predictions are scored as they are unless OVERWRITE=1. Metrics are
 # always recomputed from the predictions (they record the settings that produced them).

@@ -38,9 +38,9 @@ from pathlib import Path
 
 import torch
 
-from arabic_sft.cli import UserError, run_cli
-from arabic_sft.manifest import atomic_path, build_manifest, now, write_json_atomic
-from arabic_sft.models import ADAPTER_DTYPES
+from arabic_sft.recipe import field_choices
+from arabic_sft.runtime.errors import UserError, run_cli
+from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
 
 
 # Peak dense bf16 FLOP/s (vendor datasheets), matched in this order against torch.cuda.get_device_name().
@@ -88,7 +88,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lora_target_modules", nargs="+", default=["all-linear"])
     parser.add_argument(
         "--adapter_dtype",
-        choices=list(ADAPTER_DTYPES),
+        choices=field_choices("adapter_dtype"),
         default="auto",
         help="ours, with --peft: the LoRA parameters' dtype, as the recipe field of that name",
     )
@@ -109,14 +109,14 @@ def peak_memory_mb() -> float:
 
 def load_setup(args):
     """(recipe fields, model path, tokenizer, chat or plain) for every part."""
-    from arabic_sft.configs import parse_recipe
     from arabic_sft.models import get_tokenizer
-    from arabic_sft.prompts import is_conversational
+    from arabic_sft.prompts.builder import is_conversational
+    from arabic_sft.recipe import load_recipe
 
-    recipe, training, model_args = parse_recipe(["--config", args.config])
-    model = args.model or model_args.model_name_or_path
+    recipe = load_recipe(["--config", args.config])
+    model = args.model or recipe.model.model_name_or_path
     tokenizer = get_tokenizer(model)
-    return recipe, training, model, tokenizer, is_conversational(tokenizer, recipe.chat_format)
+    return recipe.args, recipe.training, model, tokenizer, is_conversational(tokenizer, recipe.args.chat_format)
 
 
 def tokenized_examples(args, work: Path) -> Path:
@@ -124,8 +124,8 @@ def tokenized_examples(args, work: Path) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from arabic_sft.data import load_splits
-    from arabic_sft.prompts import build_dataset
+    from arabic_sft.data.splits import load_splits
+    from arabic_sft.prompts.builder import build_dataset
 
     recipe, training, _, tokenizer, conversational = load_setup(args)
     splits, spec, _ = load_splits(recipe, training.seed, wanted=("train",))
@@ -218,7 +218,7 @@ def run_training(args, part: str) -> dict:
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
     from trl import SFTConfig, SFTTrainer, get_peft_config, get_quantization_config
 
-    from arabic_sft.models import cast_trainable
+    from arabic_sft.training.model import adapter_torch_dtype, cast_trainable
 
     recipe, training, model_path, tokenizer, _ = load_setup(args)
     payload = json.loads(Path(args.examples_file).read_text(encoding="utf-8"))
@@ -283,7 +283,7 @@ def run_training(args, part: str) -> dict:
         )
         padded = None
         if args.peft != "none":
-            cast_trainable(trainer.model, ADAPTER_DTYPES[args.adapter_dtype])
+            cast_trainable(trainer.model, adapter_torch_dtype(args.adapter_dtype))
     trainable = [p for p in trainer.model.parameters() if p.requires_grad]
     trainable_dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in trainable})
     trainer.train()
@@ -299,10 +299,10 @@ def run_training(args, part: str) -> dict:
 
 
 def run_generation(args) -> dict:
-    from arabic_sft.data import load_splits
-    from arabic_sft.generation import generate_texts
+    from arabic_sft.data.splits import load_splits
+    from arabic_sft.generation.batched import generate_texts
     from arabic_sft.models import load_for_generation
-    from arabic_sft.prompts import build_model_prompt, prompt_token_ids
+    from arabic_sft.prompts.builder import build_model_prompt, prompt_token_ids
 
     recipe, training, model_path, _, conversational = load_setup(args)
     model, tokenizer = load_for_generation(model_path)

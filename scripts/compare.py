@@ -14,10 +14,10 @@ must be beside it. Writes FILE.md, FILE.csv (one row per run and metric) and FIL
 import argparse
 from pathlib import Path
 
-from arabic_sft.cli import UserError, run_cli
-from arabic_sft.compare import compare, load_run, markdown, plot, published_run
-from arabic_sft.locks import exclusive_output
-from arabic_sft.manifest import atomic_path
+from arabic_sft.runtime.errors import UserError, run_cli
+from arabic_sft.runtime.locks import exclusive_output
+from arabic_sft.runtime.manifest import atomic_path
+from arabic_sft.scoring.compare import compare, load_run, markdown, plot, published_run
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -48,11 +48,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 def from_recipe(args) -> None:
     """Fill runs, baseline, out and published from a recipe's results directory."""
-    from arabic_sft.configs import read_recipe, recipe_arguments
+    from arabic_sft.recipe import load_recipe
 
     if args.runs or args.baseline:
         raise UserError("--config finds the runs itself: give it without RUN or --baseline")
-    recipe = recipe_arguments(read_recipe(args.config), args.config)
+    recipe = load_recipe(["--config", args.config]).args
     results = Path("results") / Path(args.config).stem
     metrics = f"metrics_{args.split}.json"
     baseline = results / "baseline-zero-shot" / metrics

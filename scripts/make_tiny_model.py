@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from arabic_sft.cli import UserError, run_cli
-from arabic_sft.configs import parse_recipe
-from arabic_sft.data import load_splits
-from arabic_sft.prompts import build_example, example_text
+from arabic_sft.data.splits import load_splits
+from arabic_sft.prompts.builder import build_example, example_text
+from arabic_sft.recipe import load_recipe
+from arabic_sft.runtime.errors import UserError, run_cli
 from arabic_sft.tiny import ARCHITECTURES, SHAPES, build_tiny_model
 
 
@@ -48,12 +48,12 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main():
     args = make_parser().parse_args()
-    recipe, _, model_args = parse_recipe(["--config", args.config])
-    out = Path(args.out or model_args.model_name_or_path)
+    recipe = load_recipe(["--config", args.config])
+    out = Path(args.out or recipe.model.model_name_or_path)
     if (out / "config.json").is_file() and not args.overwrite:
         print(f"{out} already holds a model (use --overwrite to rebuild)")
         return
-    splits, spec, _ = load_splits(recipe, 0, wanted=("train",))
+    splits, spec, _ = load_splits(recipe.args, 0, wanted=("train",))
     texts = [example_text(build_example(row, spec, False)) for row in splits["train"].frame.to_dict("records")]
     if args.shape and args.arch != "llama":
         raise UserError(f"--shape builds a Llama of {args.shape}'s shape; drop --arch {args.arch}")

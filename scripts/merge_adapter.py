@@ -2,7 +2,7 @@
 
     python scripts/merge_adapter.py --adapter_dir results/allam_proverbs_qlora/model \\
         --out results/allam_proverbs_qlora/merged
-    python scripts/merge_adapter.py --adapter_dir ADAPTER --base_id ALLaM-AI/ALLaM-7B-Instruct-preview --out MERGED
+    python scripts/merge_adapter.py --adapter_dir ADAPTER --base_id humain-ai/ALLaM-7B-Instruct-preview --out MERGED
 
 The base is the one adapter_config.json names unless --base_id is given. An adapter trained on a 4-bit (QLoRA) base
 is merged into that base loaded in 4 bits and dequantized (the weights it was trained against), as the run manifest
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from arabic_sft.cli import UserError, run_cli
-from arabic_sft.locks import exclusive_output
-from arabic_sft.manifest import build_manifest, now, write_json_atomic
 from arabic_sft.models import adapter_base, load_model, model_tokenizer, training_quantization
+from arabic_sft.runtime.errors import UserError, run_cli
+from arabic_sft.runtime.locks import exclusive_output
+from arabic_sft.runtime.manifest import build_manifest, now, write_json_atomic
 
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}

@@ -21,14 +21,15 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from arabic_sft import metrics
-from arabic_sft.cli import UserError, run_cli
-from arabic_sft.configs import read_recipe, recipe_arguments
-from arabic_sft.data import load_predictions, load_text_pairs
-from arabic_sft.hub import hub_is_reachable, is_local
-from arabic_sft.locks import exclusive_output
-from arabic_sft.manifest import atomic_path, build_manifest, now, write_json_atomic
-from arabic_sft.report import PUBLISHED, metrics_table
+from arabic_sft.data.leakage import normalize_arabic
+from arabic_sft.recipe import load_recipe, published_names
+from arabic_sft.runtime.errors import UserError, run_cli
+from arabic_sft.runtime.hub import hub_is_reachable, is_local
+from arabic_sft.runtime.locks import exclusive_output
+from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
+from arabic_sft.scoring import metrics
+from arabic_sft.scoring.predictions import load_predictions, load_text_pairs
+from arabic_sft.scoring.report import metrics_table
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -53,7 +54,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--out", help="metrics JSON (default: beside the predictions, predictions_X.csv -> metrics_X.json)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing metrics files")
-    parser.add_argument("--baseline", choices=sorted(PUBLISHED), help="published results to show beside ours")
+    parser.add_argument("--baseline", choices=published_names(), help="published results to show beside ours")
     parser.add_argument(
         "--rouge_tokenizer",
         choices=["arabic", "default"],
@@ -94,7 +95,7 @@ def resolve_inputs(args) -> tuple[list[str], list[str], dict]:
     baseline = args.baseline
     path = args.predictions_csv
     if args.config:
-        recipe = recipe_arguments(read_recipe(args.config), args.config)
+        recipe = load_recipe(["--config", args.config]).args
         baseline = baseline or recipe.published_baseline
         path = f"results/{Path(args.config).stem}/predictions_{args.split or 'test'}.csv"
         if not Path(path).is_file():
@@ -147,8 +148,8 @@ def score(args, predictions: list[str], references: list[str], inputs: dict, sta
     if existing and not args.overwrite:
         raise UserError(f"{existing[0]}: already exists (pass --overwrite to replace it)")
     if args.normalize:
-        predictions = [metrics.normalize_arabic(text) for text in predictions]
-        references = [metrics.normalize_arabic(text) for text in references]
+        predictions = [normalize_arabic(text) for text in predictions]
+        references = [normalize_arabic(text) for text in references]
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     print(f"scoring {len(predictions)} examples")
 

@@ -4,10 +4,10 @@ column or key, before any model is loaded, and writes nothing."""
 import logging
 
 import pytest
-from conftest import SAMPLE_FILES, run_in_this_process
+from helpers import SAMPLE_FILES, assert_one_error_line, run_in_this_process
 
-from arabic_sft.configs import RecipeArguments, read_preset
-from arabic_sft.data import load_training_splits
+from arabic_sft.data.splits import load_training_splits
+from arabic_sft.recipe import RecipeArguments, read_preset
 
 
 BAD_TRAIN_FILES = {
@@ -19,30 +19,15 @@ BAD_TRAIN_FILES = {
 }
 
 
-def run_in_process(monkeypatch, capsys, script: str, *args) -> tuple[int, str]:
-    """Run `scripts/<script>` as `python scripts/<script> ARGS` would, in this process; (exit status, stderr)."""
-    result = run_in_this_process(monkeypatch, capsys, script, *args)
-    return result.returncode, result.stderr
-
-
-def assert_error_line(status: int, stderr: str, *names: str):
-    assert status == 2, stderr
-    assert "Traceback" not in stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, stderr
-    for name in names:
-        assert name in errors[0], errors[0]
-
-
 @pytest.mark.parametrize("case", BAD_TRAIN_FILES)
 def test_bad_training_csv(case, make_recipe, tiny_llama, tmp_path, monkeypatch, capsys):
     content, message = BAD_TRAIN_FILES[case]
     bad = tmp_path / "train.csv"
     bad.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-    status, stderr = run_in_process(
+    result = run_in_this_process(
         monkeypatch, capsys, "sft.py", "--config", make_recipe(tiny_llama, train_file=str(bad))
     )
-    assert_error_line(status, stderr, str(bad), message)
+    assert_one_error_line(result, str(bad), message)
     assert not (tmp_path / "out").exists()
 
 
@@ -50,25 +35,25 @@ def test_empty_cells_rejected_when_the_recipe_says_so(make_recipe, tiny_llama, t
     gaps = tmp_path / "train.csv"
     gaps.write_text("Proverbs,Explanation\nمثل,شرح\nمثل آخر,   \n", encoding="utf-8")
     recipe = make_recipe(tiny_llama, train_file=str(gaps), empty_cells="error")
-    status, stderr = run_in_process(monkeypatch, capsys, "sft.py", "--config", recipe)
-    assert_error_line(status, stderr, str(gaps), "1 row(s) with an empty cell", "line 3")
+    result = run_in_this_process(monkeypatch, capsys, "sft.py", "--config", recipe)
+    assert_one_error_line(result, str(gaps), "1 row(s) with an empty cell", "line 3")
 
 
 def test_wrong_type_in_a_recipe_field(make_recipe, tiny_llama, monkeypatch, capsys):
     recipe = make_recipe(tiny_llama, num_train_epochs="three")
-    status, stderr = run_in_process(monkeypatch, capsys, "sft.py", "--config", recipe)
-    assert_error_line(status, stderr, str(recipe), "--num_train_epochs", "'three'")
+    result = run_in_this_process(monkeypatch, capsys, "sft.py", "--config", recipe)
+    assert_one_error_line(result, str(recipe), "--num_train_epochs", "'three'")
 
 
 def test_wrong_choice_in_a_recipe_field(make_recipe, tiny_llama, monkeypatch, capsys):
     recipe = make_recipe(tiny_llama, chat_format="markdown")
-    status, stderr = run_in_process(monkeypatch, capsys, "sft.py", "--config", recipe)
-    assert_error_line(status, stderr, str(recipe), "chat_format", "'markdown'", "auto, chat, plain")
+    result = run_in_this_process(monkeypatch, capsys, "sft.py", "--config", recipe)
+    assert_one_error_line(result, str(recipe), "chat_format", "'markdown'", "auto, chat, plain")
 
 
 def test_padding_free_with_a_remote_code_model(make_recipe, tiny_llama, monkeypatch, capsys):
     # Jais builds its own attention mask: the sequences of a padding-free row would see each other.
-    status, stderr = run_in_process(
+    result = run_in_this_process(
         monkeypatch,
         capsys,
         "sft.py",
@@ -79,12 +64,12 @@ def test_padding_free_with_a_remote_code_model(make_recipe, tiny_llama, monkeypa
         "--trust_remote_code",
         "true",
     )
-    assert_error_line(status, stderr, "padding_free", "remote-code")
+    assert_one_error_line(result, "padding_free", "remote-code")
 
 
 def test_limit_larger_than_the_test_file(tiny_llama, tmp_path, monkeypatch, capsys):
     out = tmp_path / "pred.csv"
-    status, stderr = run_in_process(
+    result = run_in_this_process(
         monkeypatch,
         capsys,
         "generate.py",
@@ -99,20 +84,20 @@ def test_limit_larger_than_the_test_file(tiny_llama, tmp_path, monkeypatch, caps
         "--task",
         "proverbs",
     )
-    assert_error_line(status, stderr, "--limit 500", str(SAMPLE_FILES["proverbs"]), "12 rows")
+    assert_one_error_line(result, "--limit 500", str(SAMPLE_FILES["proverbs"]), "12 rows")
     assert not out.exists()
 
 
 def test_generation_needs_a_model(tmp_path, monkeypatch, capsys):
-    status, stderr = run_in_process(
+    result = run_in_this_process(
         monkeypatch, capsys, "generate.py", "--test_path", SAMPLE_FILES["proverbs"], "--out_path", tmp_path / "p.csv"
     )
-    assert_error_line(status, stderr, "--checkpoint_dir", "--base_id")
+    assert_one_error_line(result, "--checkpoint_dir", "--base_id")
 
 
 def test_missing_adapter_directory(tiny_llama, tmp_path, monkeypatch, capsys):
     missing = tmp_path / "no-adapter"
-    status, stderr = run_in_process(
+    result = run_in_this_process(
         monkeypatch,
         capsys,
         "generate.py",
@@ -127,7 +112,7 @@ def test_missing_adapter_directory(tiny_llama, tmp_path, monkeypatch, capsys):
         "--task",
         "proverbs",
     )
-    assert_error_line(status, stderr, str(missing), "not found")
+    assert_one_error_line(result, str(missing), "not found")
 
 
 def test_validation_rows_repeated_from_train_are_reported(tmp_path, caplog):
@@ -151,5 +136,5 @@ def test_validation_rows_repeated_from_train_are_reported(tmp_path, caplog):
 def test_wrong_choice_in_a_recipe_stops_generation_too(tmp_path, monkeypatch, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("task: poetry\noutput_dir: results/x\ntest_file: t.csv\n", encoding="utf-8")
-    status, stderr = run_in_process(monkeypatch, capsys, "generate.py", "--config", recipe)
-    assert_error_line(status, stderr, str(recipe), "task", "'poetry'")
+    result = run_in_this_process(monkeypatch, capsys, "generate.py", "--config", recipe)
+    assert_one_error_line(result, str(recipe), "task", "'poetry'")

@@ -5,13 +5,13 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import SAMPLE_FILES, preset_spec, sample_rows, sharp_random_model, write_recipe
+from helpers import SAMPLE_FILES, preset_spec, sample_rows, sharp_random_model, write_recipe
 from transformers import AutoTokenizer
 
-from arabic_sft.cli import UserError
-from arabic_sft.data import choose_shots
-from arabic_sft.generation import generate_texts
-from arabic_sft.prompts import build_model_prompt, prompt_token_ids
+from arabic_sft.data.fewshot import choose_shots
+from arabic_sft.generation.batched import generate_texts
+from arabic_sft.prompts.builder import build_model_prompt, prompt_token_ids
+from arabic_sft.runtime.errors import UserError
 
 
 def test_shots_are_k_rows_never_an_answered_one_and_the_same_on_a_rerun():

@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import CPU_TRAINING, SAMPLE_FILES, run_script, write_recipe
+from helpers import CPU_TRAINING, SAMPLE_FILES, run_script, write_recipe
 
 
 REQUIRED = [

@@ -1,44 +1,35 @@
 """Bad input stops sft.py in seconds with one line naming the file/column/key, a non-zero exit and no traceback."""
 
-from conftest import SAMPLE_FILES, write_recipe
-
-
-def assert_one_clear_line(result, *names):
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr + result.stdout
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr[-2000:]
-    for name in names:
-        assert name in errors[0]
+from helpers import SAMPLE_FILES, assert_one_error_line, write_recipe
 
 
 def test_missing_data_file(make_recipe, tiny_llama, tmp_path, script_in_process):
     missing = tmp_path / "nowhere" / "Train_data.csv"
     result = script_in_process("sft.py", "--config", make_recipe(tiny_llama, train_file=str(missing)))
-    assert_one_clear_line(result, str(missing), "not found")
+    assert_one_error_line(result, str(missing), "not found")
 
 
 def test_missing_column_names_found_and_accepted_columns(make_recipe, tiny_llama, tmp_path, script_in_process):
     bad = tmp_path / "bad.csv"
     bad.write_text("Proverbs,Meaning\nمثل,معنى\n", encoding="utf-8")
     result = script_in_process("sft.py", "--config", make_recipe(tiny_llama, train_file=str(bad)))
-    assert_one_clear_line(result, str(bad), "'explanation'", "Meaning", "reference_explanation")
+    assert_one_error_line(result, str(bad), "'explanation'", "Meaning", "reference_explanation")
 
 
 def test_unknown_recipe_key(make_recipe, tiny_llama, script_in_process):
     recipe = make_recipe(tiny_llama, lora_rank=8)
     result = script_in_process("sft.py", "--config", recipe)
-    assert_one_clear_line(result, str(recipe), "lora_rank")
+    assert_one_error_line(result, str(recipe), "lora_rank")
 
 
 def test_missing_recipe_file(script_in_process):
     result = script_in_process("sft.py", "--config", "recipes/no_such_recipe.yaml")
-    assert_one_clear_line(result, "recipes/no_such_recipe.yaml", "not found")
+    assert_one_error_line(result, "recipes/no_such_recipe.yaml", "not found")
 
 
 def test_missing_local_model_directory(make_recipe, tmp_path, script_in_process):
     result = script_in_process("sft.py", "--config", make_recipe(tmp_path / "no-model"))
-    assert_one_clear_line(result, "no-model", "model directory not found")
+    assert_one_error_line(result, "no-model", "model directory not found")
 
 
 def test_remote_code_without_a_pinned_revision(tmp_path, script_in_process):
@@ -52,7 +43,7 @@ def test_remote_code_without_a_pinned_revision(tmp_path, script_in_process):
         bf16=False,
     )
     result = script_in_process("sft.py", "--config", recipe)
-    assert_one_clear_line(result, "inceptionai/Jais-family-256m", "model_revision")
+    assert_one_error_line(result, "inceptionai/Jais-family-256m", "model_revision")
 
 
 def test_help_lists_recipe_fields(script_in_process):
@@ -65,4 +56,4 @@ def test_help_lists_recipe_fields(script_in_process):
 def test_hub_model_that_cannot_be_reached_offline(make_recipe, script_in_process):
     recipe = make_recipe("no-such-org/no-such-model")
     result = script_in_process("sft.py", "--config", recipe)
-    assert_one_clear_line(result, "no-such-org/no-such-model", "cannot load the tokenizer")
+    assert_one_error_line(result, "no-such-org/no-such-model", "cannot load the tokenizer")

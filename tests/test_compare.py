@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arabic_sft.cli import UserError
-from arabic_sft.compare import compare, load_run
-from arabic_sft.metrics import summarize
+from arabic_sft.runtime.errors import UserError
+from arabic_sft.scoring.compare import compare, load_run
+from arabic_sft.scoring.metrics import summarize
 
 
 COLUMNS = ["run", "metric", "value", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "p_value"]

@@ -3,12 +3,13 @@
 
 import pandas as pd
 import pytest
-from conftest import ROOT, SAMPLE_FILES, SHARED_DATA, preset_spec
+from helpers import ROOT, SAMPLE_FILES, SHARED_DATA, preset_spec
 
-from arabic_sft.cli import UserError
-from arabic_sft.configs import RecipeArguments, read_preset
-from arabic_sft.data import data_spec, load_file, load_training_splits, subsample
-from arabic_sft.prompts import build_example
+from arabic_sft.data.columns import data_spec, load_file
+from arabic_sft.data.splits import load_training_splits, subsample
+from arabic_sft.prompts.builder import build_example
+from arabic_sft.recipe import RecipeArguments, read_preset
+from arabic_sft.runtime.errors import UserError
 
 
 def load_split(path, task, **options) -> pd.DataFrame:

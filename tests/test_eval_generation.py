@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from arabic_sft import eval_generation
-from arabic_sft.eval_generation import GENERATION_METRICS, fixed_subset, generation_metrics
+from arabic_sft.training import eval_generation
+from arabic_sft.training.eval_generation import GENERATION_METRICS, fixed_subset, generation_metrics
 
 
 LOSSES = []
@@ -103,7 +103,7 @@ def test_a_generation_metric_as_best_model_needs_the_callback(tiny_llama, make_r
 
 
 def test_under_ddp_every_process_generates_a_share_and_all_rows_come_back(tiny_llama, make_recipe, tmp_path):
-    from test_launch import launch
+    from helpers import launch
 
     recipe = make_recipe(
         tiny_llama,

@@ -8,7 +8,7 @@ import time
 import pandas as pd
 import pytest
 import torch
-from conftest import (
+from helpers import (
     OPTIONS,
     ROOT,
     SAMPLE_FILES,
@@ -21,9 +21,9 @@ from conftest import (
 )
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from arabic_sft.generation import generate_texts, length_sorted_batches
-from arabic_sft.locks import lock_path
-from arabic_sft.prompts import build_model_prompt, prompt_token_ids
+from arabic_sft.generation.batched import generate_texts, length_sorted_batches
+from arabic_sft.prompts.builder import build_model_prompt, prompt_token_ids
+from arabic_sft.runtime.locks import lock_path
 
 
 @pytest.mark.parametrize("model_fixture, task", [("tiny_llama", "proverbs"), ("tiny_gpt2", "medical_qa")])

@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 
-from conftest import OPTIONS, ROOT, generate_command, run_script
+from helpers import OPTIONS, ROOT, generate_command, run_script
 
-from arabic_sft.partial import partial_paths, read_done
+from arabic_sft.runtime.partial import partial_paths, read_done
 
 
 def launch_command(model, test_path, out, *extra, processes: int = 2) -> list[str]:

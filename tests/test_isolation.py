@@ -9,8 +9,7 @@ such a row is the loss of its sequences run alone."""
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import sharp_random_model
-from test_loss_parity import make_trainer
+from helpers import make_trainer, sharp_random_model
 
 
 def sequence_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import (
+from helpers import (
     CPU_TRAINING,
     SAMPLE_FILES,
     preset_spec,
@@ -17,8 +17,8 @@ from conftest import (
 )
 from transformers import AutoTokenizer
 
-from arabic_sft.generation import generate_texts
-from arabic_sft.prompts import build_model_prompt, prompt_token_ids
+from arabic_sft.generation.batched import generate_texts
+from arabic_sft.prompts.builder import build_model_prompt, prompt_token_ids
 from arabic_sft.tiny import build_tiny_model
 
 

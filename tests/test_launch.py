@@ -6,14 +6,11 @@ What must change for a CPU is passed as launch overrides (`--num_processes`, `--
 the config files."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, SAMPLE_FILES, run_script, write_recipe
+from helpers import SAMPLE_FILES, launch, run_script, write_recipe
 from transformers import AutoModelForCausalLM
 
 
@@ -24,33 +21,6 @@ def recipe(path: Path, model: Path, output_dir: Path, batch_size: int) -> Path:
         logging_steps=1, eval_strategy="no", save_strategy="no", use_cpu=True, bf16=False,
         gradient_checkpointing=False, report_to="none", dataloader_num_workers=0, disable_tqdm=True, seed=0,
     )  # fmt: skip
-
-
-def launch(config: str, processes: int, recipe_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    # Through `make train`'s launcher (arabic_sft.launch: checks, then `accelerate launch`).
-    command = [
-        sys.executable,
-        "-m",
-        "arabic_sft.launch",
-        "--config_file",
-        str(ROOT / "accelerate_configs" / f"{config}.yaml"),
-        "--num_processes",
-        str(processes),
-        "--mixed_precision",
-        "no",
-        str(ROOT / "scripts" / "sft.py"),
-        "--config",
-        str(recipe_path),
-        *overrides,
-    ]
-    return subprocess.run(
-        command,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
-    )
 
 
 def losses(output_dir: Path) -> list[float]:

@@ -1,14 +1,11 @@
 """The loss-parity check stops a run whose model scales its logits where TRL's fused loss cannot see it."""
 
-import pandas as pd
 import pytest
-from conftest import CPU_TRAINING, preset_spec, sample_rows
+from helpers import make_trainer
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
-from trl import SFTConfig, SFTTrainer
 
-from arabic_sft.cli import UserError
-from arabic_sft.models import causal_lm_loss_from_logits, check_loss_parity
-from arabic_sft.prompts import build_dataset
+from arabic_sft.runtime.errors import UserError
+from arabic_sft.training.model import causal_lm_loss_from_logits, check_loss_parity
 
 
 class ScaledLogitsLlama(LlamaForCausalLM):
@@ -20,14 +17,6 @@ class ScaledLogitsLlama(LlamaForCausalLM):
         if labels is not None:
             outputs.loss = self.loss_function(outputs.logits, labels, vocab_size=self.config.vocab_size)
         return outputs
-
-
-def make_trainer(model, tokenizer, tmp_path, config: dict | None = None, **trainer_kwargs):
-    data = pd.DataFrame(sample_rows("proverbs"))
-    conversational = tokenizer.chat_template is not None
-    dataset = build_dataset(data, preset_spec("proverbs"), conversational)
-    args = SFTConfig(output_dir=str(tmp_path), **CPU_TRAINING, **(config or {}))
-    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, **trainer_kwargs)
 
 
 @pytest.mark.parametrize("model_fixture", ["tiny_llama", "tiny_gpt2"])

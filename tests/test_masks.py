@@ -3,10 +3,10 @@
 import json
 
 import pytest
-from conftest import preset_spec, run_script, sample_rows
+from helpers import preset_spec, run_script, sample_rows
 from transformers import AutoTokenizer
 
-from arabic_sft.prompts import PLAIN_SEPARATOR, build_example, prompt_token_ids
+from arabic_sft.prompts.builder import PLAIN_SEPARATOR, build_example, prompt_token_ids
 
 
 @pytest.mark.parametrize(

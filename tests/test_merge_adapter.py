@@ -8,14 +8,13 @@ import pandas as pd
 import pytest
 import torch
 from bitsandbytes.functional import dequantize_4bit
-from conftest import CPU_TRAINING, SAMPLE_FILES, run_script, write_recipe
+from helpers import CPU_TRAINING, SAMPLE_FILES, assert_one_error_line, run_in_this_process, run_script, write_recipe
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
-from test_bad_input import assert_error_line, run_in_process
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-from arabic_sft.locks import exclusive_output
-from arabic_sft.models import keep_4bit_layers_differentiable
+from arabic_sft.runtime.locks import exclusive_output
+from arabic_sft.training.model import keep_4bit_layers_differentiable
 
 
 QLORA = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "use_bnb_nested_quant": True, "use_peft": True,
@@ -165,18 +164,16 @@ def test_existing_output_is_not_replaced(qlora_adapter, tmp_path, monkeypatch, c
     out = tmp_path / "merged"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    status, stderr = run_in_process(
-        monkeypatch, capsys, "merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", out
-    )
-    assert_error_line(status, stderr, str(out), "already exists", "--overwrite")
+    result = run_in_this_process(monkeypatch, capsys, "merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", out)
+    assert_one_error_line(result, str(out), "already exists", "--overwrite")
     assert (out / "keep.txt").read_text() == "mine"
 
 
 def test_not_an_adapter_directory(tiny_llama, tmp_path, monkeypatch, capsys):
-    status, stderr = run_in_process(
+    result = run_in_this_process(
         monkeypatch, capsys, "merge_adapter.py", "--adapter_dir", tiny_llama, "--out", tmp_path / "m"
     )
-    assert_error_line(status, stderr, str(tiny_llama), "adapter_config.json")
+    assert_one_error_line(result, str(tiny_llama), "adapter_config.json")
 
 
 def test_a_second_merge_into_the_same_directory_is_refused(tmp_path, monkeypatch, capsys):
@@ -185,8 +182,6 @@ def test_a_second_merge_into_the_same_directory_is_refused(tmp_path, monkeypatch
     (adapter / "adapter_config.json").write_text("{}")
     out = tmp_path / "merged"
     with exclusive_output(out):  # another run holds it (this process, through its own open file)
-        status, stderr = run_in_process(
-            monkeypatch, capsys, "merge_adapter.py", "--adapter_dir", adapter, "--out", out
-        )
-    assert_error_line(status, stderr, f"{out}: in use by process {os.getpid()} on ")
+        result = run_in_this_process(monkeypatch, capsys, "merge_adapter.py", "--adapter_dir", adapter, "--out", out)
+    assert_one_error_line(result, f"{out}: in use by process {os.getpid()} on ")
     assert not out.exists()

@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from arabic_sft import metrics
-from arabic_sft.report import metrics_table
+from arabic_sft.data.leakage import normalize_arabic
+from arabic_sft.scoring import metrics
+from arabic_sft.scoring.report import metrics_table
 
 
 REFERENCE = "الصبر مفتاح الفرج"
@@ -61,7 +62,7 @@ def test_rouge_words_keep_diacritics_and_drop_punctuation():
 
 
 def test_normalize_arabic_forms():
-    assert metrics.normalize_arabic("أَحْمَدُ ذهب إلى مدرسةٍ العـــربية") == "احمد ذهب الي مدرسه العربيه"
+    assert normalize_arabic("أَحْمَدُ ذهب إلى مدرسةٍ العـــربية") == "احمد ذهب الي مدرسه العربيه"
 
 
 def test_arabic_share_counts_letters_only():

@@ -1,11 +1,11 @@
 """End to end on a tiny model: sft.py learns 8 examples by heart, and greedy generation gives them back."""
 
 import pandas as pd
-from conftest import preset_spec, run_script, sample_rows
+from helpers import preset_spec, run_script, sample_rows
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from arabic_sft.generation import generate_texts
-from arabic_sft.prompts import build_example, prompt_token_ids
+from arabic_sft.generation.batched import generate_texts
+from arabic_sft.prompts.builder import build_example, prompt_token_ids
 
 
 def test_tiny_llama_overfits_eight_examples_and_regenerates_them(tiny_llama, make_recipe, tmp_path):

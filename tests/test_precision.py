@@ -4,7 +4,7 @@ cannot show the crash itself, only that the adapter is trained and saved in fp32
 it otherwise). `adapter_dtype: bfloat16` trains bf16 adapters on a bf16 base; combinations that cannot work stop."""
 
 import pytest
-from conftest import run_script
+from helpers import run_script
 from safetensors import safe_open
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, SAMPLE_FILES, write_recipe
+from helpers import ROOT, SAMPLE_FILES, write_recipe
 
-from arabic_sft import launch
-from arabic_sft.cli import UserError
+from arabic_sft.runtime.errors import UserError
+from arabic_sft.training import launch
 
 
 CONFIGS = ROOT / "accelerate_configs"

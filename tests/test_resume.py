@@ -12,13 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SAMPLE_FILES, run_script, write_recipe
-from test_bad_input import assert_error_line, run_in_process
-from test_cli_errors import assert_one_clear_line
+from helpers import ROOT, SAMPLE_FILES, assert_one_error_line, run_in_this_process, run_script, write_recipe
 
-from arabic_sft.checkpoints import is_complete
-from arabic_sft.locks import exclusive_output
-from arabic_sft.manifest import sha256
+from arabic_sft.runtime.locks import exclusive_output
+from arabic_sft.runtime.manifest import sha256
+from arabic_sft.training.checkpoints import is_complete
 
 
 FAKE_TOKEN = "hf_FAKEtoken0123456789abcdefNEVERWRITTEN"
@@ -118,7 +116,7 @@ def test_resuming_from_an_incomplete_checkpoint_is_refused(tiny_llama, tmp_path)
         "--resume_from_checkpoint",
         torn,
     )
-    assert_one_clear_line(result, str(torn), "incomplete checkpoint")
+    assert_one_error_line(result, str(torn), "incomplete checkpoint")
 
 
 def test_hub_token_is_never_written(tiny_llama, uninterrupted, tmp_path, monkeypatch, script_in_process):
@@ -262,8 +260,8 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes_to_the_same_los
 def test_a_second_training_into_the_same_output_dir_is_refused(tiny_llama, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     with exclusive_output(out):  # another run holds it (this process, through its own open file)
-        status, stderr = run_in_process(
+        result = run_in_this_process(
             monkeypatch, capsys, "sft.py", "--config", recipe(tmp_path / "r.yaml", tiny_llama, out)
         )
-    assert_error_line(status, stderr, f"{out}: in use by process {os.getpid()} on ")
+    assert_one_error_line(result, f"{out}: in use by process {os.getpid()} on ")
     assert not out.exists()  # nothing written

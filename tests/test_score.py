@@ -5,12 +5,10 @@ import os
 
 import pandas as pd
 import pytest
-from conftest import SHARED_DATA, run_script, write_recipe
-from test_bad_input import assert_error_line, run_in_process
-from test_cli_errors import assert_one_clear_line
+from helpers import SHARED_DATA, assert_one_error_line, run_in_this_process, run_script, write_recipe
 
-from arabic_sft.locks import exclusive_output
-from arabic_sft.metrics import CORPUS_KEYS, METRIC_KEYS
+from arabic_sft.runtime.locks import exclusive_output
+from arabic_sft.scoring.metrics import CORPUS_KEYS, METRIC_KEYS
 
 
 ROWS = [
@@ -89,7 +87,7 @@ def test_offline_embedding_models_are_recorded_null_in_one_line(tmp_path, script
     assert metrics["bertscore_f1"] is None and metrics["semantic_similarity"] is None and metrics["bleu1"] > 0
 
     required = script_in_process("score.py", predictions, "--out", tmp_path / "m2.json", "--require_bertscore")
-    assert_one_clear_line(required, "BERTScore", "bert-base-multilingual-cased")
+    assert_one_error_line(required, "BERTScore", "bert-base-multilingual-cased")
     assert not (tmp_path / "m2.json").exists()
 
 
@@ -164,7 +162,7 @@ def test_no_reference_column_means_nothing_to_score(tmp_path, script_in_process)
     path = tmp_path / "pred.csv"
     pd.DataFrame({"Proverb": ["مثل"], "Generated_Explanation": ["شرح"]}).to_csv(path, index=False)
     result = script_in_process("score.py", path, "--no_bertscore", "--no_semantic_similarity")
-    assert_one_clear_line(result, str(path), "reference column", "Generated_Explanation", "nothing to score against")
+    assert_one_error_line(result, str(path), "reference column", "Generated_Explanation", "nothing to score against")
 
 
 def test_text_files_of_different_lengths_are_refused(tmp_path, script_in_process):
@@ -179,7 +177,7 @@ def test_text_files_of_different_lengths_are_refused(tmp_path, script_in_process
         "--out",
         tmp_path / "m.json",
     )
-    assert_one_clear_line(result, "p.txt", "2 lines", "1")
+    assert_one_error_line(result, "p.txt", "2 lines", "1")
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "yemeni_proverbs").is_dir(), reason="../shared/data is not beside the repo")
@@ -205,7 +203,7 @@ def test_existing_metrics_are_kept_unless_overwrite(tmp_path, script_in_process)
     options = ["--no_bertscore", "--no_semantic_similarity"]
     (tmp_path / "metrics_test.json").write_text("{}", encoding="utf-8")
     refused = script_in_process("score.py", predictions, *options)
-    assert_one_clear_line(refused, "metrics_test.json", "already exists", "--overwrite")
+    assert_one_error_line(refused, "metrics_test.json", "already exists", "--overwrite")
     assert (tmp_path / "metrics_test.json").read_text(encoding="utf-8") == "{}"
     replaced = script_in_process("score.py", predictions, *options, "--overwrite")
     assert replaced.returncode == 0, replaced.stderr[-2000:]
@@ -216,8 +214,8 @@ def test_a_second_scorer_of_the_same_metrics_is_refused(tmp_path, monkeypatch, c
     predictions = write_predictions(tmp_path / "predictions_test.csv")
     out = tmp_path / "metrics_test.json"
     with exclusive_output(out):  # another run holds it (this process, through its own open file)
-        status, stderr = run_in_process(
+        result = run_in_this_process(
             monkeypatch, capsys, "score.py", predictions, "--no_bertscore", "--no_semantic_similarity"
         )
-    assert_error_line(status, stderr, f"{out}: in use by process {os.getpid()} on ")
+    assert_one_error_line(result, f"{out}: in use by process {os.getpid()} on ")
     assert not out.exists()

@@ -7,14 +7,15 @@ import logging
 import datasets
 import pandas as pd
 import pytest
-from conftest import ROOT, SAMPLES, run_in_this_process
+from helpers import ROOT, SAMPLES, run_in_this_process
 from transformers import AutoTokenizer
 
-from arabic_sft.cli import UserError
-from arabic_sft.configs import RecipeArguments, read_recipe, recipe_arguments
-from arabic_sft.data import data_spec, held_out_rows, load_file, load_splits, load_training_splits, prediction_columns
-from arabic_sft.prompts import build_dataset, build_example, build_model_prompt, predictions_table
-from arabic_sft.truncation import apply_truncation_policy, count_long_prompts, count_truncated
+from arabic_sft.data.columns import data_spec, load_file, prediction_columns
+from arabic_sft.data.splits import held_out_rows, load_splits, load_training_splits
+from arabic_sft.prompts.builder import build_dataset, build_example, build_model_prompt, predictions_table
+from arabic_sft.prompts.truncation import apply_truncation_policy, count_long_prompts, count_truncated
+from arabic_sft.recipe import RecipeArguments, load_recipe
+from arabic_sft.runtime.errors import UserError
 
 
 # Three inputs and an answer, under Arabic column names (one with a byte-order mark and spaces, one in other case).
@@ -111,7 +112,7 @@ def test_seed_recipes_render_byte_identical_prompts_and_the_same_output_columns(
     # tests/golden/seed_prompts.json: written by the code before recipes declared their columns (task: proverbs /
     # medical_qa hard-coded in Python); the recipes alone must reproduce it, byte for byte.
     golden = SEEDS[name]
-    seed = recipe_arguments(read_recipe(ROOT / "recipes" / f"{name}.yaml"), name)
+    seed = load_recipe(["--config", str(ROOT / "recipes" / f"{name}.yaml")]).args
     spec = data_spec(seed)
     split = load_file(ROOT / golden["sample"], spec)
     rows = split.frame.to_dict("records")

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 from datasets import Dataset
 
-from arabic_sft.cli import UserError
-from arabic_sft.data import DataSpec
+from arabic_sft.data.columns import DataSpec
+from arabic_sft.runtime.errors import UserError
 
 
 # Between a plain-text prompt ("...الإجابة:") and its answer; chat templates place the answer themselves.

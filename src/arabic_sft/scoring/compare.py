@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from arabic_sft.cli import UserError
-from arabic_sft.metrics import CORPUS_KEYS, METRIC_KEYS
+from arabic_sft.runtime.errors import UserError
+from arabic_sft.scoring.metrics import CORPUS_KEYS, METRIC_KEYS
 
 
 # Means over examples, from the per-example scores; `empty_rate` is the mean of the `empty` column.
@@ -79,14 +79,13 @@ def default_name(path: Path) -> str:
 
 
 def published_run(name: str, split: str) -> Run:
-    from arabic_sft.report import PUBLISHED
+    from arabic_sft.scoring.report import published
 
-    if name not in PUBLISHED:
-        raise UserError(f"--published {name}: unknown (known: {', '.join(PUBLISHED)})")
-    figures = PUBLISHED[name]["splits"].get(split)
+    source = published(name)
+    figures = source["splits"].get(split)
     if figures is None:
         raise UserError(f"--published {name}: no figures for the {split} split")
-    return Run(PUBLISHED[name]["title"], Path(name), dict(figures), None, {})
+    return Run(source["title"], Path(name), dict(figures), None, {})
 
 
 def check_same_examples(runs: list[Run]) -> None:
@@ -167,7 +166,7 @@ def compare(runs: list[Run], baseline: Run, resamples: int = 1000, seed: int = 0
 
 def markdown(table: pd.DataFrame, baseline: str, resamples: int, seed: int, level: float = 0.95) -> str:
     """The comparison as markdown: every run's metrics with intervals, then each run against the baseline."""
-    from arabic_sft.report import LABELS, figure
+    from arabic_sft.scoring.report import LABELS, figure
 
     metrics = [key for key in METRIC_KEYS[1:] if key in set(table["metric"])]
     runs = list(dict.fromkeys(table["run"]))
@@ -215,8 +214,8 @@ def plot(table: pd.DataFrame, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from arabic_sft.manifest import atomic_path
-    from arabic_sft.report import LABELS
+    from arabic_sft.runtime.manifest import atomic_path
+    from arabic_sft.scoring.report import LABELS
 
     metrics = [key for key in METRIC_KEYS[1:] if key in set(table["metric"])]
     runs = list(dict.fromkeys(table["run"]))

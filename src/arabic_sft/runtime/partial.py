@@ -1,12 +1,13 @@
 """The rows a generation has finished, saved as their batches finish: one JSON Lines file per process
-(`OUT.partial.jsonl` for the first, `OUT.partial.rankR.jsonl` for the others), each opening with the run's settings.
+(`OUT.partial.jsonl` for the first, `OUT.partial.rankR.jsonl` for the others), each opening with the run's resume key
+(the settings the rows and their text depend on).
 A rerun reads every file, whatever number of processes wrote them, and generates only the missing rows."""
 
 import json
 import os
 from pathlib import Path
 
-from arabic_sft.cli import UserError
+from arabic_sft.runtime.errors import UserError
 
 
 def partial_path(out: Path, rank: int = 0) -> Path:
@@ -17,9 +18,9 @@ def partial_paths(out: Path) -> list[Path]:
     return sorted(out.parent.glob(out.name + ".partial*.jsonl"))
 
 
-def read_done(out: Path, settings: dict | None = None) -> dict[int, str]:
+def read_done(out: Path, resume_key: dict | None = None) -> dict[int, str]:
     """Rows already generated, from every process's file. A torn line (a process killed mid-write) is skipped; a file
-    written with other settings is refused (unless `settings` is None: counting only)."""
+    written under another resume key is refused, naming what differs (unless `resume_key` is None: counting only)."""
     done = {}
     for path in partial_paths(out):
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -28,9 +29,14 @@ def read_done(out: Path, settings: dict | None = None) -> dict[int, str]:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if number == 0 and "settings" in row:
-                if settings is not None and row["settings"] != settings:
-                    raise UserError(f"{path}: a partial run with other settings; delete it or pass --overwrite")
+            if number == 0 and isinstance(row, dict) and "resume_key" in row:
+                saved = row["resume_key"]
+                if resume_key is not None and saved != resume_key:
+                    differ = sorted(name for name in {*saved, *resume_key} if saved.get(name) != resume_key.get(name))
+                    raise UserError(
+                        f"{path}: a partial run with other settings ({', '.join(differ)}); delete it or pass "
+                        "--overwrite"
+                    )
                 continue
             if isinstance(row, dict) and "index" in row:
                 done[row["index"]] = row["text"]
@@ -45,7 +51,7 @@ def remove_partial(out: Path) -> None:
 class PartialWriter:
     """Appends one process's finished batches to its own file, each batch flushed and fsynced before the next."""
 
-    def __init__(self, out: Path, rank: int, settings: dict):
+    def __init__(self, out: Path, rank: int, resume_key: dict):
         self.path = partial_path(out, rank)
         fresh = not self.path.is_file() or self.path.stat().st_size == 0
         torn = not fresh and not self.path.read_bytes().endswith(b"\n")
@@ -53,7 +59,7 @@ class PartialWriter:
         if torn:  # a process killed mid-line: end that line so the next one parses
             self.handle.write("\n")
         if fresh:
-            self.handle.write(json.dumps({"settings": settings}, ensure_ascii=False) + "\n")
+            self.handle.write(json.dumps({"resume_key": resume_key}, ensure_ascii=False) + "\n")
         self.handle.flush()
 
     def write(self, batch: list[tuple[int, str]]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from arabic_sft.cli import UserError
+from arabic_sft.runtime.errors import UserError
 
 
 logger = logging.getLogger(__name__)

@@ -1,11 +1,12 @@
 """What can be checked of a training launch before its processes start, checked once, in one line each.
 
-`make train` runs this module: it checks the recipe against this machine and the accelerate config, fills in one
-process per GPU of this machine, then hands over to `accelerate launch`, whose own traceback on a failed process it
-turns into one line. `scripts/sft.py` runs the same recipe checks in each process when started by a bare
-`accelerate launch` (only the main process reports them).
+`make train` runs this module: it reads the recipe, takes the accelerate config the recipe names (`accelerate_config`)
+unless `--config_file` gives one, checks the recipe against this machine and that config, fills in one process per
+GPU of this machine, then hands over to `accelerate launch`, whose own traceback on a failed process it turns into
+one line. `scripts/sft.py` runs the same recipe checks in each process when started by a bare `accelerate launch`
+(only the main process reports them).
 
-    python -m arabic_sft.launch --config_file accelerate_configs/zero2.yaml [accelerate flags] \\
+    python -m arabic_sft.training.launch [--config_file accelerate_configs/zero2.yaml] [accelerate flags] \\
         scripts/sft.py --config recipes/allam_proverbs.yaml [recipe overrides]
 """
 
@@ -22,9 +23,9 @@ import yaml
 from torch.distributed.elastic.multiprocessing.api import SignalException
 from transformers.utils import is_torch_bf16_gpu_available
 
-from arabic_sft.cli import UserError, run_cli
-from arabic_sft.configs import recipe_fields
-from arabic_sft.preemption import EXIT_STOPPED
+from arabic_sft.recipe import Recipe, load_recipe
+from arabic_sft.runtime.errors import UserError, run_cli
+from arabic_sft.runtime.preemption import EXIT_STOPPED
 
 
 # Configs whose processes are one per GPU (each config file says 8; the machine decides).
@@ -38,9 +39,10 @@ def recipe_precision(fields) -> str:
     return "no" if fields.bf16 is False else "bf16"
 
 
-def check_recipe_on_this_machine(path: str | None, fields) -> None:
+def check_recipe_on_this_machine(recipe: Recipe) -> None:
     """The recipe's precision is one this machine can run (what `SFTConfig` would refuse in every process)."""
-    precision, name = recipe_precision(fields), path or "arguments"
+    fields, name = recipe.fields, recipe.source
+    precision = recipe_precision(fields)
     cpu_hint = (
         'on a CPU: --bf16 false --use_cpu true (make train: ARGS="--bf16 false --use_cpu true" ACCELERATE_CONFIG=cpu)'
     )
@@ -51,23 +53,30 @@ def check_recipe_on_this_machine(path: str | None, fields) -> None:
         raise UserError(f"{name}: fp16 mixed precision needs a GPU and this machine has none; {cpu_hint}")
 
 
-def check_launch_precision(path: str | None, fields, launch_precision: str | None, launch: str) -> None:
+def check_launch_precision(recipe: Recipe, launch_precision: str | None, launch: str) -> None:
     """The launcher's mixed precision and the recipe's are the same (DeepSpeed refuses a difference in every rank)."""
-    precision = recipe_precision(fields)
+    precision = recipe_precision(recipe.fields)
     if launch_precision not in (None, precision):
         raise UserError(
-            f"{launch} says mixed_precision {launch_precision} but {path or 'the arguments'} means mixed_precision "
+            f"{launch} says mixed_precision {launch_precision} but {recipe.source} means mixed_precision "
             f"{precision} (bf16: {str(precision == 'bf16').lower()}, fp16: {str(precision == 'fp16').lower()}): "
             f'make them agree (accelerate: --mixed_precision {precision}; make train: LAUNCH_ARGS="--mixed_precision '
             f'{precision}"; or change bf16/fp16 in the recipe)'
         )
 
 
-def check_in_process(args: list[str] | None = None) -> None:
+def check_in_process(recipe: Recipe) -> None:
     """The checks above in a training process, from the recipe and what `accelerate launch` put in the environment."""
-    path, fields = recipe_fields(args)
-    check_recipe_on_this_machine(path, fields)
-    check_launch_precision(path, fields, os.environ.get("ACCELERATE_MIXED_PRECISION"), "the accelerate launch")
+    check_recipe_on_this_machine(recipe)
+    check_launch_precision(recipe, os.environ.get("ACCELERATE_MIXED_PRECISION"), "the accelerate launch")
+
+
+def recipe_launch_config(recipe: Recipe) -> str:
+    """The accelerate config file the recipe names (`accelerate_config: NAME` -> accelerate_configs/NAME.yaml)."""
+    path = Path("accelerate_configs") / f"{recipe.args.accelerate_config}.yaml"
+    if not path.is_file():
+        raise UserError(f"{recipe.source}: accelerate_config {recipe.args.accelerate_config}: {path} not found")
+    return str(path)
 
 
 def launch_settings(args) -> dict:
@@ -108,10 +117,13 @@ def launch(argv: list[str]) -> int:
     args = launch_command_parser().parse_args(argv)
     if not args.training_script:
         raise UserError("no training script given (scripts/sft.py --config recipes/NAME.yaml)")
-    path, fields = recipe_fields(args.training_script_args)
+    recipe = load_recipe(args.training_script_args)
+    if args.config_file and not Path(args.config_file).is_file():
+        raise UserError(f"{args.config_file}: launch config not found (see accelerate_configs/)")
+    args.config_file = args.config_file or recipe_launch_config(recipe)
     settings = launch_settings(args)
-    check_recipe_on_this_machine(path, fields)
-    check_launch_precision(path, fields, settings["mixed_precision"], args.config_file or "the launch")
+    check_recipe_on_this_machine(recipe)
+    check_launch_precision(recipe, settings["mixed_precision"], args.config_file)
     check_and_fill_processes(args, settings, torch.cuda.device_count())
     if args.num_cpu_threads_per_process is None:  # accelerate would choose the same and print a notice about it
         processes = max(1, (args.num_processes or 1) // settings["num_machines"])

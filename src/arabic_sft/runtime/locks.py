@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from arabic_sft.cli import UserError
+from arabic_sft.runtime.errors import UserError
 
 
 def lock_path(output: str | Path) -> Path:

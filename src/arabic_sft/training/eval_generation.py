@@ -11,9 +11,9 @@ import numpy as np
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
 
-from arabic_sft import metrics as scores
-from arabic_sft.generation import generate_texts
-from arabic_sft.manifest import atomic_path
+from arabic_sft.generation.batched import generate_texts
+from arabic_sft.runtime.manifest import atomic_path
+from arabic_sft.scoring import metrics as scores
 
 
 GENERATION_METRICS = ("eval_bleu4", "eval_rougeL", "eval_chrf", "eval_arabic_ratio", "eval_empty_rate")
@@ -100,7 +100,7 @@ class GenerationMetricsCallback(TrainerCallback):
 
 def check_best_metric(metric: str | None, examples: int) -> None:
     """`metric_for_best_model: eval_rougeL` (or another generation metric) needs the callback on."""
-    from arabic_sft.cli import UserError
+    from arabic_sft.runtime.errors import UserError
 
     name = metric if metric is None or metric.startswith("eval_") else f"eval_{metric}"
     if name in GENERATION_METRICS and not examples:
@@ -123,8 +123,8 @@ def attach(
     """Add the callback to `trainer` for `examples` rows of the validation `frame`; None (with one line saying why)
     when it cannot run: no evaluation, or parameters sharded across processes (ZeRO-3, FSDP), where generation
     would need every rank in each forward."""
-    from arabic_sft.cli import UserError
-    from arabic_sft.prompts import build_model_prompt, prompt_token_ids, reference_answer
+    from arabic_sft.prompts.builder import build_model_prompt, prompt_token_ids, reference_answer
+    from arabic_sft.runtime.errors import UserError
 
     if not examples:
         return None

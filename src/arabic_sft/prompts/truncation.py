@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 from datasets import Dataset
 
-from arabic_sft.cli import UserError
-from arabic_sft.prompts import prompt_token_ids
+from arabic_sft.prompts.builder import prompt_token_ids
+from arabic_sft.runtime.errors import UserError
 
 
 POLICIES = ("warn", "drop", "error")

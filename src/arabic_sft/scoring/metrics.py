@@ -8,7 +8,6 @@ artifact, not the model), so ROUGE here splits on what is not a letter, mark or 
 
 from collections.abc import Sequence
 
-import pyarabic.araby as araby
 import regex
 from nltk.tokenize import NLTKWordTokenizer
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
@@ -43,14 +42,6 @@ class UnicodeWordTokenizer(Tokenizer):
 
     def tokenize(self, text: str) -> list[str]:
         return WORD.findall(text.lower())
-
-
-def normalize_arabic(text: str) -> str:
-    """Orthographic normalization with pyarabic: diacritics and tatweel removed, alef forms to bare alef, alef
-    maksura to yaa, taa marbuta to haa."""
-    # Alef maksura first: pyarabic's normalize_alef would turn it into alef.
-    text = araby.strip_tatweel(araby.strip_diacritics(text)).replace(araby.ALEF_MAKSURA, araby.YEH)
-    return araby.normalize_teh(araby.normalize_alef(text))
 
 
 def bleu_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[str, list[float]]:

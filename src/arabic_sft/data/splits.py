@@ -1,0 +1,121 @@
+"""A recipe's splits: each from its file or `datasets` split, or held out of train by a seeded fraction (recorded for
+generation), subsampled for training, and checked for rows repeated across splits."""
+
+import numpy as np
+import pandas as pd
+
+from arabic_sft.data.columns import DataSpec, Split, data_spec, select
+from arabic_sft.data.formats import load_dataset_split, read_table
+from arabic_sft.data.leakage import report_overlap
+from arabic_sft.runtime.errors import UserError
+
+
+SPLITS = ("train", "validation", "test")
+
+
+def has_source(recipe, split: str) -> bool:
+    return bool(getattr(recipe, f"{split}_file") or (recipe.dataset_name and getattr(recipe, f"{split}_split")))
+
+
+def read_source(recipe, split: str) -> tuple[pd.DataFrame, str] | None:
+    """The raw frame of one split and its name for messages: the recipe's `<split>_file`, else its `dataset_name`'s
+    `<split>_split`; None when the recipe names neither."""
+    path = getattr(recipe, f"{split}_file")
+    if path:
+        return read_table(path, recipe.csv_encoding), str(path)
+    hub_split = getattr(recipe, f"{split}_split")
+    if recipe.dataset_name and hub_split:
+        frame = load_dataset_split(recipe.dataset_name, recipe.dataset_config, hub_split, recipe.dataset_revision)
+        return frame, f"{recipe.dataset_name}[{hub_split}]"
+    return None
+
+
+def held_out_rows(num_rows: int, validation_fraction: float, test_fraction: float, seed: int) -> dict[str, list[int]]:
+    """Row positions of a file split into train/validation/test by fractions: a seeded permutation, test rows first,
+    then validation; each part keeps the file's order. The same inputs give the same split on every machine."""
+    for name, fraction in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= fraction < 1:
+            raise UserError(f"{name} must be in [0, 1), got {fraction}")
+    if validation_fraction + test_fraction >= 1:
+        raise UserError("validation_fraction + test_fraction must leave rows to train on")
+    order = np.random.RandomState(seed).permutation(num_rows)
+    sizes = {
+        name: int(round(num_rows * fraction)) if fraction else 0
+        for name, fraction in (("test", test_fraction), ("validation", validation_fraction))
+    }
+    for name, size in sizes.items():
+        if size == 0 and (test_fraction if name == "test" else validation_fraction):
+            raise UserError(f"{name}_fraction of {num_rows} rows leaves no {name} rows")
+    parts = {"test": order[: sizes["test"]], "validation": order[sizes["test"] : sizes["test"] + sizes["validation"]]}
+    parts["train"] = order[sizes["test"] + sizes["validation"] :]
+    return {name: sorted(int(i) for i in rows) for name, rows in parts.items()}
+
+
+def load_splits(
+    recipe, seed: int, wanted=SPLITS, require_answer: bool = True
+) -> tuple[dict[str, Split], DataSpec, dict | None]:
+    """(the recipe's splits among `wanted` that it has, its DataSpec, the fraction split's record or None).
+
+    Each split comes from its file or `dataset_name` split; when the recipe has none for validation or test and sets
+    `validation_fraction` / `test_fraction`, those rows are held out of train, seeded (recorded in the run manifest:
+    generation later uses exactly those rows). `require_answer` applies to the test split.
+    """
+    fractions = {split: getattr(recipe, f"{split}_fraction") for split in ("validation", "test")}
+    held_out = [split for split, fraction in fractions.items() if fraction and not has_source(recipe, split)]
+    raw = {split: read_source(recipe, split) for split in SPLITS if split in wanted or (split == "train" and held_out)}
+    if raw.get("train") is None and (held_out or "train" in wanted):
+        raise UserError("the recipe names no training data: set train_file, or dataset_name (with train_split)")
+    first = next((item for item in raw.values() if item is not None), None)
+    if first is None:
+        raise UserError(f"the recipe names no {' or '.join(wanted)} data")
+    spec = data_spec(recipe, [str(column) for column in first[0].columns])
+    splits, record = {}, None
+    if held_out:
+        train = select(*raw["train"], spec, True, recipe.empty_cells)
+        rows = held_out_rows(
+            len(train.frame),
+            fractions["validation"] if "validation" in held_out else 0,
+            fractions["test"] if "test" in held_out else 0,
+            seed,
+        )
+        record = {
+            "source": train.source,
+            "rows": len(train.frame),
+            "seed": seed,
+            **{f"{split}_fraction": fractions[split] for split in held_out},
+            **{f"{split}_rows": rows[split] for split in held_out},
+        }
+        for split in ("train", *held_out):
+            if split in wanted:
+                part = train.frame.iloc[rows[split]].reset_index(drop=True)
+                splits[split] = Split(part, train.names, f"{train.source} ({split} part)")
+    for split in wanted:
+        if split not in splits and raw.get(split) is not None:
+            splits[split] = select(*raw[split], spec, require_answer or split != "test", recipe.empty_cells)
+    return splits, spec, record
+
+
+def subsample(data: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """A reproducible random `fraction` of the rows, in their original order (the SHEFAA baseline used 10%)."""
+    if not 0 < fraction <= 1:
+        raise UserError(f"subsample_fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return data
+    keep = max(1, round(len(data) * fraction))
+    return data.sample(n=keep, random_state=seed).sort_index().reset_index(drop=True)
+
+
+def load_training_splits(recipe, seed: int) -> tuple[dict[str, pd.DataFrame], DataSpec, dict | None]:
+    """The recipe's train (and validation, when it has one) frames, subsampled, its DataSpec and the fraction split's
+    record; before any model loads. Rows repeated across splits are reported (the test split is read for that)."""
+    splits, spec, record = load_splits(recipe, seed, require_answer=False)
+    frames = {
+        name: subsample(splits[name].frame, recipe.subsample_fraction, seed)
+        for name in ("train", "validation")
+        if name in splits
+    }
+    if "validation" in splits:
+        report_overlap(frames["train"], frames["validation"], splits["validation"].source, spec, "validation")
+    if "test" in splits:
+        report_overlap(splits["train"].frame, splits["test"].frame, splits["test"].source, spec, "test")
+    return frames, spec, record

@@ -1,0 +1,244 @@
+"""A generation run: the settings from the command line and the recipe, the rows of a split, batched generation
+shared by the processes of a launch (each saving its finished batches), and the predictions CSV written in input
+order with its manifest."""
+
+import json
+import sys
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
+from tqdm.auto import tqdm
+
+from arabic_sft.data.columns import prediction_columns
+from arabic_sft.data.fewshot import choose_shots
+from arabic_sft.data.splits import has_source, load_splits
+from arabic_sft.generation.batched import iter_generations, length_sorted_batches
+from arabic_sft.generation.settings import GenerationSettings
+from arabic_sft.models import context_length, load_for_generation
+from arabic_sft.prompts.builder import build_model_prompt, is_conversational, predictions_table, prompt_token_ids
+from arabic_sft.prompts.truncation import count_long_prompts
+from arabic_sft.recipe import RecipeArguments, fields_in, load_recipe, read_preset
+from arabic_sft.runtime.errors import UserError
+from arabic_sft.runtime.locks import exclusive_output
+from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
+from arabic_sft.runtime.partial import PartialWriter, partial_path, read_done, remove_partial
+from arabic_sft.runtime.preemption import EXIT_STOPPED, StopRequest, die_with_launcher
+from arabic_sft.training.checkpoints import MANIFEST
+
+
+def data_arguments(args) -> RecipeArguments:
+    """The data and prompt fields: the recipe's (`--config`), replaced by a `--task` preset's and the flags given."""
+    recipe = load_recipe(["--config", args.config]).args if args.config else RecipeArguments()
+    changes = read_preset(args.task) if args.task else {}
+    changes.update({key: getattr(args, key) for key in ("prompt_template", "chat_format") if getattr(args, key)})
+    if args.test_path:  # a file given on the command line is used whole
+        changes.update({f"{args.split}_file": args.test_path, f"{args.split}_fraction": 0.0, "dataset_name": None})
+    try:
+        return replace(recipe, **changes)
+    except ValueError as error:
+        raise UserError(f"{args.config or 'arguments'}: {error}") from None
+
+
+def resolve(args) -> tuple[GenerationSettings, RecipeArguments]:
+    """(settings, the data fields): the command line, with the recipe's values where a flag is not given."""
+    if args.baseline and not args.config:
+        raise UserError("--baseline needs --config (the recipe names the base model); without a recipe use --base_id")
+    if not (args.config or args.checkpoint_dir or args.base_id):
+        raise UserError("give a model: --config, --checkpoint_dir, or --base_id [--adapter_dir]")
+    recipe = load_recipe(["--config", args.config]) if args.config else None
+    data = data_arguments(args)
+    if recipe and not recipe.fields.output_dir and not (args.checkpoint_dir or args.base_id or args.baseline):
+        raise UserError(f"{args.config}: output_dir is not set, so there is no trained model to load")
+    if not has_source(data, args.split) and not getattr(data, f"{args.split}_fraction"):
+        raise UserError(
+            f"{args.config}: no {args.split} data in the recipe; give --test_path"
+            if args.config
+            else "--test_path is required without --config"
+        )
+    run = f"baseline-{args.shots or 'zero'}-shot/" if args.baseline else ""
+    out_path = args.out_path or (f"results/{recipe.name}/{run}predictions_{args.split}.csv" if recipe else None)
+    if not out_path:
+        raise UserError("--out_path is required without --config")
+    if recipe is None:
+        model_dir = args.checkpoint_dir
+    else:
+        trained = recipe.model.model_name_or_path if args.baseline else recipe.fields.output_dir
+        model_dir = args.checkpoint_dir or (None if args.base_id else trained)
+    resolved = {"model_dir", "revision", "trust_remote_code", "split_seed", "out_path"}
+    given = {
+        item.name: getattr(args, item.name)
+        for item in fields(GenerationSettings)
+        if item.name not in resolved and getattr(args, item.name, None) is not None
+    }
+    settings = GenerationSettings(
+        **given,
+        data={key: getattr(data, key) for key in fields_in("data", "prompt")},
+        split_seed=recipe.fields.seed if recipe else 42,
+        model_dir=model_dir,
+        revision=recipe.model.model_revision if recipe else None,
+        trust_remote_code=bool(recipe and recipe.fields.trust_remote_code),
+        out_path=out_path,
+    )
+    return settings, data
+
+
+def held_out_as_trained(settings: GenerationSettings, record: dict | None) -> None:
+    """A fraction split must hold out the rows the training run held out (its manifest records them)."""
+    manifest = Path(settings.model_dir or settings.adapter_dir or "", MANIFEST)
+    if record is None or not manifest.is_file():
+        return
+    trained = json.loads(manifest.read_text(encoding="utf-8"))["config"].get("data", {}).get("held_out")
+    split = settings.split
+    if trained and trained.get(f"{split}_rows") != record.get(f"{split}_rows"):
+        raise UserError(
+            f"{record['source']}: the {split} rows held out now differ from those the training run in "
+            f"{settings.model_dir} held out (the file or the seed changed since training)"
+        )
+
+
+def count_every_process(bar, out: Path) -> None:
+    """Move the main process's bar to the rows every process has saved (their partial files)."""
+    bar.update(len(read_done(out)) - bar.n)
+
+
+def wait_for_all(state: PartialState, out: Path, bar, generated: int) -> list[int]:
+    """Wait until every process has finished its share, the main process's bar counting their rows meanwhile; the
+    number of rows each process generated in this run."""
+    if state.num_processes == 1:
+        return [generated]
+    import torch.distributed as dist
+
+    waiting = dist.barrier(async_op=True)
+    while not waiting.is_completed():
+        if state.is_main_process:
+            count_every_process(bar, out)
+        time.sleep(0.2)
+    if state.is_main_process:
+        count_every_process(bar, out)
+    return gather_object([generated])
+
+
+def run(args) -> int:
+    """Generate as the command line says: one process alone, or under `accelerate launch` each process a share of
+    the rows. The exit code: 0, or `EXIT_STOPPED` when SIGTERM stopped it (the same command continues)."""
+    started = now()
+    settings, data = resolve(args)
+    die_with_launcher()
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes: gloo
+    if settings.device_map and state.num_processes > 1:
+        raise UserError("--device_map splits one model over the GPUs of one process: launch one process")
+    with exclusive_output(settings.out_path, enabled=state.is_main_process):  # one generation per output file
+        return generate(settings, data, args.overwrite, started, state)
+
+
+def generate(settings: GenerationSettings, data: RecipeArguments, overwrite: bool, started: str, state) -> int:
+    out = Path(settings.out_path)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
+    if overwrite and state.is_main_process:
+        remove_partial(out)
+    wanted = (settings.split, "train") if settings.shots else (settings.split,)
+    splits, spec, record = load_splits(data, settings.split_seed, wanted=wanted, require_answer=False)
+    held_out_as_trained(settings, record)
+    split = splits[settings.split]
+    frame = split.frame
+    if settings.limit is not None:
+        if not 0 < settings.limit <= len(frame):
+            raise UserError(f"--limit {settings.limit}: {split.source} has {len(frame)} rows")
+        frame = frame.sample(n=settings.limit, random_state=settings.seed).sort_index().reset_index(drop=True)
+
+    state.wait_for_everyone()  # --overwrite's removal is done before anyone reads
+    key = settings.resume_key()
+    done = read_done(out, key)
+    model, tokenizer = load_for_generation(
+        settings.model_dir,
+        settings.base_id,
+        settings.adapter_dir,
+        settings.revision,
+        settings.trust_remote_code,
+        device=None if settings.device_map else state.device,
+        device_map=settings.device_map,
+    )
+    conversational = is_conversational(tokenizer, data.chat_format, spec)
+    rows = frame.to_dict("records")
+    shots = {}
+    if settings.shots:
+        positions = choose_shots(splits["train"].frame, frame, spec, settings.shots, settings.seed)
+        shots = {
+            "k": settings.shots,
+            "seed": settings.seed,
+            "source": splits["train"].source,
+            "rows": positions,
+            "same_for_every_row": True,
+            "rendering": "chat turns" if conversational else "plain text blocks",
+        }
+    examples = [splits["train"].frame.iloc[i].to_dict() for i in shots.get("rows", [])]
+    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, spec, conversational, examples)) for row in rows]
+    if warning := count_long_prompts(prompts, settings.max_new_tokens, context_length(model)):
+        print(warning, file=sys.stderr)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The batches not finished yet, dealt out in turn: each process a disjoint share, decided from what every
+    # process read before any of them writes.
+    pending = [
+        number
+        for number, batch in enumerate(length_sorted_batches(prompts, settings.batch_size))
+        if not all(index in done for index in batch)
+    ]
+    mine = set(pending[state.process_index :: state.num_processes])
+    state.wait_for_everyone()
+    stop = StopRequest()  # SIGTERM: the batch being generated is finished and saved, then the run stops
+    writer, generated = PartialWriter(out, state.process_index, key), 0
+    bar = tqdm(total=len(rows), initial=len(done), unit="ex", desc="generating", disable=not state.is_main_process)
+    for batch in iter_generations(
+        model,
+        tokenizer,
+        prompts,
+        settings.max_new_tokens,
+        settings.batch_size,
+        settings.temperature,
+        settings.top_p,
+        settings.seed,
+        skip=done,
+        static_cache=settings.static_cache,
+        take=mine,
+    ):
+        writer.write(batch)
+        generated += len(batch)
+        if state.num_processes > 1:
+            count_every_process(bar, out)
+        else:
+            bar.update(len(batch))
+        if stop.requested:
+            break
+    writer.close()
+    counts = wait_for_all(state, out, bar, generated)  # rows each process generated in this run
+    bar.close()
+    if not state.is_main_process:
+        return 0
+    done = read_done(out, key)
+    if len(done) < len(rows):
+        if not stop.requested:
+            raise UserError(f"{out}: {len(rows) - len(done)} rows are missing after generation")
+        print(
+            f"stopped by SIGTERM after {len(done)} of {len(rows)} rows (saved in {partial_path(out)}); the same "
+            "command continues",
+            file=sys.stderr,
+        )
+        return EXIT_STOPPED
+
+    names = prediction_columns(spec, split.names)
+    predictions = predictions_table(rows, spec, names, [done[i] for i in range(len(rows))])
+    with atomic_path(out) as temporary:
+        predictions.to_csv(temporary, index=False, encoding="utf-8")
+    remove_partial(out)
+    files = [getattr(data, f"{name}_file") for name in ("train", settings.split) if getattr(data, f"{name}_file")]
+    record_of_run = {**settings.record(), "num_processes": state.num_processes, "rows_per_process": counts}
+    configs = {"generation": record_of_run, "held_out": record, "shots": shots or None}
+    write_json_atomic(out.with_suffix(".manifest.json"), build_manifest(configs, files, started))
+    print(f"wrote {len(predictions)} predictions to {out}")
+    return 0

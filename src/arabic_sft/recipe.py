@@ -1,0 +1,385 @@
+"""The one recipe loader: a recipe YAML (with the task preset it names) plus command-line overrides, read once into
+one `Recipe` that every script, the launcher and `python -m arabic_sft.recipe` ask.
+
+A recipe sets three kinds of fields: ours (`RecipeArguments`, below, each declaring its group), TRL's `ModelConfig`
+(model, 4-bit, LoRA) and TRL's `SFTConfig` (training). TRL's parser types them all from one YAML read; the TRL
+dataclasses are built only when asked for, because `SFTConfig` checks this machine (a GPU recipe's `bf16: true` is
+refused on a CPU), which generation and scoring must not. This module imports neither torch nor model code.
+
+    python -m arabic_sft.recipe recipes/demo.yaml output_dir accelerate_config    # one value per line
+"""
+
+import argparse
+import copy
+import json
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from pathlib import Path
+from types import MappingProxyType
+
+import yaml
+
+from arabic_sft.runtime.errors import UserError, run_cli
+
+
+RECIPES_DIR = Path("recipes")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Published results of papers, one YAML file each (`published_baseline: NAME`).
+PUBLISHED_DIR = PROJECT_ROOT / "data" / "published"
+
+# The group each of our fields belongs to (declared on the field): where it is used.
+GROUPS = {
+    "data": "where the rows are and how they are read (arabic_sft.data)",
+    "prompt": "how a row becomes a prompt and an answer (arabic_sft.data.columns, arabic_sft.prompts); a task preset "
+    "sets these",
+    "training": "how training runs beyond SFTConfig (arabic_sft.training)",
+    "evaluation": "what is measured during and after training (training.eval_generation, arabic_sft.scoring)",
+    "launch": "how make train launches it (arabic_sft.training.launch)",
+}
+
+
+def published_names() -> list[str]:
+    return sorted(path.stem for path in PUBLISHED_DIR.glob("*.yaml"))
+
+
+def _field(group: str, default, help: str, **metadata):
+    return field(default=default, metadata={"group": group, "help": help, **metadata})
+
+
+@dataclass
+class RecipeArguments:
+    """Our fields of a recipe; model fields are TRL's `ModelConfig`, training fields its `SFTConfig`."""
+
+    # Data: files, or a `datasets` dataset
+    train_file: str | None = _field(
+        "data", None, "Training data: .csv, .jsonl/.json, .parquet, or a save_to_disk directory."
+    )
+    validation_file: str | None = _field("data", None, "Validation data (eval loss, best model).")
+    test_file: str | None = _field("data", None, "Test data, used by generation and scoring.")
+    dataset_name: str | None = _field(
+        "data", None, "Instead of files: a dataset on the Hub or a local dataset directory (datasets.load_dataset)."
+    )
+    dataset_config: str | None = _field("data", None, "dataset_name's configuration (subset).")
+    dataset_revision: str | None = _field("data", None, "dataset_name's revision (a commit pins it).")
+    train_split: str = _field("data", "train", "dataset_name's training split.")
+    validation_split: str | None = _field("data", None, "dataset_name's validation split.")
+    test_split: str | None = _field("data", None, "dataset_name's test split.")
+    validation_fraction: float = _field(
+        "data", 0.0, "Without a validation file or split: hold out this fraction of train (seeded by `seed`)."
+    )
+    test_fraction: float = _field(
+        "data", 0.0, "Without a test file or split: hold out this fraction of train for generation and scoring."
+    )
+    csv_encoding: str = _field("data", "utf-8-sig", "Encoding of the CSV files.")
+    empty_cells: str = _field(
+        "data",
+        "drop",
+        "Rows with an empty required cell: 'drop' (with a count) or 'error'.",
+        choices=["drop", "error"],
+    )
+    # Columns and prompt
+    task: str | None = _field(
+        "prompt", None, "A preset that fills the fields below: recipes/tasks/NAME.yaml (or a path to such a YAML)."
+    )
+    prompt_template: str | None = _field(
+        "prompt",
+        None,
+        "Prompt with {placeholder}s filled from the columns. Unset: the data must be in TRL's formats (a `messages` "
+        "column, or `prompt` and `completion` columns).",
+    )
+    columns: dict | str | None = _field(
+        "prompt",
+        None,
+        "Column of each placeholder (and of the answer): a name or a list of accepted names, matched "
+        "case-insensitively. Unset: the column named like the placeholder.",
+    )
+    answer_column: str = _field("prompt", "answer", "The placeholder (key of `columns`) of the answer.")
+    output_columns: dict | str | None = _field(
+        "prompt",
+        None,
+        "Predictions CSV column names: {placeholder: name, generated: name}. Default: the inputs' own column names, "
+        "Reference_<answer column>, Generated_<answer column>.",
+    )
+    chat_format: str = _field(
+        "prompt",
+        "auto",
+        "'chat': wrap the prompt in the tokenizer's chat template; 'plain': raw text; 'auto': chat when the "
+        "tokenizer has a template.",
+        choices=["auto", "chat", "plain"],
+    )
+    # Training, beyond TRL's SFTConfig
+    truncation: str = _field(
+        "training",
+        "warn",
+        "Examples whose prompt + answer exceed max_length (TRL cuts them from the end, EOS included): 'warn' (count "
+        "them), 'drop' them (with a count), or 'error'.",
+        choices=["warn", "drop", "error"],
+    )
+    subsample_fraction: float = _field(
+        "training", 1.0, "Train on this random fraction of the train/validation rows (seed: `seed`)."
+    )
+    loss_from_logits: bool = _field(
+        "training",
+        False,
+        "Compute the loss from the logits the model returns instead of TRL's fused LM-head loss (for models that "
+        "scale their logits in their own forward, e.g. Jais).",
+    )
+    adapter_dtype: str = _field(
+        "training",
+        "auto",
+        "dtype of the trained LoRA parameters. 'auto': as TRL and PEFT store them (fp32; bf16 for a 4-bit model or "
+        "under ZeRO-3), fp32 under fp16 mixed precision (its grad scaler needs it). 'bfloat16': bf16 adapters with a "
+        "bf16 base (faster on a GPU: no fp32 adapter matmuls; updates are rounded to bf16). 'float32': fp32 adapters.",
+        choices=["auto", "bfloat16", "float32"],
+    )
+    check_loss_parity: bool = _field(
+        "training", True, "Before training, check that the trainer's loss equals the model's own loss on one batch."
+    )
+    overwrite_output_dir: bool = _field(
+        "training",
+        False,
+        "Train again from scratch into an output_dir that holds a finished or unfinished run (its checkpoints and "
+        "manifest are removed first). Without it, a finished run is left as it is and an unfinished one resumes.",
+    )
+    inspect: int = _field(
+        "training", 0, "Print N rendered training examples with their masks, then exit without training."
+    )
+    inspect_json: str | None = _field(
+        "training", None, "With --inspect: also write the examples as JSON (answer, prompt, completion)."
+    )
+    # Evaluation
+    eval_generation_examples: int = _field(
+        "evaluation",
+        0,
+        "At each evaluation, generate for this many validation rows (a fixed subset; 0 = off) and log eval_bleu4, "
+        "eval_rougeL, eval_chrf, eval_arabic_ratio, eval_empty_rate (usable as metric_for_best_model) with the "
+        "answers in output_dir/eval_generations/.",
+    )
+    eval_generation_max_new_tokens: int = _field("evaluation", 64, "Token limit of those answers.")
+    eval_generation_batch_size: int = _field("evaluation", 16, "Prompts per batch for those answers.")
+    published_baseline: str | None = _field(
+        "evaluation",
+        None,
+        "Published results shown beside this recipe's (a file in data/published/).",
+        choices=published_names(),
+    )
+    # Launch
+    accelerate_config: str = _field(
+        "launch", "single_gpu", "Launch config in accelerate_configs/ that make train uses."
+    )
+
+    def __post_init__(self):
+        for name in ("columns", "output_columns"):  # a mapping; on the command line, as JSON
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    setattr(self, name, value := json.loads(value))
+                except json.JSONDecodeError:
+                    raise ValueError(f"{name}: not a JSON mapping: {value}") from None
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"{name}: must be a mapping of placeholder: column name, got {value!r}")
+        # argparse checks `choices` on the command line only, not on values that come from the recipe YAML.
+        for item in fields(self):
+            choices = item.metadata.get("choices")
+            value = getattr(self, item.name)
+            if choices and value is not None and value not in choices:
+                raise ValueError(f"{item.name}: {value!r} is not one of {', '.join(map(str, choices))}")
+
+
+def fields_in(*groups: str) -> tuple[str, ...]:
+    """The names of our fields in `groups`."""
+    return tuple(item.name for item in fields(RecipeArguments) if item.metadata["group"] in groups)
+
+
+def field_choices(name: str) -> list:
+    """The values one of our fields accepts."""
+    return next(item.metadata["choices"] for item in fields(RecipeArguments) if item.name == name)
+
+
+# What a task preset may set: how a dataset's columns make a prompt (not which preset: that is the recipe's choice).
+PRESET_FIELDS = tuple(name for name in fields_in("prompt") if name != "task")
+
+USAGE = """sft.py --config recipes/NAME.yaml [--FIELD VALUE ...]
+       RECIPE=NAME sft.py [--FIELD VALUE ...]          (runs recipes/NAME.yaml)"""
+
+DESCRIPTION = """A recipe (YAML) sets the fields below: our data and prompt fields, TRL's SFTConfig (training) and
+ModelConfig (model, 4-bit, LoRA). Any field can be overridden on the command line (--learning_rate 1e-4)."""
+
+
+def make_parser(source: str | None = None):
+    """TRL's parser of our fields, `SFTConfig` and `ModelConfig`; its errors are one-line `UserError`s."""
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    class RecipeParser(TrlParser):
+        @staticmethod
+        def _parse_dataclass_field(parser, item):
+            # The parser passes a field's metadata to argparse, which knows no `group`.
+            if "group" in item.metadata:
+                item = copy.copy(item)
+                item.metadata = MappingProxyType({k: v for k, v in item.metadata.items() if k != "group"})
+            TrlParser._parse_dataclass_field(parser, item)
+
+    parser = RecipeParser((RecipeArguments, SFTConfig, ModelConfig), usage=USAGE, description=DESCRIPTION)
+
+    def one_line_error(message: str):
+        # argparse would print the whole usage (hundreds of fields) before the message.
+        raise UserError(f"{source}: {message}" if source else message)
+
+    parser.error = one_line_error
+    return parser
+
+
+def read_yaml(path: str | Path, what: str = "recipe") -> dict:
+    """A YAML mapping from a file; a missing file, bad YAML or another type is a `UserError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: {what} not found")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: a {what} must be a YAML mapping of field: value")
+    return values
+
+
+def read_preset(task: str, source: str | Path = "arguments") -> dict:
+    """The fields of a task preset: `recipes/tasks/<task>.yaml`, or a YAML file's path."""
+    path = Path(task) if str(task).endswith((".yaml", ".yml")) else RECIPES_DIR / "tasks" / f"{task}.yaml"
+    if not path.is_file() and not path.is_absolute() and (PROJECT_ROOT / path).is_file():
+        path = PROJECT_ROOT / path  # the project's own presets, from any directory
+    if not path.is_file():
+        known = sorted(item.stem for item in (PROJECT_ROOT / RECIPES_DIR / "tasks").glob("*.yaml"))
+        raise UserError(f"{source}: task '{task}': no preset {path} (presets: {', '.join(known) or 'none'})")
+    preset = read_yaml(path, "task preset")
+    if not set(preset) <= set(PRESET_FIELDS):
+        raise UserError(f"{path}: a task preset is a mapping of {', '.join(PRESET_FIELDS)}")
+    return preset
+
+
+def _flag_value(args: list[str], flag: str) -> str | None:
+    """The value of `--flag VALUE` or `--flag=VALUE` in `args` (the last one given), or None."""
+    value = None
+    for index, arg in enumerate(args):
+        if arg == flag:
+            if index + 1 >= len(args):
+                raise UserError(f"{flag} needs a value")
+            value = args[index + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def _without_config(args: list[str]) -> list[str]:
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--config":
+            skip = True
+        elif not arg.startswith("--config="):
+            kept.append(arg)
+    return kept
+
+
+class Recipe:
+    """A recipe as read once: `path`, `fields` (every field, typed by TRL's parser), `args` (our `RecipeArguments`),
+    and TRL's `model` (`ModelConfig`) and `training` (`SFTConfig`, checked against this machine) when asked for."""
+
+    def __init__(self, path: Path | None, values: dict):
+        self.path = path
+        self.fields = argparse.Namespace(**values)
+        self.source = str(path) if path else "arguments"
+        self.args = self._build(RecipeArguments)
+
+    @property
+    def name(self) -> str | None:
+        """The recipe's name: its file's stem (results/<name>/ holds what it produced)."""
+        return self.path.stem if self.path else None
+
+    def _build(self, cls, taken: tuple = ()):
+        names = {item.name for item in fields(cls) if item.init} - {
+            item.name for earlier in taken for item in fields(earlier) if item.init
+        }
+        try:
+            return cls(**{name: value for name, value in vars(self.fields).items() if name in names})
+        except ValueError as error:
+            raise UserError(f"{self.source}: {str(error).splitlines()[0]}") from None
+
+    @cached_property
+    def model(self):
+        from trl import ModelConfig, SFTConfig
+
+        return self._build(ModelConfig, (RecipeArguments, SFTConfig))
+
+    @cached_property
+    def training(self):
+        """TRL's `SFTConfig`; what it would refuse on this machine (bf16 without a GPU) is said first, in one line."""
+        from trl import SFTConfig
+
+        from arabic_sft.training.launch import check_in_process
+
+        check_in_process(self)
+        return self._build(SFTConfig, (RecipeArguments,))
+
+
+def recipe_path(args: list[str]) -> str | None:
+    """The recipe a command line names: `--config PATH`, else `recipes/$RECIPE.yaml` when `$RECIPE` is set."""
+    path = _flag_value(args, "--config")
+    if path is None and os.environ.get("RECIPE") and not {"-h", "--help"} & set(args):
+        path = str(RECIPES_DIR / f"{os.environ['RECIPE']}.yaml")
+    return path
+
+
+def load_recipe(args: list[str] | None = None) -> Recipe:
+    """The recipe of a command line (`--config RECIPE.yaml`, else `$RECIPE`) with its overrides (`--FIELD VALUE`).
+
+    The YAML is read once; a `task:` preset fills the prompt fields the recipe leaves unset (a `--task` on the command
+    line replaces the recipe's values with its preset's). Without a recipe the arguments must name the model. Every
+    error (file, YAML, unknown key, bad value) is a `UserError` naming the file and field.
+    """
+    args = list(sys.argv[1:] if args is None else args)
+    path = recipe_path(args)
+    overrides = _without_config(args)
+    if path is None and not {"-h", "--help", "--model_name_or_path"} & set(args):
+        raise UserError(
+            "no recipe given: pass --config recipes/NAME.yaml, or set RECIPE=NAME (make train RECIPE=NAME)"
+        )
+    values = read_yaml(path) if path else {}
+    parser = make_parser(path)
+    known = {action.dest for action in parser._actions}
+    if unknown := sorted(set(values) - known - {"env"}):
+        raise UserError(f"{path}: unknown recipe key(s): {', '.join(unknown)} (see --help for the fields)")
+    if not isinstance(values.get("env", {}), dict):
+        raise UserError(f"{path}: env: must be a mapping of variable: value")
+    for key, value in values.pop("env", {}).items():  # as TRL's parser does
+        os.environ[key] = str(value)
+    if task := values.get("task"):
+        values = {**read_preset(task, path), **values}
+    if task := _flag_value(overrides, "--task"):
+        values = {**values, **read_preset(task, "--task"), "task": task}
+    parser.set_defaults_with_config(**values)
+    namespace = parser.parse_args(overrides)
+    return Recipe(Path(path) if path else None, vars(namespace))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Print fields of a recipe as loaded (preset and defaults applied).")
+    parser.add_argument("recipe", help="recipes/NAME.yaml, or NAME")
+    parser.add_argument("field", nargs="+", help="field names (ours, SFTConfig's or ModelConfig's)")
+    options = parser.parse_args()
+    path = (
+        options.recipe if options.recipe.endswith((".yaml", ".yml")) else str(RECIPES_DIR / f"{options.recipe}.yaml")
+    )
+    recipe = load_recipe(["--config", path])
+    for name in options.field:
+        if not hasattr(recipe.fields, name):
+            raise UserError(f"{name}: not a recipe field (see scripts/sft.py --help)")
+        value = getattr(recipe.fields, name)
+        print(json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,260 @@
+"""Training a recipe, step by step: check the output directory, load and check the data, build the trainer, inspect
+or train (stopping cleanly on SIGTERM), finish the run. Each step returns what it makes; `train` runs them in order.
+"""
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import datasets
+import pandas as pd
+import transformers
+from trl import SFTTrainer, get_peft_config, get_quantization_config
+
+from arabic_sft.data.columns import DataSpec
+from arabic_sft.data.splits import load_training_splits
+from arabic_sft.models import get_tokenizer
+from arabic_sft.prompts.builder import build_dataset, check_assistant_masks, is_conversational
+from arabic_sft.prompts.masks import describe_examples, format_example
+from arabic_sft.prompts.truncation import apply_truncation_policy
+from arabic_sft.recipe import Recipe
+from arabic_sft.runtime.errors import UserError
+from arabic_sft.runtime.locks import exclusive_output
+from arabic_sft.runtime.manifest import build_manifest, now, write_json_atomic
+from arabic_sft.runtime.preemption import EXIT_STOPPED, SaveAndStopOnSigterm
+from arabic_sft.training import eval_generation
+from arabic_sft.training.checkpoints import MANIFEST, clear_previous_run, finished_run, resolve_resume_checkpoint
+from arabic_sft.training.loss_curve import plot_loss_curve
+from arabic_sft.training.model import (
+    cast_trainable,
+    causal_lm_loss_from_logits,
+    check_loss_parity,
+    check_padding_free,
+    keep_4bit_layers_differentiable,
+    model_loading,
+    trainable_dtype,
+)
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingData:
+    """The recipe's rows as TRL examples, ready to tokenize, and what generation needs to know of them."""
+
+    datasets: dict[str, datasets.Dataset]  # TRL examples per split (train, validation)
+    frames: dict[str, pd.DataFrame]  # the same rows under the recipe's field names
+    spec: DataSpec
+    tokenizer: object  # the model's, which renders (chat template) and counts the examples
+    conversational: bool
+    held_out: dict | None  # a fraction split's rows, recorded for generation
+
+
+def set_up_logging(training) -> Callable[[str], None]:
+    """Log levels of every library for this process; returns a `print` that only the main process prints with."""
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=[logging.StreamHandler(sys.stdout)]
+    )
+    level = training.get_process_log_level()
+    logger.setLevel(level)
+    datasets.utils.logging.set_verbosity(level)
+    # TRL's eight dataset-preparation bars per run; one line says what was prepared
+    datasets.disable_progress_bars()
+    transformers.utils.logging.set_verbosity(level)
+    main_process = training.process_index == 0
+    logging.getLogger("arabic_sft").setLevel(level if main_process else logging.ERROR)  # data warnings: once
+    return print if main_process else (lambda line: None)
+
+
+def check_before_loading(recipe: Recipe) -> str | None:
+    """When `output_dir` holds a finished run that this one would not replace, the line that says so; checks the
+    options that decide what happens to a previous run, and those that need another option."""
+    args, training = recipe.args, recipe.training
+    if args.overwrite_output_dir and training.resume_from_checkpoint:
+        raise UserError("overwrite_output_dir and resume_from_checkpoint: give one of them")
+    eval_generation.check_best_metric(training.metric_for_best_model, args.eval_generation_examples)
+    if not args.inspect and not args.overwrite_output_dir and (finished := finished_run(training.output_dir)):
+        return (
+            f"{training.output_dir}: this run finished ({finished}); nothing to do. To train again from scratch pass "
+            "--overwrite_output_dir true, or choose another --output_dir"
+        )
+    return None
+
+
+def load_data(recipe: Recipe, say: Callable[[str], None]) -> TrainingData:
+    """The recipe's train (and validation) rows read and checked (before anything is downloaded, so that bad input
+    fails in seconds), rendered as TRL examples with the model's tokenizer and counted against max_length."""
+    args, training, model = recipe.args, recipe.training, recipe.model
+    frames, spec, held_out = load_training_splits(args, training.seed)
+    tokenizer = get_tokenizer(model.model_name_or_path, model.model_revision, training.trust_remote_code)
+    conversational = is_conversational(tokenizer, args.chat_format, spec)
+    examples = {name: build_dataset(frame, spec, conversational) for name, frame in frames.items()}
+    max_length = None if training.packing else training.max_length
+    examples = apply_truncation_policy(tokenizer, examples, max_length, args.truncation, log=say)
+    return TrainingData(examples, frames, spec, tokenizer, conversational, held_out)
+
+
+def build_trainer(recipe: Recipe, data: TrainingData, say: Callable[[str], None]) -> tuple[SFTTrainer, object]:
+    """(TRL's `SFTTrainer` for the recipe's model, quantized and wrapped in LoRA as the recipe says, with the
+    generation metrics attached when the recipe asks for them; the `ModelConfig` it loaded the model with)."""
+    args, tokenizer = recipe.args, data.tokenizer
+    init_kwargs, model = model_loading(recipe.model, recipe.training)
+    # `messages` data: every assistant turn is trained, the rest masked
+    training = replace(
+        recipe.training,
+        model_init_kwargs=init_kwargs,
+        assistant_only_loss=recipe.training.assistant_only_loss
+        or (data.spec.kind == "messages" and check_assistant_masks(tokenizer)),
+    )
+    dtype = trainable_dtype(args.adapter_dtype, model, training)  # checked before the model loads
+    check_padding_free(training)
+    trainer = SFTTrainer(
+        model=model.model_name_or_path,
+        args=training,
+        train_dataset=data.datasets["train"],
+        eval_dataset=data.datasets.get("validation") if training.eval_strategy != "no" else None,
+        processing_class=tokenizer,
+        compute_loss_func=causal_lm_loss_from_logits if args.loss_from_logits else None,
+        quantization_config=get_quantization_config(model),
+        peft_config=get_peft_config(model),
+    )
+    keep_4bit_layers_differentiable(trainer.model)
+    eval_generation.attach(
+        trainer,
+        data.frames.get("validation"),
+        data.spec,
+        data.conversational,
+        args.eval_generation_examples,
+        args.eval_generation_max_new_tokens,
+        args.eval_generation_batch_size,
+        training.seed,
+        log=say,
+    )
+    sizes = ", ".join(f"{len(examples)} {name}" for name, examples in data.datasets.items())
+    say(f"data: {sizes} examples, {'chat' if data.conversational else 'plain'} prompts, tokenized")
+    if cast := cast_trainable(trainer.model, dtype):
+        reason = (
+            "fp16's grad scaler needs fp32; `bf16: true` is faster where the GPU has bf16"
+            if training.fp16
+            else "adapter_dtype"
+        )
+        logger.warning(
+            "%d trainable parameter tensors kept in %s (%s)", cast, str(dtype).removeprefix("torch."), reason
+        )
+    return trainer, model
+
+
+def inspect(trainer: SFTTrainer, count: int, json_path: str | None) -> list[dict]:
+    """Print `count` training examples as the trainer sees them (masked prompt, trained completion); with
+    `json_path`, also write them there. Returns them."""
+    examples = describe_examples(trainer, count)
+    for number, example in enumerate(examples, 1):
+        print(format_example(number, example))
+    if json_path:
+        write_json_atomic(json_path, examples)
+        print(f"wrote {len(examples)} examples to {json_path}")
+    return examples
+
+
+def resume_point(recipe: Recipe, trainer: SFTTrainer, say: Callable[[str], None]) -> str | None:
+    """The checkpoint training resumes from: none when starting again (`overwrite_output_dir`, which removes the
+    previous run's checkpoints and manifest), else the one asked for or the last complete one in output_dir."""
+    output_dir = recipe.training.output_dir
+    if recipe.args.overwrite_output_dir:
+        if trainer.accelerator.is_main_process and (removed := clear_previous_run(output_dir)):
+            say(f"{output_dir}: removed the previous run's {', '.join(removed)} (overwrite_output_dir)")
+        trainer.accelerator.wait_for_everyone()
+        return None
+    checkpoint = resolve_resume_checkpoint(recipe.training.resume_from_checkpoint, output_dir)
+    if checkpoint is not None:
+        say(f"resuming from {checkpoint}")
+    return checkpoint
+
+
+def train_until_done_or_stopped(trainer: SFTTrainer, checkpoint: str | None) -> tuple[object, int | None]:
+    """(the training result, None), or (None, the step it stopped at) when SIGTERM stopped it: every process stops
+    at the same step boundary with a complete checkpoint."""
+    stop = SaveAndStopOnSigterm(trainer.accelerator)
+    trainer.add_callback(stop)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    return (None, stop.stopped_at) if stop.stopped_at is not None else (result, None)
+
+
+def finish_run(recipe: Recipe, trainer: SFTTrainer, model, data: TrainingData, result, started: str) -> str:
+    """Save the metrics, the state, the model (its generation stops at the tokenizer's EOS, the token every
+    completion was trained to end with), loss.png and, last, the manifest that marks the run finished. Returns
+    the output directory."""
+    training, output_dir = trainer.args, trainer.args.output_dir
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    trainer.model.generation_config.eos_token_id = trainer.processing_class.eos_token_id
+    trainer.save_model(output_dir)
+    if trainer.accelerator.is_main_process:
+        processes = trainer.accelerator.num_processes
+        launch = {
+            "num_processes": processes,
+            "distributed_type": trainer.accelerator.distributed_type.value,
+            "global_batch_size": training.per_device_train_batch_size
+            * processes
+            * training.gradient_accumulation_steps,
+        }
+        record = {
+            "kind": data.spec.kind,
+            "examples": {name: len(examples) for name, examples in data.datasets.items()},
+            "held_out": data.held_out,  # the rows generation uses for a fraction split
+        }
+        configs = {
+            "recipe": recipe.args,
+            "model": model,
+            "training": training,
+            "launch": launch,
+            "data": record,
+        }
+        files = [recipe.args.train_file, recipe.args.validation_file, recipe.args.test_file]
+        plot_loss_curve(trainer.state.log_history, os.path.join(output_dir, "loss.png"))
+        # Last: the manifest marks the run finished (a rerun then changes nothing).
+        write_json_atomic(os.path.join(output_dir, MANIFEST), build_manifest(configs, files, started))
+        print(f"saved the trained {'adapter' if model.use_peft else 'model'} to {output_dir}")
+    trainer.accelerator.wait_for_everyone()
+    return output_dir
+
+
+def train(recipe: Recipe) -> int:
+    """Run the recipe's training (or `--inspect`) to the end; the exit code: 0, or `EXIT_STOPPED` after SIGTERM.
+    One training per output_dir: the main process holds its lock for the whole run (--inspect writes nothing there)."""
+    training = recipe.training
+    with exclusive_output(training.output_dir, enabled=training.process_index == 0 and not recipe.args.inspect):
+        return _train(recipe)
+
+
+def _train(recipe: Recipe) -> int:
+    started = now()
+    say = set_up_logging(recipe.training)
+    if finished := check_before_loading(recipe):
+        say(finished)
+        return 0
+    data = load_data(recipe, say)
+    trainer, model = build_trainer(recipe, data, say)
+    if recipe.args.inspect:
+        inspect(trainer, recipe.args.inspect, recipe.args.inspect_json)
+        return 0
+    if recipe.args.check_loss_parity and (losses := check_loss_parity(trainer)):
+        say(
+            "loss parity check passed: the trainer's loss {:.4f} = the model's own {:.4f} on one batch".format(*losses)
+        )
+    result, stopped_at = train_until_done_or_stopped(trainer, resume_point(recipe, trainer, say))
+    if stopped_at is not None:
+        if trainer.accelerator.is_main_process:
+            output_dir = recipe.training.output_dir
+            print(
+                f"stopped by SIGTERM after step {stopped_at}: {output_dir}/checkpoint-{stopped_at} saved; the same "
+                "command resumes from it",
+                file=sys.stderr,
+            )
+        return EXIT_STOPPED
+    finish_run(recipe, trainer, model, data, result, started)
+    return 0

@@ -1,0 +1,171 @@
+"""What the tests share: paths, the samples and their tiny models' texts, recipe writing, running the scripts as a
+user would (in a subprocess or in this process), launching training, and the one assertion for bad input."""
+
+import os
+import runpy
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import huggingface_hub.constants as hub_constants
+import pandas as pd
+import torch
+import yaml
+from trl import SFTConfig, SFTTrainer
+
+from arabic_sft.data.columns import DataSpec, data_spec, load_file
+from arabic_sft.prompts.builder import build_dataset, build_example, example_text
+from arabic_sft.recipe import RecipeArguments, read_preset
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SAMPLES = ROOT / "data" / "samples"
+
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Each task's sample file, and the tiny model that stands in for its real model.
+SAMPLE_FILES = {"proverbs": SAMPLES / "proverbs.csv", "medical_qa": SAMPLES / "medical_qa.csv"}
+
+CPU_TRAINING = {
+    "use_cpu": True,
+    "bf16": False,
+    "gradient_checkpointing": False,
+    "report_to": "none",
+    "dataloader_num_workers": 0,
+    "disable_tqdm": True,
+    "seed": 0,
+}
+
+
+def preset_spec(task: str) -> DataSpec:
+    """The DataSpec of a task preset (recipes/tasks/<task>.yaml): its columns and prompt."""
+    return data_spec(RecipeArguments(**read_preset(str(ROOT / "recipes" / "tasks" / f"{task}.yaml"))))
+
+
+def sample_rows(task: str, **options) -> list[dict]:
+    """A task's sample rows under its preset's field names (proverb/explanation, question/category/answer)."""
+    return load_file(SAMPLE_FILES[task], preset_spec(task), **options).frame.to_dict("records")
+
+
+def sample_texts(task: str) -> list[str]:
+    """Prompt + answer texts of a task's sample rows, to train a tiny tokenizer on."""
+    spec = preset_spec(task)
+    return [example_text(build_example(row, spec, False)) for row in sample_rows(task)]
+
+
+def sharp_random_model(path: Path):
+    """(model in eval mode, tokenizer) with weights redrawn from N(0, 0.5): untrained weights give near-uniform logits
+    (often a special token first); larger ones give varied text and sharp logits, so a leak or a mismatch shows."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.5)
+    return model, AutoTokenizer.from_pretrained(path)
+
+
+def write_recipe(path: Path, **fields) -> Path:
+    path.write_text(yaml.safe_dump(fields, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 600, cwd: Path = ROOT):
+    """Run `scripts/<script>` as a user would, from the repository root (or `cwd`)."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})},
+    )
+
+
+def run_in_this_process(monkeypatch, capsys, script: str, *args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run `scripts/<script>` in this process as `python scripts/<script> ARGS` would, offline; returns a
+    CompletedProcess. Seconds faster than `run_script` (the libraries are imported once), for runs that leave no
+    state behind (bad input, scoring, short generations)."""
+    monkeypatch.setattr(sys, "argv", [script, *map(str, args)])
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    capsys.readouterr()
+    sigterm = signal.getsignal(signal.SIGTERM)  # generation installs its own handler
+    try:
+        runpy.run_path(str(ROOT / "scripts" / script), run_name="__main__")
+        status = 0
+    except SystemExit as stop:
+        status = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess([script, *map(str, args)], status, out, err)
+
+
+def generate_command(model, test_path, out_path, *extra):
+    return [
+        sys.executable,
+        str(ROOT / "scripts" / "generate.py"),
+        "--checkpoint_dir",
+        str(model),
+        "--test_path",
+        str(test_path),
+        "--out_path",
+        str(out_path),
+        "--task",
+        "proverbs",
+        *map(str, extra),
+    ]
+
+
+OPTIONS = ["--max_new_tokens", 48, "--batch_size", 2]
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess, *words: str) -> str:
+    """Bad input: exit status 2, no traceback, exactly one `error:` line, holding every one of `words`. Returns it."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-2000:]
+    for word in words:
+        assert word in errors[0], errors[0]
+    return errors[0]
+
+
+def launch(config: str, processes: int, recipe_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    # Through `make train`'s launcher (arabic_sft.training.launch: checks, then `accelerate launch`).
+    command = [
+        sys.executable,
+        "-m",
+        "arabic_sft.training.launch",
+        "--config_file",
+        str(ROOT / "accelerate_configs" / f"{config}.yaml"),
+        "--num_processes",
+        str(processes),
+        "--mixed_precision",
+        "no",
+        str(ROOT / "scripts" / "sft.py"),
+        "--config",
+        str(recipe_path),
+        *overrides,
+    ]
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+    )
+
+
+def make_trainer(model, tokenizer, tmp_path, config: dict | None = None, **trainer_kwargs):
+    data = pd.DataFrame(sample_rows("proverbs"))
+    conversational = tokenizer.chat_template is not None
+    dataset = build_dataset(data, preset_spec("proverbs"), conversational)
+    args = SFTConfig(output_dir=str(tmp_path), **CPU_TRAINING, **(config or {}))
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, **trainer_kwargs)

@@ -1,13 +1,17 @@
 """Every recipe parses with TRL's parser (no unknown keys) and carries the values of the system it reproduces."""
 
+import json
+import subprocess
+import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 
-from arabic_sft.cli import UserError
-from arabic_sft.configs import PRESET_FIELDS, parse_recipe, read_preset
+from arabic_sft.recipe import GROUPS, PRESET_FIELDS, RecipeArguments, fields_in, load_recipe, read_preset
+from arabic_sft.runtime.errors import UserError
 
 
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -23,7 +27,8 @@ SEED_SHEFAA_PROMPT = "سؤال: {question}\nالتصنيف: {category}\nالإج
 
 def parse(name: str):
     # GPU recipes ask for bf16; `use_cpu` lets TrainingArguments validate them on a machine without a GPU.
-    return parse_recipe(["--config", str(ROOT / "recipes" / f"{name}.yaml"), "--use_cpu", "true"])
+    recipe = load_recipe(["--config", str(ROOT / "recipes" / f"{name}.yaml"), "--use_cpu", "true"])
+    return recipe.args, recipe.training, recipe.model
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda path: path.stem)
@@ -45,21 +50,37 @@ def test_seed_prompts_are_the_documented_ones():
 
 @pytest.mark.parametrize(
     "name, task",
-    [
-        ("allam_proverbs", "proverbs"),
-        ("allam_proverbs_qlora", "proverbs"),
-        ("demo", "proverbs"),
-        ("jais_shefaa", "medical_qa"),
-    ],
-)
-def test_seed_recipes_spell_out_what_their_task_preset_holds(name, task):
+    [("allam_proverbs", "proverbs"), ("allam_proverbs_qlora", "proverbs"), ("demo", "proverbs"),
+     ("jais2_proverbs_qlora", "proverbs"), ("jais_shefaa", "medical_qa")],
+)  # fmt: skip
+def test_seed_recipes_take_their_columns_and_prompt_from_their_task_preset(name, task):
+    text = (ROOT / "recipes" / f"{name}.yaml").read_text(encoding="utf-8")
     recipe = parse(name)[0]
-    assert recipe.task is None  # spelled out in the recipe, the preset is for users' own recipes
-    preset = read_preset(task)
-    assert {key: getattr(recipe, key) for key in preset if key != "chat_format"} == {
-        key: value for key, value in preset.items() if key != "chat_format"
-    }
-    assert set(preset) <= set(PRESET_FIELDS)
+    assert recipe.task == task
+    for key, value in read_preset(task).items():
+        assert getattr(recipe, key) == value
+        assert f"\n{key}:" not in text  # said once, in the preset
+
+
+def test_every_field_declares_its_group():
+    names = [item.name for item in fields(RecipeArguments)]
+    assert sorted(fields_in(*GROUPS)) == sorted(names)
+    assert set(PRESET_FIELDS) == set(fields_in("prompt")) - {"task"}
+
+
+def test_the_recipe_schema_imports_neither_torch_nor_trl():
+    code = "import sys, arabic_sft.recipe; print(sorted({'torch', 'trl', 'transformers'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_recipe_fields_from_the_command_line():
+    command = [sys.executable, "-m", "arabic_sft.recipe", "demo", "accelerate_config", "output_dir", "columns"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["cpu", "results/demo/model"]
+    assert json.loads(lines[2]) == read_preset("proverbs")["columns"]
 
 
 def test_jais_shefaa_carries_the_shefaa_baseline():
@@ -84,7 +105,7 @@ def test_jais_shefaa_carries_the_shefaa_baseline():
 
 def test_allam_proverbs_carries_the_proverbs_baseline():
     recipe, training, model = parse("allam_proverbs")
-    assert model.model_name_or_path == "ALLaM-AI/ALLaM-7B-Instruct-preview"
+    assert model.model_name_or_path == "humain-ai/ALLaM-7B-Instruct-preview"
     assert not model.use_peft and not model.load_in_4bit
     assert training.learning_rate == 2e-5 and training.num_train_epochs == 3
     assert training.per_device_train_batch_size == 2 and training.gradient_accumulation_steps == 8
@@ -112,22 +133,24 @@ def test_allam_qlora_is_the_same_task_as_a_4bit_adapter():
 
 
 def test_command_line_overrides_a_recipe_field():
-    _, training, _ = parse_recipe(["--config", str(ROOT / "recipes" / "demo.yaml"), "--learning_rate", "0.5"])
-    assert training.learning_rate == 0.5
+    recipe = load_recipe(["--config", str(ROOT / "recipes" / "demo.yaml"), "--learning_rate", "0.5"])
+    assert recipe.training.learning_rate == 0.5
 
 
 def test_recipe_named_by_environment_when_no_config(monkeypatch):
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("RECIPE", "demo")
-    recipe, _, model = parse_recipe([])
-    assert model.model_name_or_path == "models/tiny-llama-proverbs" and recipe.answer_column == "explanation"
+    recipe = load_recipe([])
+    assert (
+        recipe.model.model_name_or_path == "models/tiny-llama-proverbs" and recipe.args.answer_column == "explanation"
+    )
 
 
 def test_unknown_recipe_key_names_the_file_and_key(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text((ROOT / "recipes" / "demo.yaml").read_text(encoding="utf-8") + "lerning_rate: 0.1\n")
     with pytest.raises(UserError, match=r"bad\.yaml: unknown recipe key\(s\): lerning_rate"):
-        parse_recipe(["--config", str(path)])
+        load_recipe(["--config", str(path)])
 
 
 def test_jais2_targets_its_own_modules():
@@ -151,3 +174,18 @@ def test_jais2_targets_its_own_modules():
     names = {name.rsplit(".", 1)[-1] for name, module in tiny.named_modules() if isinstance(module, torch.nn.Linear)}
     assert set(model.lora_target_modules) == names - {"lm_head"}
     assert recipe.task == "proverbs" and recipe.chat_format == "chat" and recipe.accelerate_config == "single_gpu"
+
+
+def test_a_training_process_reads_its_recipe_once(tiny_llama, make_recipe, script_in_process, monkeypatch):
+    from arabic_sft import recipe as module
+
+    reads, parsers = [], []
+    read_yaml, make_parser = module.read_yaml, module.make_parser
+    monkeypatch.setattr(
+        module, "read_yaml", lambda path, what="recipe": reads.append(str(path)) or read_yaml(path, what)
+    )
+    monkeypatch.setattr(module, "make_parser", lambda source=None: parsers.append(source) or make_parser(source))
+    recipe = make_recipe(tiny_llama)
+    result = script_in_process("sft.py", "--config", recipe, "--inspect", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert reads.count(str(recipe)) == 1 and len(parsers) == 1

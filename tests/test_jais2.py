@@ -6,14 +6,12 @@ import json
 import pandas as pd
 import pytest
 from helpers import (
-    CPU_TRAINING,
     SAMPLE_FILES,
     preset_spec,
-    run_script,
     sample_rows,
     sample_texts,
     sharp_random_model,
-    write_recipe,
+    train_qlora_adapter,
 )
 from transformers import AutoTokenizer
 
@@ -34,30 +32,7 @@ def tiny_jais2(tmp_path_factory):
 def jais2_adapter(tiny_jais2, tmp_path_factory):
     """A QLoRA adapter (nf4, double quant) trained by sft.py on the tiny Jais-2, with the Jais-2 recipe's targets."""
     work = tmp_path_factory.mktemp("jais2-qlora")
-    recipe = write_recipe(
-        work / "r.yaml",
-        model_name_or_path=str(tiny_jais2),
-        task="proverbs",
-        train_file=str(SAMPLE_FILES["proverbs"]),
-        output_dir=str(work / "adapter"),
-        per_device_train_batch_size=4,
-        eval_strategy="no",
-        save_strategy="no",
-        **CPU_TRAINING,
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        use_bnb_nested_quant=True,
-        use_peft=True,
-        lora_r=8,
-        lora_alpha=16,
-        lora_target_modules=TARGETS,
-        dtype="float32",
-        learning_rate=5e-3,
-        num_train_epochs=2,
-    )
-    result = run_script("sft.py", "--config", recipe)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return work / "adapter"
+    return train_qlora_adapter(tiny_jais2, work, lora_alpha=16, lora_target_modules=TARGETS)
 
 
 def test_tiny_jais2_is_the_native_class_with_its_own_template(tiny_jais2):

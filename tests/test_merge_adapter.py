@@ -8,7 +8,12 @@ import pandas as pd
 import pytest
 import torch
 from bitsandbytes.functional import dequantize_4bit
-from helpers import CPU_TRAINING, SAMPLE_FILES, assert_one_error_line, run_in_this_process, run_script, write_recipe
+from helpers import (
+    SAMPLE_FILES,
+    assert_one_error_line,
+    run_in_this_process,
+    train_qlora_adapter,
+)
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -17,29 +22,9 @@ from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.training.model import keep_4bit_layers_differentiable
 
 
-QLORA = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "use_bnb_nested_quant": True, "use_peft": True,
-         "lora_r": 8, "lora_alpha": 32, "lora_target_modules": "all-linear", "dtype": "float32",
-         "learning_rate": 5e-3, "num_train_epochs": 2}  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def qlora_adapter(tiny_llama, tmp_path_factory):
-    work = tmp_path_factory.mktemp("qlora")
-    recipe = write_recipe(
-        work / "r.yaml",
-        model_name_or_path=str(tiny_llama),
-        task="proverbs",
-        train_file=str(SAMPLE_FILES["proverbs"]),
-        output_dir=str(work / "adapter"),
-        per_device_train_batch_size=4,
-        eval_strategy="no",
-        save_strategy="no",
-        **CPU_TRAINING,
-        **QLORA,
-    )
-    result = run_script("sft.py", "--config", recipe)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return work / "adapter"
+    return train_qlora_adapter(tiny_llama, tmp_path_factory.mktemp("qlora"))
 
 
 def logits(model, ids):

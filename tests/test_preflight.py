@@ -42,6 +42,11 @@ def cpu_recipe(tmp_path, tiny_llama, **fields):
     )
 
 
+def argv(config: str, recipe, *flags: str) -> list[str]:
+    """`make train`'s launcher arguments: a launch config, accelerate flags, then sft.py and its recipe."""
+    return ["--config_file", str(CONFIGS / f"{config}.yaml"), *flags, "scripts/sft.py", "--config", str(recipe)]
+
+
 def refused(monkeypatch, argv: list[str], launched: list) -> str:
     monkeypatch.chdir(ROOT)
     with pytest.raises(UserError) as error:
@@ -63,7 +68,7 @@ def test_no_recipe_says_how_to_give_one(monkeypatch, launched):
 def test_bf16_on_a_machine_without_a_bf16_gpu(monkeypatch, launched):
     message = refused(
         monkeypatch,
-        ["--config_file", str(CONFIGS / "zero2.yaml"), "scripts/sft.py", "--config", "recipes/allam_proverbs.yaml"],
+        argv("zero2", "recipes/allam_proverbs.yaml"),
         launched,
     )
     assert message.startswith("recipes/allam_proverbs.yaml: bf16 mixed precision needs a GPU with bf16")
@@ -74,7 +79,7 @@ def test_launch_config_that_contradicts_the_recipe_precision(monkeypatch, launch
     recipe = cpu_recipe(tmp_path, tiny_llama)
     message = refused(
         monkeypatch,
-        ["--config_file", str(CONFIGS / "zero2.yaml"), "scripts/sft.py", "--config", str(recipe)],
+        argv("zero2", recipe),
         launched,
     )
     assert "zero2.yaml says mixed_precision bf16" in message and "mixed_precision no" in message
@@ -85,17 +90,7 @@ def test_more_processes_than_gpus(monkeypatch, launched, tiny_llama, tmp_path):
     recipe = cpu_recipe(tmp_path, tiny_llama)
     message = refused(
         monkeypatch,
-        [
-            "--config_file",
-            str(CONFIGS / "ddp.yaml"),
-            "--num_processes",
-            "4",
-            "--mixed_precision",
-            "no",
-            "scripts/sft.py",
-            "--config",
-            str(recipe),
-        ],
+        argv("ddp", recipe, "--num_processes", "4", "--mixed_precision", "no"),
         launched,
     )
     assert message == "--num_processes 4: 4 processes per machine but this machine has 2 GPU(s)"
@@ -105,21 +100,19 @@ def test_one_process_per_gpu_of_this_machine_unless_told(monkeypatch, launched, 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.chdir(ROOT)
     recipe = cpu_recipe(tmp_path, tiny_llama)
-    assert (
-        launch.launch(
-            [
-                "--config_file",
-                str(CONFIGS / "ddp.yaml"),
-                "--mixed_precision",
-                "no",
-                "scripts/sft.py",
-                "--config",
-                str(recipe),
-            ]
-        )
-        == 0
-    )
+    assert launch.launch(argv("ddp", recipe, "--mixed_precision", "no")) == 0
     assert launched[0].num_processes == 2 and launched[0].num_cpu_threads_per_process >= 1  # the config says 8
+
+
+def test_the_launch_config_is_the_one_the_recipe_names_unless_given(monkeypatch, launched, tiny_llama, tmp_path):
+    monkeypatch.chdir(ROOT)
+    recipe = cpu_recipe(tmp_path, tiny_llama, accelerate_config="cpu")
+    assert launch.launch(["scripts/sft.py", "--config", str(recipe)]) == 0
+    assert launched[0].config_file == "accelerate_configs/cpu.yaml"
+    missing = cpu_recipe(tmp_path, tiny_llama, accelerate_config="nowhere")
+    launched.clear()
+    message = refused(monkeypatch, ["scripts/sft.py", "--config", str(missing)], launched)
+    assert message == f"{missing}: accelerate_config nowhere: accelerate_configs/nowhere.yaml not found"
 
 
 def test_a_gpu_config_on_a_machine_without_gpus_needs_a_process_count(monkeypatch, launched, tiny_llama, tmp_path):
@@ -127,15 +120,7 @@ def test_a_gpu_config_on_a_machine_without_gpus_needs_a_process_count(monkeypatc
     recipe = cpu_recipe(tmp_path, tiny_llama)
     message = refused(
         monkeypatch,
-        [
-            "--config_file",
-            str(CONFIGS / "zero3.yaml"),
-            "--mixed_precision",
-            "no",
-            "scripts/sft.py",
-            "--config",
-            str(recipe),
-        ],
+        argv("zero3", recipe, "--mixed_precision", "no"),
         launched,
     )
     assert "one process per GPU and this machine has none" in message and "ACCELERATE_CONFIG=cpu" in message

@@ -97,16 +97,8 @@ def test_text_files_score_like_the_csv(tmp_path, script_in_process):
     (tmp_path / "r.txt").write_text("\n".join(row[1] for row in ROWS[:2]) + "\n", encoding="utf-8")
     options = ["--no_bertscore", "--no_semantic_similarity"]
     from_csv = script_in_process("score.py", tmp_path / "pred.csv", "--out", tmp_path / "a.json", *options)
-    from_text = script_in_process(
-        "score.py",
-        "--predictions",
-        tmp_path / "p.txt",
-        "--references",
-        tmp_path / "r.txt",
-        "--out",
-        tmp_path / "b.json",
-        *options,
-    )
+    text_files = ["--predictions", tmp_path / "p.txt", "--references", tmp_path / "r.txt"]
+    from_text = script_in_process("score.py", *text_files, "--out", tmp_path / "b.json", *options)
     assert from_csv.returncode == 0 and from_text.returncode == 0, from_text.stderr[-2000:]
     a, b = (json.loads((tmp_path / name).read_text(encoding="utf-8")) for name in ("a.json", "b.json"))
     assert {k: a[k] for k in METRIC_KEYS} == {k: b[k] for k in METRIC_KEYS}
@@ -168,15 +160,8 @@ def test_no_reference_column_means_nothing_to_score(tmp_path, script_in_process)
 def test_text_files_of_different_lengths_are_refused(tmp_path, script_in_process):
     (tmp_path / "p.txt").write_text("أ\nب\n", encoding="utf-8")
     (tmp_path / "r.txt").write_text("أ\n", encoding="utf-8")
-    result = script_in_process(
-        "score.py",
-        "--predictions",
-        tmp_path / "p.txt",
-        "--references",
-        tmp_path / "r.txt",
-        "--out",
-        tmp_path / "m.json",
-    )
+    text_files = ["--predictions", tmp_path / "p.txt", "--references", tmp_path / "r.txt"]
+    result = script_in_process("score.py", *text_files, "--out", tmp_path / "m.json")
     assert_one_error_line(result, "p.txt", "2 lines", "1")
 
 

@@ -343,17 +343,13 @@ def test_the_shipped_jsonl_example_runs_train_generate_score(tiny_llama, tmp_pat
     held_out = manifest["config"]["data"]["held_out"]
     assert len(held_out["test_rows"]) == 3 and len(held_out["validation_rows"]) == 3
     predictions = tmp_path / "predictions_test.csv"
-    generated = script_in_process(
-        "generate.py",
-        "--config",
-        "recipes/example_own_data.yaml",
-        "--checkpoint_dir",
-        out,
-        "--out_path",
-        predictions,
-        "--max_new_tokens",
-        8,
-    )
+
+    def generate(*options):
+        return script_in_process(
+            "generate.py", "--config", "recipes/example_own_data.yaml", "--checkpoint_dir", out, *options
+        )
+
+    generated = generate("--out_path", predictions, "--max_new_tokens", 8)
     assert generated.returncode == 0, generated.stderr[-3000:]
     table = pd.read_csv(predictions, keep_default_na=False)
     assert list(table.columns) == ["السؤال", "Reference_الإجابة", "Generated_الإجابة"]
@@ -364,31 +360,11 @@ def test_the_shipped_jsonl_example_runs_train_generate_score(tiny_llama, tmp_pat
     assert json.loads(predictions.with_name("metrics_test.json").read_text(encoding="utf-8"))["n"] == 3
 
     # Held-out rows that differ from the training run's (the file or the seed changed since) are refused.
-    changed = script_in_process(
-        "generate.py",
-        "--config",
-        "recipes/example_own_data.yaml",
-        "--checkpoint_dir",
-        out,
-        "--out_path",
-        tmp_path / "again.csv",
-        "--seed",
-        1,
-        "--limit",
-        1,
-    )
+    changed = generate("--out_path", tmp_path / "again.csv", "--seed", 1, "--limit", 1)
     assert changed.returncode == 0  # --seed is generation's (sampling, --limit), not the split's
     manifest["config"]["data"]["held_out"]["test_rows"] = [0, 1, 2]
     (out / "run_manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    refused = script_in_process(
-        "generate.py",
-        "--config",
-        "recipes/example_own_data.yaml",
-        "--checkpoint_dir",
-        out,
-        "--out_path",
-        tmp_path / "third.csv",
-    )
+    refused = generate("--out_path", tmp_path / "third.csv")
     assert refused.returncode == 2 and "differ from those the training run" in refused.stderr
 
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import assert_one_error_line
 
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.scoring.compare import compare, load_run
@@ -130,11 +131,11 @@ def test_script_writes_markdown_csv_and_chart_with_a_published_row(tmp_path, scr
     text = out.read_text(encoding="utf-8")
     assert "| model | ROUGE-L (F1) | 0.1000 [0.1000, 0.1000] | 0.001 |" in text
     again = script_in_process("compare.py", tuned, "--baseline", base, "--out", out)
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert_one_error_line(again, "already exists")
     missing = script_in_process(
         "compare.py", str(tmp_path / "nowhere"), "--baseline", base, "--out", tmp_path / "x.md"
     )
-    assert missing.returncode == 2 and "nowhere" in missing.stderr and "Traceback" not in missing.stderr
+    assert_one_error_line(missing, "nowhere")
 
 
 def test_config_compares_a_recipes_run_with_its_baselines(tmp_path, script_in_process):
@@ -144,7 +145,7 @@ def test_config_compares_a_recipes_run_with_its_baselines(tmp_path, script_in_pr
     scores = rng.uniform(0, 0.5, size=30)
     write_run(tmp_path / "results" / "mine", references(30), scores + 0.2)
     missing = script_in_process("compare.py", "--config", "recipes/mine.yaml", cwd=tmp_path)
-    assert missing.returncode == 2 and "make baseline RECIPE=mine" in missing.stderr
+    assert_one_error_line(missing, "make baseline RECIPE=mine")
     write_run(tmp_path / "results" / "mine" / "baseline-zero-shot", references(30), scores)
     write_run(tmp_path / "results" / "mine" / "baseline-3-shot", references(30), scores + 0.1)
     result = script_in_process("compare.py", "--config", "recipes/mine.yaml", cwd=tmp_path)

@@ -12,6 +12,7 @@ from helpers import (
     OPTIONS,
     ROOT,
     SAMPLE_FILES,
+    assert_one_error_line,
     generate_command,
     preset_spec,
     run_script,
@@ -117,10 +118,9 @@ def test_a_second_generation_into_the_same_file_is_refused(tiny_llama, long_gene
     try:
         before = partial.read_bytes() if partial.exists() else None
         second = script_in_process("generate.py", *generate_command(tiny_llama, test_path, out, *OPTIONS)[2:])
-        assert second.returncode == 2 and "Traceback" not in second.stderr
-        errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
-        assert len(errors) == 1 and errors[0].startswith(f"error: {out}: in use by process {first.pid} on ")
-        assert "generate.py" in errors[0] and errors[0].endswith("wait for it to end, or stop it")
+        error = assert_one_error_line(second)
+        assert error.startswith(f"error: {out}: in use by process {first.pid} on ")
+        assert "generate.py" in error and error.endswith("wait for it to end, or stop it")
         assert (partial.read_bytes() if partial.exists() else None) == before  # the second run wrote nothing
     finally:
         first.send_signal(signal.SIGCONT)
@@ -140,7 +140,7 @@ def test_output_columns_and_a_test_file_without_references(tiny_gpt2, tmp_path, 
     predictions = pd.read_csv(out)
     assert list(predictions.columns) == ["Question", "Category", "Generated_Answer"] and len(predictions) == 5
     again = script_in_process("generate.py", *generate_command(tiny_gpt2, test_path, out, "--task", "medical_qa")[2:])
-    assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    assert_one_error_line(again, "already exists")
 
 
 def test_config_generates_for_a_gpu_recipe_on_cpu_and_names_the_split(tiny_llama, tmp_path, script_in_process):
@@ -170,7 +170,7 @@ def test_config_generates_for_a_gpu_recipe_on_cpu_and_names_the_split(tiny_llama
     assert list(predictions.columns) == ["Proverb", "Reference_Explanation", "Generated_Explanation"]
     assert len(predictions) == 3
     missing = script_in_process("generate.py", "--config", "gpu_recipe.yaml", cwd=tmp_path)
-    assert missing.returncode == 2 and "no test data in the recipe" in missing.stderr
+    assert_one_error_line(missing, "no test data in the recipe")
 
 
 def test_a_batch_that_runs_out_of_memory_is_generated_in_halves(tiny_llama, caplog):
@@ -190,3 +190,27 @@ def test_a_batch_that_runs_out_of_memory_is_generated_in_halves(tiny_llama, capl
     model.generate = generate_at_most_three
     assert generate_texts(model, tokenizer, prompts, max_new_tokens=6, batch_size=12) == expected
     assert "out of memory with a batch of 12 prompts" in caplog.text
+
+
+def test_a_partial_run_resumes_only_under_the_same_resume_key(tmp_path):
+    from dataclasses import replace
+
+    from arabic_sft.generation.settings import GenerationSettings
+    from arabic_sft.runtime.errors import UserError
+    from arabic_sft.runtime.partial import PartialWriter, read_done
+
+    settings = GenerationSettings(data={"test_file": "t.csv"}, model_dir="m", max_new_tokens=48, batch_size=2)
+    out = tmp_path / "p.csv"
+    writer = PartialWriter(out, 0, settings.resume_key())
+    writer.write([(0, "نص"), (1, "آخر")])
+    writer.close()
+    # Where the output goes and how the cache is kept change neither the rows nor their text: it resumes.
+    same = replace(settings, out_path=str(tmp_path / "elsewhere.csv"), static_cache=True, device_map="auto")
+    assert read_done(out, same.resume_key()) == {0: "نص", 1: "آخر"}
+    assert same.record()["static_cache"] and "static_cache" not in same.resume_key()
+    # What the text depends on is refused, by name.
+    other = replace(settings, max_new_tokens=64, temperature=0.7)
+    with pytest.raises(
+        UserError, match=r"other settings \(max_new_tokens, temperature\); delete it or pass --overwrite"
+    ):
+        read_done(out, other.resume_key())

@@ -101,15 +101,23 @@ def test_qlora_under_zero3_stores_4bit_weights_in_the_dtype_and_trains_like_one_
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "merged").num_parameters() > 0
 
 
-def test_qlora_under_zero3_refuses_a_storage_dtype_it_cannot_shard(tiny_llama, tmp_path):
-    result = launch(
-        "zero3",
-        1,
-        recipe(tmp_path / "r.yaml", tiny_llama, tmp_path / "out", 2),
-        *QLORA,
-        "--bnb_4bit_quant_storage",
-        "uint8",
+def test_qlora_under_zero3_stores_4bit_weights_in_the_dtype_returning_a_new_model_config():
+    from types import SimpleNamespace
+
+    from trl import ModelConfig
+
+    from arabic_sft.runtime.errors import UserError
+    from arabic_sft.training.model import model_loading
+
+    zero3 = SimpleNamespace(
+        deepspeed_plugin=SimpleNamespace(zero_stage=3),
+        distributed_state=SimpleNamespace(distributed_type="DEEPSPEED"),
+        trust_remote_code=False,
     )
-    assert "error: bnb_4bit_quant_storage is uint8 but dtype is float32" in result.stderr
-    # One line, from the main process only, and no traceback: neither the script's nor the launcher's.
-    assert result.returncode == 2 and result.stderr.count("error:") == 1 and "Traceback" not in result.stderr
+    model = ModelConfig(model_name_or_path="m", load_in_4bit=True, dtype="float32")
+    kwargs, used = model_loading(model, zero3)
+    assert used.bnb_4bit_quant_storage == "float32" and kwargs["device_map"] is None
+    assert model.bnb_4bit_quant_storage is None  # the recipe's own config is left as it is
+    with pytest.raises(UserError, match="bnb_4bit_quant_storage is uint8 but dtype is float32"):
+        model_loading(ModelConfig(model_name_or_path="m", load_in_4bit=True, dtype="float32",
+                                  bnb_4bit_quant_storage="uint8"), zero3)  # fmt: skip

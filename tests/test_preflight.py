@@ -115,6 +115,15 @@ def test_the_launch_config_is_the_one_the_recipe_names_unless_given(monkeypatch,
     assert message == f"{missing}: accelerate_config nowhere: accelerate_configs/nowhere.yaml not found"
 
 
+def test_qlora_under_zero3_with_a_storage_it_cannot_shard_is_refused_before_launch(
+    monkeypatch, launched, tiny_llama, tmp_path
+):
+    recipe = cpu_recipe(tmp_path, tiny_llama, load_in_4bit=True, use_peft=True, dtype="float32",
+                        bnb_4bit_quant_storage="uint8")  # fmt: skip
+    message = refused(monkeypatch, argv("zero3", recipe, "--num_processes", "2", "--mixed_precision", "no"), launched)
+    assert message.startswith("bnb_4bit_quant_storage is uint8 but dtype is float32: ZeRO-3/FSDP can shard")
+
+
 def test_a_gpu_config_on_a_machine_without_gpus_needs_a_process_count(monkeypatch, launched, tiny_llama, tmp_path):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     recipe = cpu_recipe(tmp_path, tiny_llama)

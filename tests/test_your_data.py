@@ -7,7 +7,7 @@ import logging
 import datasets
 import pandas as pd
 import pytest
-from helpers import ROOT, SAMPLES, run_in_this_process
+from helpers import ROOT, SAMPLES, assert_one_error_line, run_in_this_process
 from transformers import AutoTokenizer
 
 from arabic_sft.data.columns import data_spec, load_file, prediction_columns
@@ -215,9 +215,7 @@ def test_messages_with_a_template_without_assistant_markers_are_refused(tiny_lla
         encoding="utf-8",
     )
     result = script_in_process("sft.py", "--config", config, "--inspect", 1)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert "{% generation %}" in errors[0] and "prompt/completion" in errors[0]
+    assert_one_error_line(result, "{% generation %}", "prompt/completion")
 
 
 def test_prompt_completion_data_is_used_as_it_is(tiny_llama):
@@ -258,7 +256,8 @@ def test_truncation_is_counted_and_each_policy_acts(tiny_gpt2):
 def test_truncation_shows_in_inspect_and_error_stops_training(tiny_llama, make_recipe, script_in_process, tmp_path):
     config = make_recipe(tiny_llama, "proverbs", max_length=40)
     refused = script_in_process("sft.py", "--config", config, "--truncation", "error")
-    assert refused.returncode == 2 and "exceed max_length 40" in refused.stderr and not (tmp_path / "out").exists()
+    assert_one_error_line(refused, "exceed max_length 40")
+    assert not (tmp_path / "out").exists()
     result = script_in_process("sft.py", "--config", config, "--inspect", 1)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "truncation: " in result.stdout and "exceed max_length 40" in result.stdout
@@ -306,9 +305,7 @@ def test_bad_data_in_any_format_is_one_line_naming_the_file(case, tmp_path, monk
         encoding="utf-8",
     )
     result = run_in_this_process(monkeypatch, capsys, "sft.py", "--config", config)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert str(path) in errors[0] and all(word in errors[0] for word in words), errors[0]
+    assert_one_error_line(result, str(path), *words)
     assert not (tmp_path / "out").exists()
 
 
@@ -365,7 +362,7 @@ def test_the_shipped_jsonl_example_runs_train_generate_score(tiny_llama, tmp_pat
     manifest["config"]["data"]["held_out"]["test_rows"] = [0, 1, 2]
     (out / "run_manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     refused = generate("--out_path", tmp_path / "third.csv")
-    assert refused.returncode == 2 and "differ from those the training run" in refused.stderr
+    assert_one_error_line(refused, "differ from those the training run")
 
 
 def test_prompts_longer_than_the_context_are_counted_at_generation():

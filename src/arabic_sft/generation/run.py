@@ -21,7 +21,7 @@ from arabic_sft.generation.settings import GenerationSettings
 from arabic_sft.models import context_length, load_for_generation
 from arabic_sft.prompts.builder import build_model_prompt, is_conversational, predictions_table, prompt_token_ids
 from arabic_sft.prompts.truncation import count_long_prompts
-from arabic_sft.recipe import RecipeArguments, fields_in, load_recipe, read_preset
+from arabic_sft.recipe import Recipe, RecipeArguments, fields_in, load_recipe, read_preset
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
@@ -30,15 +30,14 @@ from arabic_sft.runtime.preemption import EXIT_STOPPED, StopRequest, die_with_la
 from arabic_sft.training.checkpoints import MANIFEST
 
 
-def data_arguments(args) -> RecipeArguments:
+def data_arguments(args, recipe: Recipe | None) -> RecipeArguments:
     """The data and prompt fields: the recipe's (`--config`), replaced by a `--task` preset's and the flags given."""
-    recipe = load_recipe(["--config", args.config]).args if args.config else RecipeArguments()
     changes = read_preset(args.task) if args.task else {}
     changes.update({key: getattr(args, key) for key in ("prompt_template", "chat_format") if getattr(args, key)})
     if args.test_path:  # a file given on the command line is used whole
         changes.update({f"{args.split}_file": args.test_path, f"{args.split}_fraction": 0.0, "dataset_name": None})
     try:
-        return replace(recipe, **changes)
+        return replace(recipe.args if recipe else RecipeArguments(), **changes)
     except ValueError as error:
         raise UserError(f"{args.config or 'arguments'}: {error}") from None
 
@@ -50,7 +49,7 @@ def resolve(args) -> tuple[GenerationSettings, RecipeArguments]:
     if not (args.config or args.checkpoint_dir or args.base_id):
         raise UserError("give a model: --config, --checkpoint_dir, or --base_id [--adapter_dir]")
     recipe = load_recipe(["--config", args.config]) if args.config else None
-    data = data_arguments(args)
+    data = data_arguments(args, recipe)
     if recipe and not recipe.fields.output_dir and not (args.checkpoint_dir or args.base_id or args.baseline):
         raise UserError(f"{args.config}: output_dir is not set, so there is no trained model to load")
     if not has_source(data, args.split) and not getattr(data, f"{args.split}_fraction"):

@@ -1,7 +1,7 @@
 """The one prompt builder: the same functions render a row for training and for generation.
 
-A row becomes a TRL example by its `DataSpec` (arabic_sft.data): the prompt template filled with the row's inputs and
-its answer as the completion; or TRL's own `prompt`/`completion` or `messages` data, as it is.
+A row becomes a TRL example by its `DataSpec` (arabic_sft.data.columns): the prompt template filled with the row's
+inputs and its answer as the completion; or TRL's own `prompt`/`completion` or `messages` data, as it is.
 """
 
 import json

@@ -26,6 +26,7 @@ from transformers.utils import is_torch_bf16_gpu_available
 from arabic_sft.recipe import Recipe, load_recipe
 from arabic_sft.runtime.errors import UserError, run_cli
 from arabic_sft.runtime.preemption import EXIT_STOPPED
+from arabic_sft.training.model import check_sharded_4bit_storage
 
 
 # Configs whose processes are one per GPU (each config file says 8; the machine decides).
@@ -87,6 +88,12 @@ def launch_settings(args) -> dict:
         "use_cpu": args.cpu or bool(config.get("use_cpu")),
         "mixed_precision": args.mixed_precision or config.get("mixed_precision", "no"),
         "num_machines": args.num_machines or config.get("num_machines", 1),
+        # ZeRO-3 and FSDP shard the weights themselves (4-bit ones too)
+        "shards_weights": config.get("distributed_type") == "FSDP"
+        or (
+            config.get("distributed_type") == "DEEPSPEED"
+            and (config.get("deepspeed_config") or {}).get("zero_stage") == 3
+        ),
     }
 
 
@@ -124,6 +131,8 @@ def launch(argv: list[str]) -> int:
     settings = launch_settings(args)
     check_recipe_on_this_machine(recipe)
     check_launch_precision(recipe, settings["mixed_precision"], args.config_file)
+    if settings["shards_weights"] and recipe.model.load_in_4bit:
+        check_sharded_4bit_storage(recipe.model)
     check_and_fill_processes(args, settings, torch.cuda.device_count())
     if args.num_cpu_threads_per_process is None:  # accelerate would choose the same and print a notice about it
         processes = max(1, (args.num_processes or 1) // settings["num_machines"])

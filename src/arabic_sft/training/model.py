@@ -32,18 +32,23 @@ def model_loading(model_args, training_args) -> tuple[dict, object]:
         plugin is not None and plugin.zero_stage == 3
     ) or training_args.distributed_state.distributed_type == "FSDP"
     if model_args.load_in_4bit and sharded:
-        if model_args.dtype in (None, "auto"):
-            raise UserError(
-                "QLoRA under ZeRO-3/FSDP needs an explicit `dtype` (e.g. bfloat16) to store the 4-bit weights in"
-            )
-        if model_args.bnb_4bit_quant_storage not in (None, model_args.dtype):
-            raise UserError(
-                f"bnb_4bit_quant_storage is {model_args.bnb_4bit_quant_storage} but dtype is {model_args.dtype}: "
-                "ZeRO-3/FSDP can shard 4-bit weights only when both are the same"
-            )
+        check_sharded_4bit_storage(model_args)
         model_args = replace(model_args, bnb_4bit_quant_storage=model_args.dtype)
         kwargs["device_map"] = None
     return kwargs, model_args
+
+
+def check_sharded_4bit_storage(model_args) -> None:
+    """4-bit weights that ZeRO-3 or FSDP will shard must be stored in the model's float dtype (`dtype`)."""
+    if model_args.dtype in (None, "auto"):
+        raise UserError(
+            "QLoRA under ZeRO-3/FSDP needs an explicit `dtype` (e.g. bfloat16) to store the 4-bit weights in"
+        )
+    if model_args.bnb_4bit_quant_storage not in (None, model_args.dtype):
+        raise UserError(
+            f"bnb_4bit_quant_storage is {model_args.bnb_4bit_quant_storage} but dtype is {model_args.dtype}: "
+            "ZeRO-3/FSDP can shard 4-bit weights only when both are the same"
+        )
 
 
 def trainable_dtype(adapter_dtype: str, model_args, training_args) -> torch.dtype | None:

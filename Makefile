@@ -81,8 +81,8 @@ demo: setup data
 
 train: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
-	$(PY) -m arabic_sft.training.launch $(if $(ACCELERATE_CONFIG),--config_file accelerate_configs/$(ACCELERATE_CONFIG).yaml) \
-		$(LAUNCH_ARGS) scripts/sft.py --config recipes/$(RECIPE).yaml $(ARGS)
+	$(PY) -m arabic_sft.training.launch $(strip $(if $(ACCELERATE_CONFIG),--config_file \
+		accelerate_configs/$(ACCELERATE_CONFIG).yaml) $(LAUNCH_ARGS)) scripts/sft.py --config recipes/$(RECIPE).yaml $(ARGS)
 
 # Generation resumes a killed run; existing predictions are scored as they are unless OVERWRITE=1. Metrics are
 # always recomputed from the predictions (they record the settings that produced them).

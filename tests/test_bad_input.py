@@ -1,8 +1,6 @@
 """The bad-input catalogue: each case stops the script with exit status 2 and one `error:` line naming the file,
 column or key, before any model is loaded, and writes nothing."""
 
-import logging
-
 import pytest
 from helpers import SAMPLE_FILES, assert_one_error_line, run_in_this_process
 
@@ -115,7 +113,7 @@ def test_missing_adapter_directory(tiny_llama, tmp_path, monkeypatch, capsys):
     assert_one_error_line(result, str(missing), "not found")
 
 
-def test_validation_rows_repeated_from_train_are_reported(tmp_path, caplog):
+def test_validation_rows_repeated_from_train_are_reported(tmp_path, capsys):
     validation = tmp_path / "valid.csv"
     validation.write_text(
         "Proverbs,Explanation\nالصبر مفتاح الفرج,يقال للحث على الصبر عند الشدة، لأن الفرج يأتي بعد "
@@ -128,9 +126,9 @@ def test_validation_rows_repeated_from_train_are_reported(tmp_path, caplog):
         train_file=str(SAMPLE_FILES["proverbs"]),
         validation_file=str(validation),
     )
-    with caplog.at_level(logging.WARNING):
-        load_training_splits(recipe, seed=0)
-    assert f"{validation}: 1 of 2 validation row(s) also appear in the training data" in caplog.text
+    load_training_splits(recipe, seed=0)
+    warning = f"warning: {validation}: 1 of 2 validation row(s) also appear in the training data"
+    assert warning in capsys.readouterr().err.splitlines()[0]  # the format of every message line
 
 
 def test_wrong_choice_in_a_recipe_stops_generation_too(tmp_path, monkeypatch, capsys):

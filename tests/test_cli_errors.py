@@ -29,7 +29,7 @@ def test_missing_recipe_file(script_in_process):
 
 def test_missing_local_model_directory(make_recipe, tmp_path, script_in_process):
     result = script_in_process("sft.py", "--config", make_recipe(tmp_path / "no-model"))
-    assert_one_error_line(result, "no-model", "model directory not found")
+    assert_one_error_line(result, "no-model", "no such directory")
 
 
 def test_remote_code_without_a_pinned_revision(tmp_path, script_in_process):
@@ -57,3 +57,32 @@ def test_hub_model_that_cannot_be_reached_offline(make_recipe, script_in_process
     recipe = make_recipe("no-such-org/no-such-model")
     result = script_in_process("sft.py", "--config", recipe)
     assert_one_error_line(result, "no-such-org/no-such-model", "cannot load the tokenizer")
+
+
+def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path, script_in_process):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        'model_name_or_path: m\nprompt_template: "an unclosed quote\nlearning_rate: 1\n', encoding="utf-8"
+    )
+    result = script_in_process("sft.py", "--config", recipe)
+    assert_one_error_line(result, str(recipe), "not valid YAML at line 2, column 18", "quoted scalar", "quotes")
+
+
+def test_a_local_model_path_that_does_not_exist_is_not_looked_up_on_the_hub(make_recipe, script_in_process, tmp_path):
+    (tmp_path / "models").mkdir()  # a mistyped name in a folder of models (`models/` after make demo)
+    result = script_in_process("sft.py", "--config", make_recipe("models/no-such-tiny-model"), cwd=tmp_path)
+    assert_one_error_line(result, "models/no-such-tiny-model: no such directory")
+    assert "huggingface.co" not in result.stderr
+
+
+def test_evaluating_before_training_says_to_train_first(tiny_llama, make_recipe, script_in_process):
+    recipe = make_recipe(tiny_llama, test_file=str(SAMPLE_FILES["proverbs"]))
+    result = script_in_process("generate.py", "--config", recipe)
+    assert_one_error_line(result, "does not exist: train it first with make train RECIPE=recipe")
+
+
+def test_missing_project_data_says_where_it_comes_from(tiny_llama, make_recipe, script_in_process):
+    recipe = make_recipe(tiny_llama, train_file="data/no_such_dataset/train.csv")  # as data/ahqad/ before its download
+    result = script_in_process("sft.py", "--config", recipe)
+    message = "data/no_such_dataset/train.csv: file not found; data/README.md says where this data comes from"
+    assert_one_error_line(result, message)

@@ -74,10 +74,10 @@ def test_cp1256_file_names_the_encoding_option(tmp_path):
     assert load_split(path, "proverbs", encoding="cp1256")["proverb"].tolist() == ["مثل"]
 
 
-def test_empty_cells_are_dropped_with_a_count_or_rejected(tmp_path, caplog):
+def test_empty_cells_are_dropped_with_a_count_or_rejected(tmp_path, capsys):
     path = write(tmp_path / "gaps.csv", "proverb,explanation\nمثل,شرح\nمثل آخر,  \n,شرح\n")
     assert len(load_split(path, "proverbs")) == 1
-    assert "dropped 2 row(s)" in caplog.text
+    assert "dropped 2 row(s)" in capsys.readouterr().err
     with pytest.raises(UserError, match="2 row\\(s\\) with an empty cell"):
         load_split(path, "proverbs", empty_cells="error")
 

@@ -173,7 +173,7 @@ def test_config_generates_for_a_gpu_recipe_on_cpu_and_names_the_split(tiny_llama
     assert_one_error_line(missing, "no test data in the recipe")
 
 
-def test_a_batch_that_runs_out_of_memory_is_generated_in_halves(tiny_llama, caplog):
+def test_a_batch_that_runs_out_of_memory_is_generated_in_halves(tiny_llama, capsys):
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
     rows = sample_rows("proverbs")
@@ -189,7 +189,7 @@ def test_a_batch_that_runs_out_of_memory_is_generated_in_halves(tiny_llama, capl
 
     model.generate = generate_at_most_three
     assert generate_texts(model, tokenizer, prompts, max_new_tokens=6, batch_size=12) == expected
-    assert "out of memory with a batch of 12 prompts" in caplog.text
+    assert "out of memory with a batch of 12 prompts" in capsys.readouterr().err
 
 
 def test_a_partial_run_resumes_only_under_the_same_resume_key(tmp_path):

@@ -5,6 +5,7 @@ command printed and that say nothing about the user's run.
 """
 
 import logging
+import sys
 import warnings
 
 
@@ -33,4 +34,19 @@ def _silence_third_party_noise() -> None:
     warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
 
 
+class _OneLine(logging.Handler):
+    """The project's own warnings in the format of every other message line: `warning: ...` on stderr (whatever
+    sys.stderr is when the line is written)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+
+
+def _one_format_for_our_messages() -> None:
+    package = logging.getLogger(__name__)
+    package.addHandler(_OneLine())
+    package.propagate = False  # not again in a library's log format (timestamps) when a script configures logging
+
+
 _silence_third_party_noise()
+_one_format_for_our_messages()

@@ -25,7 +25,7 @@ def check_model_source(name: str | None, revision: str | None, trust_remote_code
         raise UserError("model_name_or_path is not set")
     local = is_local(name)
     if local and not Path(name).expanduser().is_dir():
-        raise UserError(f"{name}: model directory not found")
+        raise UserError(f"{name}: no such directory (a local model path; a Hub model id looks like org/name)")
     if trust_remote_code and not local and revision in UNPINNED_REVISIONS:
         raise UserError(
             f"{name}: trust_remote_code runs code from the Hub, so the recipe must pin `model_revision` to a commit "

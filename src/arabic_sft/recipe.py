@@ -239,10 +239,18 @@ def read_yaml(path: str | Path, what: str = "recipe") -> dict:
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
-        raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        raise UserError(f"{path}: {yaml_error(error)}") from None
     if not isinstance(values, dict):
         raise UserError(f"{path}: a {what} must be a YAML mapping of field: value")
     return values
+
+
+def yaml_error(error: yaml.YAMLError) -> str:
+    """A YAML error as one sentence with the line and column where the faulty construct starts (1-based)."""
+    mark = getattr(error, "context_mark", None) or getattr(error, "problem_mark", None)
+    what = ", ".join(part for part in (getattr(error, "context", None), getattr(error, "problem", None)) if part)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"not valid YAML{where}: {what or str(error).splitlines()[0]}; check the quotes and indentation there"
 
 
 def read_preset(task: str, source: str | Path = "arguments") -> dict:

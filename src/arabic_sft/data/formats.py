@@ -18,8 +18,16 @@ def _json_line_error(path: Path) -> str:
             try:
                 json.loads(line)
             except json.JSONDecodeError as error:
-                return f"line {number}: {error.msg}"
+                return f"line {number} is not valid JSON: {error.msg[0].lower()}{error.msg[1:]} column {error.colno}"
     return "not JSON Lines"
+
+
+def where_data_comes_from(path: Path) -> str:
+    """For a missing file under the project's data/ folder: where data/README.md says it comes from."""
+    readme = Path("data") / "README.md"
+    if path.parts[:1] == ("data",) and readme.is_file():
+        return f"; {readme} says where this data comes from and how to get it (make data for the proverbs)"
+    return ""
 
 
 def read_table(path: str | Path, encoding: str = "utf-8-sig") -> pd.DataFrame:
@@ -29,7 +37,7 @@ def read_table(path: str | Path, encoding: str = "utf-8-sig") -> pd.DataFrame:
     if path.is_dir():
         return _read_saved_dataset(path)
     if not path.is_file():
-        raise UserError(f"{path}: file not found")
+        raise UserError(f"{path}: file not found{where_data_comes_from(path)}")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: file is empty")
     suffix = path.suffix.lower()

@@ -67,6 +67,8 @@ def resolve(args) -> tuple[GenerationSettings, RecipeArguments]:
     else:
         trained = recipe.model.model_name_or_path if args.baseline else recipe.fields.output_dir
         model_dir = args.checkpoint_dir or (None if args.base_id else trained)
+        if model_dir == recipe.fields.output_dir and not Path(model_dir).is_dir():
+            raise UserError(f"{model_dir} does not exist: train it first with make train RECIPE={recipe.name}")
     resolved = {"model_dir", "revision", "trust_remote_code", "split_seed", "out_path"}
     given = {
         item.name: getattr(args, item.name)

@@ -12,8 +12,15 @@ import huggingface_hub.constants as hub_constants
 
 
 def is_local(name: str) -> bool:
-    """Whether `name` is a path on this machine rather than a Hub id."""
-    return name.startswith((".", "/", "~")) or Path(name).exists()
+    """Whether `name` is a path on this machine rather than a Hub id: it exists, starts like a path, has more parts
+    than a Hub id's `org/name`, or its first part is a directory here (`models/x`, `results/x/model`)."""
+    path = Path(name)
+    return (
+        name.startswith((".", "/", "~"))
+        or path.exists()
+        or len(path.parts) > 2
+        or (len(path.parts) == 2 and Path(path.parts[0]).is_dir())
+    )
 
 
 @functools.cache

@@ -20,7 +20,7 @@ import torch
 from arabic_sft.models import adapter_base, load_model, model_tokenizer, training_quantization
 from arabic_sft.runtime.errors import UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
-from arabic_sft.runtime.manifest import build_manifest, now, write_json_atomic
+from arabic_sft.runtime.manifest import build_manifest, now, permissions_of_new, write_json_atomic
 
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -73,6 +73,7 @@ def merge(args, adapter: Path, out: Path, started: str):
         tokenizer.save_pretrained(staging)
         settings = {**vars(args), "base_id": base_id, "dequantized_from_4bit": quantized}
         write_json_atomic(staging / "merge_manifest.json", build_manifest({"merge": settings}, [], started))
+        staging.chmod(permissions_of_new(0o777))  # mkdtemp's 0700 would hide the model from colleagues
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)

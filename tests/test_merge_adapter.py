@@ -81,6 +81,9 @@ def test_merged_qlora_model_computes_what_the_trained_4bit_model_did(
         "merge_adapter.py", "--adapter_dir", qlora_adapter, "--out", merged, "--dtype", "float32"
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    from arabic_sft.runtime.manifest import permissions_of_new
+
+    assert merged.stat().st_mode & 0o777 == permissions_of_new(0o777)  # the user's umask, not mkdtemp's 0700
     assert "dequantized from 4-bit" in result.stdout
     assert not (merged / "adapter_config.json").exists() and (merged / "chat_template.jinja").is_file()
     assert json.loads((merged / "merge_manifest.json").read_text())["config"]["merge"]["dequantized_from_4bit"]

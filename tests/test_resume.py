@@ -265,3 +265,21 @@ def test_a_second_training_into_the_same_output_dir_is_refused(tiny_llama, tmp_p
         )
     assert_one_error_line(result, f"{out}: in use by process {os.getpid()} on ")
     assert not out.exists()  # nothing written
+
+
+def test_outputs_keep_the_users_umask(tmp_path):
+    import os
+
+    from arabic_sft.runtime.manifest import atomic_path, write_json_atomic
+
+    previous = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "shared.json", {"a": 1})
+        with atomic_path(tmp_path / "table.csv") as temporary:
+            temporary.write_text("a\n", encoding="utf-8")
+        os.umask(0o077)
+        write_json_atomic(tmp_path / "private.json", {"a": 1})
+    finally:
+        os.umask(previous)
+    modes = {name: (tmp_path / name).stat().st_mode & 0o777 for name in ("shared.json", "table.csv", "private.json")}
+    assert modes == {"shared.json": 0o644, "table.csv": 0o644, "private.json": 0o600}

@@ -67,6 +67,13 @@ def _plain(config) -> dict | None:
     return asdict(config) if is_dataclass(config) else dict(config)
 
 
+def permissions_of_new(mode: int) -> int:
+    """The permissions the user's umask gives a new file (0o666) or directory (0o777), as `open` and `mkdir` do."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to; renamed onto `path` only when the block ends without error, so
@@ -77,6 +84,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        os.chmod(temporary, permissions_of_new(0o666))  # mkstemp's 0600 would hide results from colleagues
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

@@ -15,7 +15,7 @@ from arabic_sft.scoring.metrics import summarize
 COLUMNS = ["run", "metric", "value", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "p_value"]
 
 
-def write_run(directory, references, rouge, bleu=None, arabic=None) -> str:
+def write_run(directory, references, rouge, bleu=None, arabic=None, predictions=None) -> str:
     """A scored run as score.py leaves it: metrics_test.json and metrics_test.examples.csv."""
     directory.mkdir(parents=True, exist_ok=True)
     n = len(references)
@@ -35,7 +35,8 @@ def write_run(directory, references, rouge, bleu=None, arabic=None) -> str:
         "chrf": 40.0,
     }
     (directory / "metrics_test.json").write_text(json.dumps({**metrics, "settings": {}}), encoding="utf-8")
-    pd.DataFrame({"prediction": ["p"] * n, "reference": references, **per_example}).to_csv(
+    answers = predictions if predictions is not None else [f"p {i}" for i in range(n)]
+    pd.DataFrame({"prediction": answers, "reference": references, **per_example}).to_csv(
         directory / "metrics_test.examples.csv", index=False
     )
     return str(directory)
@@ -152,3 +153,18 @@ def test_config_compares_a_recipes_run_with_its_baselines(tmp_path, script_in_pr
     assert result.returncode == 0, result.stderr[-2000:]
     table = pd.read_csv(tmp_path / "results" / "mine" / "compare_test.csv")
     assert list(dict.fromkeys(table["run"])) == ["baseline-zero-shot", "baseline-3-shot", "mine", "SHEFAA (published)"]
+
+
+def test_runs_with_the_same_answers_are_noted_as_such(tmp_path, script_in_process):
+    # As the demo's untrained model, which says the same thing whatever its prompt: zero-shot = 3-shot.
+    same = ["يجب يجب يجب"] * 20
+    scores = np.full(20, 0.1)
+    base = write_run(tmp_path / "zero-shot", references(20), scores, predictions=same)
+    shots = write_run(tmp_path / "3-shot", references(20), scores, predictions=same)
+    tuned = write_run(tmp_path / "tuned", references(20), scores + 0.2)
+    out = tmp_path / "c.md"
+    result = script_in_process("compare.py", shots, tuned, "--baseline", base, "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    notes = [line for line in out.read_text(encoding="utf-8").splitlines() if line.startswith("Note:")]
+    assert notes == ["Note: zero-shot and 3-shot gave the same answer on every example, so their scores are equal "
+                     "(difference 0, p = 1) by construction."]  # fmt: skip

@@ -25,6 +25,7 @@ class Run:
     metrics: dict
     references: list[str] | None  # None: published figures without per-example scores
     scores: dict[str, np.ndarray]  # metric -> per-example values (NaN where undefined)
+    predictions: list[str] | None = None
 
 
 def find_metrics(path: str | Path) -> Path:
@@ -69,7 +70,23 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
             )
             scores[key] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
     references = examples["reference"].fillna("").astype(str).tolist()
-    return Run(name or default_name(path), path, metrics, references, scores)
+    predictions = examples["prediction"].fillna("").astype(str).tolist() if "prediction" in examples else None
+    return Run(name or default_name(path), path, metrics, references, scores, predictions)
+
+
+def identical_predictions(runs: list[Run]) -> list[str]:
+    """A note for each group of runs whose predictions are the same on every example: their scores are then equal
+    by construction (difference 0, p = 1), which is no bug of the comparison."""
+    groups: dict[tuple, list[str]] = {}
+    for run in runs:
+        if run.predictions is not None:
+            groups.setdefault(tuple(run.predictions), []).append(run.name)
+    return [
+        f"{', '.join(names[:-1])} and {names[-1]} gave the same answer on every example, so their scores are equal "
+        "(difference 0, p = 1) by construction."
+        for names in groups.values()
+        if len(names) > 1
+    ]
 
 
 def default_name(path: Path) -> str:
@@ -164,8 +181,11 @@ def compare(runs: list[Run], baseline: Run, resamples: int = 1000, seed: int = 0
     return pd.DataFrame(rows)
 
 
-def markdown(table: pd.DataFrame, baseline: str, resamples: int, seed: int, level: float = 0.95) -> str:
-    """The comparison as markdown: every run's metrics with intervals, then each run against the baseline."""
+def markdown(
+    table: pd.DataFrame, baseline: str, resamples: int, seed: int, level: float = 0.95, notes: list[str] = ()
+) -> str:
+    """The comparison as markdown: every run's metrics with intervals, then each run against the baseline, then
+    `notes`."""
     from arabic_sft.scoring.report import LABELS, figure
 
     metrics = [key for key in METRIC_KEYS[1:] if key in set(table["metric"])]
@@ -204,6 +224,7 @@ def markdown(table: pd.DataFrame, baseline: str, resamples: int, seed: int, leve
             f"| {row.run} | {LABELS.get(row.metric, row.metric)} | "
             f"{figure(row.diff, row.diff_ci_low, row.diff_ci_high)} | {p_value} |"
         )
+    lines += [line for note in notes for line in ("", f"Note: {note}")]
     return "\n".join(lines) + "\n"
 
 
@@ -231,7 +252,8 @@ def plot(table: pd.DataFrame, path: str | Path) -> None:
                 float(part.loc[run, name]) if not pd.isna(part.loc[run, name]) else np.nan
                 for name in ("value", "ci_low", "ci_high")
             )
-            error = None if np.isnan(low) else [[value - low], [high - value]]
+            # max(0, ...): a constant score's mean can differ from its percentiles in the last bit
+            error = None if np.isnan(low) else [[max(0.0, value - low)], [max(0.0, high - value)]]
             axis.errorbar([position], [value], yerr=error, fmt="o", capsize=4)
         axis.set_title(LABELS.get(key, key), fontsize=9)
         axis.set_xticks(range(len(runs)), runs, rotation=20, fontsize=7)

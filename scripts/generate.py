@@ -76,6 +76,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, help="generate for N examples, chosen reproducibly with --seed")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output (and its partial run)")
+    parser.add_argument(
+        "--accept_changed_data",
+        action="store_true",
+        help="generate on data files whose sha256 differs from what the training run recorded",
+    )
     return parser
 
 

@@ -214,3 +214,19 @@ def test_a_partial_run_resumes_only_under_the_same_resume_key(tmp_path):
         UserError, match=r"other settings \(max_new_tokens, temperature\); delete it or pass --overwrite"
     ):
         read_done(out, other.resume_key())
+
+
+def test_data_changed_after_training_is_refused_unless_accepted(tiny_llama, make_recipe, tmp_path, script_in_process):
+    import shutil
+
+    test_file = tmp_path / "test.csv"
+    shutil.copy(SAMPLE_FILES["proverbs"], test_file)
+    recipe = make_recipe(tiny_llama, test_file=str(test_file), max_steps=1)
+    assert script_in_process("sft.py", "--config", recipe).returncode == 0
+    with open(test_file, "a", encoding="utf-8") as handle:
+        handle.write("مثل أضيف بعد التدريب,شرح\n")  # a row appended after training
+    options = ["--out_path", tmp_path / "p.csv", "--max_new_tokens", 4, "--limit", 2]
+    refused = script_in_process("generate.py", "--config", recipe, *options)
+    assert_one_error_line(refused, str(test_file), "changed since the training run", "--accept_changed_data")
+    accepted = script_in_process("generate.py", "--config", recipe, *options, "--accept_changed_data")
+    assert accepted.returncode == 0, accepted.stderr[-2000:]

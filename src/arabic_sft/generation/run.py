@@ -24,7 +24,7 @@ from arabic_sft.prompts.truncation import count_long_prompts
 from arabic_sft.recipe import Recipe, RecipeArguments, fields_in, load_recipe, read_preset
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.locks import exclusive_output
-from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
+from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, sha256, write_json_atomic
 from arabic_sft.runtime.partial import PartialWriter, partial_path, read_done, remove_partial
 from arabic_sft.runtime.preemption import EXIT_STOPPED, StopRequest, die_with_launcher
 from arabic_sft.training.checkpoints import MANIFEST
@@ -87,12 +87,32 @@ def resolve(args) -> tuple[GenerationSettings, RecipeArguments]:
     return settings, data
 
 
+def training_manifest(settings: GenerationSettings) -> dict | None:
+    """The run manifest of the trained model generation loads (sft.py writes it beside the model), if any."""
+    manifest = Path(settings.model_dir or settings.adapter_dir or "", MANIFEST)
+    return json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else None
+
+
+def data_as_trained(settings: GenerationSettings, data: RecipeArguments) -> None:
+    """The data files this generation reads and the training run recorded have the same sha256 as then: a row added
+    to a test file after training, or a changed training file behind a fraction split, is refused."""
+    recorded = (training_manifest(settings) or {}).get("data_sha256", {})
+    for split in ("train", settings.split):
+        path = getattr(data, f"{split}_file")
+        if path and path in recorded and Path(path).is_file() and sha256(path) != recorded[path]:
+            raise UserError(
+                f"{path}: changed since the training run in {settings.model_dir or settings.adapter_dir} (its "
+                "sha256 differs from the one the run manifest records); pass --accept_changed_data to generate on "
+                "it anyway"
+            )
+
+
 def held_out_as_trained(settings: GenerationSettings, record: dict | None) -> None:
     """A fraction split must hold out the rows the training run held out (its manifest records them)."""
-    manifest = Path(settings.model_dir or settings.adapter_dir or "", MANIFEST)
-    if record is None or not manifest.is_file():
+    manifest = training_manifest(settings)
+    if record is None or manifest is None:
         return
-    trained = json.loads(manifest.read_text(encoding="utf-8"))["config"].get("data", {}).get("held_out")
+    trained = manifest["config"].get("data", {}).get("held_out")
     split = settings.split
     if trained and trained.get(f"{split}_rows") != record.get(f"{split}_rows"):
         raise UserError(
@@ -128,6 +148,8 @@ def run(args) -> int:
     the rows. The exit code: 0, or `EXIT_STOPPED` when SIGTERM stopped it (the same command continues)."""
     started = now()
     settings, data = resolve(args)
+    if not args.accept_changed_data:
+        data_as_trained(settings, data)
     die_with_launcher()
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes: gloo
     if settings.device_map and state.num_processes > 1:

@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from arabic_sft.recipe import field_choices
-from arabic_sft.runtime.errors import UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
 
 
@@ -56,7 +56,7 @@ GPU_PEAK_BF16_FLOPS = {
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="recipe: data, prompt, max_length, learning rate")
     parser.add_argument("--model", help="model directory or id (default: the recipe's model_name_or_path)")
     parser.add_argument("--out", default="results/bench/cpu.json", help="results JSON (a .md summary beside it)")

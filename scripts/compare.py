@@ -14,14 +14,14 @@ must be beside it. Writes FILE.md, FILE.csv (one row per run and metric) and FIL
 import argparse
 from pathlib import Path
 
-from arabic_sft.runtime.errors import UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path
 from arabic_sft.scoring.compare import compare, identical_predictions, load_run, markdown, plot, published_run
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "runs", nargs="*", metavar="RUN", help="metrics JSON (or its directory) of each run to compare"
     )

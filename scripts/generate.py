@@ -19,11 +19,11 @@ stopped, with any number of processes.
 import argparse
 
 from arabic_sft.generation.run import run
-from arabic_sft.runtime.errors import run_cli
+from arabic_sft.runtime.errors import ScriptParser, run_cli
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_argument_group("model (one of)")
     source.add_argument("--config", help="recipe: generate with its trained output_dir, test_file and prompt")
     source.add_argument("--checkpoint_dir", help="full model (or adapter) directory")

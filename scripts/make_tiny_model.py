@@ -20,12 +20,12 @@ import torch
 from arabic_sft.data.splits import load_splits
 from arabic_sft.prompts.builder import build_example, example_text
 from arabic_sft.recipe import load_recipe
-from arabic_sft.runtime.errors import UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.tiny import ARCHITECTURES, SHAPES, build_tiny_model
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="recipe whose training data trains the tokenizer")
     parser.add_argument("--arch", choices=ARCHITECTURES, default="llama")
     parser.add_argument("--out", help="output directory (default: the recipe's model_name_or_path)")

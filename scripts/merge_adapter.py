@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from arabic_sft.models import adapter_base, load_model, model_tokenizer, training_quantization
-from arabic_sft.runtime.errors import UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import build_manifest, now, permissions_of_new, write_json_atomic
 
@@ -27,7 +27,7 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapter_dir", required=True, help="LoRA adapter directory (a recipe's output_dir)")
     parser.add_argument("--out", required=True, help="directory for the merged model")
     parser.add_argument("--base_id", help="base model id or path (default: the one adapter_config.json names)")

@@ -23,7 +23,7 @@ import torch
 
 from arabic_sft.data.leakage import normalize_arabic
 from arabic_sft.recipe import load_recipe, published_names
-from arabic_sft.runtime.errors import UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.hub import hub_is_reachable, is_local
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
@@ -33,7 +33,7 @@ from arabic_sft.scoring.report import metrics_table
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_argument_group("input (one of)")
     source.add_argument("predictions_csv", nargs="?", help="predictions CSV with reference and generated columns")
     source.add_argument("--config", help="recipe: score results/<recipe>/predictions_<split>.csv")

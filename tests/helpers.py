@@ -94,14 +94,15 @@ def run_in_this_process(monkeypatch, capsys, script: str, *args, cwd: Path = ROO
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     capsys.readouterr()
-    sigterm = signal.getsignal(signal.SIGTERM)  # generation installs its own handler
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}  # the scripts' own
     try:
         runpy.run_path(str(ROOT / "scripts" / script), run_name="__main__")
         status = 0
     except SystemExit as stop:
         status = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
     finally:
-        signal.signal(signal.SIGTERM, sigterm)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess([script, *map(str, args)], status, out, err)
 

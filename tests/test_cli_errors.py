@@ -86,3 +86,15 @@ def test_missing_project_data_says_where_it_comes_from(tiny_llama, make_recipe, 
     result = script_in_process("sft.py", "--config", recipe)
     message = "data/no_such_dataset/train.csv: file not found; data/README.md says where this data comes from"
     assert_one_error_line(result, message)
+
+
+def test_an_unknown_flag_is_one_line_for_every_script(script_in_process):
+    required = {  # what each script needs before it looks at the rest
+        "sft.py": ("--config", "recipes/demo.yaml"),
+        "merge_adapter.py": ("--adapter_dir", "a", "--out", "b"),
+        "make_tiny_model.py": ("--config", "recipes/demo.yaml"),
+    }
+    for script in ("sft.py", "generate.py", "score.py", "compare.py", "merge_adapter.py", "make_tiny_model.py"):
+        result = script_in_process(script, *required.get(script, ()), "--no_such_flag", "1")
+        assert_one_error_line(result, "--no_such_flag")
+        assert "usage:" not in result.stderr, script

@@ -88,18 +88,20 @@ def test_killed_generation_resumes_to_the_same_file(tiny_llama, long_generation,
     assert not partial.exists()
 
 
-def test_sigterm_finishes_the_batch_and_the_rerun_gives_the_same_file(tiny_llama, long_generation, tmp_path):
+@pytest.mark.parametrize(("signum", "said"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
+def test_sigterm_or_ctrl_c_finishes_the_batch_and_the_rerun_gives_the_same_file(
+    tiny_llama, long_generation, tmp_path, signum, said
+):
     test_path, reference = long_generation
     out = tmp_path / "stopped.csv"
     process = start_generation(
         tiny_llama, test_path, out, rows_written=2, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
-    assert (
-        "stopped by SIGTERM after" in stderr and "the same command continues" in stderr and "Traceback" not in stderr
-    )
+    assert process.returncode == 128 + signum, stderr[-2000:]
+    assert f"stopped by {said} after" in stderr and "the same command continues" in stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
     lines = out.with_name(out.name + ".partial.jsonl").read_text(encoding="utf-8").splitlines()
     assert all(json.loads(line) for line in lines)  # every saved row whole: the batch was finished, not cut
     assert not out.exists()

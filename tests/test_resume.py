@@ -198,6 +198,21 @@ def test_rerunning_a_finished_run_changes_nothing(uninterrupted):
     assert files_and_times(out) == before
 
 
+def test_a_finished_run_with_other_settings_names_the_fields_that_differ(uninterrupted, monkeypatch, capsys):
+    out, _ = uninterrupted
+    before = files_and_times(out)
+    result = run_in_this_process(
+        monkeypatch, capsys, "sft.py", "--config", out.parent / "recipe.yaml", "--learning_rate", "5e-4"
+    )
+    assert_one_error_line(
+        result,
+        f"{out} holds a finished run (",
+        "with other settings: learning_rate: 0.001 -> 0.0005;",
+        "pass --overwrite_output_dir true, or choose another --output_dir",
+    )
+    assert files_and_times(out) == before
+
+
 def test_overwrite_output_dir_trains_again_from_scratch(uninterrupted, tiny_llama, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(uninterrupted[0], out)
@@ -257,6 +272,46 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes_to_the_same_los
         assert resumed[step] == pytest.approx(reference[step], rel=1e-3), step
 
 
+def test_ctrl_c_saves_a_checkpoint_exits_130_and_the_same_command_resumes_to_the_same_losses(
+    tiny_llama, uninterrupted, tmp_path
+):
+    out = tmp_path / "out"
+    # `make train`'s launcher in a process group of its own: a Ctrl-C reaches every process of the group.
+    command = [sys.executable, "-m", "arabic_sft.training.launch", "scripts/sft.py", "--config"]
+    command.append(str(recipe(tmp_path / "r.yaml", tiny_llama, out)))
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
+    log, steps = [], 0
+    while steps < 6 and (line := process.stdout.readline()):
+        log.append(line)
+        steps += "{'loss':" in line
+    os.killpg(process.pid, signal.SIGINT)
+    log.append(process.communicate(timeout=300)[0])
+    log = "".join(log)
+    assert process.returncode == 130, log[-3000:]
+    assert "Ctrl-C: stopping at the end of this step with a checkpoint (Ctrl-C again stops at once)" in log
+    stopped = int(re.search(r"stopped by Ctrl-C after step (\d+): ", log).group(1))
+    assert 6 <= stopped < MAX_STEPS and "the same command resumes from it" in log
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log and "error:" not in log
+    assert is_complete(out / f"checkpoint-{stopped}") and not (out / "run_manifest.json").exists()
+
+    result = run_script("sft.py", "--config", tmp_path / "r.yaml")  # the same recipe (the launcher's part is above)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from {out / f'checkpoint-{stopped}'}" in result.stdout
+    assert "missing keys" not in result.stdout + result.stderr  # lm_head is tied to the embeddings: not saved
+    resumed, reference = losses(out), losses(uninterrupted[0])
+    assert sorted(resumed) == list(range(1, MAX_STEPS + 1))
+    for step in range(1, MAX_STEPS + 1):
+        assert resumed[step] == pytest.approx(reference[step], rel=1e-3), step
+
+
 def test_a_second_training_into_the_same_output_dir_is_refused(tiny_llama, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     with exclusive_output(out):  # another run holds it (this process, through its own open file)
@@ -265,6 +320,29 @@ def test_a_second_training_into_the_same_output_dir_is_refused(tiny_llama, tmp_p
         )
     assert_one_error_line(result, f"{out}: in use by process {os.getpid()} on ")
     assert not out.exists()  # nothing written
+
+
+def test_refused_runs_leave_no_folder_behind(tiny_llama, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "results" / "r" / "model"
+    path = recipe(tmp_path / "r.yaml", tiny_llama, out)
+    result = run_in_this_process(
+        monkeypatch, capsys, "sft.py", "--config", path, "--train_file", tmp_path / "missing.csv"
+    )
+    assert_one_error_line(result, "missing.csv")
+    predictions = tmp_path / "results" / "r" / "predictions_test.csv"
+    result = run_in_this_process(
+        monkeypatch,
+        capsys,
+        "generate.py",
+        "--config",
+        path,
+        "--test_path",
+        SAMPLE_FILES["proverbs"],
+        "--out_path",
+        predictions,
+    )
+    assert_one_error_line(result, "train it first")
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "r.yaml"]  # no results/, no lock file
 
 
 def test_outputs_keep_the_users_umask(tmp_path):

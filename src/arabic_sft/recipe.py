@@ -166,8 +166,11 @@ class RecipeArguments:
         choices=published_names(),
     )
     # Launch
-    accelerate_config: str = _field(
-        "launch", "single_gpu", "Launch config in accelerate_configs/ that make train uses."
+    accelerate_config: str | None = _field(
+        "launch",
+        None,
+        "Launch config in accelerate_configs/ that make train uses. Unset: the one that fits this machine (cpu "
+        "without a GPU, single_gpu with one, ddp with several: one process per GPU).",
     )
 
     def __post_init__(self):
@@ -198,6 +201,32 @@ def field_choices(name: str) -> list:
     return next(item.metadata["choices"] for item in fields(RecipeArguments) if item.name == name)
 
 
+# The project's defaults, where TRL's would leave a first run silent; any value a recipe, its preset or the command
+# line sets wins. Those that depend on the machine (precision, launch config) are chosen by `training.launch`.
+PROJECT_DEFAULTS = {
+    "logging_first_step": True,  # the loss before any update: what "did the loss move?" is measured against
+}
+# With validation rows and no `eval_strategy`: evaluate every 20% of the steps (5 times).
+EVAL_DEFAULTS = {"eval_strategy": "steps", "eval_steps": 0.2}
+# LoRA without a `learning_rate`: TRL's 2e-5 suits full fine-tuning; adapters learn at about ten times that.
+LORA_LEARNING_RATE = 2.0e-4
+
+
+def has_validation(values: dict) -> bool:
+    return bool(values.get("validation_file") or values.get("validation_split") or values.get("validation_fraction"))
+
+
+def project_defaults(values: dict, explicit: set[str]) -> dict:
+    """The project's defaults for the fields not in `explicit` (those the recipe, its preset or the command line
+    set), given the recipe's `values` (parsed, TRL's defaults included)."""
+    defaults = {name: value for name, value in PROJECT_DEFAULTS.items() if name not in explicit}
+    if "eval_strategy" not in explicit and has_validation(values):
+        defaults.update({name: value for name, value in EVAL_DEFAULTS.items() if name not in explicit})
+    if "learning_rate" not in explicit and values.get("use_peft"):
+        defaults["learning_rate"] = LORA_LEARNING_RATE
+    return defaults
+
+
 # What a task preset may set: how a dataset's columns make a prompt (not which preset: that is the recipe's choice).
 PRESET_FIELDS = tuple(name for name in fields_in("prompt") if name != "task")
 
@@ -206,6 +235,46 @@ USAGE = """sft.py --config recipes/NAME.yaml [--FIELD VALUE ...]
 
 DESCRIPTION = """A recipe (YAML) sets the fields below: our data and prompt fields, TRL's SFTConfig (training) and
 ModelConfig (model, 4-bit, LoRA). Any field can be overridden on the command line (--learning_rate 1e-4)."""
+
+
+# The TRL fields `--help` shows (`--help_all`: every one), grouped as our fields are.
+COMMON_FIELDS = {
+    "model": (
+        "TRL's ModelConfig: which model, 4-bit, LoRA",
+        "model_name_or_path model_revision dtype trust_remote_code attn_implementation use_peft lora_r lora_alpha "
+        "lora_dropout lora_target_modules load_in_4bit bnb_4bit_quant_type use_bnb_nested_quant",
+    ),
+    "trainer": (
+        "TRL's SFTConfig, the fields most recipes set",
+        "output_dir num_train_epochs max_steps per_device_train_batch_size gradient_accumulation_steps learning_rate "
+        "lr_scheduler_type warmup_steps max_length packing bf16 fp16 use_cpu gradient_checkpointing eval_strategy "
+        "eval_steps save_strategy save_steps save_total_limit logging_steps load_best_model_at_end "
+        "metric_for_best_model report_to resume_from_checkpoint seed",
+    ),
+}
+
+
+def short_help(parser) -> str:
+    """`--help`: our fields by group, then the TRL fields most recipes set, with the first sentence of their help."""
+    actions = {}
+    for action in parser._actions:  # a bool field that defaults to true has --field, then --no_field
+        actions.setdefault(action.dest, action)
+    short = argparse.ArgumentParser(
+        usage=USAGE,
+        description=DESCRIPTION + " The project's defaults and the machine's choices: docs/training.md.",
+        epilog="--help_all lists every field (all of TRL's SFTConfig and ModelConfig).",
+        add_help=False,
+    )
+    sections = [(group, GROUPS[group], fields_in(group)) for group in GROUPS]
+    sections += [(group, title, names.split()) for group, (title, names) in COMMON_FIELDS.items()]
+    for group, title, names in sections:
+        container = short.add_argument_group(f"{group}: {title}")
+        for name in names:
+            action = copy.copy(actions[name])
+            action.option_strings = action.option_strings[:1]  # --field only, not also --field-name
+            action.help = (action.help or "").split(". ")[0].rstrip(".") + "."
+            container._add_action(action)
+    return short.format_help()
 
 
 def make_parser(source: str | None = None):
@@ -280,6 +349,12 @@ def _flag_value(args: list[str], flag: str) -> str | None:
     return value
 
 
+def _given_on_command_line(parser, args: list[str]) -> set[str]:
+    """The fields that `--FIELD VALUE` (or `--FIELD=VALUE`, `--no_FIELD`) arguments set."""
+    actions = parser._option_string_actions  # argparse's map of option string to action
+    return {actions[name].dest for arg in args if (name := arg.split("=", 1)[0]) in actions and name.startswith("--")}
+
+
 def _without_config(args: list[str]) -> list[str]:
     kept, skip = [], False
     for arg in args:
@@ -296,10 +371,22 @@ class Recipe:
     """A recipe as read once: `path`, `fields` (every field, typed by TRL's parser), `args` (our `RecipeArguments`),
     and TRL's `model` (`ModelConfig`) and `training` (`SFTConfig`, checked against this machine) when asked for."""
 
-    def __init__(self, path: Path | None, values: dict):
+    def __init__(self, path: Path | None, values: dict, explicit: set[str] | None = None):
         self.path = path
         self.fields = argparse.Namespace(**values)
+        # The fields the recipe, its preset or the command line set (the rest are defaults: TRL's, ours, the machine's)
+        self.explicit = frozenset(values if explicit is None else explicit)
         self.source = str(path) if path else "arguments"
+        self.args = self._build(RecipeArguments)
+
+    def choose(self, values: dict) -> None:
+        """Set fields the recipe left unset (the machine's choices: precision, launch config), before `training` is
+        built."""
+        if "training" in vars(self):
+            raise RuntimeError("choose() after SFTConfig was built")
+        for name, value in values.items():
+            setattr(self.fields, name, value)
+        self.explicit = self.explicit | set(values)
         self.args = self._build(RecipeArguments)
 
     @property
@@ -349,6 +436,10 @@ def load_recipe(args: list[str] | None = None) -> Recipe:
     error (file, YAML, unknown key, bad value) is a `UserError` naming the file and field.
     """
     args = list(sys.argv[1:] if args is None else args)
+    if {"-h", "--help", "--help_all"} & set(args):
+        parser = make_parser()
+        print(parser.format_help() if "--help_all" in args else short_help(parser))
+        raise SystemExit(0)
     path = recipe_path(args)
     overrides = _without_config(args)
     if path is None and not {"-h", "--help", "--model_name_or_path"} & set(args):
@@ -369,8 +460,10 @@ def load_recipe(args: list[str] | None = None) -> Recipe:
     if task := _flag_value(overrides, "--task"):
         values = {**values, **read_preset(task, "--task"), "task": task}
     parser.set_defaults_with_config(**values)
-    namespace = parser.parse_args(overrides)
-    return Recipe(Path(path) if path else None, vars(namespace))
+    namespace = vars(parser.parse_args(overrides))
+    explicit = set(values) | _given_on_command_line(parser, overrides)
+    namespace.update(project_defaults(namespace, explicit))
+    return Recipe(Path(path) if path else None, namespace, explicit)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, sha256, write_json_atomic
 from arabic_sft.runtime.partial import PartialWriter, partial_path, read_done, remove_partial
-from arabic_sft.runtime.preemption import EXIT_STOPPED, StopRequest, die_with_launcher
+from arabic_sft.runtime.preemption import StopRequest, die_with_launcher, stopped_by
 from arabic_sft.training.checkpoints import MANIFEST
 
 
@@ -145,7 +145,8 @@ def wait_for_all(state: PartialState, out: Path, bar, generated: int) -> list[in
 
 def run(args) -> int:
     """Generate as the command line says: one process alone, or under `accelerate launch` each process a share of
-    the rows. The exit code: 0, or `EXIT_STOPPED` when SIGTERM stopped it (the same command continues)."""
+    the rows. The exit code: 0, or 128 + the signal when SIGTERM or Ctrl-C stopped it (the same command
+    continues)."""
     started = now()
     settings, data = resolve(args)
     if not args.accept_changed_data:
@@ -214,30 +215,34 @@ def generate(settings: GenerationSettings, data: RecipeArguments, overwrite: boo
     ]
     mine = set(pending[state.process_index :: state.num_processes])
     state.wait_for_everyone()
-    stop = StopRequest()  # SIGTERM: the batch being generated is finished and saved, then the run stops
+    # SIGTERM, Ctrl-C: the batch being generated is finished and saved, then the run stops
+    stop = StopRequest("stopping when this batch is generated and saved", say=state.is_main_process)
     writer, generated = PartialWriter(out, state.process_index, key), 0
     bar = tqdm(total=len(rows), initial=len(done), unit="ex", desc="generating", disable=not state.is_main_process)
-    for batch in iter_generations(
-        model,
-        tokenizer,
-        prompts,
-        settings.max_new_tokens,
-        settings.batch_size,
-        settings.temperature,
-        settings.top_p,
-        settings.seed,
-        skip=done,
-        static_cache=settings.static_cache,
-        take=mine,
-    ):
-        writer.write(batch)
-        generated += len(batch)
-        if state.num_processes > 1:
-            count_every_process(bar, out)
-        else:
-            bar.update(len(batch))
-        if stop.requested:
-            break
+    try:
+        for batch in iter_generations(
+            model,
+            tokenizer,
+            prompts,
+            settings.max_new_tokens,
+            settings.batch_size,
+            settings.temperature,
+            settings.top_p,
+            settings.seed,
+            skip=done,
+            static_cache=settings.static_cache,
+            take=mine,
+        ):
+            writer.write(batch)
+            generated += len(batch)
+            if state.num_processes > 1:
+                count_every_process(bar, out)
+            else:
+                bar.update(len(batch))
+            if stop.requested:
+                break
+    finally:
+        stop.close()
     writer.close()
     counts = wait_for_all(state, out, bar, generated)  # rows each process generated in this run
     bar.close()
@@ -248,11 +253,11 @@ def generate(settings: GenerationSettings, data: RecipeArguments, overwrite: boo
         if not stop.requested:
             raise UserError(f"{out}: {len(rows) - len(done)} rows are missing after generation")
         print(
-            f"stopped by SIGTERM after {len(done)} of {len(rows)} rows (saved in {partial_path(out)}); the same "
-            "command continues",
+            f"stopped by {stopped_by(stop.signal)} after {len(done)} of {len(rows)} rows (saved in "
+            f"{partial_path(out)}); the same command continues",
             file=sys.stderr,
         )
-        return EXIT_STOPPED
+        return stop.exit_code
 
     names = prediction_columns(spec, split.names)
     predictions = predictions_table(rows, spec, names, [done[i] for i in range(len(rows))])

@@ -30,8 +30,10 @@ def exclusive_output(output: str | Path, enabled: bool = True) -> Iterator[None]
         yield
         return
     path = lock_path(output)
+    created = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+", encoding="utf-8")
+    held = finished = False
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -39,10 +41,25 @@ def exclusive_output(output: str | Path, enabled: bool = True) -> Iterator[None]
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             raise UserError(f"{output}: in use by {holder}; wait for it to end, or stop it") from None
+        held = True
         handle.seek(0)
         handle.truncate()
         handle.write(f"process {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv)})\n")
         handle.flush()
         yield
+        finished = True
     finally:
-        handle.close()  # releases the lock; the file stays (removing it would race with a process waiting on it)
+        if held and not finished and not Path(output).exists():  # refused, or failed before writing: leave nothing
+            remove_lock_and_folders(path, created)
+        handle.close()  # releases the lock; after a run the file stays (another process may have it open)
+
+
+def remove_lock_and_folders(lock: Path, folders: list[Path]) -> None:
+    """Remove `lock`, then `folders` (innermost first) while they are empty. A process that opened the lock
+    meanwhile (it fails at once, as the lock is held) finds it gone next time and creates it again."""
+    lock.unlink(missing_ok=True)
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: something else was written there
+            return

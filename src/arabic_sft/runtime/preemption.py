@@ -1,35 +1,67 @@
 """Stopping cleanly on SIGTERM, which Slurm (`--signal`), Kubernetes (its grace period) and most schedulers send some
-time before they kill a job: the work done so far is saved where the same command picks it up again."""
+time before they kill a job, and on a user's Ctrl-C (SIGINT): the work done so far is saved where the same command
+picks it up again. A second Ctrl-C stops at once."""
 
+import os
 import signal
+import sys
 
 import torch
 from transformers import TrainerCallback
 
 
-# 128 + SIGTERM: what a shell reports for a process ended by SIGTERM, so a scheduler sees an interruption.
+# 128 + the signal: what a shell reports for a process ended by it, so a scheduler sees an interruption.
 EXIT_STOPPED = 128 + signal.SIGTERM
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+
+
+def stopped_by(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 class StopRequest:
-    """Installs a SIGTERM handler that records the request instead of ending the process at once."""
+    """Handlers of SIGTERM and SIGINT that record a request to stop at the next safe point (`stopping` says which)
+    instead of ending the process at once; a second Ctrl-C ends it at once, in one line. `close()` puts the
+    previous handlers back."""
 
-    def __init__(self):
-        self.requested = False
-        signal.signal(signal.SIGTERM, self._request)
+    def __init__(self, stopping: str, say: bool = True):
+        self.signal: int | None = None
+        self.stopping, self.say = stopping, say
+        self.previous = {signum: signal.signal(signum, self._request) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signal or signal.SIGTERM)
+
+    def close(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
     def _request(self, signum, frame):
-        self.requested = True
+        if self.signal == signal.SIGINT and signum == signal.SIGINT:
+            if self.say:
+                print("stopped at once by a second Ctrl-C; nothing more was saved", file=sys.stderr, flush=True)
+            os._exit(EXIT_INTERRUPTED)
+        if self.signal is None:
+            self.signal = signum
+            if signum == signal.SIGINT and self.say:
+                print(f"Ctrl-C: {self.stopping} (Ctrl-C again stops at once)", file=sys.stderr, flush=True)
 
 
 class SaveAndStopOnSigterm(TrainerCallback):
-    """On SIGTERM, training ends at the next step boundary with a complete checkpoint. Under a multi-process launch
-    the request is shared at every step end (one tiny all-reduce), so that every rank stops at the same step and the
-    checkpoint is the same for all."""
+    """On SIGTERM or a first Ctrl-C, training ends at the next step boundary with a complete checkpoint. Under a
+    multi-process launch the request is shared at every step end (one tiny all-reduce), so that every rank stops at
+    the same step and the checkpoint is the same for all."""
 
     def __init__(self, accelerator):
         self.accelerator = accelerator
-        self.request = StopRequest()
+        self.request = StopRequest(
+            "stopping at the end of this step with a checkpoint", say=accelerator.is_main_process
+        )
         self.stopped_at: int | None = None
 
     def on_step_end(self, args, state, control, **kwargs):

@@ -71,13 +71,35 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | bool | None, output_
 MANIFEST = "run_manifest.json"
 
 
-def finished_run(output_dir: str | Path) -> str | None:
-    """When `output_dir` holds a finished run, the time it finished (from its manifest); else None."""
+def finished_run(output_dir: str | Path) -> dict | None:
+    """When `output_dir` holds a finished run, its manifest; else None."""
     try:
-        manifest = json.loads((Path(output_dir) / MANIFEST).read_text(encoding="utf-8"))
+        return json.loads((Path(output_dir) / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return str(manifest.get("finished", "unknown time"))
+
+
+# Fields that may differ between a finished run and the same recipe run again: how it was launched or resumed, what
+# the run filled in itself, and where it writes (the same directory, by construction).
+NOT_SETTINGS = {
+    "overwrite_output_dir", "resume_from_checkpoint", "inspect", "inspect_json", "accelerate_config", "output_dir",
+    "logging_dir", "model_init_kwargs", "assistant_only_loss", "logging_steps", "eval_steps", "save_steps",
+}  # fmt: skip
+
+
+def changed_settings(recorded: dict, current: dict) -> list[str]:
+    """`field: old -> new` for each field of the sections of `current` (recipe, model, training: plain dicts) whose
+    value differs from the one `recorded` in a finished run's manifest."""
+    changes = []
+    for section, values in current.items():
+        before = recorded.get(section) or {}
+        for name in sorted(set(values) - NOT_SETTINGS):
+            old, new = before.get(name, "unset"), json.loads(json.dumps(values[name], default=str))
+            if old != new:
+                changes.append(
+                    f"{name}: {json.dumps(old, ensure_ascii=False)} -> {json.dumps(new, ensure_ascii=False)}"
+                )
+    return changes
 
 
 def clear_previous_run(output_dir: str | Path) -> list[str]:

@@ -25,7 +25,7 @@ from transformers.utils import is_torch_bf16_gpu_available
 
 from arabic_sft.recipe import Recipe, load_recipe
 from arabic_sft.runtime.errors import UserError, run_cli
-from arabic_sft.runtime.preemption import EXIT_STOPPED
+from arabic_sft.runtime.preemption import EXIT_INTERRUPTED, EXIT_STOPPED
 from arabic_sft.training.model import check_sharded_4bit_storage
 
 
@@ -38,6 +38,47 @@ def recipe_precision(fields) -> str:
     if fields.fp16:
         return "fp16"
     return "no" if fields.bf16 is False else "bf16"
+
+
+def fit_to_machine(recipe: Recipe, launch_config_given: bool = False) -> str | None:
+    """Precision and launch config for a recipe that names none, chosen for this machine: the CPU in fp32 without a
+    GPU; bf16 mixed precision where the GPU has it (else fp32); one process per GPU. Returns the line that says what
+    was chosen (None when the recipe chose everything)."""
+    fields, explicit = recipe.fields, recipe.explicit
+    gpus = torch.cuda.device_count()
+    chosen = {}
+    if not {"bf16", "fp16"} & explicit:  # a recipe that names its precision keeps it (and is checked below)
+        if "use_cpu" not in explicit and not gpus:
+            chosen["use_cpu"] = True
+        chosen["bf16"] = not (chosen.get("use_cpu") or fields.use_cpu) and is_torch_bf16_gpu_available()
+    use_cpu = chosen.get("use_cpu", fields.use_cpu)
+    if fields.accelerate_config is None and not launch_config_given:
+        chosen["accelerate_config"] = "cpu" if use_cpu or not gpus else "single_gpu" if gpus == 1 else "ddp"
+    if not chosen:
+        return None
+    recipe.choose(chosen)
+    said = []
+    if "bf16" in chosen or "use_cpu" in chosen:
+        said.append(("bf16 mixed precision" if fields.bf16 else "fp32") + (" on the CPU" if use_cpu else ""))
+    if "accelerate_config" in chosen:
+        processes = "one process" if use_cpu or gpus < 2 else f"{gpus} processes, one per GPU"
+        said.append(f"accelerate_configs/{fields.accelerate_config}.yaml ({processes})")
+    machine = f"{gpus} x {torch.cuda.get_device_name(0)}" if gpus else "no GPU"
+    unset = " or ".join(
+        what
+        for what, names in (("precision", {"bf16", "use_cpu"}), ("launch config", {"accelerate_config"}))
+        if names & set(chosen)
+    )
+    return f"{recipe.source} names no {unset}: chose {' and '.join(said)} for this machine ({machine})"
+
+
+def as_overrides(recipe: Recipe, names) -> list[str]:
+    """`--FIELD VALUE` arguments that set `names` to the recipe's values (for the launched processes)."""
+    overrides = []
+    for name in names:
+        value = getattr(recipe.fields, name)
+        overrides += [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return overrides
 
 
 def check_recipe_on_this_machine(recipe: Recipe) -> None:
@@ -67,7 +108,10 @@ def check_launch_precision(recipe: Recipe, launch_precision: str | None, launch:
 
 
 def check_in_process(recipe: Recipe) -> None:
-    """The checks above in a training process, from the recipe and what `accelerate launch` put in the environment."""
+    """The checks above in a training process, from the recipe and what `accelerate launch` put in the environment
+    (after choosing for this machine what the recipe leaves unset, said by the main process)."""
+    if (chosen := fit_to_machine(recipe)) and os.environ.get("RANK", "0") == "0":
+        print(chosen)
     check_recipe_on_this_machine(recipe)
     check_launch_precision(recipe, os.environ.get("ACCELERATE_MIXED_PRECISION"), "the accelerate launch")
 
@@ -127,7 +171,15 @@ def launch(argv: list[str]) -> int:
     recipe = load_recipe(args.training_script_args)
     if args.config_file and not Path(args.config_file).is_file():
         raise UserError(f"{args.config_file}: launch config not found (see accelerate_configs/)")
+    named = recipe.args.accelerate_config is not None or args.config_file is not None
+    before = set(recipe.explicit)
+    if chosen := fit_to_machine(recipe, launch_config_given=args.config_file is not None):
+        print(chosen)
+        # the processes take the same choices (and say nothing more about them)
+        args.training_script_args += as_overrides(recipe, sorted(recipe.explicit - before))
     args.config_file = args.config_file or recipe_launch_config(recipe)
+    if not named and args.mixed_precision is None:  # the chosen config runs the chosen precision
+        args.mixed_precision = recipe_precision(recipe.fields)
     settings = launch_settings(args)
     check_recipe_on_this_machine(recipe)
     check_launch_precision(recipe, settings["mixed_precision"], args.config_file)
@@ -145,6 +197,11 @@ def launch(argv: list[str]) -> int:
     # A scheduler's SIGTERM reaches the training processes, which save a checkpoint and stop (torch's agent installs
     # its own forwarding for several processes; this one serves a single process under accelerate's simple launcher).
     signal.signal(signal.SIGTERM, forward_to_children)
+    # A Ctrl-C reaches every process of the terminal's foreground group: the training processes stop themselves (a
+    # checkpoint at the next step; a second Ctrl-C, at once) and this one waits for them. torch's agent would send
+    # them a second SIGINT of its own.
+    signal.signal(signal.SIGINT, let_the_processes_stop)
+    os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = "SIGTERM,SIGHUP,SIGQUIT"
     try:
         launch_command(args)
     except SignalException:  # torch's agent stopped its processes on SIGTERM; they said where they saved
@@ -155,13 +212,17 @@ def launch(argv: list[str]) -> int:
         codes = sorted({failure.exitcode for failure in getattr(error, "failures", {}).values()}) or [1]
     else:
         return 0
-    for said in (2, EXIT_STOPPED):  # a process already said what happened, in one line
+    for said in (2, EXIT_STOPPED, EXIT_INTERRUPTED):  # a process already said what happened, in one line
         if said in codes:
             return said
     print(
         f"error: training failed (exit code {', '.join(map(str, codes))}); its error is printed above", file=sys.stderr
     )
     return codes[-1] if codes[-1] > 0 else 1
+
+
+def let_the_processes_stop(signum, frame):
+    pass
 
 
 def forward_to_children(signum, frame):

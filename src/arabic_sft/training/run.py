@@ -2,11 +2,14 @@
 or train (stopping cleanly on SIGTERM), finish the run. Each step returns what it makes; `train` runs them in order.
 """
 
+import ast
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import datasets
 import pandas as pd
@@ -22,10 +25,16 @@ from arabic_sft.prompts.truncation import apply_truncation_policy
 from arabic_sft.recipe import Recipe
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.locks import exclusive_output
-from arabic_sft.runtime.manifest import build_manifest, now, write_json_atomic
-from arabic_sft.runtime.preemption import EXIT_STOPPED, SaveAndStopOnSigterm
+from arabic_sft.runtime.manifest import build_manifest, now, sha256, write_json_atomic
+from arabic_sft.runtime.preemption import SaveAndStopOnSigterm, stopped_by
 from arabic_sft.training import eval_generation
-from arabic_sft.training.checkpoints import MANIFEST, clear_previous_run, finished_run, resolve_resume_checkpoint
+from arabic_sft.training.checkpoints import (
+    MANIFEST,
+    changed_settings,
+    clear_previous_run,
+    finished_run,
+    resolve_resume_checkpoint,
+)
 from arabic_sft.training.loss_curve import plot_loss_curve
 from arabic_sft.training.model import (
     cast_trainable,
@@ -70,18 +79,31 @@ def set_up_logging(training) -> Callable[[str], None]:
 
 
 def check_before_loading(recipe: Recipe) -> str | None:
-    """When `output_dir` holds a finished run that this one would not replace, the line that says so; checks the
-    options that decide what happens to a previous run, and those that need another option."""
+    """When `output_dir` holds a finished run of the same settings, the line that says so; a finished run of other
+    settings is refused, naming the fields that differ. Checks the options that decide what happens to a previous
+    run, and those that need another option."""
     args, training = recipe.args, recipe.training
     if args.overwrite_output_dir and training.resume_from_checkpoint:
         raise UserError("overwrite_output_dir and resume_from_checkpoint: give one of them")
     eval_generation.check_best_metric(training.metric_for_best_model, args.eval_generation_examples)
-    if not args.inspect and not args.overwrite_output_dir and (finished := finished_run(training.output_dir)):
-        return (
-            f"{training.output_dir}: this run finished ({finished}); nothing to do. To train again from scratch pass "
-            "--overwrite_output_dir true, or choose another --output_dir"
+    if args.inspect or args.overwrite_output_dir or not (manifest := finished_run(training.output_dir)):
+        return None
+    finished = manifest.get("finished", "unknown time")
+    ways_out = "to train again from scratch pass --overwrite_output_dir true, or choose another --output_dir"
+    current = {"recipe": asdict(args), "model": asdict(recipe.model), "training": training.to_dict()}
+    changed = changed_settings(manifest.get("config", {}), current)
+    files = [args.train_file, args.validation_file]
+    changed += [
+        f"{path}: its content (sha256)"
+        for path, digest in manifest.get("data_sha256", {}).items()
+        if path in files and Path(path).is_file() and sha256(path) != digest
+    ]
+    if changed:
+        raise UserError(
+            f"{training.output_dir} holds a finished run ({finished}) with other settings: "
+            f"{'; '.join(changed)}; {ways_out}"
         )
-    return None
+    return f"{training.output_dir}: this run finished ({finished}); nothing to do; {ways_out}"
 
 
 def load_data(recipe: Recipe, say: Callable[[str], None]) -> TrainingData:
@@ -122,6 +144,8 @@ def build_trainer(recipe: Recipe, data: TrainingData, say: Callable[[str], None]
         peft_config=get_peft_config(model),
     )
     keep_4bit_layers_differentiable(trainer.model)
+    logging.getLogger("transformers.trainer").addFilter(QuietTiedWeights(trainer.model))
+    set_cadence(trainer.args, optimizer_steps(trainer), log_often="logging_steps" not in recipe.explicit)
     eval_generation.attach(
         trainer,
         data.frames.get("validation"),
@@ -145,6 +169,73 @@ def build_trainer(recipe: Recipe, data: TrainingData, say: Callable[[str], None]
             "%d trainable parameter tensors kept in %s (%s)", cast, str(dtype).removeprefix("torch."), reason
         )
     return trainer, model
+
+
+class QuietTiedWeights(logging.Filter):
+    """Drops transformers' warning that a resumed checkpoint misses keys when the missing ones are all weights tied
+    to others (lm_head to the embeddings): they were not saved because tying restores them. Other missing keys are
+    still reported."""
+
+    PREFIX = "There were missing keys in the checkpoint model loaded: "
+
+    def __init__(self, model):
+        super().__init__()
+        self.tied = set(getattr(model, "all_tied_weights_keys", None) or {})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(self.PREFIX):
+            return True
+        try:
+            missing = set(ast.literal_eval(message.removeprefix(self.PREFIX).rstrip(".")))
+        except (ValueError, SyntaxError):
+            return True
+        return not missing <= self.tied
+
+
+def optimizer_steps(trainer: SFTTrainer) -> int:
+    """The run's optimizer steps, counted as the Trainer counts them (its tokenized, packed training set)."""
+    args = trainer.args
+    if args.max_steps > 0:
+        return args.max_steps
+    batches = math.ceil(
+        len(trainer.train_dataset) / (args.per_device_train_batch_size * trainer.accelerator.num_processes)
+    )
+    return math.ceil(args.num_train_epochs * max(1, math.ceil(batches / args.gradient_accumulation_steps)))
+
+
+def set_cadence(training, steps: int, log_often: bool) -> None:
+    """Set `training`'s logging, evaluation and saving intervals in steps: a fraction (eval_steps: 0.2) becomes
+    the number of steps it means in this run (the Trainer would record the number and, on resume, warn that it
+    differs from the fraction); with `log_often`, a loss line every 10 steps or every tenth of the run, whichever is
+    more often, so that a short first run shows its loss too."""
+    changes = {
+        name: max(1, math.ceil(steps * value))
+        for name in ("logging_steps", "eval_steps", "save_steps")
+        if (value := getattr(training, name)) is not None and value < 1
+    }
+    if log_often:
+        changes["logging_steps"] = max(
+            1, min(changes.get("logging_steps", training.logging_steps), math.ceil(steps / 10))
+        )
+    # In place, the one exception to `replace`: a new TrainingArguments would set up the trainer's accelerator again.
+    for name, value in changes.items():
+        setattr(training, name, value)
+
+
+# The loss must fall below this share of its first logged value, or the run says it learned little.
+LEARNED_LITTLE = 0.95
+
+
+def learned_little(log_history: list[dict], learning_rate: float) -> str | None:
+    """A warning when the training loss ended less than 5% below its first logged value, else None."""
+    losses = [entry["loss"] for entry in log_history if "loss" in entry and "step" in entry]
+    if len(losses) < 2 or losses[-1] < LEARNED_LITTLE * losses[0]:
+        return None
+    return (
+        f"the training loss barely moved ({losses[0]:.4f} at first, {losses[-1]:.4f} at the end): the model learned "
+        f"little; try a higher learning_rate (this run: {learning_rate:g}) or more epochs (num_train_epochs)"
+    )
 
 
 def inspect(trainer: SFTTrainer, count: int, json_path: str | None) -> list[dict]:
@@ -174,13 +265,16 @@ def resume_point(recipe: Recipe, trainer: SFTTrainer, say: Callable[[str], None]
     return checkpoint
 
 
-def train_until_done_or_stopped(trainer: SFTTrainer, checkpoint: str | None) -> tuple[object, int | None]:
-    """(the training result, None), or (None, the step it stopped at) when SIGTERM stopped it: every process stops
-    at the same step boundary with a complete checkpoint."""
+def train_until_done_or_stopped(trainer: SFTTrainer, checkpoint: str | None) -> tuple[object, object]:
+    """(the training result, None), or (None, the stop: its step and signal) when SIGTERM or Ctrl-C stopped it: every
+    process stops at the same step boundary with a complete checkpoint."""
     stop = SaveAndStopOnSigterm(trainer.accelerator)
     trainer.add_callback(stop)
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    return (None, stop.stopped_at) if stop.stopped_at is not None else (result, None)
+    try:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        stop.request.close()
+    return (None, stop) if stop.stopped_at is not None else (result, None)
 
 
 def finish_run(recipe: Recipe, trainer: SFTTrainer, model, data: TrainingData, result, started: str) -> str:
@@ -218,13 +312,18 @@ def finish_run(recipe: Recipe, trainer: SFTTrainer, model, data: TrainingData, r
         plot_loss_curve(trainer.state.log_history, os.path.join(output_dir, "loss.png"))
         # Last: the manifest marks the run finished (a rerun then changes nothing).
         write_json_atomic(os.path.join(output_dir, MANIFEST), build_manifest(configs, files, started))
-        print(f"saved the trained {'adapter' if model.use_peft else 'model'} to {output_dir}")
+        print(
+            f"saved the trained {'adapter' if model.use_peft else 'model'} to {output_dir}, its loss curve in loss.png"
+        )
+        if warning := learned_little(trainer.state.log_history, training.learning_rate):
+            logger.warning(warning)
     trainer.accelerator.wait_for_everyone()
     return output_dir
 
 
 def train(recipe: Recipe) -> int:
-    """Run the recipe's training (or `--inspect`) to the end; the exit code: 0, or `EXIT_STOPPED` after SIGTERM.
+    """Run the recipe's training (or `--inspect`) to the end; the exit code: 0, or 128 + the signal after SIGTERM or
+    Ctrl-C.
     One training per output_dir: the main process holds its lock for the whole run (--inspect writes nothing there)."""
     training = recipe.training
     with exclusive_output(training.output_dir, enabled=training.process_index == 0 and not recipe.args.inspect):
@@ -246,15 +345,15 @@ def _train(recipe: Recipe) -> int:
         say(
             "loss parity check passed: the trainer's loss {:.4f} = the model's own {:.4f} on one batch".format(*losses)
         )
-    result, stopped_at = train_until_done_or_stopped(trainer, resume_point(recipe, trainer, say))
-    if stopped_at is not None:
+    result, stopped = train_until_done_or_stopped(trainer, resume_point(recipe, trainer, say))
+    if stopped is not None:
         if trainer.accelerator.is_main_process:
-            output_dir = recipe.training.output_dir
+            output_dir, step = recipe.training.output_dir, stopped.stopped_at
             print(
-                f"stopped by SIGTERM after step {stopped_at}: {output_dir}/checkpoint-{stopped_at} saved; the same "
-                "command resumes from it",
+                f"stopped by {stopped_by(stopped.request.signal)} after step {step}: {output_dir}/checkpoint-{step} "
+                "saved; the same command resumes from it",
                 file=sys.stderr,
             )
-        return EXIT_STOPPED
+        return stopped.request.exit_code
     finish_run(recipe, trainer, model, data, result, started)
     return 0

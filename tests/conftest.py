@@ -21,6 +21,21 @@ from helpers import (
 from arabic_sft.tiny import build_tiny_bert, build_tiny_model
 
 
+def repository_entries() -> set[str]:
+    """What a test could leave in the repository: its top-level entries (hidden ones too) and those in results/."""
+    results = ROOT / "results"
+    return {path.name for path in ROOT.iterdir()} | (
+        {str(path.relative_to(ROOT)) for path in results.rglob("*")} if results.is_dir() else set()
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tests_write_only_under_temporary_directories():
+    before = repository_entries()
+    yield
+    assert repository_entries() - before == set(), "the suite left these in the repository"
+
+
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     """A tiny Llama with a chat template (stands in for ALLaM), tokenizer trained on the proverbs sample."""

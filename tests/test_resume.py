@@ -233,16 +233,8 @@ def test_overwrite_output_dir_trains_again_from_scratch(uninterrupted, tiny_llam
     assert json.loads((out / "run_manifest.json").read_text(encoding="utf-8"))["started"] > old["started"]
 
 
-def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes_to_the_same_losses(
-    tiny_llama, uninterrupted, tmp_path
-):
-    out = tmp_path / "out"
-    command = [
-        sys.executable,
-        str(ROOT / "scripts" / "sft.py"),
-        "--config",
-        str(recipe(tmp_path / "r.yaml", tiny_llama, out)),
-    ]
+def start_and_read_until_step(command: list[str], steps: int, **options) -> tuple[subprocess.Popen, list[str]]:
+    """Start a training and read its output until `steps` loss lines went by; (the process, the lines read)."""
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -250,11 +242,32 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes_to_the_same_los
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"},
+        **options,
     )
-    log, steps = [], 0
-    while steps < 6 and (line := process.stdout.readline()):  # SIGTERM in the middle of step 7 or so
+    log, seen = [], 0
+    while seen < steps and (line := process.stdout.readline()):
         log.append(line)
-        steps += "{'loss':" in line
+        seen += "{'loss':" in line
+    return process, log
+
+
+def assert_same_losses(out: Path, reference: Path) -> None:
+    resumed, expected = losses(out), losses(reference)
+    assert sorted(resumed) == list(range(1, MAX_STEPS + 1))
+    for step in range(1, MAX_STEPS + 1):
+        assert resumed[step] == pytest.approx(expected[step], rel=1e-3), step
+
+
+def test_sigterm_saves_a_complete_checkpoint_at_a_step_end_and_exits_143(tiny_llama, tmp_path):
+    # The same stop as a Ctrl-C (below, which also resumes from it), sent to sft.py as a scheduler sends it.
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "sft.py"),
+        "--config",
+        str(recipe(tmp_path / "r.yaml", tiny_llama, out)),
+    ]
+    process, log = start_and_read_until_step(command, 6)  # SIGTERM in the middle of step 7 or so
     process.send_signal(signal.SIGTERM)
     log.append(process.communicate(timeout=300)[0])
     log = "".join(log)
@@ -262,14 +275,6 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes_to_the_same_los
     stopped = int(re.search(r"stopped by SIGTERM after step (\d+): ", log).group(1))
     assert 6 <= stopped < MAX_STEPS and "the same command resumes from it" in log and "Traceback" not in log
     assert is_complete(out / f"checkpoint-{stopped}") and not (out / "run_manifest.json").exists()
-
-    result = run_script("sft.py", "--config", tmp_path / "r.yaml")  # the same command again
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"resuming from {out / f'checkpoint-{stopped}'}" in result.stdout
-    resumed, reference = losses(out), losses(uninterrupted[0])
-    assert sorted(resumed) == list(range(1, MAX_STEPS + 1))
-    for step in range(1, MAX_STEPS + 1):
-        assert resumed[step] == pytest.approx(reference[step], rel=1e-3), step
 
 
 def test_ctrl_c_saves_a_checkpoint_exits_130_and_the_same_command_resumes_to_the_same_losses(
@@ -279,19 +284,7 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_the_same_command_resumes_to_the
     # `make train`'s launcher in a process group of its own: a Ctrl-C reaches every process of the group.
     command = [sys.executable, "-m", "arabic_sft.training.launch", "scripts/sft.py", "--config"]
     command.append(str(recipe(tmp_path / "r.yaml", tiny_llama, out)))
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"},
-    )
-    log, steps = [], 0
-    while steps < 6 and (line := process.stdout.readline()):
-        log.append(line)
-        steps += "{'loss':" in line
+    process, log = start_and_read_until_step(command, 6, start_new_session=True)
     os.killpg(process.pid, signal.SIGINT)
     log.append(process.communicate(timeout=300)[0])
     log = "".join(log)
@@ -306,10 +299,7 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_the_same_command_resumes_to_the
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resuming from {out / f'checkpoint-{stopped}'}" in result.stdout
     assert "missing keys" not in result.stdout + result.stderr  # lm_head is tied to the embeddings: not saved
-    resumed, reference = losses(out), losses(uninterrupted[0])
-    assert sorted(resumed) == list(range(1, MAX_STEPS + 1))
-    for step in range(1, MAX_STEPS + 1):
-        assert resumed[step] == pytest.approx(reference[step], rel=1e-3), step
+    assert_same_losses(out, uninterrupted[0])
 
 
 def test_a_second_training_into_the_same_output_dir_is_refused(tiny_llama, tmp_path, monkeypatch, capsys):

@@ -15,6 +15,9 @@ LIMIT ?=
 OVERWRITE ?=
 GENERATE_ARGS ?=
 SCORE_ARGS ?=
+JUDGE_ARGS ?=
+# The LLM judge runs as a step of eval and baseline when the recipe names one (judge_url).
+JUDGED = $(shell $(PY) -m arabic_sft.recipe recipes/$(RECIPE).yaml judge_url 2>/dev/null | grep -v '^None$$')
 PREDICTIONS = results/$(RECIPE)/predictions_$(SPLIT).csv
 # Generation: one process, or with LAUNCH_ARGS (e.g. "--num_processes 8") one per GPU through accelerate launch.
 GENERATE = $(if $(strip $(LAUNCH_ARGS)),$(VENV)/bin/accelerate launch --config_file accelerate_configs/ddp.yaml --mixed_precision no $(LAUNCH_ARGS),$(PY)) scripts/generate.py
@@ -28,7 +31,7 @@ SHARED_DATA ?= ../shared/data
 PROVERBS_URL := https://raw.githubusercontent.com/NasserThmer/Yemeni-Proverbs-LLM-Benchmark/c3635bd645bf908efc9e8ebaec1179a859d2df48/data
 PROVERBS := Train_data.csv Validation_data.csv Test_data.csv
 
-.PHONY: help setup data demo train eval baseline compare bench bench-gpu lint format test clean
+.PHONY: help setup data demo train eval baseline judge compare bench bench-gpu lint format test clean
 
 help:
 	@echo "make setup                    create .venv and install the pinned requirements"
@@ -47,6 +50,9 @@ help:
 	@echo "                              LAUNCH_ARGS='--num_processes 8': generation shared by 8 processes/GPUs)"
 	@echo "make baseline RECIPE=<name>   the recipe's base model, untrained, generated and scored like eval:"
 	@echo "                              results/<name>/baseline-zero-shot/ (SHOTS=K: baseline-K-shot/, K training rows shown)"
+	@echo "make judge RECIPE=<name>      an LLM judge (the recipe's judge_url, judge_model, judge_rubric) scores each"
+	@echo "                              answer: results/<name>/judge_test.{json,examples.csv}; a step of eval and"
+	@echo "                              baseline when the recipe names a judge (JUDGE_ARGS='--concurrency 16')"
 	@echo "make compare RECIPE=<name>    the fine-tuned run against its baselines, with 95% bootstrap intervals and"
 	@echo "                              paired p-values: results/<name>/compare_test.{md,csv,png}"
 
@@ -95,6 +101,7 @@ eval: setup
 			$(if $(OVERWRITE),--overwrite) $(GENERATE_ARGS); \
 	fi
 	$(PY) scripts/score.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite $(SCORE_ARGS)
+	$(if $(JUDGED),$(PY) scripts/judge.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite $(JUDGE_ARGS))
 
 baseline: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
@@ -105,6 +112,12 @@ baseline: setup
 			$(if $(LIMIT),--limit $(LIMIT)) $(if $(OVERWRITE),--overwrite) $(GENERATE_ARGS); \
 	fi
 	$(PY) scripts/score.py $(BASELINE)/predictions_$(SPLIT).csv --split $(SPLIT) --overwrite $(SCORE_ARGS)
+	$(if $(JUDGED),$(PY) scripts/judge.py $(BASELINE)/predictions_$(SPLIT).csv --config recipes/$(RECIPE).yaml \
+		--overwrite $(JUDGE_ARGS))
+
+judge: setup
+	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
+	$(PY) scripts/judge.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite $(JUDGE_ARGS)
 
 compare: setup
 	$(PY) scripts/compare.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite

@@ -168,3 +168,45 @@ def test_runs_with_the_same_answers_are_noted_as_such(tmp_path, script_in_proces
     notes = [line for line in out.read_text(encoding="utf-8").splitlines() if line.startswith("Note:")]
     assert notes == ["Note: zero-shot and 3-shot gave the same answer on every example, so their scores are equal "
                      "(difference 0, p = 1) by construction."]  # fmt: skip
+
+
+def write_judgement(directory, references, correctness) -> None:
+    """What judge.py leaves beside the predictions: judge_test.json and judge_test.examples.csv (NaN: unusable)."""
+    values = pd.Series(correctness, dtype=float)
+    summary = {"n": len(values), "usable": int(values.notna().sum()), "judge_correctness": float(values.mean())}
+    (directory / "judge_test.json").write_text(json.dumps({**summary, "settings": {}}), encoding="utf-8")
+    frame = {"prediction": ["p"] * len(values), "reference": references, "judge_correctness": values}
+    pd.DataFrame({**frame, "judge_problem": ["" if v == v else "no JSON object" for v in values]}).to_csv(
+        directory / "judge_test.examples.csv", index=False
+    )
+
+
+def test_judge_scores_get_intervals_and_paired_tests_like_every_metric(tmp_path):
+    from arabic_sft.scoring.compare import markdown
+
+    refs = references(6)
+    base_dir, tuned_dir = tmp_path / "base", tmp_path / "tuned"
+    write_run(base_dir, refs, [0.1] * 6)
+    write_run(tuned_dir, refs, [0.1] * 6)
+    write_judgement(base_dir, refs, [1, 2, 1, 2, 1, np.nan])
+    write_judgement(tuned_dir, refs, [4, 5, 4, 5, 4, 5])
+    base, tuned = load_run(str(base_dir), "base"), load_run(str(tuned_dir), "tuned")
+    table = compare([tuned], base, resamples=500, seed=0)
+    row = table[(table["run"] == "tuned") & (table["metric"] == "judge_correctness")].iloc[0]
+    assert row["value"] == pytest.approx(27 / 6) and row["diff"] == pytest.approx(3.0)  # paired over 5 rows
+    indices = np.random.default_rng(0).integers(0, 6, size=(500, 6))
+    differences = np.array([3, 3, 3, 3, 3, np.nan])
+    with np.errstate(invalid="ignore"):
+        expected = np.nanpercentile(np.nanmean(differences[indices], axis=1), [2.5, 97.5])
+    assert (row["diff_ci_low"], row["diff_ci_high"]) == tuple(expected)
+    assert row["p_value"] == pytest.approx(1 / 501)
+    text = markdown(table, "base", 500, 0)
+    assert text.splitlines()[4].endswith("| Empty generations | Judge: correctness |")  # the table's header
+    assert "| tuned | Judge: correctness | 3.00 [3.00, 3.00] | 0.002 |" in text
+
+
+def test_a_judgement_of_other_examples_is_refused(tmp_path):
+    write_run(tmp_path / "run", references(3), [0.1] * 3)
+    write_judgement(tmp_path / "run", ["other", "rows", "here"], [1, 2, 3])
+    with pytest.raises(UserError, match="judged other examples than"):
+        load_run(str(tmp_path / "run"))

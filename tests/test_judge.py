@@ -3,11 +3,15 @@ Arabic digits; out-of-range scores and missing criteria are counted, re-asked on
 verdict that flips with the order is a tie and an inconsistency."""
 
 import json
+import os
+import socket
+from contextlib import contextmanager
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
-from helpers import ROOT
+from helpers import ROOT, assert_one_error_line, run_in_this_process, run_script
 
 from arabic_sft.judging.rubric import fill, load_rubric
 from arabic_sft.judging.verdicts import (
@@ -179,3 +183,139 @@ def test_pairwise_summary_equals_hand_computed_shares_and_intervals():
     wins = np.array([1.0, 1.0, 0.0, 0.0])[indices].mean(axis=1)
     assert (summary["win"]["low"], summary["win"]["high"]) == tuple(np.percentile(wins, [2.5, 97.5]))
     assert pairwise_summary([None], [None], 10, 0) == {"pairs": 1, "unusable": 1}
+
+
+# The OpenAI-compatible path against a real server: `transformers serve` hosting the tiny Llama on 127.0.0.1.
+
+
+@pytest.fixture(scope="module")
+def served(tiny_llama, tmp_path_factory):
+    """(URL, served model name, server log path) of `transformers serve` on a free local port."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(tiny_llama)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--log-level", "info"]
+    with open(log, "w", encoding="utf-8") as handle:
+        server = subprocess.Popen(
+            command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+        )
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, log.read_text(encoding="utf-8")[-2000:]
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1", str(tiny_llama), log
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def requests_received(log) -> int:
+    return log.read_text(encoding="utf-8").count("POST /v1/chat/completions")
+
+
+def predictions_csv(path, rows: int):
+    sample = pd.read_csv(ROOT / "data" / "samples" / "proverbs.csv")
+    sample = pd.concat([sample] * (rows // len(sample) + 1), ignore_index=True).iloc[:rows]
+    frame = pd.DataFrame(
+        {
+            "Proverb": [f"{text} ({i})" for i, text in enumerate(sample["Proverbs"])],  # every row a new question
+            "Reference_Explanation": sample["Explanation"],
+            "Generated_Explanation": sample["Explanation"].str[:25],
+        }
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
+def judge_command(path, url, model, *extra):
+    return ["judge.py", str(path), "--judge_url", url, "--judge_model", model, "--max_new_tokens", "12", *extra]
+
+
+def test_a_served_tiny_judge_answers_garbage_which_is_counted_not_scored(served, tmp_path):
+    url, model, log = served
+    path = predictions_csv(tmp_path / "predictions_test.csv", 6)
+    before = requests_received(log)
+    result = run_script(*judge_command(path, url, model))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert requests_received(log) - before == 12  # each row, then each unusable row once more
+    summary = json.loads((tmp_path / "judge_test.json").read_text(encoding="utf-8"))
+    assert (summary["n"], summary["usable"]) == (6, 0) and summary["judge_correctness"] is None
+    assert summary["unusable"] == dict.fromkeys(GOOD, 6)
+    judging = summary["settings"]["config"]["judging"]
+    assert judging["judge"] == {"backend": "openai-compatible", "url": url, "model": model, "temperature": 0.0,
+                                "max_new_tokens": 12}  # fmt: skip
+    assert judging["rubric"]["sha256"] == load_rubric("qa_reference").digest()
+    examples = pd.read_csv(tmp_path / "judge_test.examples.csv", keep_default_na=False)
+    assert examples["judge_correctness"].eq("").all() and examples["judge_problem"].ne("").all()
+    assert "warning: 6 of 6 judge answers were unusable after one more try" in result.stderr
+
+    again = run_script(*judge_command(path, url, model, "--overwrite"))  # every answer is in the cache
+    assert again.returncode == 0 and requests_received(log) - before == 12
+
+
+def test_a_killed_judge_resumes_asking_only_what_it_has_no_answer_for(served, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    url, model, log = served
+    rows = 40
+    path = predictions_csv(tmp_path / "predictions_test.csv", rows)
+    cache = tmp_path / "judge_test.cache.jsonl"
+    command = [sys.executable, str(ROOT / "scripts" / judge_command(path, url, model)[0])]
+    command += judge_command(path, url, model, "--concurrency", "1")[1:]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while process.poll() is None and not (cache.is_file() and len(cache.read_text().splitlines()) >= 10):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    cached = {json.loads(line)["key"] for line in cache.read_text(encoding="utf-8").splitlines()}
+    assert 10 <= len(cached) < 2 * rows and not (tmp_path / "judge_test.json").exists()
+
+    before = requests_received(log)
+    result = run_script(*judge_command(path, url, model))
+    assert result.returncode == 0, result.stderr[-3000:]
+    keys = [json.loads(line)["key"] for line in cache.read_text(encoding="utf-8").splitlines()]
+    assert len(keys) == len(set(keys)) == 2 * rows  # nothing asked twice: every answer cached once
+    asked = requests_received(log) - before
+    # the rerun asks exactly what is not cached; the one request in flight at the kill may reach the log late
+    assert asked - (2 * rows - len(cached)) in (0, 1)
+    assert json.loads((tmp_path / "judge_test.json").read_text(encoding="utf-8"))["n"] == rows
+
+
+@contextmanager
+def socket_closed_port():
+    """A local port nothing listens on (bound, never listening, for the block)."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield holder.getsockname()[1]
+
+
+def test_an_unreachable_judge_or_a_missing_key_variable_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    path = predictions_csv(tmp_path / "predictions_test.csv", 2)
+    with socket_closed_port() as port:
+        result = run_in_this_process(
+            monkeypatch, capsys, *judge_command(path, f"http://127.0.0.1:{port}/v1", "m", "--retries", "0")
+        )
+    assert_one_error_line(result, f"judge_url http://127.0.0.1:{port}/v1: cannot reach the server")
+    monkeypatch.delenv("NO_SUCH_KEY_VARIABLE", raising=False)
+    result = run_in_this_process(
+        monkeypatch,
+        capsys,
+        *judge_command(path, "http://127.0.0.1:1/v1", "m", "--judge_api_key_env", "NO_SUCH_KEY_VARIABLE"),
+    )
+    assert_one_error_line(result, "the environment variable NO_SUCH_KEY_VARIABLE is not set")
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["predictions_test.csv"]

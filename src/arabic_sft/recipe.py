@@ -165,6 +165,21 @@ class RecipeArguments:
         "Published results shown beside this recipe's (a file in data/published/).",
         choices=published_names(),
     )
+    judge_rubric: str = _field(
+        "evaluation", "qa_reference", "The judge's rubric: recipes/judges/NAME.yaml, or a path to such a YAML."
+    )
+    judge_url: str | None = _field(
+        "evaluation",
+        None,
+        "An OpenAI-compatible endpoint of the judge (http://127.0.0.1:8000/v1 for `vllm serve`); unset: no judge.",
+    )
+    judge_model: str | None = _field("evaluation", None, "The judge's model name, as the endpoint serves it.")
+    judge_api_key_env: str | None = _field(
+        "evaluation", None, "The environment variable that holds the endpoint's API key (the key is never written)."
+    )
+    judge_language: str = _field(
+        "evaluation", "en", "The language of the judge's prompts (the rubric has both).", choices=["en", "ar"]
+    )
     # Launch
     accelerate_config: str | None = _field(
         "launch",

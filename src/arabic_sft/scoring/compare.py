@@ -16,6 +16,40 @@ from arabic_sft.scoring.metrics import CORPUS_KEYS, METRIC_KEYS
 
 # Means over examples, from the per-example scores; `empty_rate` is the mean of the `empty` column.
 EXAMPLE_KEYS = tuple(key for key in METRIC_KEYS[1:] if key not in CORPUS_KEYS)
+# A judge's criteria (scripts/judge.py: judge_X.json beside metrics_X.json) are metrics like the others.
+JUDGE_PREFIX = "judge_"
+
+
+def metric_keys(names) -> list[str]:
+    """The metrics to show, in order: score.py's, then the judge's criteria found among `names`."""
+    judged = [name for name in dict.fromkeys(names) if str(name).startswith(JUDGE_PREFIX)]
+    return [*METRIC_KEYS[1:], *judged]
+
+
+def judge_beside(metrics_path: Path) -> Path | None:
+    """judge_X.json beside metrics_X.json (X.judge.json beside X.metrics.json), when the run was judged."""
+    name = metrics_path.name
+    if name.startswith("metrics_"):
+        judged = metrics_path.with_name(JUDGE_PREFIX + name.removeprefix("metrics_"))
+    else:
+        judged = metrics_path.with_name(name.replace(".metrics.json", ".judge.json"))
+    return judged if judged != metrics_path and judged.is_file() else None
+
+
+def add_judge_scores(metrics_path: Path, metrics: dict, scores: dict, references: list[str]) -> None:
+    """The judge's mean and per-example scores of each criterion into `metrics` and `scores`, checked to be of the
+    same examples."""
+    judged = judge_beside(metrics_path)
+    if judged is None:
+        return
+    summary = json.loads(judged.read_text(encoding="utf-8"))
+    examples = pd.read_csv(judged.with_suffix(".examples.csv"), keep_default_na=False, na_values=[""], dtype=str)
+    if examples["reference"].fillna("").tolist() != references:
+        raise UserError(f"{judged}: judged other examples than {metrics_path} scored; judge the predictions again")
+    for key in summary:
+        if key.startswith(JUDGE_PREFIX) and key in examples:
+            metrics[key] = summary[key]
+            scores[key] = pd.to_numeric(examples[key], errors="coerce").to_numpy(dtype=float)
 
 
 @dataclass
@@ -71,6 +105,7 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
             scores[key] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
     references = examples["reference"].fillna("").astype(str).tolist()
     predictions = examples["prediction"].fillna("").astype(str).tolist() if "prediction" in examples else None
+    add_judge_scores(path, metrics, scores, references)
     return Run(name or default_name(path), path, metrics, references, scores, predictions)
 
 
@@ -150,8 +185,9 @@ def compare(runs: list[Run], baseline: Run, resamples: int = 1000, seed: int = 0
     n = len(scored[0].references) if scored else 0
     indices = resample_indices(n, resamples, seed) if n else None
     rows = []
+    keys = metric_keys(key for run in [baseline, *runs] for key in run.metrics)
     for run in [baseline, *runs]:
-        for key in METRIC_KEYS[1:]:
+        for key in keys:
             value = run.metrics.get(key)
             row = {
                 "run": run.name,
@@ -186,9 +222,9 @@ def markdown(
 ) -> str:
     """The comparison as markdown: every run's metrics with intervals, then each run against the baseline, then
     `notes`."""
-    from arabic_sft.scoring.report import LABELS, figure
+    from arabic_sft.scoring.report import figure, label
 
-    metrics = [key for key in METRIC_KEYS[1:] if key in set(table["metric"])]
+    metrics = [key for key in metric_keys(table["metric"]) if key in set(table["metric"])]
     runs = list(dict.fromkeys(table["run"]))
     cell = {(row.run, row.metric): row for row in table.itertuples()}
     lines = [
@@ -197,7 +233,7 @@ def markdown(
         f"{level:.0%} bootstrap intervals over the examples ({resamples} resamples, seed {seed}); sacreBLEU and "
         "chrF++ are corpus-level (0-100), shown without intervals; published figures have no per-example scores.",
         "",
-        "| Run | " + " | ".join(LABELS.get(key, key) for key in metrics) + " |",
+        "| Run | " + " | ".join(label(key) for key in metrics) + " |",
         "|" + "---|" * (len(metrics) + 1),
     ]
     for run in runs:
@@ -221,8 +257,7 @@ def markdown(
             continue
         p_value = "" if row.p_value is None or np.isnan(row.p_value) else f"{row.p_value:.3f}"
         lines.append(
-            f"| {row.run} | {LABELS.get(row.metric, row.metric)} | "
-            f"{figure(row.diff, row.diff_ci_low, row.diff_ci_high)} | {p_value} |"
+            f"| {row.run} | {label(row.metric)} | {figure(row.diff, row.diff_ci_low, row.diff_ci_high)} | {p_value} |"
         )
     lines += [line for note in notes for line in ("", f"Note: {note}")]
     return "\n".join(lines) + "\n"
@@ -236,9 +271,9 @@ def plot(table: pd.DataFrame, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     from arabic_sft.runtime.manifest import atomic_path
-    from arabic_sft.scoring.report import LABELS
+    from arabic_sft.scoring.report import label
 
-    metrics = [key for key in METRIC_KEYS[1:] if key in set(table["metric"])]
+    metrics = [key for key in metric_keys(table["metric"]) if key in set(table["metric"])]
     runs = list(dict.fromkeys(table["run"]))
     columns = 4
     rows = -(-len(metrics) // columns)
@@ -255,7 +290,7 @@ def plot(table: pd.DataFrame, path: str | Path) -> None:
             # max(0, ...): a constant score's mean can differ from its percentiles in the last bit
             error = None if np.isnan(low) else [[max(0.0, value - low)], [max(0.0, high - value)]]
             axis.errorbar([position], [value], yerr=error, fmt="o", capsize=4)
-        axis.set_title(LABELS.get(key, key), fontsize=9)
+        axis.set_title(label(key), fontsize=9)
         axis.set_xticks(range(len(runs)), runs, rotation=20, fontsize=7)
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(metrics) :]:

@@ -44,28 +44,41 @@ def _find_column(
     return match
 
 
-def load_predictions(
+def prediction_rows(
     path: str | Path, reference_column: str | None = None, prediction_column: str | None = None
-) -> tuple[list[str], list[str], dict[str, str]]:
-    """(predictions, references, columns used) of a predictions CSV, the columns found by name when not given.
-
-    Rows whose reference is empty are dropped with a count (there is nothing to score them against); an empty
-    prediction stays, and scores zero.
-    """
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """(the rows of a predictions CSV that have a reference, texts stripped; the reference and prediction columns,
+    found by name when not given). Rows whose reference is empty are dropped with a count (there is nothing to score
+    them against); an empty prediction stays, and scores zero."""
     path = Path(path)
     frame = read_csv(path)
     if frame.empty:
         raise UserError(f"{path}: has a header but no rows")
     reference = _find_column(frame, path, reference_column, REFERENCE_COLUMNS, REFERENCE_PREFIX, "reference")
     prediction = _find_column(frame, path, prediction_column, PREDICTION_COLUMNS, PREDICTION_PREFIX, "prediction")
-    references = frame[reference].str.strip()
-    keep = references != ""
+    frame = frame.assign(**{reference: frame[reference].str.strip(), prediction: frame[prediction].str.strip()})
+    keep = frame[reference] != ""
     if not keep.any():
         raise UserError(f"{path}: every '{reference}' cell is empty; there is nothing to score against")
     if not keep.all():
         logger.warning("%s: dropped %d row(s) with an empty reference", path, int((~keep).sum()))
-    predictions = frame.loc[keep, prediction].str.strip().tolist()
-    return predictions, references[keep].tolist(), {"reference": str(reference), "prediction": str(prediction)}
+    return frame[keep].reset_index(drop=True), {"reference": str(reference), "prediction": str(prediction)}
+
+
+def load_predictions(
+    path: str | Path, reference_column: str | None = None, prediction_column: str | None = None
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """(predictions, references, columns used) of a predictions CSV (`prediction_rows`)."""
+    frame, columns = prediction_rows(path, reference_column, prediction_column)
+    return frame[columns["prediction"]].tolist(), frame[columns["reference"]].tolist(), columns
+
+
+def questions(frame: pd.DataFrame, columns: dict[str, str]) -> list[str]:
+    """Each row's inputs, as a judge reads them: the one input's text, or `column: text` lines for several."""
+    inputs = [name for name in frame.columns if name not in (columns["reference"], columns["prediction"])]
+    if len(inputs) == 1:
+        return frame[inputs[0]].astype(str).tolist()
+    return ["\n".join(f"{name}: {row[name]}" for name in inputs) for _, row in frame.iterrows()]
 
 
 def load_text_pairs(predictions_path: str | Path, references_path: str | Path) -> tuple[list[str], list[str]]:

@@ -20,6 +20,11 @@ LABELS = {
 }  # fmt: skip
 
 
+def label(key: str) -> str:
+    """A metric's name in tables: LABELS, or a judge's criterion (judge_correctness -> Judge: correctness)."""
+    return LABELS.get(key) or (f"Judge: {key.removeprefix('judge_')}" if key.startswith("judge_") else key)
+
+
 def figure(value, low=None, high=None) -> str:
     """A metric as the tables print it: 4 decimals for fractions, 2 for 0-100 scores (sacreBLEU, chrF++), "n/a" when
     not computed; with its interval when `low` and `high` are given."""

@@ -98,13 +98,15 @@ class OpenAICompatibleJudge:
         cache = self.cache
         missing = [index for index, key in enumerate(keys) if cache is None or key not in cache.answers]
         answers = {index: cache.answers[key] for index, key in enumerate(keys) if cache and key in cache.answers}
-        with (
-            ThreadPoolExecutor(self.concurrency) as pool,
-            tqdm(total=len(keys), initial=len(answers), desc=description) as bar,
-        ):
+        pool = ThreadPoolExecutor(self.concurrency)
+        bar = tqdm(total=len(keys), initial=len(answers), desc=description)
+        try:
             for index, answer in zip(missing, pool.map(lambda i: self._ask(conversations[i]), missing), strict=True):
                 answers[index] = answer
                 if cache is not None:
                     cache.add(keys[index], answer)
                 bar.update(1)
+        finally:  # an error or a Ctrl-C: the requests not sent yet are dropped, not sent on shutdown
+            pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
         return [answers[index] for index in range(len(keys))]

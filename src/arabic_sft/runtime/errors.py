@@ -20,7 +20,7 @@ class ScriptParser(argparse.ArgumentParser):
 
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run a script's entry point and exit with the status it returns (None: 0); a `UserError` becomes one line on
-    stderr and exit status 2, a Ctrl-C where nothing handles it (before any work to save) one line and 130."""
+    stderr and exit status 2, a Ctrl-C that the script does not handle itself one line and status 130."""
     main_process = os.environ.get("RANK", "0") == "0"
     try:
         status = main()
@@ -30,6 +30,6 @@ def run_cli(main: Callable[[], int | None]) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         if main_process:
-            print("stopped by Ctrl-C before there was anything to save", file=sys.stderr)
+            print("stopped by Ctrl-C", file=sys.stderr)
         sys.exit(130)
     sys.exit(status or 0)

@@ -63,14 +63,13 @@ def uninterrupted(tiny_llama, tmp_path_factory):
     return work / "out", result.stdout + result.stderr
 
 
+def sft_command(recipe_path: Path) -> list[str]:
+    return [sys.executable, str(ROOT / "scripts" / "sft.py"), "--config", str(recipe_path)]
+
+
 def test_killed_training_resumes_from_the_last_complete_checkpoint(tiny_llama, uninterrupted, tmp_path):
     out = tmp_path / "out"
-    command = [
-        sys.executable,
-        str(ROOT / "scripts" / "sft.py"),
-        "--config",
-        str(recipe(tmp_path / "r.yaml", tiny_llama, out)),
-    ]
+    command = sft_command(recipe(tmp_path / "r.yaml", tiny_llama, out))
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while (
@@ -261,12 +260,7 @@ def assert_same_losses(out: Path, reference: Path) -> None:
 def test_sigterm_saves_a_complete_checkpoint_at_a_step_end_and_exits_143(tiny_llama, tmp_path):
     # The same stop as a Ctrl-C (below, which also resumes from it), sent to sft.py as a scheduler sends it.
     out = tmp_path / "out"
-    command = [
-        sys.executable,
-        str(ROOT / "scripts" / "sft.py"),
-        "--config",
-        str(recipe(tmp_path / "r.yaml", tiny_llama, out)),
-    ]
+    command = sft_command(recipe(tmp_path / "r.yaml", tiny_llama, out))
     process, log = start_and_read_until_step(command, 6)  # SIGTERM in the middle of step 7 or so
     process.send_signal(signal.SIGTERM)
     log.append(process.communicate(timeout=300)[0])

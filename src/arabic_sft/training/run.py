@@ -144,7 +144,10 @@ def build_trainer(recipe: Recipe, data: TrainingData, say: Callable[[str], None]
         peft_config=get_peft_config(model),
     )
     keep_4bit_layers_differentiable(trainer.model)
-    logging.getLogger("transformers.trainer").addFilter(QuietTiedWeights(trainer.model))
+    trainer_logger = logging.getLogger("transformers.trainer")
+    for previous in [item for item in trainer_logger.filters if isinstance(item, QuietTiedWeights)]:
+        trainer_logger.removeFilter(previous)  # one per process: the last trainer's model
+    trainer_logger.addFilter(QuietTiedWeights(trainer.model))
     set_cadence(trainer.args, optimizer_steps(trainer), log_often="logging_steps" not in recipe.explicit)
     eval_generation.attach(
         trainer,

@@ -28,7 +28,7 @@ from arabic_sft.runtime.hub import hub_is_reachable, is_local
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
 from arabic_sft.scoring import metrics
-from arabic_sft.scoring.predictions import load_predictions, load_text_pairs
+from arabic_sft.scoring.predictions import beside, load_predictions, load_text_pairs
 from arabic_sft.scoring.report import metrics_table
 
 
@@ -101,9 +101,7 @@ def resolve_inputs(args) -> tuple[list[str], list[str], dict]:
         if not Path(path).is_file():
             raise UserError(f"{path}: not found; generate it first (make eval, or scripts/generate.py --config)")
     if not args.out:
-        name = Path(path).stem
-        stem = "metrics_" + name.removeprefix("predictions_") if name.startswith("predictions_") else name + ".metrics"
-        args.out = str(Path(path).with_name(stem + ".json"))
+        args.out = str(beside(path, "metrics"))
     predictions, references, columns = load_predictions(path, args.reference_column, args.prediction_column)
     args.baseline = baseline
     args.split = args.split or next(

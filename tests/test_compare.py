@@ -210,3 +210,12 @@ def test_a_judgement_of_other_examples_is_refused(tmp_path):
     write_judgement(tmp_path / "run", ["other", "rows", "here"], [1, 2, 3])
     with pytest.raises(UserError, match="judged other examples than"):
         load_run(str(tmp_path / "run"))
+
+
+def test_what_is_written_beside_a_predictions_csv_is_named_one_way():
+    from arabic_sft.scoring.predictions import beside
+
+    assert beside("r/predictions_test.csv", "metrics").as_posix() == "r/metrics_test.json"
+    assert beside("r/metrics_validation.json", "judge").as_posix() == "r/judge_validation.json"
+    assert beside("r/mine.csv", "metrics").as_posix() == "r/mine.metrics.json"
+    assert beside("r/mine.metrics.json", "judge").as_posix() == "r/mine.judge.json"

@@ -13,7 +13,7 @@ from arabic_sft.judging.rubric import Rubric
 from arabic_sft.judging.verdicts import judge_all, parse_scores, problem_counts
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
-from arabic_sft.scoring.predictions import prediction_rows, questions
+from arabic_sft.scoring.predictions import beside, prediction_rows, questions
 
 
 PREFIX = "judge_"
@@ -21,10 +21,7 @@ PREFIX = "judge_"
 
 def judge_paths(predictions_csv: str | Path) -> dict[str, Path]:
     """predictions_X.csv -> judge_X.json, judge_X.examples.csv and the answer cache judge_X.cache.jsonl."""
-    path = Path(predictions_csv)
-    name = path.stem
-    stem = PREFIX + name.removeprefix("predictions_") if name.startswith("predictions_") else f"{name}.judge"
-    summary = path.with_name(stem + ".json")
+    summary = beside(predictions_csv, "judge")
     return {
         "summary": summary,
         "examples": summary.with_suffix(".examples.csv"),

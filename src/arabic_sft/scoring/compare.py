@@ -12,6 +12,7 @@ import pandas as pd
 
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.scoring.metrics import CORPUS_KEYS, METRIC_KEYS
+from arabic_sft.scoring.predictions import beside
 
 
 # Means over examples, from the per-example scores; `empty_rate` is the mean of the `empty` column.
@@ -28,12 +29,8 @@ def metric_keys(names) -> list[str]:
 
 def judge_beside(metrics_path: Path) -> Path | None:
     """judge_X.json beside metrics_X.json (X.judge.json beside X.metrics.json), when the run was judged."""
-    name = metrics_path.name
-    if name.startswith("metrics_"):
-        judged = metrics_path.with_name(JUDGE_PREFIX + name.removeprefix("metrics_"))
-    else:
-        judged = metrics_path.with_name(name.replace(".metrics.json", ".judge.json"))
-    return judged if judged != metrics_path and judged.is_file() else None
+    judged = beside(metrics_path, "judge")
+    return judged if judged.is_file() else None
 
 
 def add_judge_scores(metrics_path: Path, metrics: dict, scores: dict, references: list[str]) -> None:

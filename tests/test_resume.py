@@ -345,3 +345,16 @@ def test_outputs_keep_the_users_umask(tmp_path):
         os.umask(previous)
     modes = {name: (tmp_path / name).stat().st_mode & 0o777 for name in ("shared.json", "table.csv", "private.json")}
     assert modes == {"shared.json": 0o644, "table.csv": 0o644, "private.json": 0o600}
+
+
+def test_changed_files_are_those_whose_sha256_differs_from_the_manifests(tmp_path):
+    from arabic_sft.runtime.manifest import changed_files
+
+    same, edited, unrecorded = (tmp_path / name for name in ("same.csv", "edited.csv", "unrecorded.csv"))
+    for path in (same, edited, unrecorded):
+        path.write_text("q,a\n1,2\n", encoding="utf-8")
+    manifest = {"data_sha256": {str(same): sha256(same), str(edited): sha256(edited)}}
+    edited.write_text("q,a\n1,2\n3,4\n", encoding="utf-8")  # a row appended after the run
+    paths = [str(same), str(edited), str(unrecorded), None, str(tmp_path / "gone.csv")]
+    assert changed_files(manifest, paths) == [str(edited)]
+    assert changed_files(None, paths) == []

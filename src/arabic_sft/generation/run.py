@@ -24,7 +24,7 @@ from arabic_sft.prompts.truncation import count_long_prompts
 from arabic_sft.recipe import Recipe, RecipeArguments, fields_in, load_recipe, read_preset
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.locks import exclusive_output
-from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, sha256, write_json_atomic
+from arabic_sft.runtime.manifest import atomic_path, build_manifest, changed_files, now, write_json_atomic
 from arabic_sft.runtime.partial import PartialWriter, partial_path, read_done, remove_partial
 from arabic_sft.runtime.preemption import StopRequest, die_with_launcher, stopped_by
 from arabic_sft.training.checkpoints import MANIFEST
@@ -96,15 +96,13 @@ def training_manifest(settings: GenerationSettings) -> dict | None:
 def data_as_trained(settings: GenerationSettings, data: RecipeArguments) -> None:
     """The data files this generation reads and the training run recorded have the same sha256 as then: a row added
     to a test file after training, or a changed training file behind a fraction split, is refused."""
-    recorded = (training_manifest(settings) or {}).get("data_sha256", {})
-    for split in ("train", settings.split):
-        path = getattr(data, f"{split}_file")
-        if path and path in recorded and Path(path).is_file() and sha256(path) != recorded[path]:
-            raise UserError(
-                f"{path}: changed since the training run in {settings.model_dir or settings.adapter_dir} (its "
-                "sha256 differs from the one the run manifest records); pass --accept_changed_data to generate on "
-                "it anyway"
-            )
+    paths = [getattr(data, f"{split}_file") for split in ("train", settings.split)]
+    if changed := changed_files(training_manifest(settings), paths):
+        raise UserError(
+            f"{changed[0]}: changed since the training run in {settings.model_dir or settings.adapter_dir} (its "
+            "sha256 differs from the one the run manifest records); pass --accept_changed_data to generate on "
+            "it anyway"
+        )
 
 
 def held_out_as_trained(settings: GenerationSettings, record: dict | None) -> None:

@@ -96,6 +96,14 @@ def write_json_atomic(path: str | Path, payload) -> None:
         temporary.write_text(json.dumps(payload, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
 
 
+def changed_files(manifest: dict, paths) -> list[str]:
+    """Those of `paths` that a run's manifest records and whose sha256 now differs from the recorded one."""
+    recorded = (manifest or {}).get("data_sha256", {})
+    return [
+        path for path in paths if path and path in recorded and Path(path).is_file() and sha256(path) != recorded[path]
+    ]
+
+
 def build_manifest(configs: dict, data_files: list[str | None], started: str) -> dict:
     """What produced a run: every resolved config section, versions, commit, data sha256, device, start/end."""
     return {

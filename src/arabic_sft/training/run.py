@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import datasets
 import pandas as pd
@@ -25,7 +24,7 @@ from arabic_sft.prompts.truncation import apply_truncation_policy
 from arabic_sft.recipe import Recipe
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.locks import exclusive_output
-from arabic_sft.runtime.manifest import build_manifest, now, sha256, write_json_atomic
+from arabic_sft.runtime.manifest import build_manifest, changed_files, now, write_json_atomic
 from arabic_sft.runtime.preemption import SaveAndStopOnSigterm, stopped_by
 from arabic_sft.training import eval_generation
 from arabic_sft.training.checkpoints import (
@@ -92,11 +91,8 @@ def check_before_loading(recipe: Recipe) -> str | None:
     ways_out = "to train again from scratch pass --overwrite_output_dir true, or choose another --output_dir"
     current = {"recipe": asdict(args), "model": asdict(recipe.model), "training": training.to_dict()}
     changed = changed_settings(manifest.get("config", {}), current)
-    files = [args.train_file, args.validation_file]
     changed += [
-        f"{path}: its content (sha256)"
-        for path, digest in manifest.get("data_sha256", {}).items()
-        if path in files and Path(path).is_file() and sha256(path) != digest
+        f"{path}: its content (sha256)" for path in changed_files(manifest, [args.train_file, args.validation_file])
     ]
     if changed:
         raise UserError(

@@ -16,11 +16,19 @@ OVERWRITE ?=
 GENERATE_ARGS ?=
 SCORE_ARGS ?=
 JUDGE_ARGS ?=
-# The LLM judge runs as a step of eval and baseline when the recipe names one (judge_url).
-JUDGED = $(shell $(PY) -m arabic_sft.recipe recipes/$(RECIPE).yaml judge_url 2>/dev/null | grep -v '^None$$')
+# The LLM judge runs as a step of eval and baseline when the recipe names one (judge_model; judge_url when served).
+JUDGED = $(shell $(PY) -m arabic_sft.recipe recipes/$(RECIPE).yaml judge_model 2>/dev/null | grep -v '^None$$')
+# make judge PAIRWISE=baseline-zero-shot: the fine-tuned answers against that run's, each pair in both orders.
+PAIRWISE ?=
+# The recipe's bertscore_model / semantic_model (ids or local paths), passed to score.py when it names them.
+MODEL_METRICS = $(shell $(PY) -m arabic_sft.recipe recipes/$(RECIPE).yaml bertscore_model semantic_model 2>/dev/null \
+	| paste -sd' ' | awk '{ if ($$1 != "None") printf "--bertscore_model %s ", $$1; if ($$2 != "None") printf "--semantic_model %s", $$2 }')
 PREDICTIONS = results/$(RECIPE)/predictions_$(SPLIT).csv
 # Generation: one process, or with LAUNCH_ARGS (e.g. "--num_processes 8") one per GPU through accelerate launch.
-GENERATE = $(if $(strip $(LAUNCH_ARGS)),$(VENV)/bin/accelerate launch --config_file accelerate_configs/ddp.yaml --mixed_precision no $(LAUNCH_ARGS),$(PY)) scripts/generate.py
+LAUNCH = $(if $(strip $(LAUNCH_ARGS)),$(VENV)/bin/accelerate launch --config_file accelerate_configs/ddp.yaml --mixed_precision no $(LAUNCH_ARGS),$(PY))
+GENERATE = $(LAUNCH) scripts/generate.py
+# A local judge (no judge_url) is launched like generation; a served one needs one process.
+JUDGE = $(LAUNCH) scripts/judge.py
 # make baseline: the recipe's base model, untrained, zero-shot or with SHOTS=K solved training rows before each prompt.
 SHOTS ?= 0
 BASELINE = results/$(RECIPE)/baseline-$(if $(filter 0,$(SHOTS)),zero,$(SHOTS))-shot
@@ -50,9 +58,10 @@ help:
 	@echo "                              LAUNCH_ARGS='--num_processes 8': generation shared by 8 processes/GPUs)"
 	@echo "make baseline RECIPE=<name>   the recipe's base model, untrained, generated and scored like eval:"
 	@echo "                              results/<name>/baseline-zero-shot/ (SHOTS=K: baseline-K-shot/, K training rows shown)"
-	@echo "make judge RECIPE=<name>      an LLM judge (the recipe's judge_url, judge_model, judge_rubric) scores each"
-	@echo "                              answer: results/<name>/judge_test.{json,examples.csv}; a step of eval and"
-	@echo "                              baseline when the recipe names a judge (JUDGE_ARGS='--concurrency 16')"
+	@echo "make judge RECIPE=<name>      an LLM judge (the recipe's judge_model, served at judge_url or run here)"
+	@echo "                              scores each answer: results/<name>/judge_test.{json,examples.csv}; a step"
+	@echo "                              of eval and baseline when the recipe names a judge (JUDGE_ARGS='--batch_size"
+	@echo "                              32'); PAIRWISE=baseline-zero-shot: fine-tuned against that run, both orders"
 	@echo "make compare RECIPE=<name>    the fine-tuned run against its baselines, with 95% bootstrap intervals and"
 	@echo "                              paired p-values: results/<name>/compare_test.{md,csv,png}"
 
@@ -100,8 +109,8 @@ eval: setup
 		$(GENERATE) --config recipes/$(RECIPE).yaml --split $(SPLIT) $(if $(LIMIT),--limit $(LIMIT)) \
 			$(if $(OVERWRITE),--overwrite) $(GENERATE_ARGS); \
 	fi
-	$(PY) scripts/score.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite $(SCORE_ARGS)
-	$(if $(JUDGED),$(PY) scripts/judge.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite $(JUDGE_ARGS))
+	$(PY) scripts/score.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite $(MODEL_METRICS) $(SCORE_ARGS)
+	$(if $(JUDGED),$(JUDGE) --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite $(JUDGE_ARGS))
 
 baseline: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
@@ -111,13 +120,15 @@ baseline: setup
 		$(GENERATE) --config recipes/$(RECIPE).yaml --baseline --shots $(SHOTS) --split $(SPLIT) \
 			$(if $(LIMIT),--limit $(LIMIT)) $(if $(OVERWRITE),--overwrite) $(GENERATE_ARGS); \
 	fi
-	$(PY) scripts/score.py $(BASELINE)/predictions_$(SPLIT).csv --split $(SPLIT) --overwrite $(SCORE_ARGS)
-	$(if $(JUDGED),$(PY) scripts/judge.py $(BASELINE)/predictions_$(SPLIT).csv --config recipes/$(RECIPE).yaml \
+	$(PY) scripts/score.py $(BASELINE)/predictions_$(SPLIT).csv --split $(SPLIT) --overwrite $(MODEL_METRICS) \
+		$(SCORE_ARGS)
+	$(if $(JUDGED),$(JUDGE) $(BASELINE)/predictions_$(SPLIT).csv --config recipes/$(RECIPE).yaml \
 		--overwrite $(JUDGE_ARGS))
 
 judge: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
-	$(PY) scripts/judge.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite $(JUDGE_ARGS)
+	$(JUDGE) --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite \
+		$(if $(PAIRWISE),--against results/$(RECIPE)/$(PAIRWISE)/predictions_$(SPLIT).csv) $(JUDGE_ARGS)
 
 compare: setup
 	$(PY) scripts/compare.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite

@@ -66,11 +66,16 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="normalize Arabic (diacritics, tatweel, alef/yaa/taa marbuta forms) before scoring",
     )
-    parser.add_argument("--bertscore_model", default=metrics.BERTSCORE_MODEL, help="model id or local path")
+    parser.add_argument(
+        "--bertscore_model", help=f"model id or local path (default: the recipe's, else {metrics.BERTSCORE_MODEL})"
+    )
     parser.add_argument("--bertscore_layers", type=int, help="layer to use (default: bert_score's for the model)")
     parser.add_argument("--no_bertscore", action="store_true", help="skip BERTScore")
     parser.add_argument("--require_bertscore", action="store_true", help="fail instead of recording null")
-    parser.add_argument("--semantic_model", default=metrics.SEMANTIC_MODEL, help="sentence-transformers id or path")
+    parser.add_argument(
+        "--semantic_model",
+        help=f"sentence-transformers id or path (default: the recipe's, else {metrics.SEMANTIC_MODEL})",
+    )
     parser.add_argument("--no_semantic_similarity", action="store_true", help="skip semantic similarity")
     parser.add_argument("--require_semantic_similarity", action="store_true", help="fail instead of recording null")
     parser.add_argument("--batch_size", type=int, default=64, help="batch size of the embedding models")
@@ -97,6 +102,8 @@ def resolve_inputs(args) -> tuple[list[str], list[str], dict]:
     if args.config:
         recipe = load_recipe(["--config", args.config]).args
         baseline = baseline or recipe.published_baseline
+        args.bertscore_model = args.bertscore_model or recipe.bertscore_model
+        args.semantic_model = args.semantic_model or recipe.semantic_model
         path = f"results/{Path(args.config).stem}/predictions_{args.split or 'test'}.csv"
         if not Path(path).is_file():
             raise UserError(f"{path}: not found; generate it first (make eval, or scripts/generate.py --config)")
@@ -136,6 +143,8 @@ def main():
     args = make_parser().parse_args()
     started = now()
     predictions, references, inputs = resolve_inputs(args)
+    args.bertscore_model = args.bertscore_model or metrics.BERTSCORE_MODEL
+    args.semantic_model = args.semantic_model or metrics.SEMANTIC_MODEL
     with exclusive_output(args.out):  # one scorer per metrics file
         score(args, predictions, references, inputs, started)
 

@@ -142,12 +142,27 @@ def test_an_unusable_answer_is_asked_again_once_then_counted_not_imputed(rubric)
     )
 
     def ask(conversations):
-        asked.append([conversation[0]["content"] for conversation in conversations])
+        asked.append(conversations)
         return next(answers)
 
-    conversations = [[{"role": "user", "content": f"row {i}"}] for i in range(3)]
-    verdicts = judge_all(ask, conversations, lambda text: parse_scores(text, rubric))
-    assert asked == [["row 0", "row 1", "row 2"], ["row 1", "row 2"]]  # only the unusable ones, once
+    conversations = [rubric.messages("en", f"question {i}", "reference", "answer") for i in range(3)]
+    verdicts = judge_all(
+        ask,
+        conversations,
+        lambda text: parse_scores(text, rubric),
+        lambda messages, verdict: rubric.retry_messages("en", messages, verdict.raw, verdict.problem),
+    )
+    assert asked[0] == conversations and len(asked) == 2  # then only the unusable ones, once
+    # asked again in the same conversation, after the unusable reply, told what was wrong with it (greedy decoding
+    # would give the same reply to the same question)
+    assert asked[1][0][:2] == conversations[1] and asked[1][0][2] == {"role": "assistant", "content": "I think 4."}
+    assert asked[1][0][3] == {
+        "role": "user",
+        "content": "Your reply could not be used (no JSON object). Reply again with only the JSON object asked for, "
+        "and nothing else.",
+    }
+    assert asked[1][1][3]["content"].startswith("Your reply could not be used (correctness: 9 outside 1-5; ")
+    assert "تعذّر استخدام ردّك (language missing)" in rubric.retry_messages("ar", [], "x", "language missing")[1]["content"]
     assert [verdict.scores for verdict in verdicts] == [GOOD, dict.fromkeys(GOOD, 2), None]
     assert verdicts[2].problem == "no JSON object"
     assert problem_counts(verdicts, rubric) == dict.fromkeys(GOOD, 1)
@@ -319,3 +334,147 @@ def test_an_unreachable_judge_or_a_missing_key_variable_is_one_line_and_writes_n
     )
     assert_one_error_line(result, "the environment variable NO_SUCH_KEY_VARIABLE is not set")
     assert sorted(item.name for item in tmp_path.iterdir()) == ["predictions_test.csv"]
+
+
+# The local path: the tiny Llama as the judge, through the batched generator (one process, then two).
+
+
+def local_command(path, model, *extra):
+    return ["judge.py", str(path), "--judge_model", str(model), "--max_new_tokens", "12", "--batch_size", "4", *extra]
+
+
+@pytest.fixture(scope="module")
+def judged_locally(tiny_llama, tmp_path_factory):
+    """(folder, the judge's output) of the tiny Llama judging 10 rows here, uninterrupted, in one process."""
+    folder = tmp_path_factory.mktemp("local")
+    result = run_script(*local_command(predictions_csv(folder / "predictions_test.csv", 10), tiny_llama))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, result
+
+
+def test_a_local_tiny_judge_answers_garbage_which_is_counted_not_scored(judged_locally, tiny_llama):
+    folder, result = judged_locally
+    summary = json.loads((folder / "judge_test.json").read_text(encoding="utf-8"))
+    assert (summary["n"], summary["usable"]) == (10, 0) and summary["unusable"] == dict.fromkeys(GOOD, 10)
+    assert all(summary[f"judge_{name}"] is None for name in GOOD)
+    judging = summary["settings"]["config"]["judging"]
+    assert judging["judge"] == {"backend": "local", "model": str(tiny_llama), "revision": None, "adapter": None,
+                                "load_in_4bit": False, "temperature": 0.0, "max_new_tokens": 12}  # fmt: skip
+    assert judging["rubric"]["sha256"] == load_rubric("qa_reference").digest() and judging["num_processes"] == 1
+    assert summary["spearman"]["correctness"] == {"n": 0, "bleu4": None, "rougeL": None, "chrf": None}
+    examples = pd.read_csv(folder / "judge_test.examples.csv", keep_default_na=False)
+    assert len(examples) == 10 and examples["judge_problem"].ne("").all() and examples["judge_language"].eq("").all()
+    assert "warning: 10 of 10 judge answers were unusable after one more try" in result.stderr
+    assert "judging: 100%" in result.stderr and "asking again: 100%" in result.stderr  # the progress bars
+    cache = (folder / "judge_test.cache.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(cache) == 20  # each row, then each unusable row once more in its own conversation
+
+
+def test_a_judge_stopped_by_sigterm_continues_to_the_uninterrupted_result(
+    judged_locally, tiny_llama, tmp_path, monkeypatch, capsys
+):
+    """SIGTERM, raised at a chosen answer through the real handler, stops the judge once its batch is cached (exit
+    143, one line); the same command asks only what is missing and writes what an uninterrupted run writes."""
+    import signal
+
+    from arabic_sft.judging.backends import AnswerCache
+
+    path = predictions_csv(tmp_path / "predictions_test.csv", 10)
+    add = AnswerCache.add
+
+    def add_then_stop(cache, key, answer):
+        add(cache, key, answer)
+        if len(cache.answers) == 5:
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(AnswerCache, "add", add_then_stop)
+    stopped = run_in_this_process(monkeypatch, capsys, *local_command(path, tiny_llama))
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert "stopped by SIGTERM; the answers received are kept in" in stopped.stderr
+    cached = (tmp_path / "judge_test.cache.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(cached) == 8 and not (tmp_path / "judge_test.json").exists()  # the batch of 4 holding the 5th
+
+    monkeypatch.setattr(AnswerCache, "add", add)
+    again = run_in_this_process(monkeypatch, capsys, *local_command(path, tiny_llama))
+    assert again.returncode == 0, again.stderr[-3000:]
+    keys = [json.loads(line)["key"] for line in (tmp_path / "judge_test.cache.jsonl").read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == 20  # nothing asked twice
+    folder = judged_locally[0]
+    assert (tmp_path / "judge_test.examples.csv").read_bytes() == (folder / "judge_test.examples.csv").read_bytes()
+
+
+def test_a_local_judge_in_two_processes_writes_what_one_process_writes(judged_locally, tiny_llama, tmp_path):
+    import subprocess
+    import sys
+
+    path = predictions_csv(tmp_path / "predictions_test.csv", 10)
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "accelerate_configs/ddp.yaml"]
+    launcher += ["--num_processes", "2", "--mixed_precision", "no", str(ROOT / "scripts" / "judge.py")]
+    result = subprocess.run(
+        launcher + local_command(path, tiny_llama)[1:], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = judged_locally[0]
+    assert (tmp_path / "judge_test.examples.csv").read_bytes() == (folder / "judge_test.examples.csv").read_bytes()
+    summary = json.loads((tmp_path / "judge_test.json").read_text(encoding="utf-8"))
+    assert summary["settings"]["config"]["judging"]["num_processes"] == 2
+    files = sorted(item.name for item in tmp_path.glob("judge_test.cache*.jsonl"))
+    assert files == ["judge_test.cache.1.jsonl", "judge_test.cache.jsonl"]  # one writer per file
+    assert sum(len(item.read_text().splitlines()) for item in tmp_path.glob("judge_test.cache*.jsonl")) == 20
+
+
+def test_pairwise_judges_each_pair_in_both_orders_and_counts_what_is_unusable(
+    tiny_llama, tmp_path, monkeypatch, capsys
+):
+    first = predictions_csv(tmp_path / "predictions_test.csv", 4)
+    (tmp_path / "baseline-zero-shot").mkdir()
+    frame = pd.read_csv(first)
+    second = tmp_path / "baseline-zero-shot" / "predictions_test.csv"
+    frame.assign(Generated_Explanation=frame["Generated_Explanation"].str[:8]).to_csv(second, index=False)
+    result = run_in_this_process(monkeypatch, capsys, *local_command(first, tiny_llama, "--against", second))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "pairwise_test.vs_baseline-zero-shot.json").read_text(encoding="utf-8"))
+    assert (summary["pairs"], summary["unusable"]) == (4, 4) and "win" not in summary  # garbage: counted, not a tie
+    examples = pd.read_csv(tmp_path / "pairwise_test.vs_baseline-zero-shot.examples.csv", keep_default_na=False)
+    assert examples["first"].tolist() == frame["Generated_Explanation"].tolist() and len(examples) == 4
+    assert examples["problem"].str.startswith("no JSON object").all()
+    cache = (tmp_path / "pairwise_test.vs_baseline-zero-shot.cache.jsonl").read_text().splitlines()
+    assert len(cache) == 16  # 4 pairs, each order, each asked again once
+    assert "pairwise, the first run: no usable verdict of 4 pairs (4 unusable)" in result.stdout
+
+    frame.iloc[:3].to_csv(second, index=False)
+    refused = run_in_this_process(
+        monkeypatch, capsys, *local_command(first, tiny_llama, "--against", second, "--overwrite")
+    )
+    assert_one_error_line(refused, "not the same rows")
+
+
+def test_a_local_judge_that_cannot_load_or_has_no_chat_template_is_one_line(
+    tiny_gpt2, tmp_path, monkeypatch, capsys
+):
+    path = predictions_csv(tmp_path / "predictions_test.csv", 2)
+    result = run_in_this_process(monkeypatch, capsys, *local_command(path, tmp_path / "no_such_model"))
+    assert_one_error_line(result, "no_such_model: no such directory")
+    result = run_in_this_process(monkeypatch, capsys, *local_command(path, tiny_gpt2))
+    assert_one_error_line(result, "has no chat template; a judge must be a chat model")
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["predictions_test.csv"]
+
+
+def test_each_criterion_is_rank_correlated_with_the_word_metrics_as_computed_by_hand():
+    from arabic_sft.judging.run import correlations
+
+    reference = "يقال للحث على الصبر عند الشدة لأن الفرج يأتي بعد الصبر الطويل"
+    words = reference.split()
+    # longer and longer prefixes of the reference: BLEU-4, ROUGE-L and chrF++ rise from row to row
+    predictions = [" ".join(words[:k]) for k in (2, 4, 6, 8, 10)] + ["غير مقيم"]
+    examples = pd.DataFrame({"prediction": predictions, "reference": [reference] * 6})
+    examples["judge_correctness"] = [1, 3, 2, 4, 5, np.nan]  # the last row unusable: left out
+    examples["judge_language"] = [5, 4, 3, 2, 1, 6]  # exactly against the word metrics' order
+    examples["judge_conciseness"] = [3, 3, 3, 3, 3, np.nan]  # no ranking: no correlation
+    found = correlations(examples, ["correctness", "language", "conciseness"])
+    # rank differences 0, 1, -1, 0, 0: rho = 1 - 6 * 2 / (5 * (25 - 1)) = 0.9
+    assert found["correctness"] == {"n": 5, "bleu4": pytest.approx(0.9), "rougeL": pytest.approx(0.9),
+                                    "chrf": pytest.approx(0.9)}  # fmt: skip
+    assert found["language"]["n"] == 6  # the last row shares no word with the reference: lowest ROUGE-L and chrF++
+    assert (found["language"]["rougeL"], found["language"]["chrf"]) == (pytest.approx(-1.0), pytest.approx(-1.0))
+    assert found["conciseness"] == {"n": 5, "bleu4": None, "rougeL": None, "chrf": None}

@@ -58,10 +58,12 @@ def load_for_generation(
     trust_remote_code: bool = False,
     device: str | torch.device | None = None,
     device_map: str | None = None,
+    load_in_4bit: bool = False,
 ):
     """(model, tokenizer) ready to generate, on `device` (default: the GPU when there is one): a full model directory
     or Hub id, or a base model plus a LoRA adapter (merged, so that generation pays no adapter cost per token).
     `device_map="auto"` instead spreads a model too large for one GPU over every GPU this process sees.
+    `load_in_4bit` loads the base in 4 bits (QLoRA's nf4 with double quantization), its adapter applied unmerged.
 
     A `model_dir` that holds an adapter is loaded on the base model its adapter_config.json names.
     """
@@ -76,10 +78,32 @@ def load_for_generation(
 
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    if load_in_4bit:
+        return load_4bit(base_id, revision, trust_remote_code, dtype, adapter_dir, device), tokenizer
     model = load_model(base_id, revision, trust_remote_code, dtype, adapter_dir, device_map=device_map)
     if device_map is not None:
         return model.eval(), tokenizer
     return model.to(device or ("cuda" if cuda else "cpu")).eval(), tokenizer
+
+
+def load_4bit(base_id: str, revision, trust_remote_code: bool, dtype, adapter_dir, device) -> torch.nn.Module:
+    """The base model in 4 bits (nf4, double quantization, as QLoRA trains; TRL's bitsandbytes config) on `device`,
+    with its adapter applied unmerged: merging into 4-bit weights would round the adapter's update away."""
+    settings = ModelConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", use_bnb_nested_quant=True, dtype=dtype)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    placement = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
+    options = {"revision": revision, "trust_remote_code": trust_remote_code, "dtype": dtype}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            base_id, quantization_config=get_quantization_config(settings), device_map=placement, **options
+        )
+    except (OSError, ValueError) as error:
+        raise UserError(f"{base_id}: cannot load the model in 4 bits ({str(error).strip().splitlines()[0]})") from None
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+    return model.eval()
 
 
 def adapter_base(adapter_dir: str | Path) -> str:

@@ -171,14 +171,34 @@ class RecipeArguments:
     judge_url: str | None = _field(
         "evaluation",
         None,
-        "An OpenAI-compatible endpoint of the judge (http://127.0.0.1:8000/v1 for `vllm serve`); unset: no judge.",
+        "An OpenAI-compatible endpoint of the judge (http://127.0.0.1:8000/v1 for `vllm serve`); unset: judge_model "
+        "runs here.",
     )
-    judge_model: str | None = _field("evaluation", None, "The judge's model name, as the endpoint serves it.")
+    judge_model: str | None = _field(
+        "evaluation",
+        None,
+        "The judge: with judge_url, the model name the endpoint serves; without, a Hugging Face chat model (an id or "
+        "a path) run here through the batched generator. Unset: no judge.",
+    )
+    judge_revision: str | None = _field("evaluation", None, "A local judge's Hub revision (a commit, to pin it).")
+    judge_adapter: str | None = _field("evaluation", None, "A LoRA adapter directory on a local judge model.")
+    judge_load_in_4bit: bool = _field("evaluation", False, "Load a local judge in 4 bits (nf4; a GPU).")
     judge_api_key_env: str | None = _field(
         "evaluation", None, "The environment variable that holds the endpoint's API key (the key is never written)."
     )
     judge_language: str = _field(
         "evaluation", "en", "The language of the judge's prompts (the rubric has both).", choices=["en", "ar"]
+    )
+    bertscore_model: str | None = _field(
+        "evaluation",
+        None,
+        "BERTScore's model for score.py (an id, or a local path offline); unset: bert-base-multilingual-cased.",
+    )
+    semantic_model: str | None = _field(
+        "evaluation",
+        None,
+        "The sentence-transformers model of semantic similarity (an id or a local path); unset: "
+        "paraphrase-multilingual-mpnet-base-v2.",
     )
     # Launch
     accelerate_config: str | None = _field(

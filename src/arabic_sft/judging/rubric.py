@@ -14,8 +14,13 @@ from arabic_sft.runtime.errors import UserError
 
 LANGUAGES = ("en", "ar")
 # The placeholders a rubric's prompts may use; any other brace is text (the JSON examples in the prompts).
-PLACEHOLDERS = ("question", "reference", "answer", "answer_a", "answer_b", "criteria", "example")
-PROMPTS = {"system": (), "user": ("question", "reference", "answer"), "pairwise": ("answer_a", "answer_b")}
+PLACEHOLDERS = ("question", "reference", "answer", "answer_a", "answer_b", "criteria", "example", "problem")
+PROMPTS = {
+    "system": (),
+    "user": ("question", "reference", "answer"),
+    "pairwise": ("answer_a", "answer_b"),
+    "retry": ("problem",),  # after an unusable reply: what was wrong with it, and the request to answer again
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,14 @@ class Rubric:
         return self._messages(
             language, "pairwise", question=question, reference=reference, answer_a=answer_a, answer_b=answer_b
         )
+
+    def retry_messages(
+        self, language: str, messages: list[dict[str, str]], reply: str, problem: str
+    ) -> list[dict[str, str]]:
+        """`messages` followed by the judge's unusable `reply` and a request to answer again, saying what was wrong
+        (greedy decoding would give the same reply to the same question)."""
+        retry = fill(self.prompts[language]["retry"], problem=problem)
+        return [*messages, {"role": "assistant", "content": reply}, {"role": "user", "content": retry}]
 
     def _messages(self, language: str, kind: str, **values: str) -> list[dict[str, str]]:
         prompts = self.prompts[language]
@@ -115,7 +128,7 @@ def _criterion(item, source: str) -> Criterion:
 
 def _prompts(prompts, source: str) -> dict[str, dict[str, str]]:
     if not isinstance(prompts, dict) or set(prompts) != set(LANGUAGES):
-        raise UserError(f"{source}: prompts: needs an 'en' and an 'ar' set of prompts (system, user, pairwise)")
+        raise UserError(f"{source}: prompts: needs an 'en' and an 'ar' set of prompts ({', '.join(PROMPTS)})")
     checked = {}
     for language, texts in prompts.items():
         if not isinstance(texts, dict) or set(texts) != set(PROMPTS):

@@ -21,7 +21,7 @@ EASTERN_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "0123
 class Verdict:
     """Scores per criterion, or None with the reason the answer could not be used."""
 
-    scores: dict[str, int] | None
+    scores: dict[str, int] | dict[str, str] | None  # per criterion; pairwise: {"winner": ...}
     problem: str | None = None
     raw: str = ""
 
@@ -88,15 +88,26 @@ def parse_winner(text: str) -> tuple[str | None, str | None]:
     return (winner, None) if winner else (None, f"winner: {value!r} is not A, B or tie")
 
 
+def winner_verdict(text: str) -> Verdict:
+    """`parse_winner` as a `Verdict` ({"winner": "A" | "B" | "tie"}), for `judge_all`."""
+    winner, problem = parse_winner(text)
+    return Verdict({"winner": winner} if winner else None, problem, text)
+
+
 def judge_all(
-    ask: Callable[[list[list[dict]]], list[str]], conversations: Sequence[list[dict]], parse: Callable[[str], Verdict]
+    ask: Callable[[list[list[dict]]], list[str]],
+    conversations: Sequence[list[dict]],
+    parse: Callable[[str], Verdict],
+    retry: Callable[[list[dict], Verdict], list[dict]],
 ) -> list[Verdict]:
-    """Ask the judge (`ask`: a batch of conversations -> their answers, any backend), then ask once more for each
-    answer `parse` could not use; what is still unusable keeps its reason."""
+    """Ask the judge (`ask`: a batch of conversations -> their answers, any backend), then once more about each
+    answer `parse` could not use, in the conversation `retry` makes of it (the reply and what was wrong with it);
+    what is still unusable keeps its reason."""
     verdicts = [parse(answer) for answer in ask(list(conversations))]
     again = [index for index, verdict in enumerate(verdicts) if verdict.scores is None]
     if again:
-        for index, answer in zip(again, ask([conversations[index] for index in again]), strict=True):
+        followed = [retry(conversations[index], verdicts[index]) for index in again]
+        for index, answer in zip(again, ask(followed), strict=True):
             verdicts[index] = parse(answer)
     return verdicts
 

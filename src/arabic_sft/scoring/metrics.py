@@ -167,6 +167,15 @@ def corpus_scores(predictions: Sequence[str], references: Sequence[str]) -> tupl
     return scores, {"sacrebleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}
 
 
+def sentence_chrf(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+    """chrF++ of each example (sacreBLEU's sentence score, 0-100): per example, for correlations with judge scores."""
+    from sacrebleu.metrics import CHRF
+
+    chrf = CHRF(word_order=2)
+    return [chrf.sentence_score(prediction, [reference]).score for prediction, reference in zip(
+        predictions, references, strict=True)]  # fmt: skip
+
+
 def text_scores(
     predictions: Sequence[str], references: Sequence[str], rouge_tokenizer: str = "arabic"
 ) -> dict[str, list]:

@@ -44,9 +44,9 @@ def _find_column(
     return match
 
 
-# What score.py and judge.py write beside predictions_X.csv: metrics_X.json, judge_X.json (X.metrics.json,
-# X.judge.json beside a CSV of another name).
-OUTPUT_KINDS = ("predictions", "metrics", "judge")
+# What score.py and judge.py write beside predictions_X.csv: metrics_X.json, judge_X.json, pairwise_X.json
+# (X.metrics.json, X.judge.json, X.pairwise.json beside a CSV of another name).
+OUTPUT_KINDS = ("predictions", "metrics", "judge", "pairwise")
 
 
 def beside(path: str | Path, kind: str) -> Path:

@@ -16,13 +16,17 @@ OVERWRITE ?=
 GENERATE_ARGS ?=
 SCORE_ARGS ?=
 JUDGE_ARGS ?=
-# The LLM judge runs as a step of eval and baseline when the recipe names one (judge_model; judge_url when served).
-JUDGED = $(shell $(PY) -m arabic_sft.recipe recipes/$(RECIPE).yaml judge_model 2>/dev/null | grep -v '^None$$')
+# The recipe's fields that eval and baseline follow, read once (a recipe loads in seconds): judge_model (the LLM
+# judge runs as a step of eval and baseline when the recipe names one; served at judge_url, or run here), and
+# bertscore_model / semantic_model (ids or local paths), passed to score.py when the recipe names them.
+RECIPE_FIELDS = $(eval RECIPE_FIELDS := $(shell $(PY) -m arabic_sft.recipe recipes/$(RECIPE).yaml judge_model \
+	bertscore_model semantic_model 2>/dev/null))$(RECIPE_FIELDS)
+recipe_field = $(filter-out None,$(word $(1),$(RECIPE_FIELDS)))
+JUDGED = $(call recipe_field,1)
+MODEL_METRICS = $(if $(call recipe_field,2),--bertscore_model $(call recipe_field,2)) \
+	$(if $(call recipe_field,3),--semantic_model $(call recipe_field,3))
 # make judge PAIRWISE=baseline-zero-shot: the fine-tuned answers against that run's, each pair in both orders.
 PAIRWISE ?=
-# The recipe's bertscore_model / semantic_model (ids or local paths), passed to score.py when it names them.
-MODEL_METRICS = $(shell $(PY) -m arabic_sft.recipe recipes/$(RECIPE).yaml bertscore_model semantic_model 2>/dev/null \
-	| paste -sd' ' | awk '{ if ($$1 != "None") printf "--bertscore_model %s ", $$1; if ($$2 != "None") printf "--semantic_model %s", $$2 }')
 PREDICTIONS = results/$(RECIPE)/predictions_$(SPLIT).csv
 # Generation: one process, or with LAUNCH_ARGS (e.g. "--num_processes 8") one per GPU through accelerate launch.
 LAUNCH = $(if $(strip $(LAUNCH_ARGS)),$(VENV)/bin/accelerate launch --config_file accelerate_configs/ddp.yaml --mixed_precision no $(LAUNCH_ARGS),$(PY))

@@ -17,7 +17,15 @@ from pathlib import Path
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path
-from arabic_sft.scoring.compare import compare, identical_predictions, load_run, markdown, plot, published_run
+from arabic_sft.scoring.compare import (
+    compare,
+    identical_predictions,
+    judge_section,
+    load_run,
+    markdown,
+    plot,
+    published_run,
+)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -98,7 +106,9 @@ def main():
             table.to_csv(temporary, index=False, encoding="utf-8")
         plot(table, outputs[2])
         notes = identical_predictions([baseline, *runs])
-        text = markdown(table, baseline.name, args.resamples, args.seed, notes=notes)
+        text = markdown(
+            table, baseline.name, args.resamples, args.seed, notes=notes, more=judge_section([baseline, *runs])
+        )
         with atomic_path(out) as temporary:
             temporary.write_text(text, encoding="utf-8")
     print(text)

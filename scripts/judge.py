@@ -24,6 +24,7 @@ answers being made have arrived.
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -125,6 +126,10 @@ def main() -> int:
     if fields["judge_language"] not in ("en", "ar"):
         raise UserError(f"--judge_language {fields['judge_language']}: not en or ar")
     rubric = load_rubric(fields["judge_rubric"])
+    if fields["judge_url"] and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under accelerate launch
+        if os.environ.get("RANK", "0") != "0":
+            return 0
+        print("note: a served judge is asked from one process (--concurrency: requests in flight)", file=sys.stderr)
     paths = judge_paths(path, args.against)
     refuse_existing(paths, args.overwrite)  # before a model is loaded or a server asked
     judge = make_judge(fields, args)

@@ -219,3 +219,28 @@ def test_what_is_written_beside_a_predictions_csv_is_named_one_way():
     assert beside("r/metrics_validation.json", "judge").as_posix() == "r/judge_validation.json"
     assert beside("r/mine.csv", "metrics").as_posix() == "r/mine.metrics.json"
     assert beside("r/mine.metrics.json", "judge").as_posix() == "r/mine.judge.json"
+
+
+def test_the_comparison_shows_the_pairwise_verdicts_and_where_the_judge_agrees_with_the_word_metrics(tmp_path):
+    from arabic_sft.judging.verdicts import LOSS, TIE, WIN, pairwise_summary
+    from arabic_sft.scoring.compare import judge_section
+
+    refs = references(4)
+    base_dir, tuned_dir = tmp_path / "baseline-zero-shot", tmp_path / "tuned"
+    write_run(base_dir, refs, [0.1] * 4)
+    write_run(tuned_dir, refs, [0.2] * 4)
+    write_judgement(tuned_dir, refs, [4, 5, 4, 5])
+    summary = json.loads((tuned_dir / "judge_test.json").read_text(encoding="utf-8"))
+    summary["spearman"] = {"correctness": {"n": 4, "bleu4": 0.5, "rougeL": -0.25, "chrf": None}}
+    (tuned_dir / "judge_test.json").write_text(json.dumps(summary), encoding="utf-8")
+    pairwise = pairwise_summary([WIN, WIN, TIE, LOSS], [True, True, False, True], resamples=200, seed=0)
+    (tuned_dir / "pairwise_test.vs_baseline-zero-shot.json").write_text(json.dumps(pairwise), encoding="utf-8")
+    base, tuned = load_run(str(base_dir), "baseline-zero-shot"), load_run(str(tuned_dir), "tuned")
+    lines = judge_section([base, tuned])
+    win, tie, loss = (pairwise[key] for key in ("win", "tie", "loss"))
+    assert (
+        f"| tuned | baseline-zero-shot | 50% [{win['low']:.0%}, {win['high']:.0%}] | 25% [{tie['low']:.0%}, "
+        f"{tie['high']:.0%}] | 25% [{loss['low']:.0%}, {loss['high']:.0%}] | 25% | 0 of 4 |"
+    ) in lines
+    assert "| tuned | correctness | +0.50 | -0.25 | n/a | 4 |" in lines
+    assert judge_section([base]) == []  # nothing judged: no section

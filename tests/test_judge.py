@@ -162,7 +162,9 @@ def test_an_unusable_answer_is_asked_again_once_then_counted_not_imputed(rubric)
         "and nothing else.",
     }
     assert asked[1][1][3]["content"].startswith("Your reply could not be used (correctness: 9 outside 1-5; ")
-    assert "تعذّر استخدام ردّك (language missing)" in rubric.retry_messages("ar", [], "x", "language missing")[1]["content"]
+    assert (
+        "تعذّر استخدام ردّك (language missing)" in rubric.retry_messages("ar", [], "x", "language missing")[1]["content"]
+    )
     assert [verdict.scores for verdict in verdicts] == [GOOD, dict.fromkeys(GOOD, 2), None]
     assert verdicts[2].problem == "no JSON object"
     assert problem_counts(verdicts, rubric) == dict.fromkeys(GOOD, 1)
@@ -449,9 +451,7 @@ def test_pairwise_judges_each_pair_in_both_orders_and_counts_what_is_unusable(
     assert_one_error_line(refused, "not the same rows")
 
 
-def test_a_local_judge_that_cannot_load_or_has_no_chat_template_is_one_line(
-    tiny_gpt2, tmp_path, monkeypatch, capsys
-):
+def test_a_local_judge_that_cannot_load_or_has_no_chat_template_is_one_line(tiny_gpt2, tmp_path, monkeypatch, capsys):
     path = predictions_csv(tmp_path / "predictions_test.csv", 2)
     result = run_in_this_process(monkeypatch, capsys, *local_command(path, tmp_path / "no_such_model"))
     assert_one_error_line(result, "no_such_model: no such directory")

@@ -204,3 +204,31 @@ def test_a_second_scorer_of_the_same_metrics_is_refused(tmp_path, monkeypatch, c
         )
     assert_one_error_line(result, f"{out}: in use by process {os.getpid()} on ")
     assert not out.exists()
+
+
+def test_a_recipes_local_embedding_models_score_through_config_and_make(tmp_path, tiny_bert, monkeypatch, capsys):
+    """bertscore_model / semantic_model in a recipe: score.py --config uses them, and `make eval` / `make baseline`
+    pass them to score.py (for a baseline's predictions, which score.py reads without the recipe)."""
+    import subprocess
+
+    from helpers import ROOT
+
+    recipe = write_recipe(
+        tmp_path / "local_metrics.yaml", task="proverbs", bertscore_model=str(tiny_bert), semantic_model=str(tiny_bert)
+    )
+    write_predictions((tmp_path / "results" / "local_metrics").mkdir(parents=True) or
+                      tmp_path / "results" / "local_metrics" / "predictions_test.csv")  # fmt: skip
+    result = run_in_this_process(monkeypatch, capsys, "score.py", "--config", recipe, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "results" / "local_metrics" / "metrics_test.json").read_text(encoding="utf-8"))
+    assert metrics["bertscore_f1"] is not None and metrics["semantic_similarity"] is not None
+    scoring = metrics["settings"]["config"]["scoring"]
+    assert scoring["bertscore_model"] == scoring["semantic_model"] == str(tiny_bert)
+
+    name = os.path.relpath(recipe.with_suffix(""), ROOT / "recipes")  # RECIPE names recipes/$(RECIPE).yaml
+    shown = subprocess.run(
+        ["make", "--no-print-directory", "-n", "baseline", f"RECIPE={name}"], cwd=ROOT, capture_output=True, text=True
+    )
+    scoring = next(line for line in shown.stdout.splitlines() if "scripts/score.py" in line)
+    assert f"--bertscore_model {tiny_bert} --semantic_model {tiny_bert}" in scoring, shown.stdout
+    assert "scripts/judge.py" not in shown.stdout  # the recipe names no judge

@@ -49,6 +49,56 @@ def add_judge_scores(metrics_path: Path, metrics: dict, scores: dict, references
             scores[key] = pd.to_numeric(examples[key], errors="coerce").to_numpy(dtype=float)
 
 
+def _pairwise_row(run_name: str, path: Path) -> str:
+    found = json.loads(path.read_text(encoding="utf-8"))
+    shares = [
+        f"{found[key]['share']:.0%} [{found[key]['low']:.0%}, {found[key]['high']:.0%}]" if key in found else "n/a"
+        for key in ("win", "tie", "loss")
+    ]
+    order = f"{found['order_dependent']:.0%}" if "order_dependent" in found else "n/a"
+    against = path.stem.split(".vs_", 1)[1]
+    return f"| {run_name} | {against} | {' | '.join(shares)} | {order} | {found['unusable']} of {found['pairs']} |"
+
+
+def judge_section(runs: list["Run"]) -> list[str]:
+    """Markdown lines on the judge from its files beside the runs' metrics: pairwise verdicts
+    (pairwise_X.vs_NAME.json) and each criterion's rank correlation with the word metrics (judge_X.json); no lines
+    when nothing was judged."""
+    pairwise, agreement = [], []
+    for run in runs:
+        if run.references is None:  # published figures
+            continue
+        first = beside(run.path, "pairwise")
+        pairwise += [_pairwise_row(run.name, path) for path in sorted(first.parent.glob(f"{first.stem}.vs_*.json"))]
+        judged = judge_beside(run.path)
+        spearman = json.loads(judged.read_text(encoding="utf-8")).get("spearman", {}) if judged else {}
+        for criterion, values in spearman.items():
+            rhos = ["n/a" if values[key] is None else f"{values[key]:+.2f}" for key in ("bleu4", "rougeL", "chrf")]
+            agreement.append(f"| {run.name} | {criterion} | {' | '.join(rhos)} | {values['n']} |")
+    lines = []
+    if pairwise:
+        lines += [
+            "",
+            "Pairwise judge: the run's answer against the other's on each row, judged in both orders (a verdict that "
+            "changes with the order counts as a tie); shares of the rows with 95% bootstrap intervals:",
+            "",
+            "| Run | Against | Win | Tie | Loss | Order-dependent | Unusable |",
+            "|---|---|---|---|---|---|---|",
+            *pairwise,
+        ]
+    if agreement:
+        lines += [
+            "",
+            "Where the judge and the word metrics agree: Spearman's rank correlation of each criterion with BLEU-4, "
+            "ROUGE-L and chrF++ per example, over the rows the judge scored (n/a: too few rows, or no ranking):",
+            "",
+            "| Run | Criterion | BLEU-4 | ROUGE-L | chrF++ | Rows |",
+            "|---|---|---|---|---|---|",
+            *agreement,
+        ]
+    return lines
+
+
 @dataclass
 class Run:
     name: str
@@ -215,10 +265,16 @@ def compare(runs: list[Run], baseline: Run, resamples: int = 1000, seed: int = 0
 
 
 def markdown(
-    table: pd.DataFrame, baseline: str, resamples: int, seed: int, level: float = 0.95, notes: list[str] = ()
+    table: pd.DataFrame,
+    baseline: str,
+    resamples: int,
+    seed: int,
+    level: float = 0.95,
+    notes: list[str] = (),
+    more: list[str] = (),
 ) -> str:
-    """The comparison as markdown: every run's metrics with intervals, then each run against the baseline, then
-    `notes`."""
+    """The comparison as markdown: every run's metrics with intervals, then each run against the baseline, then the
+    lines `more` (the judge's section), then `notes`."""
     from arabic_sft.scoring.report import figure, label
 
     metrics = [key for key in metric_keys(table["metric"]) if key in set(table["metric"])]
@@ -256,6 +312,7 @@ def markdown(
         lines.append(
             f"| {row.run} | {label(row.metric)} | {figure(row.diff, row.diff_ci_low, row.diff_ci_high)} | {p_value} |"
         )
+    lines += list(more)
     lines += [line for note in notes for line in ("", f"Note: {note}")]
     return "\n".join(lines) + "\n"
 

@@ -478,3 +478,29 @@ def test_each_criterion_is_rank_correlated_with_the_word_metrics_as_computed_by_
     assert found["language"]["n"] == 6  # the last row shares no word with the reference: lowest ROUGE-L and chrF++
     assert (found["language"]["rougeL"], found["language"]["chrf"]) == (pytest.approx(-1.0), pytest.approx(-1.0))
     assert found["conciseness"] == {"n": 5, "bleu4": None, "rougeL": None, "chrf": None}
+
+
+def test_a_local_judge_in_four_bits_is_quantized_and_recorded(tiny_llama, tmp_path, monkeypatch, capsys):
+    import bitsandbytes
+
+    from arabic_sft.models import load_for_generation
+
+    model, _ = load_for_generation(str(tiny_llama), load_in_4bit=True)
+    assert any(isinstance(module, bitsandbytes.nn.Linear4bit) for module in model.modules())
+    path = predictions_csv(tmp_path / "predictions_test.csv", 2)
+    result = run_in_this_process(monkeypatch, capsys, *local_command(path, tiny_llama, "--judge_load_in_4bit"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    judge = json.loads((tmp_path / "judge_test.json").read_text(encoding="utf-8"))["settings"]["config"]["judging"]
+    assert judge["judge"]["load_in_4bit"] is True and judge["judge"]["backend"] == "local"
+
+
+def test_a_rubric_without_criteria_stops_the_judge_in_one_line_before_anything_is_asked(tmp_path, monkeypatch, capsys):
+    values = yaml.safe_load((ROOT / "recipes" / "judges" / "qa_reference.yaml").read_text(encoding="utf-8"))
+    rubric_file = tmp_path / "empty.yaml"
+    rubric_file.write_text(yaml.safe_dump({**values, "criteria": []}, allow_unicode=True), encoding="utf-8")
+    path = predictions_csv(tmp_path / "predictions_test.csv", 2)
+    with socket_closed_port() as port:  # nothing would answer: the rubric is refused before any request
+        command = judge_command(path, f"http://127.0.0.1:{port}/v1", "m", "--judge_rubric", rubric_file)
+        result = run_in_this_process(monkeypatch, capsys, *command)
+    assert_one_error_line(result, f"{rubric_file}: criteria: a rubric needs at least one criterion")
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["empty.yaml", "predictions_test.csv"]

@@ -8,7 +8,8 @@ difference, its interval and a paired bootstrap p-value, over the same examples.
         --published shefaa --out results/jais_shefaa/compare.md
 
 A RUN is a metrics JSON written by score.py, or the directory holding it; its per-example scores (.examples.csv)
-must be beside it. Writes FILE.md, FILE.csv (one row per run and metric) and FILE.png (each metric with its intervals).
+must be beside it. Writes FILE.md, FILE.csv (one row per run and metric) and FILE.png (each metric with its intervals);
+with --group_column (or the recipe's group_column) also FILE.groups.csv: the same comparison within each group.
 """
 
 import argparse
@@ -19,6 +20,9 @@ from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path
 from arabic_sft.scoring.compare import (
     compare,
+    compare_groups,
+    group_labels,
+    group_markdown,
     identical_predictions,
     judge_section,
     load_run,
@@ -50,6 +54,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the resampling: the same inputs give the same intervals"
     )
+    parser.add_argument(
+        "--group_column",
+        help="also compare within each group of this column of the predictions (category; default: the recipe's "
+        "group_column): FILE.groups.csv and a table in FILE.md",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parser
 
@@ -74,6 +83,7 @@ def from_recipe(args) -> None:
     args.baseline, args.runs = str(baseline), [str(path) for path in shots] + [str(results / metrics)]
     args.out = args.out or str(results / f"compare_{args.split}.md")
     args.published = args.published or recipe.published_baseline
+    args.group_column = args.group_column or recipe.group_column
 
 
 def main():
@@ -97,6 +107,9 @@ def main():
     if len({run.name for run in [baseline, *runs]}) < len(runs) + 1:
         raise UserError("two runs have the same name; give --names")
     outputs = [out, out.with_suffix(".csv"), out.with_suffix(".png")]
+    if args.group_column:
+        outputs.append(out.with_suffix(".groups.csv"))
+        labels = group_labels(runs[-1] if runs[-1].references is not None else baseline, args.group_column)
     if not args.overwrite and (existing := [path for path in outputs if path.exists()]):
         raise UserError(f"{existing[0]}: already exists (pass --overwrite to replace it)")
     with exclusive_output(out):
@@ -106,13 +119,17 @@ def main():
             table.to_csv(temporary, index=False, encoding="utf-8")
         plot(table, outputs[2])
         notes = identical_predictions([baseline, *runs])
-        text = markdown(
-            table, baseline.name, args.resamples, args.seed, notes=notes, more=judge_section([baseline, *runs])
-        )
+        more = judge_section([baseline, *runs])
+        if args.group_column:
+            groups = compare_groups(runs, baseline, labels, args.resamples, args.seed)
+            with atomic_path(outputs[3]) as temporary:
+                groups.to_csv(temporary, index=False, encoding="utf-8")
+            more = group_markdown(groups, args.group_column, baseline.name) + more
+        text = markdown(table, baseline.name, args.resamples, args.seed, notes=notes, more=more)
         with atomic_path(out) as temporary:
             temporary.write_text(text, encoding="utf-8")
     print(text)
-    print(f"wrote {out}, {outputs[1]} and {outputs[2]}")
+    print(f"wrote {', '.join(map(str, outputs[:-1]))} and {outputs[-1]}")
 
 
 if __name__ == "__main__":

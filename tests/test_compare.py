@@ -244,3 +244,55 @@ def test_the_comparison_shows_the_pairwise_verdicts_and_where_the_judge_agrees_w
     ) in lines
     assert "| tuned | correctness | +0.50 | -0.25 | n/a | 4 |" in lines
     assert judge_section([base]) == []  # nothing judged: no section
+
+
+def test_the_comparison_within_each_group_equals_a_hand_computation(tmp_path, script_in_process):
+    """12 rows: 10 of one category, 2 of another. Within each group the values, the paired difference and (for the
+    group large enough) its interval are those of the group's rows alone, computed here by hand."""
+    refs = references(12)
+    category = ["أمراض القلب"] * 10 + ["الجلدية"] * 2
+    base_scores = np.array([0.1, 0.2, 0.3, 0.2, 0.1, 0.4, 0.2, 0.3, 0.1, 0.2, 0.5, 0.6])
+    tuned_scores = base_scores + np.array([0.3, 0.1, 0.2, 0.0, 0.4, 0.1, 0.2, 0.3, 0.1, 0.2, -0.2, -0.4])
+    for name, scores in (("base", base_scores), ("tuned", tuned_scores)):
+        write_run(tmp_path / name, refs, scores)
+        predictions = {"Question": [f"س {i}" for i in range(12)], "Category": category, "Reference_Answer": refs}
+        pd.DataFrame({**predictions, "Generated_Answer": [f"p {i}" for i in range(12)]}).to_csv(
+            tmp_path / name / "predictions_test.csv", index=False
+        )
+    out = tmp_path / "c.md"
+    result = script_in_process(
+        "compare.py", tmp_path / "tuned", "--baseline", tmp_path / "base", "--out", out, "--group_column", "category",
+        "--resamples", 200,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    groups = pd.read_csv(out.with_suffix(".groups.csv"))
+    rouge = groups[(groups["run"] == "tuned") & (groups["metric"] == "rougeL")].set_index("group")
+    assert list(rouge.index) == ["أمراض القلب", "الجلدية"]  # largest first
+    heart = rouge.loc["أمراض القلب"]
+    assert heart["group_rows"] == 10 and not heart["too_small"]
+    assert heart["value"] == pytest.approx(tuned_scores[:10].mean()) and heart["diff"] == pytest.approx(0.19)
+    indices = np.random.default_rng(0).integers(0, 10, size=(200, 10))
+    differences = (tuned_scores - base_scores)[:10][indices].mean(axis=1)
+    expected = tuple(np.percentile(differences, [2.5, 97.5]))
+    assert (heart["diff_ci_low"], heart["diff_ci_high"]) == pytest.approx(expected)
+    skin = rouge.loc["الجلدية"]
+    assert skin["group_rows"] == 2 and skin["too_small"] and skin["diff"] == pytest.approx(-0.3)
+    assert np.isnan(skin["diff_ci_low"]) and np.isnan(skin["p_value"])  # too few rows for an interval
+    assert "sacrebleu" not in set(groups["metric"])  # corpus-level: not a mean over a group's rows
+    text = out.read_text(encoding="utf-8")
+    assert "| category | Rows | Run |" in text and "| الجلدية | 2 (too small) | tuned |" in text
+    assert "| أمراض القلب | 10 | tuned | " in text
+
+
+def test_a_group_column_the_predictions_lack_is_one_line(tmp_path, script_in_process):
+    for name in ("base", "tuned"):
+        write_run(tmp_path / name, references(3), [0.1, 0.2, 0.3])
+        pd.DataFrame({"Proverb": ["a", "b", "c"], "Reference_Explanation": references(3),
+                      "Generated_Explanation": ["x", "y", "z"]}).to_csv(tmp_path / name / "predictions_test.csv",
+                                                                        index=False)  # fmt: skip
+    out = tmp_path / "c.md"
+    result = script_in_process(
+        "compare.py", tmp_path / "tuned", "--baseline", tmp_path / "base", "--out", out, "--group_column", "category"
+    )
+    assert_one_error_line(result, "group_column category: not a column of", "found: Proverb, Reference_Explanation")
+    assert not out.exists()

@@ -189,6 +189,12 @@ class RecipeArguments:
     judge_language: str = _field(
         "evaluation", "en", "The language of the judge's prompts (the rubric has both).", choices=["en", "ar"]
     )
+    group_column: str | None = _field(
+        "evaluation",
+        None,
+        "A column of the data to break the comparison down by (category): every metric per group, with intervals, in "
+        "compare's markdown and FILE.groups.csv.",
+    )
     bertscore_model: str | None = _field(
         "evaluation",
         None,

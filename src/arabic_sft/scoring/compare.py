@@ -108,6 +108,101 @@ class Run:
     scores: dict[str, np.ndarray]  # metric -> per-example values (NaN where undefined)
     predictions: list[str] | None = None
 
+    def subset(self, rows: np.ndarray) -> "Run":
+        """The run on `rows` of its examples only: per-example scores, and means over those rows (corpus-level
+        figures, which are not means over examples, are left out)."""
+        scores = {key: values[rows] for key, values in self.scores.items()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a metric undefined on every row of the group: NaN
+            means = {key: float(np.nanmean(values)) for key, values in scores.items()}
+        metrics = {key: None if np.isnan(value) else value for key, value in means.items()}
+        pick = lambda texts: None if texts is None else [texts[row] for row in rows]  # noqa: E731
+        return Run(self.name, self.path, metrics, pick(self.references), scores, pick(self.predictions))
+
+
+# A group with fewer rows than this gets its means but no interval or p-value: a bootstrap over a handful of rows
+# says little and looks precise.
+MIN_GROUP_ROWS = 10
+
+
+def group_labels(run: Run, column: str) -> list[str]:
+    """Each example's value of `column` (found by name, case and spelling as in the data) in the predictions CSV the
+    run was scored from, aligned with its per-example scores."""
+    from arabic_sft.data.columns import columns_by_name
+    from arabic_sft.scoring.predictions import prediction_rows
+
+    predictions = beside(run.path, "predictions").with_suffix(".csv")
+    if not predictions.is_file():
+        raise UserError(f"group_column {column}: {predictions} not found (the per-group numbers need the predictions)")
+    frame, _ = prediction_rows(predictions)
+    found = columns_by_name(frame).get(column.lower())
+    if found is None:
+        raise UserError(
+            f"group_column {column}: not a column of {predictions} (found: {', '.join(map(str, frame.columns))})"
+        )
+    if frame[found].isna().any() or len(frame) != len(run.references):
+        raise UserError(f"group_column {column}: {predictions} does not match the scores beside it; score it again")
+    return frame[found].astype(str).str.strip().tolist()
+
+
+def compare_groups(
+    runs: list[Run],
+    baseline: Run,
+    labels: list[str],
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    min_rows: int = MIN_GROUP_ROWS,
+) -> pd.DataFrame:
+    """`compare` within each group of examples (`labels`: each example's group), largest group first: the table of
+    `compare` with `group` and `group_rows` columns; a group under `min_rows` rows keeps its means and differences
+    but no interval or p-value (`too_small`). Published runs, without per-example scores, are left out."""
+    scored = [run for run in runs if run.references is not None]
+    labels = np.asarray(labels, dtype=object)
+    sizes = pd.Series(labels).value_counts()
+    frames = []
+    for group in sorted(sizes.index, key=lambda name: (-sizes[name], str(name))):
+        rows = np.flatnonzero(labels == group)
+        table = compare([run.subset(rows) for run in scored], baseline.subset(rows), resamples, seed, level)
+        table.insert(0, "group", group)
+        table.insert(1, "group_rows", len(rows))
+        table["too_small"] = len(rows) < min_rows
+        if len(rows) < min_rows:
+            table[["ci_low", "ci_high", "diff_ci_low", "diff_ci_high", "p_value"]] = None
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)
+
+
+def group_markdown(groups: pd.DataFrame, column: str, baseline: str, level: float = 0.95) -> list[str]:
+    """Markdown lines: for each group (largest first) and run, each metric's value and its difference from the
+    baseline with the interval, in one table."""
+    from arabic_sft.scoring.report import figure, label
+
+    others = groups[groups["run"] != baseline]
+    metrics = [key for key in metric_keys(others["metric"]) if key in set(others["metric"])]
+    cells = {(row.group, row.run, row.metric): row for row in others.itertuples()}
+    lines = [
+        "",
+        f"By {column}, largest group first: each run's value, then in brackets its difference from {baseline} with "
+        f"its {level:.0%} paired bootstrap interval over the group's rows (groups under {MIN_GROUP_ROWS} rows: no "
+        "interval, marked too small).",
+        "",
+        f"| {column} | Rows | Run | " + " | ".join(label(key) for key in metrics) + " |",
+        "|" + "---|" * (len(metrics) + 3),
+    ]
+    for (group, run), rows in others.groupby(["group", "run"], sort=False):
+        values = []
+        for key in metrics:
+            row = cells.get((group, run, key))
+            if row is None or row.value is None or pd.isna(row.value):
+                values.append("n/a")
+                continue
+            difference = "" if pd.isna(row.diff) else f" ({figure(row.diff, row.diff_ci_low, row.diff_ci_high)})"
+            values.append(f"{figure(row.value)}{difference}")
+        size = f"{rows['group_rows'].iloc[0]}" + (" (too small)" if rows["too_small"].iloc[0] else "")
+        lines.append(f"| {group} | {size} | {run} | " + " | ".join(values) + " |")
+    return lines
+
 
 def find_metrics(path: str | Path) -> Path:
     """A metrics JSON, or the one metrics_*.json in a directory."""

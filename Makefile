@@ -43,7 +43,7 @@ SHARED_DATA ?= ../shared/data
 PROVERBS_URL := https://raw.githubusercontent.com/NasserThmer/Yemeni-Proverbs-LLM-Benchmark/c3635bd645bf908efc9e8ebaec1179a859d2df48/data
 PROVERBS := Train_data.csv Validation_data.csv Test_data.csv
 
-.PHONY: help setup data demo train eval baseline judge compare bench bench-gpu lint format test clean
+.PHONY: help setup data demo train eval baseline judge compare report browser bench bench-gpu lint format test clean
 
 help:
 	@echo "make setup                    create .venv and install the pinned requirements"
@@ -68,6 +68,8 @@ help:
 	@echo "                              32'); PAIRWISE=baseline-zero-shot: fine-tuned against that run, both orders"
 	@echo "make compare RECIPE=<name>    the fine-tuned run against its baselines, with 95% bootstrap intervals and"
 	@echo "                              paired p-values: results/<name>/compare_test.{md,csv,png}"
+	@echo "make report RECIPE=<name>     one self-contained page: comparison, plots, groups (group_column), every"
+	@echo "                              example with each run's answer, provenance: results/<name>/report.html"
 
 setup: $(VENV)/.installed
 
@@ -96,7 +98,8 @@ demo: setup data
 	$(MAKE) --no-print-directory eval RECIPE=demo
 	$(MAKE) --no-print-directory baseline RECIPE=demo
 	$(MAKE) --no-print-directory compare RECIPE=demo
-	@echo "demo done: model, run_manifest.json and loss.png in results/demo/model; predictions, metrics, baseline and compare_test.md in results/demo"
+	$(MAKE) --no-print-directory report RECIPE=demo
+	@echo "demo done: model, run_manifest.json and loss.png in results/demo/model; predictions, metrics, baseline and compare_test.md in results/demo; the report: results/demo/report.html"
 
 train: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
@@ -137,6 +140,9 @@ judge: setup
 compare: setup
 	$(PY) scripts/compare.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite
 
+report: setup
+	$(PY) scripts/report.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite
+
 # A few-million-parameter Llama, so that compute (not Python overhead) dominates the CPU timings.
 bench: setup data
 	$(PY) scripts/make_tiny_model.py --config recipes/demo.yaml --out models/bench-llama \
@@ -155,7 +161,15 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint
+# The report's browser test needs Debian's chromium and its WebDriver: installed here when missing (CI runs as root;
+# elsewhere, `sudo apt-get install chromium chromium-driver`).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		echo "installing chromium and chromium-driver (the report's browser test)"; \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q --no-install-recommends chromium chromium-driver; }
+
+test: lint browser
 	$(PY) -m pytest tests
 
 clean:

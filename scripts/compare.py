@@ -29,6 +29,7 @@ from arabic_sft.scoring.compare import (
     markdown,
     plot,
     published_run,
+    recipe_runs,
 )
 
 
@@ -70,18 +71,9 @@ def from_recipe(args) -> None:
     if args.runs or args.baseline:
         raise UserError("--config finds the runs itself: give it without RUN or --baseline")
     recipe = load_recipe(["--config", args.config]).args
-    results = Path("results") / Path(args.config).stem
-    metrics = f"metrics_{args.split}.json"
-    baseline = results / "baseline-zero-shot" / metrics
-    if not baseline.is_file():
-        raise UserError(f"{baseline}: not found; run make baseline RECIPE={results.name} first")
-    shots = sorted(
-        path / metrics
-        for path in results.glob("baseline-*-shot")
-        if path.name != "baseline-zero-shot" and (path / metrics).is_file()
-    )
-    args.baseline, args.runs = str(baseline), [str(path) for path in shots] + [str(results / metrics)]
-    args.out = args.out or str(results / f"compare_{args.split}.md")
+    baseline, runs = recipe_runs(Path(args.config).stem, args.split)
+    args.baseline, args.runs = str(baseline), [str(path) for path in runs]
+    args.out = args.out or str(baseline.parent.parent / f"compare_{args.split}.md")
     args.published = args.published or recipe.published_baseline
     args.group_column = args.group_column or recipe.group_column
 

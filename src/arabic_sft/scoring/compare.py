@@ -204,6 +204,25 @@ def group_markdown(groups: pd.DataFrame, column: str, baseline: str, level: floa
     return lines
 
 
+def recipe_runs(name: str, split: str) -> tuple[Path, list[Path]]:
+    """(the zero-shot baseline's metrics, [each few-shot baseline's, then the fine-tuned run's]) of a recipe's
+    results/NAME folder, as `make baseline` and `make eval` write them."""
+    results = Path("results") / name
+    metrics = f"metrics_{split}.json"
+    baseline = results / "baseline-zero-shot" / metrics
+    if not baseline.is_file():
+        raise UserError(f"{baseline}: not found; run make baseline RECIPE={name} first")
+    tuned = results / metrics
+    if not tuned.is_file():
+        raise UserError(f"{tuned}: not found; run make eval RECIPE={name} first")
+    shots = sorted(
+        path / metrics
+        for path in results.glob("baseline-*-shot")
+        if path.name != "baseline-zero-shot" and (path / metrics).is_file()
+    )
+    return baseline, [*shots, tuned]
+
+
 def find_metrics(path: str | Path) -> Path:
     """A metrics JSON, or the one metrics_*.json in a directory."""
     path = Path(path)
@@ -413,13 +432,24 @@ def markdown(
 
 
 def plot(table: pd.DataFrame, path: str | Path) -> None:
-    """One panel per metric: each run's value with its interval."""
+    """One panel per metric: each run's value with its interval, saved as a PNG."""
+    import matplotlib.pyplot as plt
+
+    from arabic_sft.runtime.manifest import atomic_path
+
+    figure = interval_figure(table)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
+    plt.close(figure)
+
+
+def interval_figure(table: pd.DataFrame):
+    """The matplotlib figure of `plot`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from arabic_sft.runtime.manifest import atomic_path
     from arabic_sft.scoring.report import label
 
     metrics = [key for key in metric_keys(table["metric"]) if key in set(table["metric"])]
@@ -445,6 +475,4 @@ def plot(table: pd.DataFrame, path: str | Path) -> None:
     for axis in list(axes.flat)[len(metrics) :]:
         axis.axis("off")
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=110, format="png")
-    plt.close(figure)
+    return figure

@@ -69,6 +69,8 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | bool | None, output_
 
 # sft.py writes it after the final model, as a run's last act: its presence means the run finished.
 MANIFEST = "run_manifest.json"
+# The trainer's log (losses, evaluations, generation metrics at each evaluation), beside the final model.
+LOG_HISTORY = "log_history.json"
 
 
 def finished_run(output_dir: str | Path) -> dict | None:
@@ -116,7 +118,8 @@ def clear_previous_run(output_dir: str | Path) -> list[str]:
     ]
     for path in removed:
         shutil.rmtree(path)
-    if (output_dir / MANIFEST).is_file():
-        (output_dir / MANIFEST).unlink()
-        removed.append(output_dir / MANIFEST)
+    for name in (MANIFEST, LOG_HISTORY):
+        if (output_dir / name).is_file():
+            (output_dir / name).unlink()
+            removed.append(output_dir / name)
     return [path.name for path in removed]

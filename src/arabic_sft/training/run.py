@@ -28,6 +28,7 @@ from arabic_sft.runtime.manifest import build_manifest, changed_files, now, writ
 from arabic_sft.runtime.preemption import SaveAndStopOnSigterm, stopped_by
 from arabic_sft.training import eval_generation
 from arabic_sft.training.checkpoints import (
+    LOG_HISTORY,
     MANIFEST,
     changed_settings,
     clear_previous_run,
@@ -309,6 +310,7 @@ def finish_run(recipe: Recipe, trainer: SFTTrainer, model, data: TrainingData, r
         }
         files = [recipe.args.train_file, recipe.args.validation_file, recipe.args.test_file]
         plot_loss_curve(trainer.state.log_history, os.path.join(output_dir, "loss.png"))
+        write_json_atomic(os.path.join(output_dir, LOG_HISTORY), trainer.state.log_history)  # for the report
         # Last: the manifest marks the run finished (a rerun then changes nothing).
         write_json_atomic(os.path.join(output_dir, MANIFEST), build_manifest(configs, files, started))
         print(

@@ -1,0 +1,1 @@
+"""One self-contained HTML report per recipe, from the runs' own files."""

@@ -1,0 +1,231 @@
+"""The report of a recipe's results (`make report`): the comparison with its intervals, the plots, a breakdown by a
+group column, every test row with each run's answer and scores, and the runs' provenance, in one HTML file that opens
+from disk with nothing fetched (figures as PNG data URIs, the page's own CSS and script inline). Every value from the
+runs' files goes through Jinja2's autoescaping: a model's answer that holds `</script>` or HTML is text."""
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from arabic_sft.runtime.errors import UserError
+from arabic_sft.scoring.compare import (
+    Run,
+    compare,
+    compare_groups,
+    group_labels,
+    interval_figure,
+    judge_section,
+    load_run,
+    metric_keys,
+    recipe_runs,
+)
+from arabic_sft.scoring.metrics import arabic_share
+from arabic_sft.scoring.predictions import beside, prediction_rows
+from arabic_sft.scoring.report import figure, label
+from arabic_sft.training.checkpoints import LOG_HISTORY, MANIFEST, STATE_FILE
+from arabic_sft.training.loss_curve import generation_figure, loss_figure
+
+
+TEMPLATES = Path(__file__).parent / "templates"
+# The per-example scores the examples browser shows and sorts by (when a run has them), then the judge's criteria.
+EXAMPLE_METRICS = ("rougeL", "bleu4", "bertscore_f1", "semantic_similarity")
+# Metrics where less is better: a drop is shown as an improvement.
+LOWER_IS_BETTER = {"empty_rate"}
+# An answer longer than this is folded (<details>) in the examples browser.
+FOLD_CHARACTERS = 280
+
+
+def data_uri(fig) -> str | None:
+    """A matplotlib figure as a PNG data URI (closed after), or None for no figure."""
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100, format="png")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def direction(text: str) -> dict[str, str]:
+    """The `dir` and `lang` of a cell: right-to-left Arabic when most of its letters are Arabic, else the browser's
+    own choice from the first strong letter."""
+    share = arabic_share(str(text))
+    return {"dir": "rtl", "lang": "ar"} if share is not None and share >= 0.5 else {"dir": "auto", "lang": ""}
+
+
+def log_history(output_dir: Path) -> list[dict]:
+    """The trainer's log: log_history.json beside the model (sft.py writes it), else the last checkpoint's state."""
+    if (output_dir / LOG_HISTORY).is_file():
+        return json.loads((output_dir / LOG_HISTORY).read_text(encoding="utf-8"))
+    states = sorted(output_dir.glob(f"checkpoint-*/{STATE_FILE}"), key=lambda path: int(path.parent.name[11:]))
+    return json.loads(states[-1].read_text(encoding="utf-8"))["log_history"] if states else []
+
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def better(metric: str, difference: float) -> int:
+    """1 when `difference` (run − baseline) is an improvement, -1 when it is a loss, 0 for none."""
+    sign = int(np.sign(difference))
+    return -sign if metric in LOWER_IS_BETTER else sign
+
+
+def comparison_rows(table: pd.DataFrame, baseline: str) -> tuple[list[str], list[dict], list[dict]]:
+    """(metric labels, a row per run with each metric's value and interval, a row per run and metric against the
+    baseline)."""
+    metrics = [key for key in metric_keys(table["metric"]) if key in set(table["metric"])]
+    cell = {(row.run, row.metric): row for row in table.itertuples()}
+    runs = []
+    for run in dict.fromkeys(table["run"]):
+        values = [figure(cell[run, key].value, cell[run, key].ci_low, cell[run, key].ci_high) if (run, key) in cell
+                  else "n/a" for key in metrics]  # fmt: skip
+        runs.append({"name": run, "values": values})
+    against = []
+    for row in table.itertuples():
+        if row.run == baseline or row.diff is None or pd.isna(row.diff):
+            continue
+        p_value = "" if row.p_value is None or pd.isna(row.p_value) else f"{row.p_value:.3f}"
+        against.append({"run": row.run, "metric": label(row.metric), "sign": better(row.metric, row.diff),
+                        "difference": figure(row.diff, row.diff_ci_low, row.diff_ci_high), "p": p_value})  # fmt: skip
+    return [label(key) for key in metrics], runs, against
+
+
+def group_rows(groups: pd.DataFrame, baseline: str) -> tuple[list[str], list[dict]]:
+    others = groups[groups["run"] != baseline]
+    metrics = [key for key in metric_keys(others["metric"]) if key in set(others["metric"])]
+    rows = []
+    for (group, run), part in others.groupby(["group", "run"], sort=False):
+        by_metric = part.set_index("metric")
+        cells = []
+        for key in metrics:
+            if key not in by_metric.index or pd.isna(by_metric.loc[key, "value"]):
+                cells.append({"value": "n/a", "difference": "", "sign": 0})
+                continue
+            row = by_metric.loc[key]
+            difference = "" if pd.isna(row["diff"]) else figure(row["diff"], row["diff_ci_low"], row["diff_ci_high"])
+            cells.append({"value": figure(row["value"]), "difference": difference,
+                          "sign": 0 if pd.isna(row["diff"]) else better(key, row["diff"])})  # fmt: skip
+        size, small = int(part["group_rows"].iloc[0]), bool(part["too_small"].iloc[0])
+        rows.append({"group": group, "rows": size, "too_small": small, "run": run, "cells": cells, **direction(group)})
+    return [label(key) for key in metrics], rows
+
+
+def examples(tuned: Run, baseline: Run, others: list[Run], labels: list[str] | None) -> tuple[list[str], list[dict]]:
+    """(the metrics the rows can be sorted by, one row per test example: inputs, reference, every run's answer with
+    its scores, the fine-tuned − baseline difference per metric)."""
+    predictions = beside(tuned.path, "predictions").with_suffix(".csv")
+    frame, columns = prediction_rows(predictions)
+    if len(frame) != len(tuned.references):
+        raise UserError(f"{predictions}: {len(frame)} rows but {len(tuned.references)} scored; score it again")
+    inputs = [name for name in frame.columns if name not in (columns["reference"], columns["prediction"])]
+    keys = [key for key in (*EXAMPLE_METRICS, *sorted(k for k in tuned.scores if k.startswith("judge_")))
+            if key in tuned.scores and key in baseline.scores]  # fmt: skip
+    runs = [tuned, baseline, *others]
+    rows = []
+    for index in range(len(frame)):
+
+        def text(value) -> dict:
+            value = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+            return {"text": value, "folded": len(value) > FOLD_CHARACTERS, **direction(value)}
+
+        answers = []
+        for run in runs:
+            scores = {label(key): run.scores[key][index] for key in keys if key in run.scores}
+            shown = {name: ("n/a" if np.isnan(value) else f"{value:.3f}") for name, value in scores.items()}
+            answer = text(run.predictions[index] if run.predictions else "")
+            answers.append({"run": run.name, **answer, "scores": shown})
+        gains = {key: tuned.scores[key][index] - baseline.scores[key][index] for key in keys}
+        rows.append({
+            "number": index + 1,
+            "group": labels[index] if labels else "",
+            "inputs": [{"name": name, **text(frame.iloc[index][name])} for name in inputs],
+            "reference": text(frame.iloc[index][columns["reference"]]),
+            "answers": answers,
+            "gains": {key: "" if np.isnan(value) else f"{value:.6f}" for key, value in gains.items()},
+        })  # fmt: skip
+    return keys, rows
+
+
+def provenance(recipe_path: Path, output_dir: Path, runs: list[Run]) -> dict:
+    manifest = read_json(output_dir / MANIFEST) or {}
+    config = manifest.get("config", {})
+    model = config.get("model", {})
+    generations = [
+        {"run": run.name, "manifest": read_json(beside(run.path, "predictions").with_suffix(".manifest.json"))}
+        for run in runs
+    ]
+    return {
+        "recipe": recipe_path.read_text(encoding="utf-8") if recipe_path.is_file() else "",
+        "recipe_path": str(recipe_path),
+        "model": model.get("model_name_or_path"),
+        "revision": model.get("model_revision") or "(none: a local path or the default branch)",
+        "files": manifest.get("data_sha256", {}),
+        "versions": manifest.get("versions", {}),
+        "hardware": manifest.get("device", {}),
+        "python": manifest.get("python"),
+        "times": {key: manifest[key] for key in ("started", "finished") if key in manifest},
+        "git": manifest.get("git_commit"),
+        "generations": [
+            {
+                "run": item["run"],
+                "started": (item["manifest"] or {}).get("started"),
+                "finished": (item["manifest"] or {}).get("finished"),
+            }
+            for item in generations
+        ],  # fmt: skip
+        "trained": bool(manifest),
+    }
+
+
+def build_report(recipe_path: Path, split: str, group_column: str | None, resamples: int, seed: int) -> str:
+    """The report's HTML for the recipe at `recipe_path` (its results/NAME folder)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    from arabic_sft.recipe import load_recipe
+
+    recipe = load_recipe(["--config", str(recipe_path)])
+    name = recipe_path.stem
+    baseline_path, run_paths = recipe_runs(name, split)
+    baseline = load_run(baseline_path)
+    runs = [load_run(path) for path in run_paths]
+    tuned, shots = runs[-1], runs[:-1]
+    table = compare(runs, baseline, resamples, seed)
+    metrics, comparison, against = comparison_rows(table, baseline.name)
+    groups = None
+    labels = group_labels(tuned, group_column) if group_column else None
+    if labels is not None:
+        group_metrics, group_table = group_rows(compare_groups(runs, baseline, labels, resamples, seed), baseline.name)
+        groups = {"column": group_column, "metrics": group_metrics, "rows": group_table,
+                  "names": list(dict.fromkeys(row["group"] for row in group_table))}  # fmt: skip
+    sort_keys, rows = examples(tuned, baseline, shots, labels)
+    output_dir = Path(recipe.fields.output_dir or "")
+    history = log_history(output_dir) if recipe.fields.output_dir else []
+    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    environment.filters["pretty"] = lambda value: json.dumps(value, ensure_ascii=False, indent=2, default=str)
+    return environment.get_template("report.html.j2").render(
+        name=name,
+        split=split,
+        resamples=resamples,
+        seed=seed,
+        baseline=baseline.name,
+        tuned=tuned.name,
+        metrics=metrics,
+        comparison=comparison,
+        against=against,
+        judge="\n".join(judge_section([baseline, *runs])).strip(),
+        figures={
+            "loss": data_uri(loss_figure(history)),
+            "generation": data_uri(generation_figure(history)),
+            "intervals": data_uri(interval_figure(table)),
+        },
+        groups=groups,
+        sort_keys=[{"key": key, "label": label(key)} for key in sort_keys],
+        rows=rows,
+        provenance=provenance(recipe_path, output_dir, [baseline, *runs]),
+    )

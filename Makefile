@@ -99,7 +99,7 @@ demo: setup data
 	$(MAKE) --no-print-directory baseline RECIPE=demo
 	$(MAKE) --no-print-directory compare RECIPE=demo
 	$(MAKE) --no-print-directory report RECIPE=demo
-	@echo "demo done: model, run_manifest.json and loss.png in results/demo/model; predictions, metrics, baseline and compare_test.md in results/demo; the report: results/demo/report.html"
+	@echo "demo done: model, run_manifest.json and loss.png in results/demo/model; predictions, metrics, baseline and compare_test.md in results/demo; the report: results/demo/report.html (report.png: how it looks)"
 
 train: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
@@ -140,8 +140,10 @@ judge: setup
 compare: setup
 	$(PY) scripts/compare.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite
 
+# With chromium and chromedriver on the machine (make browser), also report.png: the page as a browser shows it.
 report: setup
-	$(PY) scripts/report.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite
+	$(PY) scripts/report.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite \
+		$(if $(shell command -v chromium >/dev/null && command -v chromedriver),--screenshot)
 
 # A few-million-parameter Llama, so that compute (not Python overhead) dominates the CPU timings.
 bench: setup data

@@ -26,6 +26,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="default: results/<recipe>/report.html")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (as compare.py)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--screenshot",
+        action="store_true",
+        help="also a PNG of the page as a browser shows it (report.png beside it; needs chromium and chromedriver)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report")
     return parser
 
@@ -45,6 +50,42 @@ def main():
         with atomic_path(out) as temporary:
             temporary.write_text(html, encoding="utf-8")
     print(f"wrote {out} ({len(html) / 1024:.0f} KB); open it in a browser: file://{out.resolve()}")
+    if args.screenshot:
+        shot = out.with_suffix(".png")
+        screenshot(out, shot)
+        print(f"wrote {shot}, the page as headless chromium shows it")
+
+
+def screenshot(page: Path, path: Path, width: int = 1400) -> None:
+    """The whole page as Debian's chromium renders it, through Selenium (hand-written sizing: the page's height is
+    read from the page itself, which headless chromium does not fit to by itself)."""
+    import shutil
+
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        raise UserError("--screenshot needs chromium and chromedriver (make browser installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},1000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    try:
+        driver.get(page.resolve().as_uri())
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(width, min(int(height) + 100, 16000))
+        image = driver.get_screenshot_as_png()
+        with atomic_path(path) as temporary:
+            temporary.write_bytes(image)
+    finally:
+        driver.quit()
 
 
 if __name__ == "__main__":

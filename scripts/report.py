@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from arabic_sft.recipe import load_recipe
+from arabic_sft.reporting.browser import headless_chromium
 from arabic_sft.reporting.build import build_report
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
@@ -57,26 +58,9 @@ def main():
 
 
 def screenshot(page: Path, path: Path, width: int = 1400) -> None:
-    """The whole page as Debian's chromium renders it, through Selenium (hand-written sizing: the page's height is
-    read from the page itself, which headless chromium does not fit to by itself)."""
-    import shutil
-
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        raise UserError("--screenshot needs chromium and chromedriver (make browser installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        f"--window-size={width},1000",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    """The whole page as headless chromium renders it (its height read from the page, which headless chromium does
+    not fit the window to by itself)."""
+    driver = headless_chromium(width)
     try:
         driver.get(page.resolve().as_uri())
         height = driver.execute_script("return document.documentElement.scrollHeight")

@@ -53,16 +53,9 @@ def report(tiny_llama, tmp_path_factory):
 def browser():
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.fail("chromium and chromedriver are missing: make browser installs them (make test does)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from arabic_sft.reporting.browser import headless_chromium
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    options.add_argument("--window-size=1400,1000")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    driver = headless_chromium(logs=True)
     yield driver
     driver.quit()
 

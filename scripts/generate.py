@@ -39,6 +39,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out_path", help="predictions CSV (default: results/<recipe>/predictions_<split>.csv)")
     parser.add_argument("--task", help="a task preset (recipes/tasks/NAME.yaml): its columns and prompt")
     parser.add_argument("--prompt_template", help="default: the recipe's (or the preset's)")
+    parser.add_argument(
+        "--group_column",
+        help="a column of the data carried into the predictions CSV when it is not a prompt input, for per-group "
+        "results (default: the recipe's group_column)",
+    )
     parser.add_argument("--chat_format", choices=["auto", "chat", "plain"], help="default: the recipe's, else auto")
     parser.add_argument(
         "--baseline",

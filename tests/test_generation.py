@@ -147,6 +147,27 @@ def test_output_columns_and_a_test_file_without_references(tiny_gpt2, tmp_path, 
     assert_one_error_line(again, "already exists")
 
 
+def test_a_group_column_that_is_not_an_input_is_carried_into_the_predictions(tiny_llama, tmp_path, script_in_process):
+    # The per-group comparison reads the group from the predictions CSV: a column the prompt does not use (here
+    # "Region", one cell empty) must travel with its row, through --limit's sampling and the empty-cell drop.
+    rows = pd.DataFrame(sample_rows("proverbs")).head(8)
+    rows["Region"] = [f"r{i % 3}" for i in range(len(rows))]
+    rows.loc[2, "Region"] = ""
+    rows.loc[5, "proverb"] = ""  # an empty input: the row is dropped, the regions stay aligned
+    test_path = tmp_path / "with_region.csv"
+    rows.to_csv(test_path, index=False)
+    out = tmp_path / "pred.csv"
+    command = generate_command(tiny_llama, test_path, out, "--task", "proverbs", "--max_new_tokens", 2)[2:]
+    result = script_in_process("generate.py", *command, "--group_column", "region", "--limit", 6)
+    assert result.returncode == 0, result.stderr[-2000:]
+    predictions = pd.read_csv(out, keep_default_na=False)
+    assert list(predictions.columns) == ["Proverb", "Region", "Reference_Explanation", "Generated_Explanation"]
+    source = {row["proverb"]: row["Region"] for _, row in rows.iterrows() if row["proverb"]}
+    assert len(predictions) == 6 and all(source[p] == r for p, r in zip(predictions["Proverb"], predictions["Region"]))
+    missing = script_in_process("generate.py", *command, "--group_column", "ward", "--overwrite")
+    assert_one_error_line(missing, "no column 'ward' (group_column")
+
+
 def test_config_generates_for_a_gpu_recipe_on_cpu_and_names_the_split(tiny_llama, tmp_path, script_in_process):
     # A recipe written for a GPU (bf16) still drives generation here: only its data, prompt and output_dir are read.
     write_recipe(

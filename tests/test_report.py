@@ -11,6 +11,27 @@ from helpers import CPU_TRAINING, SAMPLE_FILES, assert_one_error_line, run_in_th
 
 
 ATTACK = "<script>alert(1)</script> و</td></tr><b>ليس عريضا</b>"
+EXACT = [3, 5, 8]  # rows whose fine-tuned answer is made equal to the reference
+
+
+class ScriptedJudge:
+    """A judge whose replies are fixed in advance, one per row (the real judging code around it: cache, parsing,
+    judge_X.json and its examples): correctness `scores[i]` for row i, the other criteria 3."""
+
+    def __new__(cls, scores):
+        from arabic_sft.judging.backends import Judge
+
+        class Scripted(Judge):
+            def identity(self):
+                return {"backend": "scripted", "scores": scores}
+
+            def answer_missing(self, conversations, done, store):
+                for index in range(len(conversations)):
+                    if index not in done:
+                        reply = {"correctness": scores[index], "completeness": 3, "conciseness": 3, "language": 3}
+                        store(index, json.dumps(reply))
+
+        return Scripted(max_new_tokens=8)
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +59,17 @@ def report(tiny_llama, tmp_path_factory):
     predictions = folder / "results" / "medqa" / "predictions_test.csv"
     frame = pd.read_csv(predictions)
     frame.loc[0, "Generated_Answer"] = ATTACK
-    frame.loc[[3, 5, 8], "Generated_Answer"] = frame.loc[[3, 5, 8], "Reference_Answer"]
+    frame.loc[EXACT, "Generated_Answer"] = frame.loc[EXACT, "Reference_Answer"]
     frame.to_csv(predictions, index=False)
     result = run_script("score.py", "--config", recipe, *quick, cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
+    from arabic_sft.judging.rubric import load_rubric
+    from arabic_sft.judging.run import judge_file
+
+    rubric = load_rubric("qa_reference")
+    judge_file(predictions, rubric, ScriptedJudge([5 if i in EXACT else 1 for i in range(len(frame))]), "en", False)
+    baseline = folder / "results" / "medqa" / "baseline-zero-shot" / "predictions_test.csv"
+    judge_file(baseline, rubric, ScriptedJudge([2] * len(frame)), "en", False)
     result = run_script("report.py", "--config", recipe, "--screenshot", cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
     tuned = pd.read_csv(folder / "results" / "medqa" / "metrics_test.examples.csv")
@@ -125,6 +153,20 @@ def test_sorting_by_improvement_puts_the_most_improved_row_first_and_filters_nar
     visible = [row for row in opened.find_elements(By.CSS_SELECTOR, "#examples tr.example") if row.is_displayed()]
     assert [row.get_attribute("data-number") for row in visible] == ["1"]
     opened.find_element(By.ID, "search").clear()
+
+
+def test_the_judge_scores_are_shown_beside_each_answer_and_rows_sort_by_them(opened):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    assert "Judge: correctness" in opened.find_element(By.ID, "metrics").text
+    Select(opened.find_element(By.ID, "sort")).select_by_value("judge_correctness")
+    rows = opened.find_elements(By.CSS_SELECTOR, "#examples tr.example")
+    assert [int(row.get_attribute("data-number")) for row in rows[:3]] == [i + 1 for i in EXACT]  # +3, ties in order
+    assert "Judge: correctness 5.000" in rows[0].text and "Judge: correctness 2.000" in rows[0].text  # tuned, base
+    Select(opened.find_element(By.ID, "sort")).select_by_value("-judge_correctness")
+    assert opened.find_elements(By.CSS_SELECTOR, "#examples tr.example")[0].get_attribute("data-number") == "1"
+    Select(opened.find_element(By.ID, "sort")).select_by_value("")
 
 
 def test_the_report_shows_the_comparison_the_groups_the_plots_and_its_provenance(report, opened):

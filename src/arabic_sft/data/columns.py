@@ -128,14 +128,22 @@ class Split:
     frame: pd.DataFrame
     names: dict[str, str]
     source: str
+    carried: tuple[str, ...] = ()  # columns kept beside the fields, under their own names (`select`'s `keep`)
 
 
 def select(
-    frame: pd.DataFrame, source: str, spec: DataSpec, require_answer: bool = True, empty_cells: str = "drop"
+    frame: pd.DataFrame,
+    source: str,
+    spec: DataSpec,
+    require_answer: bool = True,
+    empty_cells: str = "drop",
+    keep: tuple[str, ...] = (),
 ) -> Split:
     """The spec's fields of `frame` as stripped text (or chat turns). Column names match case-insensitively, with a
     byte-order mark or surrounding spaces ignored. Rows with an empty cell are dropped with a count
-    (`empty_cells="drop"`) or rejected (`"error"`). Without `require_answer`, the answer column is optional."""
+    (`empty_cells="drop"`) or rejected (`"error"`). Without `require_answer`, the answer column is optional.
+    `keep`: other columns carried along as text under their own names (a group column that is not a prompt input);
+    an empty cell there drops nothing; one that is already a field is not carried twice."""
     if frame.empty:
         raise UserError(
             f"{source}: has a header but no rows" if source.lower().endswith(".csv") else f"{source}: has no rows"
@@ -180,6 +188,17 @@ def select(
                 {name: frame[column].map(_text) for name, column in selected.items()}, index=frame.index
             )
             empty = (data == "").any(axis=1)
+    carried = []
+    for name in keep:
+        column = found.get(name.replace("\ufeff", "").strip().lower())
+        if column is None:
+            raise UserError(
+                f"{source}: no column '{name}' (group_column; found: {', '.join(map(str, frame.columns))})"
+            )
+        if column not in selected.values():
+            label = str(column).replace("\ufeff", "").strip()
+            data[label] = frame[column].map(_text)
+            carried.append(label)
     if empty.any():
         rows = ", ".join(str(line(i)) for i in data.index[empty][:5])
         if empty_cells == "error":
@@ -189,7 +208,7 @@ def select(
     if data.empty:
         raise UserError(f"{source}: no rows left after dropping empty cells")
     names = {name: str(column).replace("\ufeff", "").strip() for name, column in selected.items()}
-    return Split(data.reset_index(drop=True), names, source)
+    return Split(data.reset_index(drop=True), names, source, tuple(carried))
 
 
 def load_file(

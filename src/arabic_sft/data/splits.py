@@ -52,13 +52,14 @@ def held_out_rows(num_rows: int, validation_fraction: float, test_fraction: floa
 
 
 def load_splits(
-    recipe, seed: int, wanted=SPLITS, require_answer: bool = True
+    recipe, seed: int, wanted=SPLITS, require_answer: bool = True, keep: tuple[str, ...] = ()
 ) -> tuple[dict[str, Split], DataSpec, dict | None]:
     """(the recipe's splits among `wanted` that it has, its DataSpec, the fraction split's record or None).
 
     Each split comes from its file or `dataset_name` split; when the recipe has none for validation or test and sets
     `validation_fraction` / `test_fraction`, those rows are held out of train, seeded (recorded in the run manifest:
-    generation later uses exactly those rows). `require_answer` applies to the test split.
+    generation later uses exactly those rows). `require_answer` applies to the test split; `keep`: columns carried
+    beside the fields (`select`).
     """
     fractions = {split: getattr(recipe, f"{split}_fraction") for split in ("validation", "test")}
     held_out = [split for split, fraction in fractions.items() if fraction and not has_source(recipe, split)]
@@ -71,7 +72,7 @@ def load_splits(
     spec = data_spec(recipe, [str(column) for column in first[0].columns])
     splits, record = {}, None
     if held_out:
-        train = select(*raw["train"], spec, True, recipe.empty_cells)
+        train = select(*raw["train"], spec, True, recipe.empty_cells, keep)
         rows = held_out_rows(
             len(train.frame),
             fractions["validation"] if "validation" in held_out else 0,
@@ -88,10 +89,10 @@ def load_splits(
         for split in ("train", *held_out):
             if split in wanted:
                 part = train.frame.iloc[rows[split]].reset_index(drop=True)
-                splits[split] = Split(part, train.names, f"{train.source} ({split} part)")
+                splits[split] = Split(part, train.names, f"{train.source} ({split} part)", train.carried)
     for split in wanted:
         if split not in splits and raw.get(split) is not None:
-            splits[split] = select(*raw[split], spec, require_answer or split != "test", recipe.empty_cells)
+            splits[split] = select(*raw[split], spec, require_answer or split != "test", recipe.empty_cells, keep)
     return splits, spec, record
 
 

@@ -33,7 +33,8 @@ from arabic_sft.training.checkpoints import MANIFEST
 def data_arguments(args, recipe: Recipe | None) -> RecipeArguments:
     """The data and prompt fields: the recipe's (`--config`), replaced by a `--task` preset's and the flags given."""
     changes = read_preset(args.task) if args.task else {}
-    changes.update({key: getattr(args, key) for key in ("prompt_template", "chat_format") if getattr(args, key)})
+    flags = ("prompt_template", "chat_format", "group_column")
+    changes.update({key: getattr(args, key) for key in flags if getattr(args, key, None)})
     if args.test_path:  # a file given on the command line is used whole
         changes.update({f"{args.split}_file": args.test_path, f"{args.split}_fraction": 0.0, "dataset_name": None})
     try:
@@ -164,7 +165,8 @@ def generate(settings: GenerationSettings, data: RecipeArguments, overwrite: boo
     if overwrite and state.is_main_process:
         remove_partial(out)
     wanted = (settings.split, "train") if settings.shots else (settings.split,)
-    splits, spec, record = load_splits(data, settings.split_seed, wanted=wanted, require_answer=False)
+    keep = (data.group_column,) if data.group_column else ()  # carried into the predictions for per-group results
+    splits, spec, record = load_splits(data, settings.split_seed, wanted=wanted, require_answer=False, keep=keep)
     held_out_as_trained(settings, record)
     split = splits[settings.split]
     frame = split.frame
@@ -258,7 +260,7 @@ def generate(settings: GenerationSettings, data: RecipeArguments, overwrite: boo
         return stop.exit_code
 
     names = prediction_columns(spec, split.names)
-    predictions = predictions_table(rows, spec, names, [done[i] for i in range(len(rows))])
+    predictions = predictions_table(rows, spec, names, [done[i] for i in range(len(rows))], split.carried)
     with atomic_path(out) as temporary:
         predictions.to_csv(temporary, index=False, encoding="utf-8")
     remove_partial(out)

@@ -89,9 +89,11 @@ def build_example(row: Mapping, spec: DataSpec, conversational: bool) -> dict:
     return {"prompt": prompt, "completion": (PLAIN_SEPARATOR if spec.kind == "template" else "") + answer}
 
 
-def predictions_table(rows: list[dict], spec: DataSpec, names: dict[str, str], generated: list[str]) -> pd.DataFrame:
-    """The predictions CSV: the inputs (chat turns as JSON), the reference answer and the generated one, named by
-    `names` (arabic_sft.data.prediction_columns)."""
+def predictions_table(
+    rows: list[dict], spec: DataSpec, names: dict[str, str], generated: list[str], carried: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """The predictions CSV: the inputs (chat turns as JSON), the `carried` columns (a group column), the reference
+    answer and the generated one, named by `names` (arabic_sft.data.prediction_columns)."""
 
     def cell(value):
         return json.dumps(value, ensure_ascii=False) if isinstance(value, list) else value
@@ -100,6 +102,7 @@ def predictions_table(rows: list[dict], spec: DataSpec, names: dict[str, str], g
         inputs = {names["messages"]: [cell(build_model_prompt(row, spec, True)) for row in rows]}
     else:
         inputs = {names[name]: [cell(row[name]) for row in rows] for name in spec.inputs}
+    inputs.update({name: [row[name] for row in rows] for name in carried if name not in inputs})
     references = [reference_answer(row, spec) for row in rows]
     if spec.kind != "messages" and not any(spec.answer in row for row in rows) or not any(references):
         references = None  # a test file without answers: nothing to score against, no column

@@ -140,9 +140,9 @@ def group_labels(run: Run, column: str) -> list[str]:
         raise UserError(
             f"group_column {column}: not a column of {predictions} (found: {', '.join(map(str, frame.columns))})"
         )
-    if frame[found].isna().any() or len(frame) != len(run.references):
+    if len(frame) != len(run.references):
         raise UserError(f"group_column {column}: {predictions} does not match the scores beside it; score it again")
-    return frame[found].astype(str).str.strip().tolist()
+    return frame[found].fillna("").astype(str).str.strip().replace("", "(empty)").tolist()
 
 
 def compare_groups(

@@ -33,6 +33,10 @@ LAUNCH = $(if $(strip $(LAUNCH_ARGS)),$(VENV)/bin/accelerate launch --config_fil
 GENERATE = $(LAUNCH) scripts/generate.py
 # A local judge (no judge_url) is launched like generation; a served one needs one process.
 JUDGE = $(LAUNCH) scripts/judge.py
+# make general: lm-evaluation-harness tasks (TASKS="a b", default: the recipe's general_tasks, else the Arabic
+# suite), the first LIMIT questions of each; launched like generation (LAUNCH_ARGS: data parallel over GPUs).
+TASKS ?=
+GENERAL_ARGS ?=
 # make baseline: the recipe's base model, untrained, zero-shot or with SHOTS=K solved training rows before each prompt.
 SHOTS ?= 0
 BASELINE = results/$(RECIPE)/baseline-$(if $(filter 0,$(SHOTS)),zero,$(SHOTS))-shot
@@ -43,7 +47,7 @@ SHARED_DATA ?= ../shared/data
 PROVERBS_URL := https://raw.githubusercontent.com/NasserThmer/Yemeni-Proverbs-LLM-Benchmark/c3635bd645bf908efc9e8ebaec1179a859d2df48/data
 PROVERBS := Train_data.csv Validation_data.csv Test_data.csv
 
-.PHONY: help setup data demo train eval baseline judge compare report browser bench bench-gpu lint format test clean
+.PHONY: help setup data demo train eval baseline judge general compare report browser bench bench-gpu lint format test clean
 
 help:
 	@echo "make setup                    create .venv and install the pinned requirements"
@@ -66,6 +70,9 @@ help:
 	@echo "                              scores each answer: results/<name>/judge_test.{json,examples.csv}; a step"
 	@echo "                              of eval and baseline when the recipe names a judge (JUDGE_ARGS='--batch_size"
 	@echo "                              32'); PAIRWISE=baseline-zero-shot: fine-tuned against that run, both orders"
+	@echo "make general RECIPE=<name>    general ability, base against fine-tuned, through lm-evaluation-harness:"
+	@echo "                              results/<name>/general/ (TASKS='arabic_sft_mcq aexams', LIMIT=N questions"
+	@echo "                              per task, OVERWRITE=1, GENERAL_ARGS='--num_fewshot 5')"
 	@echo "make compare RECIPE=<name>    the fine-tuned run against its baselines, with 95% bootstrap intervals and"
 	@echo "                              paired p-values: results/<name>/compare_test.{md,csv,png}"
 	@echo "make report RECIPE=<name>     one self-contained page: comparison, plots, groups (group_column), every"
@@ -97,6 +104,7 @@ demo: setup data
 	$(MAKE) --no-print-directory train RECIPE=demo
 	$(MAKE) --no-print-directory eval RECIPE=demo
 	$(MAKE) --no-print-directory baseline RECIPE=demo
+	$(MAKE) --no-print-directory general RECIPE=demo OVERWRITE=1
 	$(MAKE) --no-print-directory compare RECIPE=demo
 	$(MAKE) --no-print-directory report RECIPE=demo
 	@echo "demo done: model, run_manifest.json and loss.png in results/demo/model; predictions, metrics, baseline and compare_test.md in results/demo; the report: results/demo/report.html (report.png: how it looks)"
@@ -136,6 +144,11 @@ judge: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
 	$(JUDGE) --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite \
 		$(if $(PAIRWISE),--against results/$(RECIPE)/$(PAIRWISE)/predictions_$(SPLIT).csv) $(JUDGE_ARGS)
+
+general: setup
+	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
+	$(LAUNCH) scripts/general.py --config recipes/$(RECIPE).yaml $(if $(TASKS),--tasks $(TASKS)) \
+		$(if $(LIMIT),--limit $(LIMIT)) $(if $(OVERWRITE),--overwrite) $(GENERAL_ARGS)
 
 compare: setup
 	$(PY) scripts/compare.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite

@@ -9,12 +9,15 @@ difference, its interval and a paired bootstrap p-value, over the same examples.
 
 A RUN is a metrics JSON written by score.py, or the directory holding it; its per-example scores (.examples.csv)
 must be beside it. Writes FILE.md, FILE.csv (one row per run and metric) and FILE.png (each metric with its intervals);
-with --group_column (or the recipe's group_column) also FILE.groups.csv: the same comparison within each group.
+with --group_column (or the recipe's group_column) also FILE.groups.csv: the same comparison within each group;
+with --config, when make general has run, FILE.general.csv and a general-ability block: base against fine-tuned on
+lm-eval's tasks, question by question.
 """
 
 import argparse
 from pathlib import Path
 
+from arabic_sft.general.paired import general_comparison, general_markdown
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path
@@ -76,6 +79,8 @@ def from_recipe(args) -> None:
     args.out = args.out or str(baseline.parent.parent / f"compare_{args.split}.md")
     args.published = args.published or recipe.published_baseline
     args.group_column = args.group_column or recipe.group_column
+    general = Path("results") / Path(args.config).stem / "general"
+    args.general = general if all((general / side).is_dir() for side in ("base", "tuned")) else None
 
 
 def main():
@@ -102,6 +107,8 @@ def main():
     if args.group_column:
         outputs.append(out.with_suffix(".groups.csv"))
         labels = group_labels(runs[-1] if runs[-1].references is not None else baseline, args.group_column)
+    if getattr(args, "general", None):
+        outputs.append(out.with_suffix(".general.csv"))
     if not args.overwrite and (existing := [path for path in outputs if path.exists()]):
         raise UserError(f"{existing[0]}: already exists (pass --overwrite to replace it)")
     with exclusive_output(out):
@@ -117,6 +124,11 @@ def main():
             with atomic_path(outputs[3]) as temporary:
                 groups.to_csv(temporary, index=False, encoding="utf-8")
             more = group_markdown(groups, args.group_column, baseline.name) + more
+        if getattr(args, "general", None):  # make general's two sides, compared question by question
+            general = general_comparison(args.general, args.resamples, args.seed)
+            with atomic_path(outputs[-1]) as temporary:
+                general.to_csv(temporary, index=False, encoding="utf-8")
+            more = more + general_markdown(general, args.resamples, args.seed)
         text = markdown(table, baseline.name, args.resamples, args.seed, notes=notes, more=more)
         with atomic_path(out) as temporary:
             temporary.write_text(text, encoding="utf-8")

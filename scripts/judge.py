@@ -28,13 +28,13 @@ import os
 import sys
 from pathlib import Path
 
-from arabic_sft.judging.backends import LocalJudge, OpenAICompatibleJudge, Stopped
+from arabic_sft.judging.backends import LocalJudge, OpenAICompatibleJudge
 from arabic_sft.judging.rubric import load_rubric
 from arabic_sft.judging.run import WORD_METRICS, judge_file, judge_paths, pairwise_file, refuse_existing
 from arabic_sft.recipe import RecipeArguments, load_recipe
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
-from arabic_sft.runtime.preemption import stopped_by
+from arabic_sft.runtime.preemption import Stopped, stopped_by
 
 
 JUDGE_FIELDS = [name for name in vars(RecipeArguments()) if name.startswith("judge_")]

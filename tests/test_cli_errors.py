@@ -94,7 +94,8 @@ def test_an_unknown_flag_is_one_line_for_every_script(script_in_process):
         "merge_adapter.py": ("--adapter_dir", "a", "--out", "b"),
         "make_tiny_model.py": ("--config", "recipes/demo.yaml"),
     }
-    for script in ("sft.py", "generate.py", "score.py", "compare.py", "merge_adapter.py", "make_tiny_model.py"):
+    scripts = ["sft.py", "generate.py", "score.py", "compare.py", "general.py", "merge_adapter.py"]
+    for script in [*scripts, "make_tiny_model.py"]:
         result = script_in_process(script, *required.get(script, ()), "--no_such_flag", "1")
         assert_one_error_line(result, "--no_such_flag")
         assert "usage:" not in result.stderr, script

@@ -36,6 +36,7 @@ GROUPS = {
     "sets these",
     "training": "how training runs beyond SFTConfig (arabic_sft.training)",
     "evaluation": "what is measured during and after training (training.eval_generation, arabic_sft.scoring)",
+    "general": "general ability before and after fine-tuning, through lm-evaluation-harness (arabic_sft.general)",
     "launch": "how make train launches it (arabic_sft.training.launch)",
 }
 
@@ -205,6 +206,25 @@ class RecipeArguments:
         None,
         "The sentence-transformers model of semantic similarity (an id or a local path); unset: "
         "paraphrase-multilingual-mpnet-base-v2.",
+    )
+    # General ability (make general)
+    general_tasks: list[str] | None = _field(
+        "general",
+        None,
+        "lm-evaluation-harness tasks or groups that make general runs on the base and the fine-tuned model. Unset: "
+        "arabicmmlu, arabic_leaderboard_alghafa, aexams, arab_culture (they need the Hub once); arabic_sft_mcq is "
+        "the project's local task (40 questions, offline).",
+    )
+    general_num_fewshot: int = _field("general", 0, "Few-shot examples per question, the same for both models.")
+    general_batch_size: int = _field("general", 8, "lm-eval's batch size (requests per forward pass).")
+    general_chat_template: bool = _field(
+        "general", False, "Put each question through the tokenizer's chat template (few-shot as turns), both sides."
+    )
+    general_backend: str = _field(
+        "general",
+        "hf",
+        "lm-eval's model backend: hf (transformers, PEFT adapters) or vllm (pip install lm-eval[vllm], a GPU).",
+        choices=["hf", "vllm"],
     )
     # Launch
     accelerate_config: str | None = _field(

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from arabic_sft.runtime.errors import UserError
-from arabic_sft.runtime.preemption import StopRequest
+from arabic_sft.runtime.preemption import Stopped, StopRequest
 
 
 class AnswerCache:
@@ -49,14 +49,6 @@ class AnswerCache:
     def close(self) -> None:
         if self.handle is not None:
             self.handle.close()
-
-
-class Stopped(Exception):
-    """SIGTERM or Ctrl-C stopped the judging; the answers received are cached."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
 
 
 class Judge:

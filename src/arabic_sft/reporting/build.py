@@ -183,6 +183,23 @@ def provenance(recipe_path: Path, output_dir: Path, runs: list[Run]) -> dict:
     }
 
 
+def general_rows(folder: Path, resamples: int, seed: int) -> list[dict] | None:
+    """make general's comparison (base against fine-tuned on lm-eval's tasks) as table rows; None before it ran."""
+    from arabic_sft.general.paired import general_comparison
+
+    if not all((folder / side).is_dir() for side in ("base", "tuned")):
+        return None
+    rows = []
+    for row in general_comparison(folder, resamples, seed).itertuples():
+        rows.append({"task": row.task + (" (group)" if row.kind == "group" else ""), "questions": row.questions,
+                     "metric": row.metric, "base": figure(row.base, row.base_ci_low, row.base_ci_high),
+                     "tuned": figure(row.tuned, row.tuned_ci_low, row.tuned_ci_high),
+                     "difference": figure(row.diff, row.diff_ci_low, row.diff_ci_high),
+                     "sign": better(row.metric, row.diff),
+                     "p": f"{row.p_value:.3f}"})  # fmt: skip
+    return rows
+
+
 def build_report(recipe_path: Path, split: str, group_column: str | None, resamples: int, seed: int) -> str:
     """The report's HTML for the recipe at `recipe_path` (its results/NAME folder)."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -204,6 +221,7 @@ def build_report(recipe_path: Path, split: str, group_column: str | None, resamp
         groups = {"column": group_column, "metrics": group_metrics, "rows": group_table,
                   "names": list(dict.fromkeys(row["group"] for row in group_table))}  # fmt: skip
     sort_keys, rows = examples(tuned, baseline, shots, labels)
+    general = general_rows(Path("results") / name / "general", resamples, seed)
     output_dir = Path(recipe.fields.output_dir or "")
     history = log_history(output_dir) if recipe.fields.output_dir else []
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
@@ -225,6 +243,7 @@ def build_report(recipe_path: Path, split: str, group_column: str | None, resamp
             "intervals": data_uri(interval_figure(table)),
         },
         groups=groups,
+        general=general,
         sort_keys=[{"key": key, "label": label(key)} for key in sort_keys],
         rows=rows,
         provenance=provenance(recipe_path, output_dir, [baseline, *runs]),

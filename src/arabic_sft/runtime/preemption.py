@@ -5,6 +5,8 @@ picks it up again. A second Ctrl-C stops at once."""
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from transformers import TrainerCallback
@@ -17,6 +19,30 @@ EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 def stopped_by(signum: int) -> str:
     return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+class Stopped(Exception):
+    """SIGTERM or Ctrl-C stopped the work; what was done is saved where the same command picks it up."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def stop_raises() -> Iterator[None]:
+    """SIGTERM and Ctrl-C raise `Stopped` in the block: for work run by a library that cannot be asked to stop at a
+    safe point but saves as it goes (lm-eval's answer cache); the previous handlers are put back after."""
+
+    def _raise(signum, frame):
+        raise Stopped(signum)
+
+    previous = {signum: signal.signal(signum, _raise) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class StopRequest:

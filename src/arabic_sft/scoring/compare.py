@@ -19,12 +19,17 @@ from arabic_sft.scoring.predictions import beside
 EXAMPLE_KEYS = tuple(key for key in METRIC_KEYS[1:] if key not in CORPUS_KEYS)
 # A judge's criteria (scripts/judge.py: judge_X.json beside metrics_X.json) are metrics like the others.
 JUDGE_PREFIX = "judge_"
+# General ability (arabic_sft.general): a task's per-question score, GENERAL_PREFIX + the task's name.
+GENERAL_PREFIX = "general:"
 
 
 def metric_keys(names) -> list[str]:
-    """The metrics to show, in order: score.py's, then the judge's criteria found among `names`."""
-    judged = [name for name in dict.fromkeys(names) if str(name).startswith(JUDGE_PREFIX)]
-    return [*METRIC_KEYS[1:], *judged]
+    """The metrics to show, in order: score.py's, then the judge's criteria and the general-ability tasks found among
+    `names`."""
+    names = list(dict.fromkeys(names))
+    judged = [name for name in names if str(name).startswith(JUDGE_PREFIX)]
+    general = [name for name in names if str(name).startswith(GENERAL_PREFIX)]
+    return [*METRIC_KEYS[1:], *judged, *general]
 
 
 def judge_beside(metrics_path: Path) -> Path | None:

@@ -20,14 +20,18 @@ JUDGE_ARGS ?=
 # judge runs as a step of eval and baseline when the recipe names one; served at judge_url, or run here), and
 # bertscore_model / semantic_model (ids or local paths), passed to score.py when the recipe names them.
 RECIPE_FIELDS = $(eval RECIPE_FIELDS := $(shell $(PY) -m arabic_sft.recipe recipes/$(RECIPE).yaml judge_model \
-	bertscore_model semantic_model 2>/dev/null))$(RECIPE_FIELDS)
+	bertscore_model semantic_model seeds 2>/dev/null))$(RECIPE_FIELDS)
 recipe_field = $(filter-out None,$(word $(1),$(RECIPE_FIELDS)))
 JUDGED = $(call recipe_field,1)
 MODEL_METRICS = $(if $(call recipe_field,2),--bertscore_model $(call recipe_field,2)) \
 	$(if $(call recipe_field,3),--semantic_model $(call recipe_field,3))
+# make train / make eval SEEDS="1 2 3" (default: the recipe's `seeds`): one complete run per seed in
+# results/<recipe>/seed-N/ (model/, predictions, metrics); compare and report treat them as one system.
+comma := ,
+SEEDS ?= $(subst [,,$(subst ],,$(subst $(comma), ,$(filter-out None,$(wordlist 4,99,$(RECIPE_FIELDS))))))
+RUNS = $(if $(strip $(SEEDS)),$(foreach seed,$(SEEDS),seed-$(seed)),.)
 # make judge PAIRWISE=baseline-zero-shot: the fine-tuned answers against that run's, each pair in both orders.
 PAIRWISE ?=
-PREDICTIONS = results/$(RECIPE)/predictions_$(SPLIT).csv
 # Generation: one process, or with LAUNCH_ARGS (e.g. "--num_processes 8") one per GPU through accelerate launch.
 LAUNCH = $(if $(strip $(LAUNCH_ARGS)),$(VENV)/bin/accelerate launch --config_file accelerate_configs/ddp.yaml --mixed_precision no $(LAUNCH_ARGS),$(PY))
 GENERATE = $(LAUNCH) scripts/generate.py
@@ -59,7 +63,8 @@ help:
 	@echo "make data                     fetch the Yemeni proverbs CSVs (sha256-checked) into data/yemeni_proverbs/"
 	@echo "make train RECIPE=<name>      train recipes/<name>.yaml with the accelerate config it names"
 	@echo "                              (ACCELERATE_CONFIG=<cfg> to override, ARGS='--field value' for overrides,"
-	@echo "                              LAUNCH_ARGS='--num_processes 4' for accelerate)"
+	@echo "                              LAUNCH_ARGS='--num_processes 4' for accelerate; SEEDS='1 2 3': one run per"
+	@echo "                              seed in results/<name>/seed-N/, which make eval follows)"
 	@echo "make eval RECIPE=<name>       generate on the test split, then score: results/<name>/metrics_test.{json,md}"
 	@echo "                              (SPLIT=validation, LIMIT=N examples, OVERWRITE=1 to generate again,"
 	@echo "                              GENERATE_ARGS='--batch_size 32', SCORE_ARGS='--no_bertscore',"
@@ -109,23 +114,32 @@ demo: setup data
 	$(MAKE) --no-print-directory report RECIPE=demo
 	@echo "demo done: model, run_manifest.json and loss.png in results/demo/model; predictions, metrics, baseline and compare_test.md in results/demo; the report: results/demo/report.html (report.png: how it looks)"
 
+TRAIN = $(PY) -m arabic_sft.training.launch $(strip $(if $(ACCELERATE_CONFIG),--config_file \
+	accelerate_configs/$(ACCELERATE_CONFIG).yaml) $(LAUNCH_ARGS)) scripts/sft.py --config recipes/$(RECIPE).yaml
+
 train: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
-	$(PY) -m arabic_sft.training.launch $(strip $(if $(ACCELERATE_CONFIG),--config_file \
-		accelerate_configs/$(ACCELERATE_CONFIG).yaml) $(LAUNCH_ARGS)) scripts/sft.py --config recipes/$(RECIPE).yaml $(ARGS)
+	$(if $(strip $(SEEDS)),$(foreach seed,$(SEEDS),$(TRAIN) --seed $(seed) \
+		--output_dir results/$(RECIPE)/seed-$(seed)/model $(ARGS) &&) true,$(TRAIN) $(ARGS))
 
 # Generation resumes a killed run; existing predictions are scored as they are unless OVERWRITE=1. Metrics are
 # always recomputed from the predictions (they record the settings that produced them).
+# With SEEDS, each seed's run in turn (results/<recipe>/seed-N/).
 eval: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
-	@if [ -f "$(PREDICTIONS)" ] && [ -z "$(OVERWRITE)" ]; then \
-		echo "$(PREDICTIONS) exists: scoring it as it is (OVERWRITE=1 generates it again)"; \
-	else \
-		$(GENERATE) --config recipes/$(RECIPE).yaml --split $(SPLIT) $(if $(LIMIT),--limit $(LIMIT)) \
-			$(if $(OVERWRITE),--overwrite) $(GENERATE_ARGS); \
-	fi
-	$(PY) scripts/score.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite $(MODEL_METRICS) $(SCORE_ARGS)
-	$(if $(JUDGED),$(JUDGE) --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite $(JUDGE_ARGS))
+	@set -e; for run in $(RUNS); do \
+		dir=results/$(RECIPE); [ "$$run" = . ] || dir=$$dir/$$run; predictions=$$dir/predictions_$(SPLIT).csv; \
+		model=$$([ "$$run" = . ] || echo "--checkpoint_dir $$dir/model --out_path $$predictions"); \
+		if [ -f "$$predictions" ] && [ -z "$(OVERWRITE)" ]; then \
+			echo "$$predictions exists: scoring it as it is (OVERWRITE=1 generates it again)"; \
+		else \
+			(set -x; $(GENERATE) --config recipes/$(RECIPE).yaml $$model --split $(SPLIT) \
+				$(if $(LIMIT),--limit $(LIMIT)) $(if $(OVERWRITE),--overwrite) $(GENERATE_ARGS)); \
+		fi; \
+		scored=$$([ "$$run" = . ] && echo "--config recipes/$(RECIPE).yaml" || echo "$$predictions"); \
+		(set -x; $(PY) scripts/score.py $$scored --split $(SPLIT) --overwrite $(MODEL_METRICS) $(SCORE_ARGS)); \
+		$(if $(JUDGED),(set -x; $(JUDGE) $$predictions --config recipes/$(RECIPE).yaml --overwrite $(JUDGE_ARGS));) \
+	done
 
 baseline: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }

@@ -28,7 +28,7 @@ from arabic_sft.scoring.compare import (
     group_markdown,
     identical_predictions,
     judge_section,
-    load_run,
+    load_system,
     markdown,
     plot,
     published_run,
@@ -75,7 +75,7 @@ def from_recipe(args) -> None:
         raise UserError("--config finds the runs itself: give it without RUN or --baseline")
     recipe = load_recipe(["--config", args.config]).args
     baseline, runs = recipe_runs(Path(args.config).stem, args.split)
-    args.baseline, args.runs = str(baseline), [str(path) for path in runs]
+    args.baseline, args.runs = str(baseline), runs  # a list among the runs: one system trained with several seeds
     args.out = args.out or str(baseline.parent.parent / f"compare_{args.split}.md")
     args.published = args.published or recipe.published_baseline
     args.group_column = args.group_column or recipe.group_column
@@ -98,7 +98,7 @@ def main():
     if args.names and len(args.names) != len(paths):
         raise UserError(f"--names: {len(args.names)} names for {len(paths)} runs (the baseline first)")
     names = args.names or [None] * len(paths)
-    baseline, *runs = [load_run(path, name) for path, name in zip(paths, names)]
+    baseline, *runs = [load_system(path, name) for path, name in zip(paths, names)]
     if args.published:
         runs.append(published_run(args.published, args.split))
     if len({run.name for run in [baseline, *runs]}) < len(runs) + 1:

@@ -296,3 +296,56 @@ def test_a_group_column_the_predictions_lack_is_one_line(tmp_path, script_in_pro
     )
     assert_one_error_line(result, "group_column category: not a column of", "found: Proverb, Reference_Explanation")
     assert not out.exists()
+
+
+def seed_runs(tmp_path, per_seed: list[list[float]], name="tuned"):
+    """A system trained with len(per_seed) seeds: one scored run per seed (ROUGE-L etc. = the given scores)."""
+    from arabic_sft.scoring.compare import seed_system
+
+    n = len(per_seed[0])
+    runs = [load_run(write_run(tmp_path / f"seed-{i}", references(n), scores)) for i, scores in enumerate(per_seed)]
+    return seed_system(name, runs)
+
+
+def rouge_row(table, run="tuned"):
+    return table[(table["run"] == run) & (table["metric"] == "rougeL")].iloc[0]
+
+
+def test_seeds_that_differ_while_rows_do_not_put_the_whole_interval_on_the_seeds(tmp_path):
+    # Each seed scores every row the same (0.2, 0.6, 0.4), the baseline 0.1 everywhere: resampling rows changes
+    # nothing, so all of the difference's variance comes from the seeds; its interval lies within the seeds' range.
+    from arabic_sft.scoring.compare import markdown
+
+    tuned = seed_runs(tmp_path, [[0.2] * 30, [0.6] * 30, [0.4] * 30])
+    base = load_run(write_run(tmp_path / "base", references(30), [0.1] * 30))
+    row = rouge_row(compare([tuned], base, resamples=1000, seed=0))
+    assert row["value"] == pytest.approx(0.4) and row["diff"] == pytest.approx(0.3)
+    assert row["seeds"] == 3 and row["seed_sd"] == pytest.approx(0.2)  # sd of (0.2, 0.6, 0.4), ddof 1
+    assert row["seed_share"] == 1.0
+    assert 0.1 - 1e-12 <= row["diff_ci_low"] < row["diff"] < row["diff_ci_high"] <= 0.5 + 1e-12
+    text = markdown(compare([tuned], base, resamples=1000, seed=0), base.name, 1000, 0)
+    assert "## Training seeds" in text and "| tuned | ROUGE-L (F1) | 3 | 0.2000 |" in text and "| 100% | 0% |" in text
+
+
+def test_seeds_that_agree_while_rows_differ_put_the_whole_interval_on_the_rows(tmp_path):
+    rng = np.random.default_rng(3)
+    scores = rng.uniform(size=40).tolist()
+    tuned = seed_runs(tmp_path, [scores, scores])
+    base = load_run(write_run(tmp_path / "base", references(40), rng.uniform(size=40)))
+    table = compare([tuned], base, resamples=1000, seed=0)
+    row = rouge_row(table)
+    assert row["seed_share"] == 0.0 and row["seed_sd"] == 0.0
+    assert row["diff_ci_low"] < row["diff"] < row["diff_ci_high"]
+    # the seeds are the same run twice: the interval is the one-seed interval (the same row resamples)
+    single = rouge_row(compare([load_run(tmp_path / "seed-0", "tuned")], base, resamples=1000, seed=0))
+    assert (row["diff"], row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx(
+        (single["diff"], single["diff_ci_low"], single["diff_ci_high"]), abs=1e-12
+    )
+
+
+def test_one_seed_is_the_run_as_it_is(tmp_path):
+    tuned = seed_runs(tmp_path, [[0.3, 0.5, 0.9, 0.1] * 5])
+    base = load_run(write_run(tmp_path / "base", references(20), [0.2, 0.4, 0.4, 0.3] * 5))
+    alone = load_run(tmp_path / "seed-0", "tuned")
+    assert tuned.seeds is None
+    assert compare([tuned], base, seed=0).equals(compare([alone], base, seed=0))

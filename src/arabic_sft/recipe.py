@@ -150,6 +150,13 @@ class RecipeArguments:
     inspect_json: str | None = _field(
         "training", None, "With --inspect: also write the examples as JSON (answer, prompt, completion)."
     )
+    seeds: list[int] | None = _field(
+        "training",
+        None,
+        "Train one complete run per seed into results/<recipe>/seed-N/ (make train; make eval follows, and compare "
+        "and report treat the runs as one system with the seeds' variance in every interval). SEEDS='1 2 3' on "
+        "the make command line says the same.",
+    )
     # Evaluation
     eval_generation_examples: int = _field(
         "evaluation",

@@ -20,6 +20,7 @@ from arabic_sft.scoring.compare import (
     interval_figure,
     judge_section,
     load_run,
+    load_system,
     metric_keys,
     recipe_runs,
 )
@@ -210,7 +211,7 @@ def build_report(recipe_path: Path, split: str, group_column: str | None, resamp
     name = recipe_path.stem
     baseline_path, run_paths = recipe_runs(name, split)
     baseline = load_run(baseline_path)
-    runs = [load_run(path) for path in run_paths]
+    runs = [load_system(path) for path in run_paths]
     tuned, shots = runs[-1], runs[:-1]
     table = compare(runs, baseline, resamples, seed)
     metrics, comparison, against = comparison_rows(table, baseline.name)
@@ -223,7 +224,9 @@ def build_report(recipe_path: Path, split: str, group_column: str | None, resamp
     sort_keys, rows = examples(tuned, baseline, shots, labels)
     general = general_rows(Path("results") / name / "general", resamples, seed)
     output_dir = Path(recipe.fields.output_dir or "")
-    history = log_history(output_dir) if recipe.fields.output_dir else []
+    if tuned.seeds:  # several seeds: the first seed's training log and model (each seed's run is in its folder)
+        output_dir = tuned.seeds[0].path.parent / "model"
+    history = log_history(output_dir) if output_dir.name else []
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     environment.filters["pretty"] = lambda value: json.dumps(value, ensure_ascii=False, indent=2, default=str)
     return environment.get_template("report.html.j2").render(

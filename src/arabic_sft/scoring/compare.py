@@ -4,7 +4,7 @@ resampled row indices serves every run and every metric, so differences are pair
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +112,7 @@ class Run:
     references: list[str] | None  # None: published figures without per-example scores
     scores: dict[str, np.ndarray]  # metric -> per-example values (NaN where undefined)
     predictions: list[str] | None = None
+    seeds: list["Run"] | None = None  # one system trained with several seeds: a scored run per seed (seed_system)
 
     def subset(self, rows: np.ndarray) -> "Run":
         """The run on `rows` of its examples only: per-example scores, and means over those rows (corpus-level
@@ -122,7 +123,27 @@ class Run:
             means = {key: float(np.nanmean(values)) for key, values in scores.items()}
         metrics = {key: None if np.isnan(value) else value for key, value in means.items()}
         pick = lambda texts: None if texts is None else [texts[row] for row in rows]  # noqa: E731
-        return Run(self.name, self.path, metrics, pick(self.references), scores, pick(self.predictions))
+        seeds = [run.subset(rows) for run in self.seeds] if self.seeds else None
+        return Run(self.name, self.path, metrics, pick(self.references), scores, pick(self.predictions), seeds)
+
+
+def seed_system(name: str, runs: list[Run]) -> Run:
+    """Scored runs of one recipe trained with different seeds, as one system: each metric the mean over the seeds,
+    each example's scores averaged over them (what tables and the examples browser show); `compare` resamples its
+    seeds, then rows. One seed is that run as it is."""
+    if len(runs) == 1:
+        return replace(runs[0], name=name)
+    check_same_examples(runs)
+    metrics = {}
+    for key in metric_keys(runs[0].metrics):
+        values = [run.metrics.get(key) for run in runs]
+        if all(isinstance(value, (int, float)) for value in values):
+            metrics[key] = float(np.mean(values))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an example undefined for every seed (arabic_ratio): NaN
+        scores = {key: np.nanmean(np.stack([run.scores[key] for run in runs]), axis=0)
+                  for key in runs[0].scores if all(key in run.scores for run in runs)}  # fmt: skip
+    return Run(name, runs[0].path, metrics, runs[0].references, scores, runs[0].predictions, runs)
 
 
 # A group with fewer rows than this gets its means but no interval or p-value: a bootstrap over a handful of rows
@@ -209,23 +230,42 @@ def group_markdown(groups: pd.DataFrame, column: str, baseline: str, level: floa
     return lines
 
 
-def recipe_runs(name: str, split: str) -> tuple[Path, list[Path]]:
+def recipe_runs(name: str, split: str) -> tuple[Path, list[Path | list[Path]]]:
     """(the zero-shot baseline's metrics, [each few-shot baseline's, then the fine-tuned run's]) of a recipe's
-    results/NAME folder, as `make baseline` and `make eval` write them."""
+    results/NAME folder, as `make baseline` and `make eval` write them. Runs trained with several seeds
+    (results/NAME/seed-N/, make train SEEDS=...) come last, as one list: one system (`load_system`)."""
     results = Path("results") / name
     metrics = f"metrics_{split}.json"
     baseline = results / "baseline-zero-shot" / metrics
     if not baseline.is_file():
         raise UserError(f"{baseline}: not found; run make baseline RECIPE={name} first")
     tuned = results / metrics
-    if not tuned.is_file():
+    seeds = sorted(results.glob(f"seed-*/{metrics}"), key=lambda path: seed_number(path.parent))
+    if not tuned.is_file() and not seeds:
         raise UserError(f"{tuned}: not found; run make eval RECIPE={name} first")
     shots = sorted(
         path / metrics
         for path in results.glob("baseline-*-shot")
         if path.name != "baseline-zero-shot" and (path / metrics).is_file()
     )
-    return baseline, [*shots, tuned]
+    return baseline, [*shots, *([tuned] if tuned.is_file() else []), *([seeds] if seeds else [])]
+
+
+def seed_number(folder: Path) -> int:
+    number = folder.name.removeprefix("seed-")
+    if not number.isdigit():
+        raise UserError(f"{folder}: a seed's folder is named seed-N (N the training seed)")
+    return int(number)
+
+
+def load_system(path: Path | list[Path], name: str | None = None) -> Run:
+    """A scored run (`load_run`), or runs of one recipe trained with several seeds (a list of their metrics) as one
+    system named after the recipe and its seeds."""
+    if not isinstance(path, list):
+        return load_run(path, name)
+    seeds = [seed_number(Path(item).parent) for item in path]
+    label = f"{Path(path[0]).parent.parent.name} (seeds {', '.join(map(str, seeds))})"
+    return seed_system(name or label, [load_run(item) for item in path])
 
 
 def find_metrics(path: str | Path) -> Path:
@@ -329,6 +369,29 @@ def resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
+def two_level(values: np.ndarray, rows: np.ndarray, seeds: np.ndarray) -> dict[str, np.ndarray]:
+    """The mean of `values` (seeds x examples) over each resample of a two-level bootstrap: the seeds resampled
+    (`seeds`: resamples x seeds), then the rows within them (`rows`: resamples x examples, the same rows for every
+    seed, so that a difference from a baseline stays paired). Also each level alone: rows only (every seed kept) and
+    seeds only (every row kept), whose variances say where the interval's width comes from."""
+    by_seed = np.stack([_means(row_values, rows) for row_values in values], axis=1)  # resamples x seeds
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        seed_means = np.nanmean(values, axis=1)
+    return {
+        "both": np.take_along_axis(by_seed, seeds, axis=1).mean(axis=1),
+        "rows": by_seed.mean(axis=1),
+        "seeds": seed_means[seeds].mean(axis=1),
+    }
+
+
+def seed_share(parts: dict[str, np.ndarray]) -> float | None:
+    """The share of the bootstrap variance that comes from the seeds (the rest comes from the rows); None when
+    neither varies."""
+    from_seeds, from_rows = float(np.nanvar(parts["seeds"])), float(np.nanvar(parts["rows"]))
+    return None if from_seeds + from_rows == 0 else from_seeds / (from_seeds + from_rows)
+
+
 def _means(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """The mean of `values` over each resample (NaN-aware: arabic_ratio is undefined for text without letters)."""
     with warnings.catch_warnings():
@@ -350,6 +413,8 @@ def compare(runs: list[Run], baseline: Run, resamples: int = 1000, seed: int = 0
         check_same_examples(scored)
     n = len(scored[0].references) if scored else 0
     indices = resample_indices(n, resamples, seed) if n else None
+    seeded = {run.name: np.random.default_rng([seed, 1]).integers(0, len(run.seeds), (resamples, len(run.seeds)))
+              for run in runs if run.seeds}  # fmt: skip
     rows = []
     keys = metric_keys(key for run in [baseline, *runs] for key in run.metrics)
     for run in [baseline, *runs]:
@@ -366,14 +431,33 @@ def compare(runs: list[Run], baseline: Run, resamples: int = 1000, seed: int = 0
                 "diff_ci_high": None,
                 "p_value": None,
             }
+            seeds = run.name in seeded and key in run.scores  # two levels: the seeds, then the rows within them
+            if seeds:
+                per_seed = [seed_run.metrics.get(key) for seed_run in run.seeds]
+                row.update(
+                    seeds=len(run.seeds), seed_sd=float(np.std(per_seed, ddof=1)) if None not in per_seed else None
+                )
             if key in run.scores:
-                row["ci_low"], row["ci_high"] = interval(_means(run.scores[key], indices), level)
+                stacked = np.stack([seed_run.scores[key] for seed_run in run.seeds]) if seeds else None
+                samples = (
+                    two_level(stacked, indices, seeded[run.name])["both"]
+                    if seeds
+                    else _means(run.scores[key], indices)
+                )
+                row["ci_low"], row["ci_high"] = interval(samples, level)
             if run is not baseline and value is not None and baseline.metrics.get(key) is not None:
                 row["diff"] = value - baseline.metrics[key]
                 if key in run.scores and key in baseline.scores:
-                    differences = run.scores[key] - baseline.scores[key]
-                    observed = float(np.nanmean(differences)) if not np.isnan(differences).all() else np.nan
-                    samples = _means(differences, indices)
+                    differences = (stacked if seeds else run.scores[key]) - baseline.scores[key]
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        by_row = np.nanmean(differences, axis=0) if seeds else differences  # seeds averaged
+                    observed = float(np.nanmean(by_row)) if not np.isnan(by_row).all() else np.nan
+                    if seeds:
+                        parts = two_level(differences, indices, seeded[run.name])
+                        samples, row["seed_share"] = parts["both"], seed_share(parts)
+                    else:
+                        samples = _means(differences, indices)
                     row["diff"] = observed  # paired: over the examples where both runs have a score
                     row["diff_ci_low"], row["diff_ci_high"] = interval(samples, level)
                     centred = np.abs(samples - observed) >= abs(observed) - 1e-12
@@ -431,9 +515,40 @@ def markdown(
         lines.append(
             f"| {row.run} | {label(row.metric)} | {figure(row.diff, row.diff_ci_low, row.diff_ci_high)} | {p_value} |"
         )
+    lines += seed_markdown(table, baseline, level)
     lines += list(more)
     lines += [line for note in notes for line in ("", f"Note: {note}")]
     return "\n".join(lines) + "\n"
+
+
+def seed_markdown(table: pd.DataFrame, baseline: str, level: float = 0.95) -> list[str]:
+    """Lines on the runs trained with several seeds: the spread across seeds, and how much of the difference's
+    interval comes from the seeds and how much from the rows; none when no run has seeds."""
+    from arabic_sft.scoring.report import figure, label
+
+    if "seeds" not in table or table["seeds"].isna().all():
+        return []
+    lines = [
+        "",
+        "## Training seeds",
+        "",
+        f"A run trained with several seeds is one system: each metric is its mean over the seeds; its {level:.0%} "
+        "intervals come from a two-level bootstrap (the seeds resampled, then the rows within them, the rows paired "
+        f"with {baseline}'s). SD: the metric's standard deviation across seeds. The difference's bootstrap variance "
+        "splits into what resampling the seeds alone and the rows alone give: the shares below.",
+        "",
+        "| Run | Metric | Seeds | SD across seeds | Difference [interval] | From seeds | From rows |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in table[table["seeds"].notna()].itertuples():
+        share = getattr(row, "seed_share", None)
+        shares = ("n/a", "n/a") if share is None or pd.isna(share) else (f"{share:.0%}", f"{1 - share:.0%}")
+        difference = "" if pd.isna(row.diff) else figure(row.diff, row.diff_ci_low, row.diff_ci_high)
+        lines.append(
+            f"| {row.run} | {label(row.metric)} | {int(row.seeds)} | {figure(row.seed_sd)} | {difference} | "
+            f"{shares[0]} | {shares[1]} |"
+        )
+    return lines
 
 
 def plot(table: pd.DataFrame, path: str | Path) -> None:

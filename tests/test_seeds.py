@@ -1,0 +1,67 @@
+"""Repeated runs: `make train` / `make eval` with the recipe's `seeds` train and score one complete run per seed, and
+`make compare` treats them as one system with the seeds' variance in its intervals (the two-level bootstrap itself
+is checked on constructed cases in test_compare.py)."""
+
+import json
+import os
+import subprocess
+
+import pandas as pd
+import pytest
+from helpers import CPU_TRAINING, ROOT, SAMPLE_FILES, write_recipe
+
+
+def make(work, *targets: str) -> subprocess.CompletedProcess:
+    """The project's Makefile run in `work` (its recipes/ and results/), with the repository's scripts and venv."""
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-f", str(ROOT / "Makefile"), *targets],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def seeded(tiny_llama, tmp_path_factory):
+    work = tmp_path_factory.mktemp("seeds")
+    for name in (".venv", "scripts", "accelerate_configs", "requirements.txt", "pyproject.toml"):
+        (work / name).symlink_to(ROOT / name)
+    sample = str(SAMPLE_FILES["proverbs"])
+    fields = {"model_name_or_path": str(tiny_llama), "task": "proverbs", "train_file": sample, "test_file": sample,
+              "output_dir": "results/tiny/model", "num_train_epochs": 2, "learning_rate": 2.0e-3,
+              "per_device_train_batch_size": 4, "eval_strategy": "no", "save_strategy": "no", **CPU_TRAINING,
+              "seeds": [1, 2]}  # fmt: skip
+    (work / "recipes").mkdir()
+    write_recipe(work / "recipes" / "tiny.yaml", **fields)
+    quick = ["GENERATE_ARGS=--max_new_tokens 8", "SCORE_ARGS=--no_bertscore --no_semantic_similarity"]
+    make(work, "train", "eval", "baseline", "compare", "RECIPE=tiny", *quick)  # one make: the recipe read once
+    return work / "results" / "tiny"
+
+
+def test_each_seed_is_a_complete_run_of_its_own(seeded):
+    manifests, weights = {}, {}
+    for seed in (1, 2):
+        run = seeded / f"seed-{seed}"
+        manifests[seed] = json.loads((run / "model" / "run_manifest.json").read_text(encoding="utf-8"))
+        assert manifests[seed]["config"]["training"]["seed"] == seed
+        assert (run / "metrics_test.json").is_file() and (run / "metrics_test.examples.csv").is_file()
+        assert len(pd.read_csv(run / "predictions_test.csv")) == len(pd.read_csv(SAMPLE_FILES["proverbs"]))
+        weights[seed] = (run / "model" / "model.safetensors").read_bytes()
+    assert weights[1] != weights[2]  # two seeds, two models (the batches came in another order)
+    assert not (seeded / "model").exists() and not (seeded / "predictions_test.csv").exists()
+
+
+def test_compare_treats_the_seeds_as_one_system(seeded):
+    table = pd.read_csv(seeded / "compare_test.csv")
+    system = table[table["run"] == "tiny (seeds 1, 2)"].set_index("metric")
+    per_seed = [json.loads((seeded / f"seed-{seed}" / "metrics_test.json").read_text())["rougeL"] for seed in (1, 2)]
+    assert system.loc["rougeL", "value"] == pytest.approx(sum(per_seed) / 2, abs=1e-12)
+    assert system.loc["rougeL", "seeds"] == 2
+    assert system.loc["rougeL", "seed_sd"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2**0.5, abs=1e-12)
+    assert "seed_share" in system  # its value: test_compare.py's constructed cases (tiny models score ~0 everywhere)
+    text = (seeded / "compare_test.md").read_text(encoding="utf-8")
+    assert "## Training seeds" in text and "| tiny (seeds 1, 2) | ROUGE-L (F1) | 2 |" in text

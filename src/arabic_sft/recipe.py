@@ -153,9 +153,8 @@ class RecipeArguments:
     seeds: list[int] | None = _field(
         "training",
         None,
-        "Train one complete run per seed into results/<recipe>/seed-N/ (make train; make eval follows, and compare "
-        "and report treat the runs as one system with the seeds' variance in every interval). SEEDS='1 2 3' on "
-        "the make command line says the same.",
+        "make train: one complete run per seed, in results/<recipe>/seed-N/. make eval follows; compare and report "
+        "treat the runs as one system with the seeds' variance in every interval (SEEDS='1 2 3' says the same).",
     )
     # Evaluation
     eval_generation_examples: int = _field(
@@ -218,19 +217,18 @@ class RecipeArguments:
     general_tasks: list[str] | None = _field(
         "general",
         None,
-        "lm-evaluation-harness tasks or groups that make general runs on the base and the fine-tuned model. Unset: "
-        "arabicmmlu, arabic_leaderboard_alghafa, aexams, arab_culture (they need the Hub once); arabic_sft_mcq is "
-        "the project's local task (40 questions, offline).",
+        "lm-eval tasks for make general. Unset: arabicmmlu, arabic_leaderboard_alghafa, aexams, arab_culture "
+        "(they need the Hub once); arabic_sft_mcq is the project's local task (40 questions, offline).",
     )
-    general_num_fewshot: int = _field("general", 0, "Few-shot examples per question, the same for both models.")
+    general_num_fewshot: int = _field("general", 0, "Few-shot examples per question (both models).")
     general_batch_size: int = _field("general", 8, "lm-eval's batch size (requests per forward pass).")
     general_chat_template: bool = _field(
-        "general", False, "Put each question through the tokenizer's chat template (few-shot as turns), both sides."
+        "general", False, "Questions through the chat template, both models. Few-shot examples become turns."
     )
     general_backend: str = _field(
         "general",
         "hf",
-        "lm-eval's model backend: hf (transformers, PEFT adapters) or vllm (pip install lm-eval[vllm], a GPU).",
+        "lm-eval's backend: hf or vllm. vllm: pip install lm-eval[vllm], a GPU.",
         choices=["hf", "vllm"],
     )
     # Launch

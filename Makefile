@@ -41,6 +41,9 @@ JUDGE = $(LAUNCH) scripts/judge.py
 # suite), the first LIMIT questions of each; launched like generation (LAUNCH_ARGS: data parallel over GPUs).
 TASKS ?=
 GENERAL_ARGS ?=
+# make sweep SWEEP=NAME: Optuna over recipes/sweeps/NAME.yaml, WORKERS processes on this machine sharing one study.
+SWEEP ?= demo
+WORKERS ?= 1
 # make baseline: the recipe's base model, untrained, zero-shot or with SHOTS=K solved training rows before each prompt.
 SHOTS ?= 0
 BASELINE = results/$(RECIPE)/baseline-$(if $(filter 0,$(SHOTS)),zero,$(SHOTS))-shot
@@ -51,7 +54,7 @@ SHARED_DATA ?= ../shared/data
 PROVERBS_URL := https://raw.githubusercontent.com/NasserThmer/Yemeni-Proverbs-LLM-Benchmark/c3635bd645bf908efc9e8ebaec1179a859d2df48/data
 PROVERBS := Train_data.csv Validation_data.csv Test_data.csv
 
-.PHONY: help setup data demo train eval baseline judge general compare report browser bench bench-gpu lint format test clean
+.PHONY: help setup data demo train eval baseline judge general sweep compare report browser bench bench-gpu lint format test clean
 
 help:
 	@echo "make setup                    create .venv and install the pinned requirements"
@@ -78,6 +81,8 @@ help:
 	@echo "make general RECIPE=<name>    general ability, base against fine-tuned, through lm-evaluation-harness:"
 	@echo "                              results/<name>/general/ (TASKS='arabic_sft_mcq aexams', LIMIT=N questions"
 	@echo "                              per task, OVERWRITE=1, GENERAL_ARGS='--num_fewshot 5')"
+	@echo "make sweep SWEEP=<name>       Optuna over recipes/sweeps/<name>.yaml (WORKERS=2: processes sharing the"
+	@echo "                              study): results/sweeps/<name>/, the best as recipes/<name>_best.yaml"
 	@echo "make compare RECIPE=<name>    the fine-tuned run against its baselines, with 95% bootstrap intervals and"
 	@echo "                              paired p-values: results/<name>/compare_test.{md,csv,png}"
 	@echo "make report RECIPE=<name>     one self-contained page: comparison, plots, groups (group_column), every"
@@ -163,6 +168,12 @@ general: setup
 	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
 	$(LAUNCH) scripts/general.py --config recipes/$(RECIPE).yaml $(if $(TASKS),--tasks $(TASKS)) \
 		$(if $(LIMIT),--limit $(LIMIT)) $(if $(OVERWRITE),--overwrite) $(GENERAL_ARGS)
+
+sweep: setup
+	@test -f recipes/sweeps/$(SWEEP).yaml || { echo "error: recipes/sweeps/$(SWEEP).yaml not found" >&2; exit 2; }
+	$(PY) scripts/sweep.py --sweep recipes/sweeps/$(SWEEP).yaml --check
+	@pids=; for worker in $$(seq $(WORKERS)); do $(PY) scripts/sweep.py --sweep recipes/sweeps/$(SWEEP).yaml & \
+		pids="$$pids $$!"; done; status=0; for pid in $$pids; do wait $$pid || status=$$?; done; exit $$status
 
 compare: setup
 	$(PY) scripts/compare.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite

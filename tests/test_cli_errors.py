@@ -93,9 +93,10 @@ def test_an_unknown_flag_is_one_line_for_every_script(script_in_process):
         "sft.py": ("--config", "recipes/demo.yaml"),
         "merge_adapter.py": ("--adapter_dir", "a", "--out", "b"),
         "make_tiny_model.py": ("--config", "recipes/demo.yaml"),
+        "sweep.py": ("--sweep", "demo"),
     }
     scripts = ["sft.py", "generate.py", "score.py", "compare.py", "general.py", "merge_adapter.py"]
-    for script in [*scripts, "make_tiny_model.py"]:
+    for script in [*scripts, "make_tiny_model.py", "sweep.py"]:
         result = script_in_process(script, *required.get(script, ()), "--no_such_flag", "1")
         assert_one_error_line(result, "--no_such_flag")
         assert "usage:" not in result.stderr, script

@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import datasets
@@ -116,7 +116,9 @@ def load_data(recipe: Recipe, say: Callable[[str], None]) -> TrainingData:
     return TrainingData(examples, frames, spec, tokenizer, conversational, held_out)
 
 
-def build_trainer(recipe: Recipe, data: TrainingData, say: Callable[[str], None]) -> tuple[SFTTrainer, object]:
+def build_trainer(
+    recipe: Recipe, data: TrainingData, say: Callable[[str], None], callbacks: Sequence = ()
+) -> tuple[SFTTrainer, object]:
     """(TRL's `SFTTrainer` for the recipe's model, quantized and wrapped in LoRA as the recipe says, with the
     generation metrics attached when the recipe asks for them; the `ModelConfig` it loaded the model with)."""
     args, tokenizer = recipe.args, data.tokenizer
@@ -139,6 +141,7 @@ def build_trainer(recipe: Recipe, data: TrainingData, say: Callable[[str], None]
         compute_loss_func=causal_lm_loss_from_logits if args.loss_from_logits else None,
         quantization_config=get_quantization_config(model),
         peft_config=get_peft_config(model),
+        callbacks=list(callbacks) or None,
     )
     keep_4bit_layers_differentiable(trainer.model)
     trainer_logger = logging.getLogger("transformers.trainer")
@@ -322,23 +325,23 @@ def finish_run(recipe: Recipe, trainer: SFTTrainer, model, data: TrainingData, r
     return output_dir
 
 
-def train(recipe: Recipe) -> int:
+def train(recipe: Recipe, callbacks: Sequence = ()) -> int:
     """Run the recipe's training (or `--inspect`) to the end; the exit code: 0, or 128 + the signal after SIGTERM or
-    Ctrl-C.
+    Ctrl-C. `callbacks`: more `TrainerCallback`s (a sweep's trial reporting its evaluations).
     One training per output_dir: the main process holds its lock for the whole run (--inspect writes nothing there)."""
     training = recipe.training
     with exclusive_output(training.output_dir, enabled=training.process_index == 0 and not recipe.args.inspect):
-        return _train(recipe)
+        return _train(recipe, callbacks)
 
 
-def _train(recipe: Recipe) -> int:
+def _train(recipe: Recipe, callbacks: Sequence = ()) -> int:
     started = now()
     say = set_up_logging(recipe.training)
     if finished := check_before_loading(recipe):
         say(finished)
         return 0
     data = load_data(recipe, say)
-    trainer, model = build_trainer(recipe, data, say)
+    trainer, model = build_trainer(recipe, data, say, callbacks)
     if recipe.args.inspect:
         inspect(trainer, recipe.args.inspect, recipe.args.inspect_json)
         return 0

@@ -8,7 +8,7 @@ import subprocess
 
 import pandas as pd
 import pytest
-from helpers import CPU_TRAINING, ROOT, SAMPLE_FILES, write_recipe
+from helpers import CPU_TRAINING, ROOT, SAMPLE_FILES, run_in_this_process, write_recipe
 
 
 def make(work, *targets: str) -> subprocess.CompletedProcess:
@@ -65,3 +65,11 @@ def test_compare_treats_the_seeds_as_one_system(seeded):
     assert "seed_share" in system  # its value: test_compare.py's constructed cases (tiny models score ~0 everywhere)
     text = (seeded / "compare_test.md").read_text(encoding="utf-8")
     assert "## Training seeds" in text and "| tiny (seeds 1, 2) | ROUGE-L (F1) | 2 |" in text
+
+
+def test_the_report_shows_the_seeds_as_one_system_with_their_spread(seeded, monkeypatch, capsys):
+    work = seeded.parent.parent
+    result = run_in_this_process(monkeypatch, capsys, "report.py", "--config", "recipes/tiny.yaml", cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (seeded / "report.html").read_text(encoding="utf-8")
+    assert "tiny (seeds 1, 2)" in html and '<pre id="seeds">' in html and "SD across seeds" in html

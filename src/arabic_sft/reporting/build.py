@@ -23,6 +23,7 @@ from arabic_sft.scoring.compare import (
     load_system,
     metric_keys,
     recipe_runs,
+    seed_markdown,
 )
 from arabic_sft.scoring.metrics import arabic_share
 from arabic_sft.scoring.predictions import beside, prediction_rows
@@ -240,6 +241,7 @@ def build_report(recipe_path: Path, split: str, group_column: str | None, resamp
         comparison=comparison,
         against=against,
         judge="\n".join(judge_section([baseline, *runs])).strip(),
+        seeds="\n".join(seed_markdown(table, baseline.name)).strip(),
         figures={
             "loss": data_uri(loss_figure(history)),
             "generation": data_uri(generation_figure(history)),

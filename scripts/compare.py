@@ -64,6 +64,7 @@ def make_parser() -> argparse.ArgumentParser:
         "group_column): FILE.groups.csv and a table in FILE.md",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.set_defaults(general=None)  # with --config: make general's folder, when both sides exist
     return parser
 
 
@@ -107,7 +108,7 @@ def main():
     if args.group_column:
         outputs.append(out.with_suffix(".groups.csv"))
         labels = group_labels(runs[-1] if runs[-1].references is not None else baseline, args.group_column)
-    if getattr(args, "general", None):
+    if args.general:
         outputs.append(out.with_suffix(".general.csv"))
     if not args.overwrite and (existing := [path for path in outputs if path.exists()]):
         raise UserError(f"{existing[0]}: already exists (pass --overwrite to replace it)")
@@ -124,7 +125,7 @@ def main():
             with atomic_path(outputs[3]) as temporary:
                 groups.to_csv(temporary, index=False, encoding="utf-8")
             more = group_markdown(groups, args.group_column, baseline.name) + more
-        if getattr(args, "general", None):  # make general's two sides, compared question by question
+        if args.general:  # make general's two sides, compared question by question
             general = general_comparison(args.general, args.resamples, args.seed)
             with atomic_path(outputs[-1]) as temporary:
                 general.to_csv(temporary, index=False, encoding="utf-8")

@@ -95,7 +95,7 @@ def main() -> int:
         raise UserError("lm-eval shares questions between processes on GPUs only: run one process on a CPU")
     main_process = os.environ.get("RANK", "0") == "0"
     folder = Path("results") / recipe.name / "general"
-    sides = [side for side in model_sides(recipe) if args.side in ("both", side.name)]
+    sides = model_sides(recipe, ("base", "tuned") if args.side == "both" else (args.side,))
     if not args.overwrite and (existing := [folder / side.name for side in sides if (folder / side.name).exists()]):
         raise UserError(f"{existing[0]}: already exists (pass --overwrite, or OVERWRITE=1, to evaluate it again)")
     manager = task_manager()

@@ -95,28 +95,29 @@ def load_tasks(names, manager) -> list:
     return objects
 
 
-def model_sides(recipe) -> list[Side]:
-    """The base model and the fine-tuned one as lm-eval `model_args`, from one recipe."""
+def files_in(folder: Path) -> tuple[str, ...]:
+    return tuple(str(path) for path in sorted(folder.glob("*")) if path.is_file()) if folder.is_dir() else ()
+
+
+def model_sides(recipe, names=SIDES) -> list[Side]:
+    """The base model and the fine-tuned one (those of `names`) as lm-eval `model_args`, from one recipe."""
     model, fields = recipe.model, recipe.fields
-    dtype = str(model.dtype or "auto")
-    common = {"dtype": dtype, "trust_remote_code": bool(fields.trust_remote_code)}
+    common = {"dtype": str(model.dtype or "auto"), "trust_remote_code": bool(fields.trust_remote_code)}
     base = {"pretrained": model.model_name_or_path, "revision": model.model_revision, **common}
-    tuned_dir = Path(fields.output_dir or "")
-    if not fields.output_dir or not tuned_dir.is_dir():
-        raise UserError(f"{fields.output_dir}: the fine-tuned model does not exist: train it first (make train)")
-    if (tuned_dir / "adapter_config.json").is_file():
-        tuned = {**base, "peft": str(tuned_dir)}
-        if (tuned_dir / "tokenizer_config.json").is_file():  # sft.py saves the tokenizer it trained with
-            tuned["tokenizer"] = str(tuned_dir)
-    else:
-        tuned = {"pretrained": str(tuned_dir), **common}
-    base_dir = Path(model.model_name_or_path).expanduser()
-    files = lambda folder: tuple(str(p) for p in sorted(folder.glob("*")) if p.is_file()) if folder.is_dir() else ()  # noqa: E731
-    base_files = files(base_dir)
-    return [
-        Side("base", base, base_files),
-        Side("tuned", tuned, files(tuned_dir) + (base_files if "peft" in tuned else ())),
-    ]
+    base_files = files_in(Path(model.model_name_or_path).expanduser())
+    sides = [Side("base", base, base_files)] if "base" in names else []
+    if "tuned" in names:
+        tuned_dir = Path(fields.output_dir or "")
+        if not fields.output_dir or not tuned_dir.is_dir():
+            raise UserError(f"{fields.output_dir}: the fine-tuned model does not exist: train it first (make train)")
+        if (tuned_dir / "adapter_config.json").is_file():
+            tuned = {**base, "peft": str(tuned_dir)}
+            if (tuned_dir / "tokenizer_config.json").is_file():  # sft.py saves the tokenizer it trained with
+                tuned["tokenizer"] = str(tuned_dir)
+            sides.append(Side("tuned", tuned, files_in(tuned_dir) + base_files))
+        else:
+            sides.append(Side("tuned", {"pretrained": str(tuned_dir), **common}, files_in(tuned_dir)))
+    return sides
 
 
 def backend_args(side: Side, backend: str) -> dict:

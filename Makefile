@@ -47,6 +47,13 @@ WORKERS ?= 1
 # make baseline: the recipe's base model, untrained, zero-shot or with SHOTS=K solved training rows before each prompt.
 SHOTS ?= 0
 BASELINE = results/$(RECIPE)/baseline-$(if $(filter 0,$(SHOTS)),zero,$(SHOTS))-shot
+# make publish RECIPE=<name> HUB_ID=org/name: MERGED=1 the adapter merged into its base, PRIVATE=1, DRY_RUN=1 (list
+# only), SEED=N (one seed's run); the token from HF_TOKEN.
+HUB_ID ?=
+MERGED ?=
+PRIVATE ?=
+DRY_RUN ?=
+SEED ?=
 # The launch config: the one the recipe names (`accelerate_config:`), unless ACCELERATE_CONFIG=zero3 says.
 ACCELERATE_CONFIG ?=
 # Real data: linked from ../shared/data when it is there (this workplace), else downloaded at a pinned commit.
@@ -54,7 +61,7 @@ SHARED_DATA ?= ../shared/data
 PROVERBS_URL := https://raw.githubusercontent.com/NasserThmer/Yemeni-Proverbs-LLM-Benchmark/c3635bd645bf908efc9e8ebaec1179a859d2df48/data
 PROVERBS := Train_data.csv Validation_data.csv Test_data.csv
 
-.PHONY: help setup data demo train eval baseline judge general sweep compare report browser bench bench-gpu lint format test clean
+.PHONY: help setup data demo train eval baseline judge general sweep compare report publish browser bench bench-gpu lint format test clean
 
 help:
 	@echo "make setup                    create .venv and install the pinned requirements"
@@ -85,6 +92,9 @@ help:
 	@echo "                              study): results/sweeps/<name>/, the best as recipes/<name>_best.yaml"
 	@echo "make compare RECIPE=<name>    the fine-tuned run against its baselines, with 95% bootstrap intervals and"
 	@echo "                              paired p-values: results/<name>/compare_test.{md,csv,png}"
+	@echo "make publish RECIPE=<name> HUB_ID=org/name   the trained model, its card, recipe and results to the"
+	@echo "                              Hub in one commit (HF_TOKEN; MERGED=1 adapter merged into its base, PRIVATE=1,"
+	@echo "                              DRY_RUN=1: list the files and sizes, send nothing); docs/publishing.md"
 	@echo "make report RECIPE=<name>     one self-contained page: comparison, plots, groups (group_column), every"
 	@echo "                              example with each run's answer, provenance: results/<name>/report.html"
 
@@ -182,6 +192,11 @@ compare: setup
 report: setup
 	$(PY) scripts/report.py --config recipes/$(RECIPE).yaml --split $(SPLIT) --overwrite \
 		$(if $(shell command -v chromium >/dev/null && command -v chromedriver),--screenshot)
+
+publish: setup
+	@test -f recipes/$(RECIPE).yaml || { echo "error: recipes/$(RECIPE).yaml not found (see recipes/)" >&2; exit 2; }
+	$(PY) scripts/publish.py --config recipes/$(RECIPE).yaml $(if $(HUB_ID),--hub_id $(HUB_ID)) $(if $(MERGED),--merged) \
+		$(if $(PRIVATE),--private) $(if $(DRY_RUN),--dry_run) $(if $(SEED),--seed $(SEED)) --split $(SPLIT)
 
 # A few-million-parameter Llama, so that compute (not Python overhead) dominates the CPU timings.
 bench: setup data

@@ -11,13 +11,15 @@ A RUN is a metrics JSON written by score.py, or the directory holding it; its pe
 must be beside it. Writes FILE.md, FILE.csv (one row per run and metric) and FILE.png (each metric with its intervals);
 with --group_column (or the recipe's group_column) also FILE.groups.csv: the same comparison within each group;
 with --config, when make general has run, FILE.general.csv and a general-ability block: base against fine-tuned on
-lm-eval's tasks, question by question.
+lm-eval's tasks, question by question. With --config, the trained model's card (README.md beside it) is refreshed
+with these results.
 """
 
 import argparse
 from pathlib import Path
 
 from arabic_sft.general.paired import general_comparison, general_markdown
+from arabic_sft.publishing.card import data_source, refresh_cards
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path
@@ -64,7 +66,7 @@ def make_parser() -> argparse.ArgumentParser:
         "group_column): FILE.groups.csv and a table in FILE.md",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.set_defaults(general=None)  # with --config: make general's folder, when both sides exist
+    parser.set_defaults(general=None, recipe=None)  # with --config: make general's folder, when both sides exist
     return parser
 
 
@@ -74,12 +76,14 @@ def from_recipe(args) -> None:
 
     if args.runs or args.baseline:
         raise UserError("--config finds the runs itself: give it without RUN or --baseline")
-    recipe = load_recipe(["--config", args.config]).args
+    args.recipe = load_recipe(["--config", args.config])
+    recipe = args.recipe.args
     baseline, runs = recipe_runs(Path(args.config).stem, args.split)
     args.baseline, args.runs = str(baseline), runs  # a list among the runs: one system trained with several seeds
     args.out = args.out or str(baseline.parent.parent / f"compare_{args.split}.md")
     args.published = args.published or recipe.published_baseline
     args.group_column = args.group_column or recipe.group_column
+    data_source(recipe.data_source)  # the model card's: a wrong name fails before any work
     general = Path("results") / Path(args.config).stem / "general"
     args.general = general if all((general / side).is_dir() for side in ("base", "tuned")) else None
 
@@ -135,6 +139,9 @@ def main():
             temporary.write_text(text, encoding="utf-8")
     print(text)
     print(f"wrote {', '.join(map(str, outputs[:-1]))} and {outputs[-1]}")
+    if args.config:  # the trained model's card, with these results
+        for card in refresh_cards(args.recipe, args.split):
+            print(f"refreshed the model card {card}")
 
 
 if __name__ == "__main__":

@@ -5,12 +5,14 @@ provenance. It opens from disk with nothing fetched, and can be attached to an e
     python scripts/report.py --config recipes/demo.yaml            # -> results/demo/report.html
     python scripts/report.py --config recipes/jais_shefaa.yaml --group_column category
 
-Reads what make eval, make baseline (and make judge) wrote in results/<recipe>/.
+Reads what make eval, make baseline (and make judge) wrote in results/<recipe>/, and refreshes the trained model's
+card (README.md beside it) with the results make compare wrote.
 """
 
 import argparse
 from pathlib import Path
 
+from arabic_sft.publishing.card import data_source, refresh_cards
 from arabic_sft.recipe import load_recipe
 from arabic_sft.reporting.browser import headless_chromium
 from arabic_sft.reporting.build import build_report
@@ -41,7 +43,9 @@ def main():
     recipe_path = Path(args.config)
     if not recipe_path.is_file():
         raise UserError(f"{recipe_path}: not found")
-    recipe = load_recipe(["--config", str(recipe_path)]).args
+    loaded = load_recipe(["--config", str(recipe_path)])
+    recipe = loaded.args
+    data_source(recipe.data_source)  # the model card's: a wrong name fails before any work
     out = Path(args.out or f"results/{recipe_path.stem}/report.html")
     if out.exists() and not args.overwrite:
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
@@ -51,6 +55,8 @@ def main():
         with atomic_path(out) as temporary:
             temporary.write_text(html, encoding="utf-8")
     print(f"wrote {out} ({len(html) / 1024:.0f} KB); open it in a browser: file://{out.resolve()}")
+    for card in refresh_cards(loaded, args.split):
+        print(f"refreshed the model card {card}")
     if args.screenshot:
         shot = out.with_suffix(".png")
         screenshot(out, shot)

@@ -37,6 +37,7 @@ GROUPS = {
     "training": "how training runs beyond SFTConfig (arabic_sft.training)",
     "evaluation": "what is measured during and after training (training.eval_generation, arabic_sft.scoring)",
     "general": "general ability before and after fine-tuning, through lm-evaluation-harness (arabic_sft.general)",
+    "publishing": "what the model card says and make publish needs (arabic_sft.publishing)",
     "launch": "how make train launches it (arabic_sft.training.launch)",
 }
 
@@ -230,6 +231,19 @@ class RecipeArguments:
         "hf",
         "lm-eval's backend: hf or vllm. vllm: pip install lm-eval[vllm], a GPU.",
         choices=["hf", "vllm"],
+    )
+    # Publishing (the model card, make publish)
+    license: str | None = _field(
+        "publishing",
+        None,
+        "The trained model's license, a Hub license id (apache-2.0, cc-by-4.0, other). make publish needs it: it must "
+        "allow what the base model's and the data's licenses require.",
+    )
+    data_source: str | None = _field(
+        "publishing",
+        None,
+        "The data's description for the model card: data/sources/NAME.yaml (title, url, license, hub_id, citation), "
+        "or a YAML file's path.",
     )
     # Launch
     accelerate_config: str | None = _field(

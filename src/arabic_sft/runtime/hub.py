@@ -29,14 +29,21 @@ def hub_is_reachable(timeout: float = 3.0) -> bool:
     offline mode is switched on for this process and one line says so."""
     if hub_constants.is_offline_mode():
         return False
+    if endpoint_answers(timeout):
+        return True
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    hub_constants.HF_HUB_OFFLINE = True  # what huggingface_hub and transformers read from now on
+    host = urlparse(hub_constants.ENDPOINT).hostname
+    print(f"note: {host} cannot be reached: offline, using locally cached models only", file=sys.stderr)
+    return False
+
+
+def endpoint_answers(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hub's endpoint (HF_ENDPOINT) opens within `timeout` seconds; changes nothing."""
     endpoint = urlparse(hub_constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
-        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout).close()
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
         return True
     except OSError:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        hub_constants.HF_HUB_OFFLINE = True  # what huggingface_hub and transformers read from now on
-        print(
-            f"note: {endpoint.hostname} cannot be reached: offline, using locally cached models only", file=sys.stderr
-        )
         return False

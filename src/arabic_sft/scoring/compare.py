@@ -263,9 +263,14 @@ def load_system(path: Path | list[Path], name: str | None = None) -> Run:
     system named after the recipe and its seeds."""
     if not isinstance(path, list):
         return load_run(path, name)
-    seeds = [seed_number(Path(item).parent) for item in path]
-    label = f"{Path(path[0]).parent.parent.name} (seeds {', '.join(map(str, seeds))})"
-    return seed_system(name or label, [load_run(item) for item in path])
+    return seed_system(name or system_name(path), [load_run(item) for item in path])
+
+
+def system_name(paths: list[Path]) -> str:
+    """The name of runs of one recipe trained with several seeds (results/NAME/seed-N/metrics_X.json): NAME (seeds
+    1, 2, 3)."""
+    seeds = [seed_number(Path(item).parent) for item in paths]
+    return f"{Path(paths[0]).parent.parent.name} (seeds {', '.join(map(str, seeds))})"
 
 
 def find_metrics(path: str | Path) -> Path:

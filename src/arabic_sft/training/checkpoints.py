@@ -86,6 +86,7 @@ def finished_run(output_dir: str | Path) -> dict | None:
 NOT_SETTINGS = {
     "overwrite_output_dir", "resume_from_checkpoint", "inspect", "inspect_json", "accelerate_config", "output_dir",
     "logging_dir", "model_init_kwargs", "assistant_only_loss", "logging_steps", "eval_steps", "save_steps",
+    "license", "data_source",  # what the model card says, not how the model was trained
 }  # fmt: skip
 
 

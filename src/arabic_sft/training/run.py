@@ -21,6 +21,7 @@ from arabic_sft.models import get_tokenizer
 from arabic_sft.prompts.builder import build_dataset, check_assistant_masks, is_conversational
 from arabic_sft.prompts.masks import describe_examples, format_example
 from arabic_sft.prompts.truncation import apply_truncation_policy
+from arabic_sft.publishing.card import data_source, run_in, write_card
 from arabic_sft.recipe import Recipe
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.locks import exclusive_output
@@ -86,6 +87,8 @@ def check_before_loading(recipe: Recipe) -> str | None:
     if args.overwrite_output_dir and training.resume_from_checkpoint:
         raise UserError("overwrite_output_dir and resume_from_checkpoint: give one of them")
     eval_generation.check_best_metric(training.metric_for_best_model, args.eval_generation_examples)
+    data_source(args.data_source)  # the model card's data description: a wrong name fails now, not after training
+    check_report_to(training.report_to)
     if args.inspect or args.overwrite_output_dir or not (manifest := finished_run(training.output_dir)):
         return None
     finished = manifest.get("finished", "unknown time")
@@ -101,6 +104,30 @@ def check_before_loading(recipe: Recipe) -> str | None:
             f"{'; '.join(changed)}; {ways_out}"
         )
     return f"{training.output_dir}: this run finished ({finished}); nothing to do; {ways_out}"
+
+
+# Experiment trackers whose pip package is named otherwise.
+TRACKER_PACKAGES = {"comet_ml": "comet-ml", "azure_ml": "azureml-core", "neptune": "neptune"}
+
+
+def check_report_to(report_to: list[str] | None) -> None:
+    """Every tracker in `report_to` is one transformers knows and is installed here: said now, in one line, rather
+    than by the Trainer after the model has loaded. TensorBoard is installed; trackio, wandb, mlflow are the user's
+    to install (docs/training.md)."""
+    from transformers.integrations import get_available_reporting_integrations
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    names = [name for name in report_to or [] if name not in ("none", "all")]
+    if unknown := [name for name in names if name not in INTEGRATION_TO_CALLBACK]:
+        raise UserError(
+            f"report_to: {', '.join(unknown)}: not a tracker transformers knows ({', '.join(INTEGRATION_TO_CALLBACK)})"
+        )
+    if missing := [name for name in names if name not in get_available_reporting_integrations()]:
+        packages = " ".join(TRACKER_PACKAGES.get(name, name) for name in missing)
+        raise UserError(
+            f"report_to: {', '.join(missing)} is not installed here: pip install {packages} (or report_to: "
+            "tensorboard)"
+        )
 
 
 def load_data(recipe: Recipe, say: Callable[[str], None]) -> TrainingData:
@@ -301,6 +328,7 @@ def finish_run(recipe: Recipe, trainer: SFTTrainer, model, data: TrainingData, r
         }
         record = {
             "kind": data.spec.kind,
+            "chat": data.conversational,  # prompts through the model's chat template (else plain text)
             "examples": {name: len(examples) for name, examples in data.datasets.items()},
             "held_out": data.held_out,  # the rows generation uses for a fraction split
         }
@@ -319,10 +347,21 @@ def finish_run(recipe: Recipe, trainer: SFTTrainer, model, data: TrainingData, r
         print(
             f"saved the trained {'adapter' if model.use_peft else 'model'} to {output_dir}, its loss curve in loss.png"
         )
+        write_first_card(recipe, output_dir)
         if warning := learned_little(trainer.state.log_history, training.learning_rate):
             logger.warning(warning)
     trainer.accelerator.wait_for_everyone()
     return output_dir
+
+
+def write_first_card(recipe: Recipe, output_dir: str) -> None:
+    """The model card (README.md beside the model, replacing TRL's draft), before any evaluation: make compare and
+    make report refresh it with the results. A card that cannot be written costs the run nothing: the model and its
+    manifest are saved, and the next refresh tries again."""
+    try:
+        write_card(run_in(recipe, output_dir), recipe)
+    except Exception as error:  # noqa: BLE001 - the trained model matters more than its card
+        logger.warning("the model card could not be written (%s); make compare writes it", error)
 
 
 def train(recipe: Recipe, callbacks: Sequence = ()) -> int:

@@ -1,0 +1,397 @@
+"""The model card of a trained run: `README.md` in its output directory, written when training finishes and refreshed
+by make compare and make report. Its metadata is huggingface_hub's `ModelCardData` (the Hub's fields, model-index
+built by huggingface_hub); its body says only what the run's files back: the manifest training wrote, the metrics,
+comparison and generation manifest of the run's results folder, the recipe's data source. A result the files cannot
+tie to this training (answers generated before it finished, a comparison of other scores) is left out, and the card
+says so.
+
+TRL drafts a card too (its tags, its citation): we take those, and not the rest, which names no data, no results and
+the versions installed when the card is written rather than those the run used.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from arabic_sft.recipe import PROJECT_ROOT, Recipe, read_yaml
+from arabic_sft.runtime.errors import UserError
+from arabic_sft.runtime.hub import is_local
+from arabic_sft.runtime.manifest import atomic_path
+from arabic_sft.scoring.compare import default_name, seed_number, system_name
+from arabic_sft.scoring.metrics import CORPUS_KEYS, METRIC_KEYS
+from arabic_sft.scoring.report import figure, label
+from arabic_sft.training.checkpoints import LOG_HISTORY, finished_run
+
+
+CARD = "README.md"
+TEMPLATE = Path(__file__).parent / "templates" / "model_card.md.j2"
+SOURCES_DIR = PROJECT_ROOT / "data" / "sources"
+SOURCE_FIELDS = ("title", "url", "license", "hub_id", "citation")
+LANGUAGE = "ar"
+PIPELINE_TAG = "text-generation"
+# Metrics where lower is better (the rest: higher).
+LOWER_IS_BETTER = {"empty_rate"}
+# The hyperparameters the card lists: (section of the manifest's config, field).
+HYPERPARAMETERS = [
+    ("training", "learning_rate"), ("training", "lr_scheduler_type"), ("training", "warmup_steps"),
+    ("training", "num_train_epochs"), ("training", "max_steps"), ("training", "per_device_train_batch_size"),
+    ("training", "gradient_accumulation_steps"), ("launch", "num_processes"), ("launch", "global_batch_size"),
+    ("training", "max_length"), ("training", "packing"), ("training", "optim"), ("training", "weight_decay"),
+    ("training", "max_grad_norm"), ("training", "seed"), ("model", "dtype"), ("training", "bf16"),
+    ("training", "fp16"), ("training", "gradient_checkpointing"), ("recipe", "subsample_fraction"),
+]  # fmt: skip
+LORA = ["lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "use_rslora", "use_dora"]
+QUANTIZATION = ["load_in_4bit", "bnb_4bit_quant_type", "use_bnb_nested_quant", "load_in_8bit"]
+
+
+@dataclass
+class TrainedRun:
+    """A finished training of a recipe: its model directory, the results folder make eval writes for it, its seed
+    when the recipe was trained with several (results/NAME/seed-N/), and the manifest training wrote last."""
+
+    recipe: str
+    model_dir: Path
+    results: Path
+    seed: int | None
+    manifest: dict
+
+    @property
+    def display(self) -> str:
+        return self.recipe + (f" (seed {self.seed})" if self.seed is not None else "")
+
+
+def run_in(recipe: Recipe, model_dir: str | Path) -> TrainedRun | None:
+    """The finished training in `model_dir`, with its results folder: results/NAME/seed-N for a seed's model
+    (results/NAME/seed-N/model, make train SEEDS=...), else results/NAME; None when it has not finished."""
+    model_dir = Path(model_dir)
+    if not (manifest := finished_run(model_dir)):
+        return None
+    name = recipe.name or model_dir.name
+    folder = model_dir.parent
+    if folder.name.startswith("seed-") and folder.parent == Path("results", name):
+        return TrainedRun(name, model_dir, folder, seed_number(folder), manifest)
+    return TrainedRun(name, model_dir, Path("results") / name, None, manifest)
+
+
+def trained_runs(recipe: Recipe) -> list[TrainedRun]:
+    """The recipe's finished trainings: its output_dir, and each seed's results/NAME/seed-N/model."""
+    output_dir = getattr(recipe.fields, "output_dir", None)
+    seeds = sorted(Path("results", recipe.name).glob("seed-*/model"), key=lambda path: seed_number(path.parent))
+    models = list(dict.fromkeys([*([Path(output_dir)] if output_dir else []), *seeds]))
+    return [run for model in models if (run := run_in(recipe, model))]
+
+
+def data_source(name: str | None) -> dict | None:
+    """A data source file (data/sources/NAME.yaml, or a YAML path): title, url, license, hub_id, citation."""
+    if not name:
+        return None
+    path = Path(name) if name.endswith((".yaml", ".yml")) else SOURCES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(item.stem for item in SOURCES_DIR.glob("*.yaml")))
+        raise UserError(f"data_source: {name}: no {path} (known: {known})")
+    source = read_yaml(path, "data source")
+    if unknown := sorted(set(source) - set(SOURCE_FIELDS)):
+        raise UserError(
+            f"{path}: unknown field(s) {', '.join(unknown)} (a data source has {', '.join(SOURCE_FIELDS)})"
+        )
+    if not source.get("title"):
+        raise UserError(f"{path}: a data source needs a title")
+    return {field: source.get(field) for field in SOURCE_FIELDS}
+
+
+def read_json(path: Path) -> dict | list | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def same_path(a, b) -> bool:
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+
+
+def evaluation(run: TrainedRun, split: str) -> tuple[dict | None, str | None]:
+    """(this model's scores on `split` with what produced them, or None; a note when scores were found but are not
+    this training's: answers generated from another model, or before this training finished)."""
+    metrics_path = run.results / f"metrics_{split}.json"
+    metrics = read_json(metrics_path)
+    generation = read_json(run.results / f"predictions_{split}.manifest.json")
+    if metrics is None:
+        return None, None
+    settings = ((generation or {}).get("config") or {}).get("generation") or {}
+    model = settings.get("adapter_dir") or settings.get("model_dir")
+    if not same_path(model, run.model_dir) or generation.get("started", "") < run.manifest.get("finished", ""):
+        return None, (
+            f"{metrics_path} was not scored from this training's answers (they came from another model or were "
+            f"generated before it finished): make eval RECIPE={run.recipe} scores this model"
+        )
+    values = {key: metrics[key] for key in METRIC_KEYS[1:] if isinstance(metrics.get(key), (int, float))}
+    scoring = ((metrics.get("settings") or {}).get("config") or {}).get("scoring") or {}
+    return {
+        "path": str(metrics_path),
+        "n": metrics.get("n"),
+        "values": values,
+        "rows": [{"key": key, "label": label(key), "value": figure(value)} for key, value in values.items()],
+        "rouge_tokenizer": scoring.get("rouge_tokenizer"),
+        "greedy": not settings.get("temperature"),
+        "temperature": settings.get("temperature"),
+        "max_new_tokens": settings.get("max_new_tokens"),
+        "generated": generation.get("finished"),
+    }, None
+
+
+def this_run_name(run: TrainedRun, split: str) -> str:
+    """The name make compare gives this run's system: the recipe (results/NAME), or NAME (seeds ...)."""
+    if run.seed is None:
+        return default_name(run.results / f"metrics_{split}.json")
+    seeds = sorted(
+        Path("results", run.recipe).glob(f"seed-*/metrics_{split}.json"), key=lambda p: seed_number(p.parent)
+    )
+    return system_name(seeds)
+
+
+def sign(metric: str, row) -> str:
+    """▲ when the difference's interval lies on the better side of 0, ▼ on the worse side, else nothing."""
+    if pd.isna(row.diff_ci_low) or pd.isna(row.diff_ci_high):
+        return ""
+    low, high = (
+        (-row.diff_ci_high, -row.diff_ci_low) if metric in LOWER_IS_BETTER else (row.diff_ci_low, row.diff_ci_high)
+    )
+    return " ▲" if low > 0 else " ▼" if high < 0 else ""
+
+
+def comparison(run: TrainedRun, split: str, scores: dict | None) -> tuple[dict | None, str | None]:
+    """make compare's table for this run's system against its baselines (compare_<split>.csv in results/NAME), when
+    its values are this run's scores (the mean over the seeds for a multi-seed system); else a note."""
+    path = Path("results", run.recipe, f"compare_{split}.csv")
+    if not path.is_file() or scores is None:
+        return None, None
+    table = pd.read_csv(path)
+    name = this_run_name(run, split)
+    ours = table[table["run"] == name]
+    expected = dict(scores["values"])
+    if run.seed is not None:  # the system's value: the mean over the seeds' scores
+        seeds = [
+            read_json(folder / f"metrics_{split}.json") or {} for folder in Path("results", run.recipe).glob("seed-*")
+        ]
+        expected = {key: sum(seed.get(key) or 0 for seed in seeds) / len(seeds) for key in expected}
+    recorded = {row.metric: row.value for row in ours.itertuples() if row.metric in expected}
+    if not recorded or any(abs(recorded[key] - expected[key]) > 1e-12 for key in recorded):
+        return None, f"{path} does not hold this run's current scores: make compare RECIPE={run.recipe} refreshes it"
+    runs = list(dict.fromkeys(table["run"]))
+    baseline = runs[0]  # compare writes the baseline first
+    others = [other for other in runs if other not in (baseline, name)]
+    cell = {(row.run, row.metric): row for row in table.itertuples()}
+    rows = []
+    for row in ours.itertuples():
+        base = cell.get((baseline, row.metric))
+        rows.append({
+            "key": row.metric,
+            "label": label(row.metric),
+            "value": figure(row.value, row.ci_low, row.ci_high),
+            "baseline": figure(base.value, base.ci_low, base.ci_high) if base is not None else "n/a",
+            "others": [figure(cell[other, row.metric].value) if (other, row.metric) in cell else "n/a"
+                       for other in others],
+            "diff": "" if pd.isna(row.diff)
+                    else figure(row.diff, row.diff_ci_low, row.diff_ci_high) + sign(row.metric, row),
+            "p": "" if pd.isna(row.p_value) else f"{row.p_value:.3f}",
+        })  # fmt: skip
+    return {"path": str(path), "name": name, "baseline": baseline, "others": others, "rows": rows}, None
+
+
+def general(run: TrainedRun, split: str) -> dict | None:
+    """make general's comparison (base against fine-tuned on lm-eval's tasks), when its fine-tuned side is this
+    training's model, evaluated after it finished."""
+    folder = Path("results", run.recipe, "general")
+    table_path = folder / "comparison.csv"
+    side = read_json(folder / "tuned" / "manifest.json") or {}
+    model_args = ((side.get("config") or {}).get("general") or {}).get("model_args") or {}
+    evaluated = model_args.get("peft") or model_args.get("pretrained")  # an adapter on its base, or a full model
+    if not table_path.is_file() or not same_path(evaluated, run.model_dir):
+        return None
+    if side.get("started", "") < run.manifest.get("finished", ""):  # an earlier training in the same directory
+        return None
+    table = pd.read_csv(table_path)
+    rows = [{"task": row.task + (" (group)" if row.kind == "group" else ""), "questions": int(row.questions),
+             "metric": row.metric, "tuned_value": float(row.tuned),
+             "base": figure(row.base, row.base_ci_low, row.base_ci_high),
+             "tuned": figure(row.tuned, row.tuned_ci_low, row.tuned_ci_high),
+             "diff": figure(row.diff, row.diff_ci_low, row.diff_ci_high), "p": f"{row.p_value:.3f}"}
+            for row in table.itertuples()]  # fmt: skip
+    return {"path": str(table_path), "rows": rows}
+
+
+def training_log(model_dir: Path) -> dict:
+    history = read_json(model_dir / LOG_HISTORY) or []
+    losses = [entry for entry in history if "loss" in entry and "step" in entry]
+    evals = [entry for entry in history if "eval_loss" in entry]
+    best = min(evals, key=lambda entry: entry["eval_loss"]) if evals else None
+    final = read_json(model_dir / "train_results.json") or {}
+    return {
+        "first_loss": f"{losses[0]['loss']:.4f} (step {losses[0]['step']})" if losses else None,
+        "last_loss": f"{losses[-1]['loss']:.4f} (step {losses[-1]['step']})" if losses else None,
+        "best_eval_loss": f"{best['eval_loss']:.4f} (step {best['step']})" if best else None,
+        "train_loss": f"{final['train_loss']:.4f}" if "train_loss" in final else None,
+        "runtime": f"{final['train_runtime']:.1f} s" if "train_runtime" in final else None,
+    }
+
+
+def hub_datasets(config: dict, source: dict | None) -> list[str]:
+    ids = [config["recipe"].get("dataset_name"), (source or {}).get("hub_id")]
+    return list(dict.fromkeys(item for item in ids if item))
+
+
+def data_files(config: dict, manifest: dict, scores: dict | None) -> list[dict]:
+    """The data the run read: each file with the rows it used and the sha256 training recorded (the test file: the
+    rows scored)."""
+    recipe, examples = config["recipe"], (config.get("data") or {}).get("examples") or {}
+    hashes = manifest.get("data_sha256") or {}
+    rows = []
+    for role, field, count in [("train", "train_file", examples.get("train")),
+                               ("validation", "validation_file", examples.get("validation")),
+                               ("test", "test_file", (scores or {}).get("n"))]:  # fmt: skip
+        path = recipe.get(field)
+        if path:
+            rows.append({"role": role, "file": path, "rows": count, "sha256": hashes.get(path, "not recorded")})
+    if recipe.get("dataset_name"):
+        for role, split in [("train", recipe.get("train_split")), ("validation", recipe.get("validation_split")),
+                            ("test", recipe.get("test_split"))]:  # fmt: skip
+            if split:
+                rows.append({"role": role, "file": f"{recipe['dataset_name']} ({split})",
+                             "rows": examples.get(role) if role != "test" else (scores or {}).get("n"),
+                             "sha256": f"revision {recipe.get('dataset_revision') or 'not pinned'}"})  # fmt: skip
+    return rows
+
+
+def answer_only(config: dict) -> str:
+    """What the loss was computed on, as the recorded settings say."""
+    training, data = config["training"], config.get("data") or {}
+    if data.get("kind") == "messages":
+        if training.get("assistant_only_loss"):
+            return "every assistant turn only (the rest of the conversation masked)"
+        return "the whole conversation (the model's chat template marks no assistant turns)"
+    if training.get("completion_only_loss") is False:
+        return "prompt and answer (completion_only_loss: false)"
+    return "the answer only: the prompt's tokens and padding are masked out of the loss"
+
+
+def eos_token(model_dir: Path) -> str | None:
+    """The token every answer ended with: the saved tokenizer's EOS (TRL appends it; the manifest masks SFTConfig's
+    eos_token as it masks every *_token field)."""
+    return (read_json(model_dir / "tokenizer_config.json") or {}).get("eos_token")
+
+
+def trl_card(base_model: str | None, model_name: str, hub_id: str | None):
+    """TRL's own draft card (its tags and its citation are what we take)."""
+    from trl.trainer.utils import generate_model_card
+
+    return generate_model_card(base_model=base_model, model_name=model_name, hub_model_id=hub_id or model_name,
+                               dataset_name=None, tags=["trl", "sft"], wandb_url=None, trackio_url=None,
+                               trainer_name="SFT")  # fmt: skip
+
+
+def eval_results(scores: dict | None, general_block: dict | None, dataset: dict, split: str) -> list[EvalResult]:
+    """model-index entries: this model's scores on the test split, and its accuracy on each general-ability task."""
+    results = []
+    for key, value in (scores or {}).get("values", {}).items():
+        results.append(EvalResult(task_type=PIPELINE_TAG, task_name="Answer generation (greedy)", **dataset,
+                                  dataset_split=split, metric_type=key, metric_name=label(key), metric_value=value,
+                                  metric_config="corpus" if key in CORPUS_KEYS else "mean over examples"))  # fmt: skip
+    for row in (general_block or {}).get("rows", []):
+        results.append(EvalResult(task_type="multiple-choice", task_name="General ability (lm-evaluation-harness)",
+                                  dataset_type=row["task"], dataset_name=row["task"], metric_type=row["metric"],
+                                  metric_name=f"{row['task']} {row['metric']}",
+                                  metric_value=row["tuned_value"]))  # fmt: skip
+    return results
+
+
+def build_card(
+    run: TrainedRun, recipe: Recipe, split: str = "test", hub_id: str | None = None, merged: bool = False
+) -> ModelCard:
+    """The card of `run` (a merged model's when `merged`; naming `hub_id` when it is published there)."""
+    manifest = run.manifest
+    config = manifest["config"]
+    model, training = config["model"], config["training"]
+    peft = bool(model.get("use_peft"))
+    base = model["model_name_or_path"]
+    base_on_hub = not is_local(base)
+    source = data_source(recipe.args.data_source)
+    scores, scores_note = evaluation(run, split)
+    compared, compared_note = comparison(run, split, scores)
+    general_block = general(run, split)
+    name = hub_id or run.display
+    datasets = hub_datasets(config, source)
+    dataset = {
+        "dataset_type": datasets[0] if datasets else (config["recipe"].get("test_file") or "local"),
+        "dataset_name": (source or {}).get("title") or Path(config["recipe"].get("test_file") or "local").name,
+    }
+    trl = trl_card(base if base_on_hub else None, name, hub_id)
+    tags = [*trl.data.tags, "arabic", "arabic-sft"]
+    if peft:
+        tags += ["lora"] + (["qlora"] if model.get("load_in_4bit") else [])
+    results = eval_results(scores, general_block, dataset, split)
+    data = ModelCardData(
+        language=LANGUAGE,
+        license=recipe.args.license,
+        base_model=base if base_on_hub else None,
+        datasets=datasets or None,
+        library_name="peft" if peft and not merged else "transformers",
+        pipeline_tag=PIPELINE_TAG,
+        tags=tags,
+        model_name=name,
+        eval_results=results or None,
+    )
+    citation = re.search(r"```bibtex\n(.*?)```", trl.text, re.S)
+    hyperparameters = [(field, config.get(section, {}).get(field)) for section, field in HYPERPARAMETERS]
+    quantized = model.get("load_in_4bit") or model.get("load_in_8bit")
+    context = {
+        "name": name,
+        "run": run,
+        "hub_id": hub_id,
+        "merged": merged,
+        "peft": peft,
+        "base": base,
+        "base_on_hub": base_on_hub,
+        "revision": model.get("model_revision"),
+        "trust_remote_code": training.get("trust_remote_code"),
+        "recipe_path": str(recipe.path) if recipe.path else None,
+        "source": source,
+        "files": data_files(config, manifest, scores),
+        "recipe": config["recipe"],
+        "chat": (config.get("data") or {}).get("chat"),
+        "kind": (config.get("data") or {}).get("kind"),
+        "loss": answer_only(config),
+        "eos": eos_token(run.model_dir),
+        "hyperparameters": [(field, value) for field, value in hyperparameters if value is not None and value != -1],
+        "lora": [(field, model.get(field)) for field in LORA] if peft else [],
+        "quantization": [(field, model.get(field)) for field in QUANTIZATION if quantized],
+        "launch": config.get("launch") or {},
+        "manifest": manifest,
+        "log": training_log(run.model_dir),
+        "scores": scores,
+        "scores_note": scores_note,
+        "compared": compared,
+        "compared_note": compared_note,
+        "general": general_block,
+        "split": split,
+        "trl_citation": citation.group(1).strip() if citation else None,
+    }  # fmt: skip
+    return ModelCard.from_template(data, template_path=str(TEMPLATE), **context)
+
+
+def write_card(run: TrainedRun, recipe: Recipe, split: str = "test") -> Path:
+    """Write (or refresh) `run`'s card, README.md in its model directory, whole or not at all."""
+    card = build_card(run, recipe, split)
+    path = run.model_dir / CARD
+    with atomic_path(path) as temporary:
+        temporary.write_text(str(card), encoding="utf-8")
+    return path
+
+
+def refresh_cards(recipe: Recipe, split: str = "test") -> list[Path]:
+    """Refresh the card of each of the recipe's finished trainings (make compare, make report)."""
+    return [write_card(run, recipe, split) for run in trained_runs(recipe)]

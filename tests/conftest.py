@@ -7,12 +7,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from helpers import (
+    ATTACK,
     CPU_TRAINING,
+    EXACT,
     OPTIONS,
     ROOT,
     SAMPLE_FILES,
+    ScriptedJudge,
     generate_command,
     run_in_this_process,
+    run_script,
     sample_rows,
     sample_texts,
     write_recipe,
@@ -95,3 +99,54 @@ def long_generation(tiny_llama, tmp_path_factory):
         generate_command(tiny_llama, test_path, reference, *OPTIONS), cwd=ROOT, check=True, capture_output=True
     )
     return test_path, reference
+
+
+def write_source(path: Path) -> Path:
+    """A data source for the model card, with a Hub id (the card's `datasets`)."""
+    return write_recipe(path, title="Medical QA sample (arabic-sft)", url="https://example.org/medical-qa",
+                        license="apache-2.0", hub_id="arabic-sft/medical-qa-sample",
+                        citation="@misc{medqa, title = {Medical QA sample}}")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def report(tiny_llama, tmp_path_factory):
+    """(folder, the report's path, the fine-tuned and baseline per-example scores): a tiny model trained for a few
+    steps, its answers and its untrained base's answers scored, one answer replaced by markup and three by their
+    reference (so that the rows improve by different amounts), scored again, then the report."""
+    folder = tmp_path_factory.mktemp("report")
+    sample = str(SAMPLE_FILES["medical_qa"])
+    fields = {"model_name_or_path": str(tiny_llama), "task": "medical_qa", "train_file": sample,
+              "validation_file": sample, "test_file": sample, "output_dir": "results/medqa/model",
+              "num_train_epochs": 2, "learning_rate": 2.0e-3, "per_device_train_batch_size": 4,
+              "eval_strategy": "epoch", "save_strategy": "no", "eval_generation_examples": 4,
+              "eval_generation_max_new_tokens": 8, "group_column": "category", "license": "apache-2.0",
+              "data_source": str(write_source(folder / "source.yaml")), **CPU_TRAINING}  # fmt: skip
+    recipe = write_recipe(folder / "medqa.yaml", **fields)
+    quick = ["--no_bertscore", "--no_semantic_similarity", "--overwrite"]
+    for step in (
+        ["sft.py", "--config", recipe],
+        ["generate.py", "--config", recipe, "--max_new_tokens", "12"],
+        ["generate.py", "--config", recipe, "--baseline", "--max_new_tokens", "12"],
+        ["score.py", "results/medqa/baseline-zero-shot/predictions_test.csv", *quick],
+    ):
+        result = run_script(*step, cwd=folder)
+        assert result.returncode == 0, result.stderr[-3000:]
+    predictions = folder / "results" / "medqa" / "predictions_test.csv"
+    frame = pd.read_csv(predictions)
+    frame.loc[0, "Generated_Answer"] = ATTACK
+    frame.loc[EXACT, "Generated_Answer"] = frame.loc[EXACT, "Reference_Answer"]
+    frame.to_csv(predictions, index=False)
+    result = run_script("score.py", "--config", recipe, *quick, cwd=folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from arabic_sft.judging.rubric import load_rubric
+    from arabic_sft.judging.run import judge_file
+
+    rubric = load_rubric("qa_reference")
+    judge_file(predictions, rubric, ScriptedJudge([5 if i in EXACT else 1 for i in range(len(frame))]), "en", False)
+    baseline = folder / "results" / "medqa" / "baseline-zero-shot" / "predictions_test.csv"
+    judge_file(baseline, rubric, ScriptedJudge([2] * len(frame)), "en", False)
+    result = run_script("report.py", "--config", recipe, "--screenshot", cwd=folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tuned = pd.read_csv(folder / "results" / "medqa" / "metrics_test.examples.csv")
+    base = pd.read_csv(folder / "results" / "medqa" / "baseline-zero-shot" / "metrics_test.examples.csv")
+    return folder, folder / "results" / "medqa" / "report.html", tuned, base

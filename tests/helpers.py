@@ -1,6 +1,7 @@
 """What the tests share: paths, the samples and their tiny models' texts, recipe writing, running the scripts as a
 user would (in a subprocess or in this process), launching training, and the one assertion for bad input."""
 
+import json
 import os
 import runpy
 import signal
@@ -195,3 +196,28 @@ def train_qlora_adapter(model: Path, work: Path, **fields) -> Path:
     result = run_script("sft.py", "--config", recipe)
     assert result.returncode == 0, result.stderr[-3000:]
     return work / "adapter"
+
+
+# The report's fixture: one answer replaced by markup, three by their reference.
+ATTACK = "<script>alert(1)</script> و</td></tr><b>ليس عريضا</b>"
+EXACT = [3, 5, 8]  # rows whose fine-tuned answer is made equal to the reference
+
+
+class ScriptedJudge:
+    """A judge whose replies are fixed in advance, one per row (the real judging code around it: cache, parsing,
+    judge_X.json and its examples): correctness `scores[i]` for row i, the other criteria 3."""
+
+    def __new__(cls, scores):
+        from arabic_sft.judging.backends import Judge
+
+        class Scripted(Judge):
+            def identity(self):
+                return {"backend": "scripted", "scores": scores}
+
+            def answer_missing(self, conversations, done, store):
+                for index in range(len(conversations)):
+                    if index not in done:
+                        reply = {"correctness": scores[index], "completeness": 3, "conciseness": 3, "language": 3}
+                        store(index, json.dumps(reply))
+
+        return Scripted(max_new_tokens=8)

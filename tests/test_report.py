@@ -7,74 +7,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import CPU_TRAINING, SAMPLE_FILES, assert_one_error_line, run_in_this_process, run_script, write_recipe
-
-
-ATTACK = "<script>alert(1)</script> و</td></tr><b>ليس عريضا</b>"
-EXACT = [3, 5, 8]  # rows whose fine-tuned answer is made equal to the reference
-
-
-class ScriptedJudge:
-    """A judge whose replies are fixed in advance, one per row (the real judging code around it: cache, parsing,
-    judge_X.json and its examples): correctness `scores[i]` for row i, the other criteria 3."""
-
-    def __new__(cls, scores):
-        from arabic_sft.judging.backends import Judge
-
-        class Scripted(Judge):
-            def identity(self):
-                return {"backend": "scripted", "scores": scores}
-
-            def answer_missing(self, conversations, done, store):
-                for index in range(len(conversations)):
-                    if index not in done:
-                        reply = {"correctness": scores[index], "completeness": 3, "conciseness": 3, "language": 3}
-                        store(index, json.dumps(reply))
-
-        return Scripted(max_new_tokens=8)
-
-
-@pytest.fixture(scope="module")
-def report(tiny_llama, tmp_path_factory):
-    """(folder, the report's path, the fine-tuned and baseline per-example scores): a tiny model trained for a few
-    steps, its answers and its untrained base's answers scored, one answer replaced by markup and three by their
-    reference (so that the rows improve by different amounts), scored again, then the report."""
-    folder = tmp_path_factory.mktemp("report")
-    sample = str(SAMPLE_FILES["medical_qa"])
-    fields = {"model_name_or_path": str(tiny_llama), "task": "medical_qa", "train_file": sample,
-              "validation_file": sample, "test_file": sample, "output_dir": "results/medqa/model",
-              "num_train_epochs": 2, "learning_rate": 2.0e-3, "per_device_train_batch_size": 4,
-              "eval_strategy": "epoch", "save_strategy": "no", "eval_generation_examples": 4,
-              "eval_generation_max_new_tokens": 8, "group_column": "category", **CPU_TRAINING}  # fmt: skip
-    recipe = write_recipe(folder / "medqa.yaml", **fields)
-    quick = ["--no_bertscore", "--no_semantic_similarity", "--overwrite"]
-    for step in (
-        ["sft.py", "--config", recipe],
-        ["generate.py", "--config", recipe, "--max_new_tokens", "12"],
-        ["generate.py", "--config", recipe, "--baseline", "--max_new_tokens", "12"],
-        ["score.py", "results/medqa/baseline-zero-shot/predictions_test.csv", *quick],
-    ):
-        result = run_script(*step, cwd=folder)
-        assert result.returncode == 0, result.stderr[-3000:]
-    predictions = folder / "results" / "medqa" / "predictions_test.csv"
-    frame = pd.read_csv(predictions)
-    frame.loc[0, "Generated_Answer"] = ATTACK
-    frame.loc[EXACT, "Generated_Answer"] = frame.loc[EXACT, "Reference_Answer"]
-    frame.to_csv(predictions, index=False)
-    result = run_script("score.py", "--config", recipe, *quick, cwd=folder)
-    assert result.returncode == 0, result.stderr[-3000:]
-    from arabic_sft.judging.rubric import load_rubric
-    from arabic_sft.judging.run import judge_file
-
-    rubric = load_rubric("qa_reference")
-    judge_file(predictions, rubric, ScriptedJudge([5 if i in EXACT else 1 for i in range(len(frame))]), "en", False)
-    baseline = folder / "results" / "medqa" / "baseline-zero-shot" / "predictions_test.csv"
-    judge_file(baseline, rubric, ScriptedJudge([2] * len(frame)), "en", False)
-    result = run_script("report.py", "--config", recipe, "--screenshot", cwd=folder)
-    assert result.returncode == 0, result.stderr[-3000:]
-    tuned = pd.read_csv(folder / "results" / "medqa" / "metrics_test.examples.csv")
-    base = pd.read_csv(folder / "results" / "medqa" / "baseline-zero-shot" / "metrics_test.examples.csv")
-    return folder, folder / "results" / "medqa" / "report.html", tuned, base
+from helpers import ATTACK, EXACT, SAMPLE_FILES, assert_one_error_line, run_in_this_process, write_recipe
 
 
 @pytest.fixture(scope="module")

@@ -94,8 +94,8 @@ class RecipeArguments:
     columns: dict | str | None = _field(
         "prompt",
         None,
-        "Column of each placeholder (and of the answer): a name or a list of accepted names, matched "
-        "case-insensitively. Unset: the column named like the placeholder.",
+        "Column of each placeholder and of the answer: a name or a list of names (any case). Unset: the column named "
+        "like the placeholder.",
     )
     answer_column: str = _field("prompt", "answer", "The placeholder (key of `columns`) of the answer.")
     output_columns: dict | str | None = _field(
@@ -236,14 +236,14 @@ class RecipeArguments:
     license: str | None = _field(
         "publishing",
         None,
-        "The trained model's license, a Hub license id (apache-2.0, cc-by-4.0, other). make publish needs it: it must "
-        "allow what the base model's and the data's licenses require.",
+        "The model's Hub license id (cc-by-4.0). make publish needs it: one the base model's and the data's licenses "
+        "allow.",
     )
     data_source: str | None = _field(
         "publishing",
         None,
-        "The data's description for the model card: data/sources/NAME.yaml (title, url, license, hub_id, citation), "
-        "or a YAML file's path.",
+        "The data's source: data/sources/NAME.yaml or a path. It holds the title, url, license, hub_id and citation "
+        "the model card shows.",
     )
     # Launch
     accelerate_config: str | None = _field(

@@ -66,15 +66,19 @@ class TrainedRun:
 
 def run_in(recipe: Recipe, model_dir: str | Path) -> TrainedRun | None:
     """The finished training in `model_dir`, with its results folder: results/NAME/seed-N for a seed's model
-    (results/NAME/seed-N/model, make train SEEDS=...), else results/NAME; None when it has not finished."""
+    (results/NAME/seed-N/model, make train SEEDS=...), the folder above a model elsewhere in results/ (a sweep's
+    trial), else results/NAME, where make eval writes; None when it has not finished."""
     model_dir = Path(model_dir)
     if not (manifest := finished_run(model_dir)):
         return None
     name = recipe.name or model_dir.name
-    folder = model_dir.parent
-    if folder.name.startswith("seed-") and folder.parent == Path("results", name):
+    folder, home = model_dir.parent, Path("results", name)
+    if folder.name.startswith("seed-") and folder.parent == home:
         return TrainedRun(name, model_dir, folder, seed_number(folder), manifest)
-    return TrainedRun(name, model_dir, Path("results") / name, None, manifest)
+    where = model_dir.resolve()
+    if where.is_relative_to(Path("results").resolve()) and not where.is_relative_to(home.resolve()):
+        return TrainedRun(name, model_dir, folder, None, manifest)  # elsewhere in results/: a sweep's trial
+    return TrainedRun(name, model_dir, home, None, manifest)
 
 
 def trained_runs(recipe: Recipe) -> list[TrainedRun]:
@@ -358,7 +362,7 @@ def build_card(
         "base_on_hub": base_on_hub,
         "revision": model.get("model_revision"),
         "trust_remote_code": training.get("trust_remote_code"),
-        "recipe_path": str(recipe.path) if recipe.path else None,
+        "recipe_path": f"recipes/{recipe.name}.yaml" if recipe.path else None,
         "source": source,
         "files": data_files(config, manifest, scores),
         "recipe": config["recipe"],

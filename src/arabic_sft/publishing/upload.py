@@ -168,15 +168,13 @@ def run_files(run: TrainedRun, recipe: Recipe, split: str) -> list[Upload]:
     """The recipe (and its task preset), and the results the card vouches for: this model's answers, scores, judge
     verdicts; the comparison with its baselines (and their answers and scores); make general's comparison."""
     uploads = []
-    if recipe.path and recipe.path.is_file():
-        uploads.append(Upload(in_repo(recipe.path), recipe.path, what="recipe"))
+    if recipe.path and recipe.path.is_file():  # where the card says it is: recipes/NAME.yaml
+        uploads.append(Upload(f"recipes/{recipe.name}.yaml", recipe.path, what="recipe"))
     task = recipe.args.task
-    if (
-        task
-        and not str(task).endswith((".yaml", ".yml"))
-        and (preset := RECIPES_DIR / "tasks" / f"{task}.yaml").is_file()
-    ):
-        uploads.append(Upload(in_repo(preset), preset, what="task preset"))
+    if task and not str(task).endswith((".yaml", ".yml")):
+        preset = PROJECT_ROOT / RECIPES_DIR / "tasks" / f"{task}.yaml"
+        if preset.is_file():
+            uploads.append(Upload(f"recipes/tasks/{task}.yaml", preset, what="task preset"))
     scores, _ = evaluation(run, split)
     if scores is not None:
         for pattern in RESULT_PATTERNS:
@@ -242,19 +240,25 @@ def upload(uploads: list[Upload], hub_id: str, token: str, private: bool, messag
     """Create the repository if needed and send every file in one commit; returns the commit's URL. The card is
     first checked by the Hub's own validator, so that a card the Hub would reject sends nothing."""
     from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+    from huggingface_hub.errors import HfHubHTTPError
 
     card = next(item for item in uploads if item.path_in_repo == CARD)
     try:
         ModelCard(card.content.decode("utf-8")).validate()
     except ValueError as error:
         raise UserError(f"the Hub rejects the model card: {str(error).splitlines()[0]}; nothing was sent") from None
+    except (HfHubHTTPError, OSError) as error:
+        raise UserError(f"the Hub's card validator failed: {str(error).splitlines()[0]}; nothing was sent") from None
     api = HfApi(token=token)
-    api.create_repo(hub_id, repo_type="model", private=private, exist_ok=True)
     operations = [
         CommitOperationAdd(path_in_repo=item.path_in_repo, path_or_fileobj=item.content or str(item.source))
         for item in uploads
     ]
-    commit = api.create_commit(hub_id, operations=operations, commit_message=message, repo_type="model")
+    try:
+        api.create_repo(hub_id, repo_type="model", private=private, exist_ok=True)
+        commit = api.create_commit(hub_id, operations=operations, commit_message=message, repo_type="model")
+    except (HfHubHTTPError, OSError) as error:  # a token without write access, a name taken, the network gone
+        raise UserError(f"the Hub refused the upload to {hub_id}: {str(error).splitlines()[0]}") from None
     return commit.commit_url
 
 

@@ -99,7 +99,7 @@ def test_the_card_of_a_compared_run_round_trips_and_its_numbers_are_the_run_s_fi
                 row.diff, row.diff_ci_low, row.diff_ci_high
             )
         assert p == ("" if pd.isna(row.p_value) else f"{row.p_value:.3f}")
-    assert f"The {metrics['n']} test examples" in text and f"- {metrics['n']} test examples" in text
+    assert f"The same {metrics['n']} test examples" in text and f"- {metrics['n']} test examples" in text
 
     manifest = json.loads((results / "model" / "run_manifest.json").read_text())
     files = table_rows(text, "## Training data")

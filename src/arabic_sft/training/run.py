@@ -113,7 +113,7 @@ TRACKER_PACKAGES = {"comet_ml": "comet-ml", "azure_ml": "azureml-core", "neptune
 def check_report_to(report_to: list[str] | None) -> None:
     """Every tracker in `report_to` is one transformers knows and is installed here: said now, in one line, rather
     than by the Trainer after the model has loaded. TensorBoard is installed; trackio, wandb, mlflow are the user's
-    to install (docs/training.md)."""
+    to install (docs/publishing.md)."""
     from transformers.integrations import get_available_reporting_integrations
     from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
 

@@ -204,7 +204,17 @@ def test_help_shows_the_projects_fields_by_group_and_help_all_every_field(monkey
     lines = short.stdout.strip().splitlines()
     assert len(lines) < 250
     titles = [line.split(":")[0] for line in lines[1:] if re.match(r"^[a-z]+: ", line)]
-    assert titles == ["data", "prompt", "training", "evaluation", "general", "publishing", "launch", "model", "trainer"]
+    assert titles == [
+        "data",
+        "prompt",
+        "training",
+        "evaluation",
+        "general",
+        "publishing",
+        "launch",
+        "model",
+        "trainer",
+    ]
     assert "--prompt_template" in short.stdout and "--learning_rate" in short.stdout
     assert "--adam_beta1" not in short.stdout and "--help_all" in lines[-1]
     full = run_in_this_process(monkeypatch, capsys, "sft.py", "--help_all")

@@ -73,3 +73,23 @@ def test_the_report_shows_the_seeds_as_one_system_with_their_spread(seeded, monk
     assert result.returncode == 0, result.stderr[-3000:]
     html = (seeded / "report.html").read_text(encoding="utf-8")
     assert "tiny (seeds 1, 2)" in html and '<pre id="seeds">' in html and "SD across seeds" in html
+
+
+def test_each_seed_s_model_card_holds_its_own_scores_and_the_system_s_comparison(seeded, monkeypatch, capsys):
+    from huggingface_hub import ModelCard
+
+    from arabic_sft.scoring.report import figure
+
+    table = pd.read_csv(seeded / "compare_test.csv")
+    rougeL = table[(table["run"] == "tiny (seeds 1, 2)") & (table["metric"] == "rougeL")].iloc[0]
+    for seed in (1, 2):
+        card = ModelCard.load(seeded / f"seed-{seed}" / "model" / "README.md", ignore_metadata_errors=False)
+        metrics = json.loads((seeded / f"seed-{seed}" / "metrics_test.json").read_text())
+        scores = {result.metric_type: result.metric_value for result in card.data.eval_results}
+        assert scores["rougeL"] == metrics["rougeL"] and scores["bleu4"] == metrics["bleu4"]
+        assert f"# tiny (seed {seed})" in card.text and "| Metric | tiny (seeds 1, 2) |" in card.text
+        assert f"| ROUGE-L (F1) | {figure(rougeL.value, rougeL.ci_low, rougeL.ci_high)} |" in card.text
+    work = seeded.parent.parent
+    result = run_in_this_process(monkeypatch, capsys, "publish.py", "--config", "recipes/tiny.yaml", "--hub_id",
+                                 "me/tiny", "--dry_run", cwd=work)  # fmt: skip
+    assert result.returncode == 2 and "one finished training per seed (1, 2): say which, SEED=N" in result.stderr

@@ -243,3 +243,44 @@ def test_a_tracker_that_is_not_installed_is_refused_before_the_model_loads(
     recipe = make_recipe(tiny_llama, report_to="wandb")
     result = run_in_this_process(monkeypatch, capsys, "sft.py", "--config", recipe, cwd=tmp_path)
     assert_one_error_line(result, "report_to: wandb is not installed here", "pip install wandb")
+
+
+def test_the_upload_sends_one_commit_of_exactly_the_dry_run_s_files(compared, monkeypatch, capsys):
+    """The Hub cannot be reached from here: huggingface_hub's HfApi and the card validator are replaced by autospecs
+    (every call must match their real signatures), and the commit they receive is checked."""
+    from unittest import mock
+
+    import huggingface_hub
+
+    from arabic_sft.publishing import upload
+    from arabic_sft.publishing.card import CARD
+    from arabic_sft.recipe import load_recipe
+
+    api = mock.create_autospec(huggingface_hub.HfApi, instance=True)
+    api.list_repo_files.return_value = [".gitattributes", "README.md", "adapter_config.json"]  # an earlier upload
+    api.create_commit.return_value.commit_url = "https://huggingface.co/me/medqa/commit/0123abc"
+    monkeypatch.setattr(huggingface_hub, "HfApi", mock.create_autospec(huggingface_hub.HfApi, return_value=api))
+    validate = mock.create_autospec(huggingface_hub.ModelCard.validate)
+    monkeypatch.setattr(huggingface_hub.ModelCard, "validate", validate)
+    monkeypatch.setattr(upload, "endpoint_answers", lambda: True)
+    monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    monkeypatch.chdir(compared)
+    recipe = load_recipe(["--config", "medqa.yaml"])
+    upload.publish(recipe, "me/medqa", "test", None, merged=False, private=True, dry_run=False)
+
+    huggingface_hub.HfApi.assert_called_once_with(token="hf_not_a_real_token")
+    validate.assert_called_once()  # the Hub's validator saw the card before anything was sent
+    api.create_repo.assert_called_once_with("me/medqa", repo_type="model", private=True, exist_ok=True)
+    api.create_commit.assert_called_once()
+    operations = api.create_commit.call_args.kwargs["operations"]
+    added = {op.path_in_repo: op for op in operations if isinstance(op, huggingface_hub.CommitOperationAdd)}
+    deleted = [op.path_in_repo for op in operations if isinstance(op, huggingface_hub.CommitOperationDelete)]
+    planned = upload.plan(upload.choose_run(recipe, None), recipe, "me/medqa", "test", None)
+    assert set(added) == {item.path_in_repo for item in planned} and deleted == ["adapter_config.json"]
+    with added[CARD].as_file() as handle:
+        card = handle.read().decode("utf-8")
+    assert 'from_pretrained("me/medqa")' in card
+    record = (compared / "results" / "medqa" / "published.json").read_text()
+    assert json.loads(record)["commit"] == "https://huggingface.co/me/medqa/commit/0123abc"
+    assert "hf_not_a_real_token" not in record + capsys.readouterr().out
+    (compared / "results" / "medqa" / "published.json").unlink()  # the other tests see no published run

@@ -239,7 +239,7 @@ def listing(uploads: list[Upload]) -> str:
 def upload(uploads: list[Upload], hub_id: str, token: str, private: bool, message: str) -> str:
     """Create the repository if needed and send every file in one commit; returns the commit's URL. The card is
     first checked by the Hub's own validator, so that a card the Hub would reject sends nothing."""
-    from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard
     from huggingface_hub.errors import HfHubHTTPError
 
     card = next(item for item in uploads if item.path_in_repo == CARD)
@@ -256,6 +256,13 @@ def upload(uploads: list[Upload], hub_id: str, token: str, private: bool, messag
     ]
     try:
         api.create_repo(hub_id, repo_type="model", private=private, exist_ok=True)
+        # The repository becomes exactly this run: a file of an earlier upload that this one lacks (an adapter's
+        # config left beside a merged model would make transformers load an adapter) goes; git history keeps it.
+        sent = {item.path_in_repo for item in uploads} | {".gitattributes"}
+        stale = sorted(set(api.list_repo_files(hub_id, repo_type="model")) - sent)
+        if stale:
+            print(f"removing {len(stale)} file(s) of an earlier upload that this run lacks: {', '.join(stale)}")
+        operations += [CommitOperationDelete(path_in_repo=path) for path in stale]
         commit = api.create_commit(hub_id, operations=operations, commit_message=message, repo_type="model")
     except (HfHubHTTPError, OSError) as error:  # a token without write access, a name taken, the network gone
         raise UserError(f"the Hub refused the upload to {hub_id}: {str(error).splitlines()[0]}") from None

@@ -284,3 +284,14 @@ def test_the_upload_sends_one_commit_of_exactly_the_dry_run_s_files(compared, mo
     assert json.loads(record)["commit"] == "https://huggingface.co/me/medqa/commit/0123abc"
     assert "hf_not_a_real_token" not in record + capsys.readouterr().out
     (compared / "results" / "medqa" / "published.json").unlink()  # the other tests see no published run
+
+
+def test_every_recipe_names_a_data_source_that_exists():
+    from arabic_sft.publishing.card import data_source
+    from arabic_sft.recipe import load_recipe
+
+    names = "allam_proverbs allam_proverbs_qlora demo example_own_data jais2_proverbs_qlora jais_shefaa".split()
+    recipes = [ROOT / "recipes" / f"{name}.yaml" for name in names]  # the project's (not a user's own recipes)
+    sources = {path.stem: data_source(load_recipe(["--config", str(path)]).args.data_source) for path in recipes}
+    assert all(source and source["title"] for source in sources.values()), sources
+    assert sources["demo"]["license"] == "cc-by-4.0" and sources["jais_shefaa"]["license"] is None

@@ -230,10 +230,19 @@ def test_publish_refuses_in_one_line_before_sending_anything(compared, monkeypat
     assert_one_error_line(publish("medqa.yaml", "--hub_id", "me/x", "--merged"), "a full model, not an adapter")
     assert_one_error_line(publish("medqa.yaml", "--hub_id", "me/x"), "HF_TOKEN is not set")
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
-    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     result = publish("medqa.yaml", "--hub_id", "me/x")
-    assert_one_error_line(result, "cannot be reached", "nothing was sent")
+    assert_one_error_line(result, "HF_HUB_OFFLINE is set")  # as the helper runs scripts
     assert "hf_not_a_real_token" not in result.stdout + result.stderr
+    # online but nothing answers: the check itself (the helper above runs scripts offline)
+    from arabic_sft.publishing.upload import check_can_publish, choose_run
+    from arabic_sft.recipe import load_recipe
+    from arabic_sft.runtime.errors import UserError
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    recipe = load_recipe(["--config", "medqa.yaml"])
+    with pytest.raises(UserError, match=r"^the Hugging Face Hub \(http://127.0.0.1:9\) cannot be reached"):
+        check_can_publish(recipe, choose_run(recipe, None), "me/x", merged=False, dry_run=False)
     assert not (compared / "results" / "medqa" / "published.json").exists()
 
 
@@ -263,6 +272,7 @@ def test_the_upload_sends_one_commit_of_exactly_the_dry_run_s_files(compared, mo
     validate = mock.create_autospec(huggingface_hub.ModelCard.validate)
     monkeypatch.setattr(huggingface_hub.ModelCard, "validate", validate)
     monkeypatch.setattr(upload, "endpoint_answers", lambda: True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
     monkeypatch.chdir(compared)
     recipe = load_recipe(["--config", "medqa.yaml"])

@@ -9,7 +9,6 @@ TRL drafts a card too (its tags, its citation): we take those, and not the rest,
 the versions installed when the card is written rather than those the run used.
 """
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,10 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from arabic_sft.recipe import PROJECT_ROOT, Recipe, read_yaml
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.hub import is_local
-from arabic_sft.runtime.manifest import atomic_path
+from arabic_sft.runtime.manifest import atomic_path, read_json
 from arabic_sft.scoring.compare import default_name, seed_number, system_name
 from arabic_sft.scoring.metrics import CORPUS_KEYS, METRIC_KEYS
-from arabic_sft.scoring.report import figure, label
+from arabic_sft.scoring.report import LOWER_IS_BETTER, figure, label
 from arabic_sft.training.checkpoints import LOG_HISTORY, finished_run
 
 
@@ -33,8 +32,6 @@ SOURCES_DIR = PROJECT_ROOT / "data" / "sources"
 SOURCE_FIELDS = ("title", "url", "license", "hub_id", "citation")
 LANGUAGE = "ar"
 PIPELINE_TAG = "text-generation"
-# Metrics where lower is better (the rest: higher).
-LOWER_IS_BETTER = {"empty_rate"}
 # The hyperparameters the card lists: (section of the manifest's config, field).
 HYPERPARAMETERS = [
     ("training", "learning_rate"), ("training", "lr_scheduler_type"), ("training", "warmup_steps"),
@@ -105,13 +102,6 @@ def data_source(name: str | None) -> dict | None:
     if not source.get("title"):
         raise UserError(f"{path}: a data source needs a title")
     return {field: source.get(field) for field in SOURCE_FIELDS}
-
-
-def read_json(path: Path) -> dict | list | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def same_path(a, b) -> bool:

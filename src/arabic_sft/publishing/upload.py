@@ -21,13 +21,12 @@ from arabic_sft.publishing.card import (
     comparison,
     evaluation,
     general,
-    read_json,
     trained_runs,
 )
 from arabic_sft.recipe import PROJECT_ROOT, RECIPES_DIR, Recipe
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.hub import endpoint_answers
-from arabic_sft.runtime.manifest import build_manifest, now, write_json_atomic
+from arabic_sft.runtime.manifest import build_manifest, now, read_json, write_json_atomic
 from arabic_sft.training.checkpoints import CHECKPOINT
 
 
@@ -111,9 +110,11 @@ def check_can_publish(recipe: Recipe, run: TrainedRun, hub_id: str, merged: bool
             "HF_TOKEN is not set: export a write token (https://huggingface.co/settings/tokens) as HF_TOKEN; it is "
             "read from the environment and never written"
         )
-    if not endpoint_answers():
-        from huggingface_hub import constants
+    from huggingface_hub import constants
 
+    if constants.is_offline_mode():
+        raise UserError("HF_HUB_OFFLINE is set: unset it to publish; nothing was sent")
+    if not endpoint_answers():
         raise UserError(f"the Hugging Face Hub ({constants.ENDPOINT}) cannot be reached from here; nothing was sent")
     return token
 

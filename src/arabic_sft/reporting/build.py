@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from arabic_sft.runtime.errors import UserError
+from arabic_sft.runtime.manifest import read_json
 from arabic_sft.scoring.compare import (
     Run,
     compare,
@@ -27,7 +28,7 @@ from arabic_sft.scoring.compare import (
 )
 from arabic_sft.scoring.metrics import arabic_share
 from arabic_sft.scoring.predictions import beside, prediction_rows
-from arabic_sft.scoring.report import figure, label
+from arabic_sft.scoring.report import LOWER_IS_BETTER, figure, label
 from arabic_sft.training.checkpoints import LOG_HISTORY, MANIFEST, STATE_FILE
 from arabic_sft.training.loss_curve import generation_figure, loss_figure
 
@@ -35,8 +36,6 @@ from arabic_sft.training.loss_curve import generation_figure, loss_figure
 TEMPLATES = Path(__file__).parent / "templates"
 # The per-example scores the examples browser shows and sorts by (when a run has them), then the judge's criteria.
 EXAMPLE_METRICS = ("rougeL", "bleu4", "bertscore_f1", "semantic_similarity")
-# Metrics where less is better: a drop is shown as an improvement.
-LOWER_IS_BETTER = {"empty_rate"}
 # An answer longer than this is folded (<details>) in the examples browser.
 FOLD_CHARACTERS = 280
 
@@ -66,10 +65,6 @@ def log_history(output_dir: Path) -> list[dict]:
         return json.loads((output_dir / LOG_HISTORY).read_text(encoding="utf-8"))
     states = sorted(output_dir.glob(f"checkpoint-*/{STATE_FILE}"), key=lambda path: int(path.parent.name[11:]))
     return json.loads(states[-1].read_text(encoding="utf-8"))["log_history"] if states else []
-
-
-def read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def better(metric: str, difference: float) -> int:

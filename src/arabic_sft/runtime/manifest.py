@@ -96,6 +96,14 @@ def write_json_atomic(path: str | Path, payload) -> None:
         temporary.write_text(json.dumps(payload, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
 
 
+def read_json(path: str | Path) -> dict | list | None:
+    """A JSON file's content, or None when it is missing or not JSON (a run that has not written it yet)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def changed_files(manifest: dict, paths) -> list[str]:
     """Those of `paths` that a run's manifest records and whose sha256 now differs from the recorded one."""
     recorded = (manifest or {}).get("data_sha256", {})

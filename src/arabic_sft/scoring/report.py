@@ -20,6 +20,10 @@ LABELS = {
 }  # fmt: skip
 
 
+# Metrics where less is better: a drop is an improvement (the report's colours, the model card's ▲/▼).
+LOWER_IS_BETTER = {"empty_rate"}
+
+
 def label(key: str) -> str:
     """A metric's name in tables: LABELS, or a judge's criterion (judge_correctness -> Judge: correctness)."""
     return LABELS.get(key) or (f"Judge: {key.removeprefix('judge_')}" if key.startswith("judge_") else key)

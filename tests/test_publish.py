@@ -202,9 +202,9 @@ def test_the_dry_run_lists_exactly_the_files_it_would_send_with_their_sizes(comp
     assert "nothing was sent" in result.stdout and not (results / "published.json").exists()
 
 
-def test_merged_dry_run_merges_the_adapter_with_merge_adapter_py_and_lists_the_full_model(adapter):
-    result = run_script("publish.py", "--config", "lora.yaml", "--hub_id", "me/lora", "--merged", "--dry_run",
-                        cwd=adapter)  # fmt: skip
+def test_merged_dry_run_merges_the_adapter_through_merge_adapter_py_and_lists_the_model(adapter, monkeypatch, capsys):
+    result = run_in_this_process(monkeypatch, capsys, "publish.py", "--config", "lora.yaml", "--hub_id", "me/lora",
+                                 "--merged", "--dry_run", cwd=adapter)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     files = listed(result.stdout)
     assert "model.safetensors" in files and "adapter_model.safetensors" not in files

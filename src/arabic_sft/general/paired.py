@@ -109,10 +109,22 @@ def general_comparison(folder: Path, resamples: int = 1000, seed: int = 0) -> pd
     return pd.DataFrame(rows)
 
 
-def general_markdown(table: pd.DataFrame, resamples: int, seed: int, level: float = 0.95) -> list[str]:
-    """The general-ability block of the comparison: a row per task and group."""
+def display_rows(table: pd.DataFrame) -> list[dict]:
+    """The comparison's rows as every table shows them (compare's markdown, the report, the model card): the task (a
+    group marked), its questions, both sides and the difference with their intervals, p; `tuned_value` and `diff`
+    unformatted."""
     from arabic_sft.scoring.report import figure
 
+    return [{"task": f"{row.task} (group)" if row.kind == "group" else row.task, "questions": int(row.questions),
+             "metric": row.metric, "base": figure(row.base, row.base_ci_low, row.base_ci_high),
+             "tuned": figure(row.tuned, row.tuned_ci_low, row.tuned_ci_high),
+             "difference": figure(row.diff, row.diff_ci_low, row.diff_ci_high), "p": f"{row.p_value:.3f}",
+             "tuned_value": float(row.tuned), "diff": float(row.diff)}
+            for row in table.itertuples()]  # fmt: skip
+
+
+def general_markdown(table: pd.DataFrame, resamples: int, seed: int, level: float = 0.95) -> list[str]:
+    """The general-ability block of the comparison: a row per task and group."""
     lines = [
         "",
         "## General ability (lm-evaluation-harness)",
@@ -124,11 +136,9 @@ def general_markdown(table: pd.DataFrame, resamples: int, seed: int, level: floa
         "| Task | Questions | Metric | Base | Fine-tuned | Difference | p |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row in table.itertuples():
-        name = f"{row.task} (group)" if row.kind == "group" else row.task
+    for row in display_rows(table):
         lines.append(
-            f"| {name} | {row.questions} | {row.metric} | {figure(row.base, row.base_ci_low, row.base_ci_high)} | "
-            f"{figure(row.tuned, row.tuned_ci_low, row.tuned_ci_high)} | "
-            f"{figure(row.diff, row.diff_ci_low, row.diff_ci_high)} | {row.p_value:.3f} |"
+            f"| {row['task']} | {row['questions']} | {row['metric']} | {row['base']} | {row['tuned']} | "
+            f"{row['difference']} | {row['p']} |"
         )
     return lines

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from arabic_sft.general.paired import display_rows
 from arabic_sft.recipe import PROJECT_ROOT, Recipe, read_yaml
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.hub import is_local
@@ -209,13 +210,7 @@ def general(run: TrainedRun, split: str) -> dict | None:
         return None
     if side.get("started", "") < run.manifest.get("finished", ""):  # an earlier training in the same directory
         return None
-    table = pd.read_csv(table_path)
-    rows = [{"task": row.task + (" (group)" if row.kind == "group" else ""), "questions": int(row.questions),
-             "metric": row.metric, "tuned_value": float(row.tuned),
-             "base": figure(row.base, row.base_ci_low, row.base_ci_high),
-             "tuned": figure(row.tuned, row.tuned_ci_low, row.tuned_ci_high),
-             "diff": figure(row.diff, row.diff_ci_low, row.diff_ci_high), "p": f"{row.p_value:.3f}"}
-            for row in table.itertuples()]  # fmt: skip
+    rows = display_rows(pd.read_csv(table_path))
     return {"path": str(table_path), "rows": rows}
 
 

@@ -182,18 +182,13 @@ def provenance(recipe_path: Path, output_dir: Path, runs: list[Run]) -> dict:
 
 def general_rows(folder: Path, resamples: int, seed: int) -> list[dict] | None:
     """make general's comparison (base against fine-tuned on lm-eval's tasks) as table rows; None before it ran."""
-    from arabic_sft.general.paired import general_comparison
+    from arabic_sft.general.paired import display_rows, general_comparison
 
     if not all((folder / side).is_dir() for side in ("base", "tuned")):
         return None
-    rows = []
-    for row in general_comparison(folder, resamples, seed).itertuples():
-        rows.append({"task": row.task + (" (group)" if row.kind == "group" else ""), "questions": row.questions,
-                     "metric": row.metric, "base": figure(row.base, row.base_ci_low, row.base_ci_high),
-                     "tuned": figure(row.tuned, row.tuned_ci_low, row.tuned_ci_high),
-                     "difference": figure(row.diff, row.diff_ci_low, row.diff_ci_high),
-                     "sign": better(row.metric, row.diff),
-                     "p": f"{row.p_value:.3f}"})  # fmt: skip
+    rows = display_rows(general_comparison(folder, resamples, seed))
+    for row in rows:
+        row["sign"] = better(row["metric"], row["diff"])
     return rows
 
 

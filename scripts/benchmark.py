@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 
 from arabic_sft.recipe import field_choices
+from arabic_sft.runs import RESULTS
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
 
@@ -59,7 +60,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="recipe: data, prompt, max_length, learning rate")
     parser.add_argument("--model", help="model directory or id (default: the recipe's model_name_or_path)")
-    parser.add_argument("--out", default="results/bench/cpu.json", help="results JSON (a .md summary beside it)")
+    parser.add_argument(
+        "--out", default=str(RESULTS / "bench" / "cpu.json"), help="results JSON (a .md summary beside it)"
+    )
     parser.add_argument("--train_examples", type=int, default=333, help="training examples (one epoch)")
     parser.add_argument("--batch_size", type=int, default=8, help="training batch size, both sides")
     parser.add_argument("--gen_examples", type=int, default=100, help="test prompts to generate for")
@@ -112,8 +115,10 @@ def load_setup(args):
     from arabic_sft.models import get_tokenizer
     from arabic_sft.prompts.builder import is_conversational
     from arabic_sft.recipe import load_recipe
+    from arabic_sft.training.launch import check_in_process
 
     recipe = load_recipe(["--config", args.config])
+    check_in_process(recipe)
     model = args.model or recipe.model.model_name_or_path
     tokenizer = get_tokenizer(model)
     return recipe.args, recipe.training, model, tokenizer, is_conversational(tokenizer, recipe.args.chat_format)

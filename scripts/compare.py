@@ -19,7 +19,8 @@ import argparse
 from pathlib import Path
 
 from arabic_sft.general.paired import general_comparison, general_markdown
-from arabic_sft.publishing.card import data_source, refresh_cards
+from arabic_sft.named import data_source
+from arabic_sft.publishing.card import refresh_cards
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path

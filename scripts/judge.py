@@ -32,6 +32,7 @@ from arabic_sft.judging.backends import LocalJudge, OpenAICompatibleJudge
 from arabic_sft.judging.rubric import load_rubric
 from arabic_sft.judging.run import WORD_METRICS, judge_file, judge_paths, pairwise_file, refuse_existing
 from arabic_sft.recipe import RecipeArguments, load_recipe
+from arabic_sft.runs import RecipeResults
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.preemption import Stopped, stopped_by
@@ -115,7 +116,9 @@ def main() -> int:
     recipe = load_recipe(["--config", args.config]).args if args.config else RecipeArguments()
     fields = {name: getattr(args, name) if getattr(args, name) is not None else getattr(recipe, name)
               for name in JUDGE_FIELDS}  # fmt: skip
-    path = args.predictions_csv or (args.config and f"results/{Path(args.config).stem}/predictions_{args.split}.csv")
+    path = args.predictions_csv or (
+        args.config and str(RecipeResults(Path(args.config).stem).tuned.predictions(args.split))
+    )
     if not path:
         raise UserError("no predictions given: pass a predictions CSV, or --config recipes/NAME.yaml")
     for given in filter(None, (path, args.against)):

@@ -12,10 +12,12 @@ card (README.md beside it) with the results make compare wrote.
 import argparse
 from pathlib import Path
 
-from arabic_sft.publishing.card import data_source, refresh_cards
+from arabic_sft.named import data_source
+from arabic_sft.publishing.card import refresh_cards
 from arabic_sft.recipe import load_recipe
 from arabic_sft.reporting.browser import headless_chromium
 from arabic_sft.reporting.build import build_report
+from arabic_sft.runs import RecipeResults
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path
@@ -46,7 +48,7 @@ def main():
     loaded = load_recipe(["--config", str(recipe_path)])
     recipe = loaded.args
     data_source(recipe.data_source)  # the model card's: a wrong name fails before any work
-    out = Path(args.out or f"results/{recipe_path.stem}/report.html")
+    out = Path(args.out or RecipeResults(recipe_path.stem).report)
     if out.exists() and not args.overwrite:
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
     with exclusive_output(out):

@@ -22,13 +22,15 @@ import pandas as pd
 import torch
 
 from arabic_sft.data.leakage import normalize_arabic
-from arabic_sft.recipe import load_recipe, published_names
+from arabic_sft.named import names
+from arabic_sft.recipe import load_recipe
+from arabic_sft.runs import RecipeResults, beside, split_of
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.hub import hub_is_reachable, is_local
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
 from arabic_sft.scoring import metrics
-from arabic_sft.scoring.predictions import beside, load_predictions, load_text_pairs
+from arabic_sft.scoring.predictions import load_predictions, load_text_pairs
 from arabic_sft.scoring.report import metrics_table
 
 
@@ -54,7 +56,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--out", help="metrics JSON (default: beside the predictions, predictions_X.csv -> metrics_X.json)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing metrics files")
-    parser.add_argument("--baseline", choices=published_names(), help="published results to show beside ours")
+    parser.add_argument("--baseline", choices=names("published"), help="published results to show beside ours")
     parser.add_argument(
         "--rouge_tokenizer",
         choices=["arabic", "default"],
@@ -104,16 +106,14 @@ def resolve_inputs(args) -> tuple[list[str], list[str], dict]:
         baseline = baseline or recipe.published_baseline
         args.bertscore_model = args.bertscore_model or recipe.bertscore_model
         args.semantic_model = args.semantic_model or recipe.semantic_model
-        path = f"results/{Path(args.config).stem}/predictions_{args.split or 'test'}.csv"
+        path = str(RecipeResults(Path(args.config).stem).tuned.predictions(args.split or "test"))
         if not Path(path).is_file():
             raise UserError(f"{path}: not found; generate it first (make eval, or scripts/generate.py --config)")
     if not args.out:
         args.out = str(beside(path, "metrics"))
     predictions, references, columns = load_predictions(path, args.reference_column, args.prediction_column)
     args.baseline = baseline
-    args.split = args.split or next(
-        (s for s in ("test", "validation") if Path(path).stem == f"predictions_{s}"), "test"
-    )
+    args.split = args.split or split_of(path)
     return predictions, references, {"predictions_csv": path, "columns": columns}
 
 

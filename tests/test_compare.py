@@ -213,7 +213,7 @@ def test_a_judgement_of_other_examples_is_refused(tmp_path):
 
 
 def test_what_is_written_beside_a_predictions_csv_is_named_one_way():
-    from arabic_sft.scoring.predictions import beside
+    from arabic_sft.runs import beside
 
     assert beside("r/predictions_test.csv", "metrics").as_posix() == "r/metrics_test.json"
     assert beside("r/metrics_validation.json", "judge").as_posix() == "r/judge_validation.json"

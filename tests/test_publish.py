@@ -297,7 +297,7 @@ def test_the_upload_sends_one_commit_of_exactly_the_dry_run_s_files(compared, mo
 
 
 def test_every_recipe_names_a_data_source_that_exists():
-    from arabic_sft.publishing.card import data_source
+    from arabic_sft.named import data_source
     from arabic_sft.recipe import load_recipe
 
     names = "allam_proverbs allam_proverbs_qlora demo example_own_data jais2_proverbs_qlora jais_shefaa".split()

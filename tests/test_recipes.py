@@ -12,6 +12,7 @@ from helpers import ROOT
 
 from arabic_sft.recipe import GROUPS, PRESET_FIELDS, RecipeArguments, fields_in, load_recipe, read_preset
 from arabic_sft.runtime.errors import UserError
+from arabic_sft.training.launch import check_in_process
 
 
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -28,7 +29,8 @@ SEED_SHEFAA_PROMPT = "سؤال: {question}\nالتصنيف: {category}\nالإج
 def parse(name: str):
     # GPU recipes ask for bf16; `use_cpu` lets TrainingArguments validate them on a machine without a GPU.
     recipe = load_recipe(["--config", str(ROOT / "recipes" / f"{name}.yaml"), "--use_cpu", "true"])
-    training = recipe.training  # first: what the recipe leaves unset is chosen for the machine (example_own_data)
+    check_in_process(recipe)  # first: what the recipe leaves unset is chosen for the machine (example_own_data)
+    training = recipe.training
     return recipe.args, training, recipe.model
 
 

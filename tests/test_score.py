@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import pandas as pd
 import pytest
@@ -226,8 +227,8 @@ def test_a_recipes_local_embedding_models_score_through_config_and_make(tmp_path
     assert scoring["bertscore_model"] == scoring["semantic_model"] == str(tiny_bert)
 
     name = os.path.relpath(recipe.with_suffix(""), ROOT / "recipes")  # RECIPE names recipes/$(RECIPE).yaml
-    shown = subprocess.run(
-        ["make", "--no-print-directory", "-n", "baseline", f"RECIPE={name}"], cwd=ROOT, capture_output=True, text=True
+    shown = subprocess.run(  # what `make baseline RECIPE=name` runs
+        [sys.executable, "-m", "arabic_sft", "--show", "baseline", name], cwd=ROOT, capture_output=True, text=True
     )
     scoring = next(line for line in shown.stdout.splitlines() if "scripts/score.py" in line)
     assert f"--bertscore_model {tiny_bert} --semantic_model {tiny_bert}" in scoring, shown.stdout

@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, get_quantization_config
 
+from arabic_sft.runs import MANIFEST
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.hub import hub_is_reachable, is_local
 
@@ -123,7 +124,7 @@ def model_tokenizer(base_id: str, adapter_dir: str | Path | None, revision: str 
 def training_quantization(adapter_dir: str | Path):
     """The bitsandbytes config an adapter was trained on (from the run_manifest.json sft.py saves beside it), or
     None for an adapter trained on full-precision weights or without a manifest."""
-    manifest = Path(adapter_dir) / "run_manifest.json"
+    manifest = Path(adapter_dir) / MANIFEST
     if not manifest.is_file():
         return None
     settings = json.loads(manifest.read_text(encoding="utf-8"))["config"].get("model", {})

@@ -19,15 +19,12 @@ from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 
-import yaml
-
+from arabic_sft import named
+from arabic_sft.named import read_yaml
 from arabic_sft.runtime.errors import UserError, run_cli
 
 
-RECIPES_DIR = Path("recipes")
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# Published results of papers, one YAML file each (`published_baseline: NAME`).
-PUBLISHED_DIR = PROJECT_ROOT / "data" / "published"
+RECIPES_DIR = named.folder("recipe")
 
 # The group each of our fields belongs to (declared on the field): where it is used.
 GROUPS = {
@@ -40,10 +37,6 @@ GROUPS = {
     "publishing": "what the model card says and make publish needs (arabic_sft.publishing)",
     "launch": "how make train launches it (arabic_sft.training.launch)",
 }
-
-
-def published_names() -> list[str]:
-    return sorted(path.stem for path in PUBLISHED_DIR.glob("*.yaml"))
 
 
 def _field(group: str, default, help: str, **metadata):
@@ -171,7 +164,7 @@ class RecipeArguments:
         "evaluation",
         None,
         "Published results shown beside this recipe's (a file in data/published/).",
-        choices=published_names(),
+        choices=named.names("published"),
     )
     judge_rubric: str = _field(
         "evaluation", "qa_reference", "The judge's rubric: recipes/judges/NAME.yaml, or a path to such a YAML."
@@ -380,36 +373,12 @@ def make_parser(source: str | None = None):
     return parser
 
 
-def read_yaml(path: str | Path, what: str = "recipe") -> dict:
-    """A YAML mapping from a file; a missing file, bad YAML or another type is a `UserError` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: {what} not found")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise UserError(f"{path}: {yaml_error(error)}") from None
-    if not isinstance(values, dict):
-        raise UserError(f"{path}: a {what} must be a YAML mapping of field: value")
-    return values
-
-
-def yaml_error(error: yaml.YAMLError) -> str:
-    """A YAML error as one sentence with the line and column where the faulty construct starts (1-based)."""
-    mark = getattr(error, "context_mark", None) or getattr(error, "problem_mark", None)
-    what = ", ".join(part for part in (getattr(error, "context", None), getattr(error, "problem", None)) if part)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    return f"not valid YAML{where}: {what or str(error).splitlines()[0]}; check the quotes and indentation there"
-
-
 def read_preset(task: str, source: str | Path = "arguments") -> dict:
     """The fields of a task preset: `recipes/tasks/<task>.yaml`, or a YAML file's path."""
-    path = Path(task) if str(task).endswith((".yaml", ".yml")) else RECIPES_DIR / "tasks" / f"{task}.yaml"
-    if not path.is_file() and not path.is_absolute() and (PROJECT_ROOT / path).is_file():
-        path = PROJECT_ROOT / path  # the project's own presets, from any directory
-    if not path.is_file():
-        known = sorted(item.stem for item in (PROJECT_ROOT / RECIPES_DIR / "tasks").glob("*.yaml"))
-        raise UserError(f"{source}: task '{task}': no preset {path} (presets: {', '.join(known) or 'none'})")
+    try:
+        path = named.find("task", task)
+    except UserError as error:
+        raise UserError(f"{source}: {error}") from None
     preset = read_yaml(path, "task preset")
     if not set(preset) <= set(PRESET_FIELDS):
         raise UserError(f"{path}: a task preset is a mapping of {', '.join(PRESET_FIELDS)}")
@@ -451,8 +420,11 @@ class Recipe:
     """A recipe as read once: `path`, `fields` (every field, typed by TRL's parser), `args` (our `RecipeArguments`),
     and TRL's `model` (`ModelConfig`) and `training` (`SFTConfig`, checked against this machine) when asked for."""
 
-    def __init__(self, path: Path | None, values: dict, explicit: set[str] | None = None):
+    def __init__(
+        self, path: Path | None, values: dict, explicit: set[str] | None = None, given: set[str] = frozenset()
+    ):
         self.path = path
+        self.given = frozenset(given)  # the fields the command line set
         self.fields = argparse.Namespace(**values)
         # The fields the recipe, its preset or the command line set (the rest are defaults: TRL's, ours, the machine's)
         self.explicit = frozenset(values if explicit is None else explicit)
@@ -491,12 +463,10 @@ class Recipe:
 
     @cached_property
     def training(self):
-        """TRL's `SFTConfig`; what it would refuse on this machine (bf16 without a GPU) is said first, in one line."""
+        """TRL's `SFTConfig`. Training fits the recipe to the machine first (`training.launch.check_in_process`: the
+        precision chosen, what this machine cannot run said in one line); reading it never probes the machine."""
         from trl import SFTConfig
 
-        from arabic_sft.training.launch import check_in_process
-
-        check_in_process(self)
         return self._build(SFTConfig, (RecipeArguments,))
 
 
@@ -541,9 +511,24 @@ def load_recipe(args: list[str] | None = None) -> Recipe:
         values = {**values, **read_preset(task, "--task"), "task": task}
     parser.set_defaults_with_config(**values)
     namespace = vars(parser.parse_args(overrides))
-    explicit = set(values) | _given_on_command_line(parser, overrides)
+    given = _given_on_command_line(parser, overrides)
+    explicit = set(values) | given
     namespace.update(project_defaults(namespace, explicit))
-    return Recipe(Path(path) if path else None, namespace, explicit)
+    return Recipe(Path(path) if path else None, namespace, explicit, given)
+
+
+def read_fields(path: str | Path, *names: str) -> dict:
+    """Some of our fields as a recipe file sets them (its task preset included), else their defaults: a quick read
+    that loads no TRL, for what decides which stages run (the console program). `load_recipe` checks the whole."""
+    values = read_yaml(path)
+    if task := values.get("task"):
+        values = {**read_preset(task, path), **values}
+    defaults = {item.name: item.default for item in fields(RecipeArguments)}
+    chosen = {name: values.get(name, defaults[name]) for name in names}
+    seeds = chosen.get("seeds")
+    if seeds is not None and not (isinstance(seeds, list) and all(isinstance(seed, int) for seed in seeds)):
+        raise UserError(f"{path}: seeds: a list of whole numbers, got {seeds!r}")
+    return chosen
 
 
 def main() -> None:
@@ -551,9 +536,7 @@ def main() -> None:
     parser.add_argument("recipe", help="recipes/NAME.yaml, or NAME")
     parser.add_argument("field", nargs="+", help="field names (ours, SFTConfig's or ModelConfig's)")
     options = parser.parse_args()
-    path = (
-        options.recipe if options.recipe.endswith((".yaml", ".yml")) else str(RECIPES_DIR / f"{options.recipe}.yaml")
-    )
+    path = str(named.find("recipe", options.recipe))
     recipe = load_recipe(["--config", path])
     for name in options.field:
         if not hasattr(recipe.fields, name):

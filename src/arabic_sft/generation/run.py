@@ -22,12 +22,12 @@ from arabic_sft.models import context_length, load_for_generation
 from arabic_sft.prompts.builder import build_model_prompt, is_conversational, predictions_table, prompt_token_ids
 from arabic_sft.prompts.truncation import count_long_prompts
 from arabic_sft.recipe import Recipe, RecipeArguments, fields_in, load_recipe, read_preset
+from arabic_sft.runs import MANIFEST, RecipeResults
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, changed_files, now, write_json_atomic
 from arabic_sft.runtime.partial import PartialWriter, partial_path, read_done, remove_partial
 from arabic_sft.runtime.preemption import StopRequest, die_with_launcher, stopped_by
-from arabic_sft.training.checkpoints import MANIFEST
 
 
 def data_arguments(args, recipe: Recipe | None) -> RecipeArguments:
@@ -59,8 +59,10 @@ def resolve(args) -> tuple[GenerationSettings, RecipeArguments]:
             if args.config
             else "--test_path is required without --config"
         )
-    run = f"baseline-{args.shots or 'zero'}-shot/" if args.baseline else ""
-    out_path = args.out_path or (f"results/{recipe.name}/{run}predictions_{args.split}.csv" if recipe else None)
+    if recipe and not args.out_path:
+        results = RecipeResults(recipe.name)
+        args.out_path = str((results.baseline(args.shots) if args.baseline else results.tuned).predictions(args.split))
+    out_path = args.out_path
     if not out_path:
         raise UserError("--out_path is required without --config")
     if recipe is None:

@@ -6,9 +6,8 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from arabic_sft.recipe import PROJECT_ROOT, RECIPES_DIR, read_yaml
+from arabic_sft import named
 from arabic_sft.runtime.errors import UserError
 
 
@@ -83,21 +82,9 @@ def fill(template: str, **values: str) -> str:
     )
 
 
-def rubric_path(name: str) -> Path:
-    """`recipes/judges/NAME.yaml` (from any directory), or the YAML file `name` is a path of."""
-    if str(name).endswith((".yaml", ".yml")):
-        return Path(name)
-    path = RECIPES_DIR / "judges" / f"{name}.yaml"
-    return path if path.is_file() else PROJECT_ROOT / path
-
-
 def load_rubric(name: str) -> Rubric:
     """The rubric `name` names, checked: every problem is one `UserError` line naming the file and the field."""
-    path = rubric_path(name)
-    if not path.is_file():
-        known = sorted(item.stem for item in (PROJECT_ROOT / RECIPES_DIR / "judges").glob("*.yaml"))
-        raise UserError(f"judge rubric '{name}': no file {path} (rubrics: {', '.join(known) or 'none'})")
-    values = read_yaml(path, "judge rubric")
+    path, values = named.read("judge", name)
     source = str(path)
     criteria = values.get("criteria")
     if not isinstance(criteria, list) or not criteria:

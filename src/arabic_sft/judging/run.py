@@ -20,11 +20,12 @@ from arabic_sft.judging.verdicts import (
     problem_counts,
     winner_verdict,
 )
+from arabic_sft.runs import beside
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
 from arabic_sft.runtime.preemption import StopRequest
 from arabic_sft.scoring import metrics
-from arabic_sft.scoring.predictions import beside, prediction_rows, questions
+from arabic_sft.scoring.predictions import prediction_rows, questions
 
 
 PREFIX = "judge_"

@@ -9,6 +9,7 @@ TRL drafts a card too (its tags, its citation): we take those, and not the rest,
 the versions installed when the card is written rather than those the run used.
 """
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,20 +18,19 @@ import pandas as pd
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from arabic_sft.general.paired import display_rows
-from arabic_sft.recipe import PROJECT_ROOT, Recipe, read_yaml
-from arabic_sft.runtime.errors import UserError
+from arabic_sft.named import data_source
+from arabic_sft.recipe import Recipe
+from arabic_sft.runs import CARD, LOG_HISTORY, RecipeResults, RunFolder, in_results, seed_number
 from arabic_sft.runtime.hub import is_local
 from arabic_sft.runtime.manifest import atomic_path, read_json
-from arabic_sft.scoring.compare import default_name, seed_number, system_name
+from arabic_sft.scoring.compare import default_name, system_name
 from arabic_sft.scoring.metrics import CORPUS_KEYS, METRIC_KEYS
 from arabic_sft.scoring.report import LOWER_IS_BETTER, figure, label
-from arabic_sft.training.checkpoints import LOG_HISTORY, finished_run
+from arabic_sft.training.checkpoints import finished_run
 
 
-CARD = "README.md"
+logger = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md.j2"
-SOURCES_DIR = PROJECT_ROOT / "data" / "sources"
-SOURCE_FIELDS = ("title", "url", "license", "hub_id", "citation")
 LANGUAGE = "ar"
 PIPELINE_TAG = "text-generation"
 # The hyperparameters the card lists: (section of the manifest's config, field).
@@ -70,11 +70,10 @@ def run_in(recipe: Recipe, model_dir: str | Path) -> TrainedRun | None:
     if not (manifest := finished_run(model_dir)):
         return None
     name = recipe.name or model_dir.name
-    folder, home = model_dir.parent, Path("results", name)
+    folder, home = model_dir.parent, RecipeResults(name).path
     if folder.name.startswith("seed-") and folder.parent == home:
         return TrainedRun(name, model_dir, folder, seed_number(folder), manifest)
-    where = model_dir.resolve()
-    if where.is_relative_to(Path("results").resolve()) and not where.is_relative_to(home.resolve()):
+    if in_results(model_dir) and not model_dir.resolve().is_relative_to(home.resolve()):
         return TrainedRun(name, model_dir, folder, None, manifest)  # elsewhere in results/: a sweep's trial
     return TrainedRun(name, model_dir, home, None, manifest)
 
@@ -82,27 +81,10 @@ def run_in(recipe: Recipe, model_dir: str | Path) -> TrainedRun | None:
 def trained_runs(recipe: Recipe) -> list[TrainedRun]:
     """The recipe's finished trainings: its output_dir, and each seed's results/NAME/seed-N/model."""
     output_dir = getattr(recipe.fields, "output_dir", None)
-    seeds = sorted(Path("results", recipe.name).glob("seed-*/model"), key=lambda path: seed_number(path.parent))
+    results = RecipeResults(recipe.name)
+    seeds = [model for seed in results.seeds() if (model := results.seed(seed).model).is_dir()]
     models = list(dict.fromkeys([*([Path(output_dir)] if output_dir else []), *seeds]))
     return [run for model in models if (run := run_in(recipe, model))]
-
-
-def data_source(name: str | None) -> dict | None:
-    """A data source file (data/sources/NAME.yaml, or a YAML path): title, url, license, hub_id, citation."""
-    if not name:
-        return None
-    path = Path(name) if name.endswith((".yaml", ".yml")) else SOURCES_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(item.stem for item in SOURCES_DIR.glob("*.yaml")))
-        raise UserError(f"data_source: {name}: no {path} (known: {known})")
-    source = read_yaml(path, "data source")
-    if unknown := sorted(set(source) - set(SOURCE_FIELDS)):
-        raise UserError(
-            f"{path}: unknown field(s) {', '.join(unknown)} (a data source has {', '.join(SOURCE_FIELDS)})"
-        )
-    if not source.get("title"):
-        raise UserError(f"{path}: a data source needs a title")
-    return {field: source.get(field) for field in SOURCE_FIELDS}
 
 
 def same_path(a, b) -> bool:
@@ -112,9 +94,10 @@ def same_path(a, b) -> bool:
 def evaluation(run: TrainedRun, split: str) -> tuple[dict | None, str | None]:
     """(this model's scores on `split` with what produced them, or None; a note when scores were found but are not
     this training's: answers generated from another model, or before this training finished)."""
-    metrics_path = run.results / f"metrics_{split}.json"
+    folder = RunFolder(run.results)
+    metrics_path = folder.metrics(split)
     metrics = read_json(metrics_path)
-    generation = read_json(run.results / f"predictions_{split}.manifest.json")
+    generation = read_json(folder.generation_manifest(split))
     if metrics is None:
         return None, None
     settings = ((generation or {}).get("config") or {}).get("generation") or {}
@@ -142,11 +125,9 @@ def evaluation(run: TrainedRun, split: str) -> tuple[dict | None, str | None]:
 def this_run_name(run: TrainedRun, split: str) -> str:
     """The name make compare gives this run's system: the recipe (results/NAME), or NAME (seeds ...)."""
     if run.seed is None:
-        return default_name(run.results / f"metrics_{split}.json")
-    seeds = sorted(
-        Path("results", run.recipe).glob(f"seed-*/metrics_{split}.json"), key=lambda p: seed_number(p.parent)
-    )
-    return system_name(seeds)
+        return default_name(RunFolder(run.results).metrics(split))
+    results = RecipeResults(run.recipe)
+    return system_name([path for seed in results.seeds() if (path := results.seed(seed).metrics(split)).is_file()])
 
 
 def sign(metric: str, row) -> str:
@@ -162,7 +143,8 @@ def sign(metric: str, row) -> str:
 def comparison(run: TrainedRun, split: str, scores: dict | None) -> tuple[dict | None, str | None]:
     """make compare's table for this run's system against its baselines (compare_<split>.csv in results/NAME), when
     its values are this run's scores (the mean over the seeds for a multi-seed system); else a note."""
-    path = Path("results", run.recipe, f"compare_{split}.csv")
+    results = RecipeResults(run.recipe)
+    path = results.compare(split).with_suffix(".csv")
     if not path.is_file() or scores is None:
         return None, None
     table = pd.read_csv(path)
@@ -170,9 +152,7 @@ def comparison(run: TrainedRun, split: str, scores: dict | None) -> tuple[dict |
     ours = table[table["run"] == name]
     expected = dict(scores["values"])
     if run.seed is not None:  # the system's value: the mean over the seeds' scores
-        seeds = [
-            read_json(folder / f"metrics_{split}.json") or {} for folder in Path("results", run.recipe).glob("seed-*")
-        ]
+        seeds = [read_json(results.seed(seed).metrics(split)) or {} for seed in results.seeds()]
         expected = {key: sum(seed.get(key) or 0 for seed in seeds) / len(seeds) for key in expected}
     recorded = {row.metric: row.value for row in ours.itertuples() if row.metric in expected}
     if not recorded or any(abs(recorded[key] - expected[key]) > 1e-12 for key in recorded):
@@ -201,7 +181,7 @@ def comparison(run: TrainedRun, split: str, scores: dict | None) -> tuple[dict |
 def general(run: TrainedRun, split: str) -> dict | None:
     """make general's comparison (base against fine-tuned on lm-eval's tasks), when its fine-tuned side is this
     training's model, evaluated after it finished."""
-    folder = Path("results", run.recipe, "general")
+    folder = RecipeResults(run.recipe).general
     table_path = folder / "comparison.csv"
     side = read_json(folder / "tuned" / "manifest.json") or {}
     model_args = ((side.get("config") or {}).get("general") or {}).get("model_args") or {}
@@ -384,3 +364,13 @@ def write_card(run: TrainedRun, recipe: Recipe, split: str = "test") -> Path:
 def refresh_cards(recipe: Recipe, split: str = "test") -> list[Path]:
     """Refresh the card of each of the recipe's finished trainings (make compare, make report)."""
     return [write_card(run, recipe, split) for run in trained_runs(recipe)]
+
+
+def write_card_after_training(recipe: Recipe, output_dir: str | Path) -> None:
+    """The model card of a training that just finished (README.md beside the model, replacing TRL's draft), before
+    any evaluation: compare and report refresh it with the results. A card that cannot be written costs the run
+    nothing: the model and its manifest are saved, and the next refresh tries again."""
+    try:
+        write_card(run_in(recipe, output_dir), recipe)
+    except Exception as error:  # noqa: BLE001 - the trained model matters more than its card
+        logger.warning("the model card could not be written (%s); make compare writes it", error)

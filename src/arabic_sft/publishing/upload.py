@@ -14,8 +14,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from arabic_sft import named
+from arabic_sft.named import PROJECT_ROOT
 from arabic_sft.publishing.card import (
-    CARD,
     TrainedRun,
     build_card,
     comparison,
@@ -23,7 +24,8 @@ from arabic_sft.publishing.card import (
     general,
     trained_runs,
 )
-from arabic_sft.recipe import PROJECT_ROOT, RECIPES_DIR, Recipe
+from arabic_sft.recipe import Recipe
+from arabic_sft.runs import CARD, LOG_HISTORY, MANIFEST, RecipeResults, RunFolder
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.hub import endpoint_answers
 from arabic_sft.runtime.manifest import build_manifest, now, read_json, write_json_atomic
@@ -33,12 +35,6 @@ from arabic_sft.training.checkpoints import CHECKPOINT
 # A model directory's files that do not go up: checkpoints (the final model is at its top level), TensorBoard's logs,
 # the pickled TrainingArguments (the manifest holds them as JSON) and TRL's draft card (replaced by ours).
 LEFT_OUT = {"runs", "training_args.bin", CARD}
-RESULT_PATTERNS = (
-    "metrics_{split}.json", "metrics_{split}.md", "metrics_{split}.examples.csv", "predictions_{split}.csv",
-    "predictions_{split}.manifest.json", "judge_{split}.json", "judge_{split}.examples.csv",
-)  # fmt: skip
-COMPARE_PATTERNS = ("compare_{split}.md", "compare_{split}.csv", "compare_{split}.png", "compare_{split}.groups.csv")
-PUBLISHED = "published.json"
 
 
 @dataclass
@@ -62,8 +58,8 @@ def choose_run(recipe: Recipe, seed: int | None) -> TrainedRun:
         runs = [run for run in runs if run.seed == seed]
         if not runs:
             raise UserError(
-                f"results/{recipe.name}/seed-{seed}/model: no finished training; make train RECIPE={recipe.name} "
-                f"SEEDS={seed} first"
+                f"{RecipeResults(recipe.name).seed(seed).model}: no finished training; make train "
+                f"RECIPE={recipe.name} SEEDS={seed} first"
             )
         return runs[0]
     plain = [run for run in runs if run.seed is None]
@@ -71,7 +67,8 @@ def choose_run(recipe: Recipe, seed: int | None) -> TrainedRun:
         return plain[0]
     if runs:
         seeds = ", ".join(str(run.seed) for run in runs)
-        raise UserError(f"results/{recipe.name}: one finished training per seed ({seeds}): say which, SEED=N")
+        folder = RecipeResults(recipe.name).path
+        raise UserError(f"{folder}: one finished training per seed ({seeds}): say which, SEED=N")
     raise UserError(
         f"{recipe.fields.output_dir}: no finished training (no run_manifest.json): make train RECIPE={recipe.name} "
         "first"
@@ -122,7 +119,7 @@ def check_can_publish(recipe: Recipe, run: TrainedRun, hub_id: str, merged: bool
 def merged_model(run: TrainedRun) -> Path:
     """The adapter merged into its base by scripts/merge_adapter.py, in the run's results folder (merged/); a merge
     made from this training is reused."""
-    out = run.results / "merged"
+    out = RunFolder(run.results).merged
     record = read_json(out / "merge_manifest.json") or {}
     settings = (record.get("config") or {}).get("merge") or {}
     if Path(settings.get("adapter_dir") or "/nonexistent").resolve() == run.model_dir.resolve() and record.get(
@@ -173,31 +170,27 @@ def run_files(run: TrainedRun, recipe: Recipe, split: str) -> list[Upload]:
         uploads.append(Upload(f"recipes/{recipe.name}.yaml", recipe.path, what="recipe"))
     task = recipe.args.task
     if task and not str(task).endswith((".yaml", ".yml")):
-        preset = PROJECT_ROOT / RECIPES_DIR / "tasks" / f"{task}.yaml"
+        preset = PROJECT_ROOT / named.folder("task") / f"{task}.yaml"
         if preset.is_file():
             uploads.append(Upload(f"recipes/tasks/{task}.yaml", preset, what="task preset"))
     scores, _ = evaluation(run, split)
     if scores is not None:
-        for pattern in RESULT_PATTERNS:
-            if (path := run.results / pattern.format(split=split)).is_file():
-                uploads.append(Upload(in_repo(path), path, what="results"))
+        uploads += [Upload(in_repo(path), path, what="results") for path in RunFolder(run.results).files(split)]
     compared, _ = comparison(run, split, scores)
     if compared is not None:
-        folder = Path("results", run.recipe)
-        for pattern in COMPARE_PATTERNS:
-            if (path := folder / pattern.format(split=split)).is_file():
-                uploads.append(Upload(in_repo(path), path, what="comparison"))
-        for baseline in sorted(folder.glob("baseline-*-shot")):
-            for pattern in RESULT_PATTERNS:
-                if (path := baseline / pattern.format(split=split)).is_file():
-                    uploads.append(Upload(in_repo(path), path, what="baseline"))
-        report = folder / "report.html"
-        newest = max(path.stat().st_mtime for path in [run.results / f"metrics_{split}.json", Path(compared["path"])])
+        results = RecipeResults(run.recipe)
+        uploads += [Upload(in_repo(path), path, what="comparison") for path in results.compare_files(split)]
+        for baseline in sorted([results.baseline(), *results.few_shot_baselines()], key=lambda folder: folder.path):
+            uploads += [Upload(in_repo(path), path, what="baseline") for path in baseline.files(split)]
+        report = results.report
+        newest = max(path.stat().st_mtime for path in [RunFolder(run.results).metrics(split), Path(compared["path"])])
         if report.is_file() and report.stat().st_mtime >= newest:  # made from these results
             uploads.append(Upload(in_repo(report), report, what="report"))
     if general(run, split) is not None:
-        folder = Path("results", run.recipe, "general")
-        paths = [folder / "comparison.md", folder / "comparison.csv", folder.parent / f"compare_{split}.general.csv"]
+        results = RecipeResults(run.recipe)
+        folder = results.general
+        paths = [folder / "comparison.md", folder / "comparison.csv"]
+        paths.append(results.compare(split).with_suffix(".general.csv"))
         paths += [folder / side / name for side in ("base", "tuned") for name in ("manifest.json", "results.json")]
         uploads += [Upload(in_repo(path), path, what="general ability") for path in paths if path.is_file()]
     return uploads
@@ -210,7 +203,7 @@ def plan(run: TrainedRun, recipe: Recipe, hub_id: str, split: str, merged_dir: P
     uploads += model_files(merged_dir or run.model_dir)
     if merged_dir is not None:  # the training's record, beside the merge's own manifest
         uploads += [Upload(f"training/{path.name}", path, what="training record")
-                    for path in [run.model_dir / "run_manifest.json", run.model_dir / "log_history.json",
+                    for path in [run.model_dir / MANIFEST, run.model_dir / LOG_HISTORY,
                                  run.model_dir / "loss.png"] if path.is_file()]  # fmt: skip
     uploads += run_files(run, recipe, split)
     paths = [upload.path_in_repo for upload in uploads]
@@ -272,7 +265,7 @@ def upload(uploads: list[Upload], hub_id: str, token: str, private: bool, messag
 
 def record(run: TrainedRun, hub_id: str, url: str, uploads: list[Upload], settings: dict, started: str) -> Path:
     """results/NAME/published.json: where the run went, with which files (the token is not among the settings)."""
-    path = run.results / PUBLISHED
+    path = RunFolder(run.results).published
     files = [{"path": item.path_in_repo, "bytes": item.size} for item in uploads]
     write_json_atomic(path, {**build_manifest({"publish": settings}, [], started), "hub_id": hub_id, "commit": url,
                              "files": files})  # fmt: skip

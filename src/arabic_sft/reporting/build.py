@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from arabic_sft.runs import LOG_HISTORY, MANIFEST, TRAINER_STATE, RecipeResults, beside
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.manifest import read_json
 from arabic_sft.scoring.compare import (
@@ -27,9 +28,8 @@ from arabic_sft.scoring.compare import (
     seed_markdown,
 )
 from arabic_sft.scoring.metrics import arabic_share
-from arabic_sft.scoring.predictions import beside, prediction_rows
+from arabic_sft.scoring.predictions import prediction_rows
 from arabic_sft.scoring.report import LOWER_IS_BETTER, figure, label
-from arabic_sft.training.checkpoints import LOG_HISTORY, MANIFEST, STATE_FILE
 from arabic_sft.training.loss_curve import generation_figure, loss_figure
 
 
@@ -63,7 +63,7 @@ def log_history(output_dir: Path) -> list[dict]:
     """The trainer's log: log_history.json beside the model (sft.py writes it), else the last checkpoint's state."""
     if (output_dir / LOG_HISTORY).is_file():
         return json.loads((output_dir / LOG_HISTORY).read_text(encoding="utf-8"))
-    states = sorted(output_dir.glob(f"checkpoint-*/{STATE_FILE}"), key=lambda path: int(path.parent.name[11:]))
+    states = sorted(output_dir.glob(f"checkpoint-*/{TRAINER_STATE}"), key=lambda path: int(path.parent.name[11:]))
     return json.loads(states[-1].read_text(encoding="utf-8"))["log_history"] if states else []
 
 
@@ -213,7 +213,7 @@ def build_report(recipe_path: Path, split: str, group_column: str | None, resamp
         groups = {"column": group_column, "metrics": group_metrics, "rows": group_table,
                   "names": list(dict.fromkeys(row["group"] for row in group_table))}  # fmt: skip
     sort_keys, rows = examples(tuned, baseline, shots, labels)
-    general = general_rows(Path("results") / name / "general", resamples, seed)
+    general = general_rows(RecipeResults(name).general, resamples, seed)
     output_dir = Path(recipe.fields.output_dir or "")
     if tuned.seeds:  # several seeds: the first seed's training log and model (each seed's run is in its folder)
         output_dir = tuned.seeds[0].path.parent / "model"

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from arabic_sft.runs import RecipeResults, beside, is_split_file, metrics_files, seed_number
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.scoring.metrics import CORPUS_KEYS, METRIC_KEYS
-from arabic_sft.scoring.predictions import beside
 
 
 # Means over examples, from the per-example scores; `empty_rate` is the mean of the `empty` column.
@@ -234,28 +234,16 @@ def recipe_runs(name: str, split: str) -> tuple[Path, list[Path | list[Path]]]:
     """(the zero-shot baseline's metrics, [each few-shot baseline's, then the fine-tuned run's]) of a recipe's
     results/NAME folder, as `make baseline` and `make eval` write them. Runs trained with several seeds
     (results/NAME/seed-N/, make train SEEDS=...) come last, as one list: one system (`load_system`)."""
-    results = Path("results") / name
-    metrics = f"metrics_{split}.json"
-    baseline = results / "baseline-zero-shot" / metrics
+    results = RecipeResults(name)
+    baseline = results.baseline().metrics(split)
     if not baseline.is_file():
         raise UserError(f"{baseline}: not found; run make baseline RECIPE={name} first")
-    tuned = results / metrics
-    seeds = sorted(results.glob(f"seed-*/{metrics}"), key=lambda path: seed_number(path.parent))
+    tuned = results.tuned.metrics(split)
+    seeds = [path for seed in results.seeds() if (path := results.seed(seed).metrics(split)).is_file()]
     if not tuned.is_file() and not seeds:
         raise UserError(f"{tuned}: not found; run make eval RECIPE={name} first")
-    shots = sorted(
-        path / metrics
-        for path in results.glob("baseline-*-shot")
-        if path.name != "baseline-zero-shot" and (path / metrics).is_file()
-    )
+    shots = [path for folder in results.few_shot_baselines() if (path := folder.metrics(split)).is_file()]
     return baseline, [*shots, *([tuned] if tuned.is_file() else []), *([seeds] if seeds else [])]
-
-
-def seed_number(folder: Path) -> int:
-    number = folder.name.removeprefix("seed-")
-    if not number.isdigit():
-        raise UserError(f"{folder}: a seed's folder is named seed-N (N the training seed)")
-    return int(number)
 
 
 def load_system(path: Path | list[Path], name: str | None = None) -> Run:
@@ -277,7 +265,7 @@ def find_metrics(path: str | Path) -> Path:
     """A metrics JSON, or the one metrics_*.json in a directory."""
     path = Path(path)
     if path.is_dir():
-        found = sorted(path.glob("metrics_*.json"))
+        found = metrics_files(path)
         if len(found) != 1:
             names = ", ".join(item.name for item in found) or "none"
             raise UserError(f"{path}: expected one metrics_*.json written by score.py (found: {names}); name the file")
@@ -337,8 +325,7 @@ def identical_predictions(runs: list[Run]) -> list[str]:
 
 def default_name(path: Path) -> str:
     """A run's name: the directory holding its metrics (results/demo -> demo; results/demo/baseline-3-shot -> ...)."""
-    stem = path.stem.removeprefix("metrics_")
-    return path.parent.name if stem in ("test", "validation") else f"{path.parent.name}/{stem}"
+    return path.parent.name if is_split_file(path, "metrics") else f"{path.parent.name}/{path.stem.split('_', 1)[-1]}"
 
 
 def published_run(name: str, split: str) -> Run:

@@ -44,24 +44,6 @@ def _find_column(
     return match
 
 
-# What score.py and judge.py write beside predictions_X.csv: metrics_X.json, judge_X.json, pairwise_X.json
-# (X.metrics.json, X.judge.json, X.pairwise.json beside a CSV of another name).
-OUTPUT_KINDS = ("predictions", "metrics", "judge", "pairwise")
-
-
-def beside(path: str | Path, kind: str) -> Path:
-    """The `kind` file (one of OUTPUT_KINDS, a .json) of the run `path` is a file of: predictions_X.csv,
-    metrics_X.json or judge_X.json -> KIND_X.json; X.csv, X.metrics.json or X.judge.json -> X.KIND.json."""
-    path = Path(path)
-    name = path.name.removesuffix(path.suffix)
-    for other in OUTPUT_KINDS:
-        if name.startswith(f"{other}_"):
-            return path.with_name(f"{kind}_{name.removeprefix(f'{other}_')}.json")
-    for other in OUTPUT_KINDS:
-        name = name.removesuffix(f".{other}")
-    return path.with_name(f"{name}.{kind}.json")
-
-
 def prediction_rows(
     path: str | Path, reference_column: str | None = None, prediction_column: str | None = None
 ) -> tuple[pd.DataFrame, dict[str, str]]:

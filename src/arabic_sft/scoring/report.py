@@ -1,14 +1,14 @@
 """What a person reads after scoring: the metrics table, with a paper's published figures beside ours."""
 
-from arabic_sft.recipe import PUBLISHED_DIR, published_names, read_yaml
+from arabic_sft import named
 from arabic_sft.runtime.errors import UserError
 
 
 def published(name: str) -> dict:
     """A paper's published results (`data/published/<name>.yaml`): title, note, and figures per split."""
-    if name not in published_names():
-        raise UserError(f"published results '{name}': unknown (known: {', '.join(published_names())})")
-    return read_yaml(PUBLISHED_DIR / f"{name}.yaml", "published results file")
+    if named.is_path(name):
+        raise UserError(f"published results '{name}': give a name (known: {', '.join(named.names('published'))})")
+    return named.read("published", name)[1]
 
 
 LABELS = {

@@ -16,7 +16,9 @@ from pathlib import Path
 import yaml
 from transformers import TrainerCallback
 
-from arabic_sft.recipe import load_recipe, read_yaml
+from arabic_sft.named import read_yaml
+from arabic_sft.recipe import load_recipe
+from arabic_sft.runs import RecipeResults
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.manifest import atomic_path, write_json_atomic
 from arabic_sft.sweeps.spec import Sweep
@@ -112,6 +114,7 @@ def run_trial(sweep: Sweep, trial) -> float:
     and not run."""
     import optuna
 
+    from arabic_sft.publishing.card import write_card_after_training
     from arabic_sft.training.run import train
 
     if counted_before(trial.study, trial.number) >= sweep.trials:
@@ -125,7 +128,7 @@ def run_trial(sweep: Sweep, trial) -> float:
     reporter = ReportToTrial(trial, sweep.objective, sweep.direction)
     print(f"trial {trial.number}: {params}", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    code = train(recipe, callbacks=[reporter])
+    code = train(recipe, callbacks=[reporter], on_finish=write_card_after_training)
     record = {"trial": trial.number, "params": params, "evaluations": reporter.values,
               "seconds": round(time.perf_counter() - started, 3), "objective": sweep.objective}  # fmt: skip
     if code != 0 or not reporter.values:
@@ -193,7 +196,7 @@ def write_results(sweep: Sweep, study) -> None:
     values = {key: value for key, value in read_yaml(sweep.recipe).items()}
     values.update(sweep.overrides)
     values.update(best.params)
-    values["output_dir"] = f"results/{name}/model"
+    values["output_dir"] = str(RecipeResults(name).model)
     header = (
         f"# The best trial ({best.number}) of the sweep {sweep.path}: {sweep.objective} {best.value:.6g} "
         f"({sweep.direction}), in {folder / f'trial-{best.number:04d}'}.\n# make train RECIPE={name}\n"

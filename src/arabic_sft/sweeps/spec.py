@@ -5,9 +5,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from arabic_sft.recipe import RECIPES_DIR, load_recipe, read_yaml
+from arabic_sft import named
+from arabic_sft.recipe import load_recipe
+from arabic_sft.runs import sweep_dir
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.training.eval_generation import GENERATION_METRICS
+from arabic_sft.training.launch import check_in_process
 
 
 FIELDS = {
@@ -68,7 +71,7 @@ class Sweep:
 
     @property
     def folder(self) -> Path:
-        return Path("results") / "sweeps" / self.name
+        return sweep_dir(self.name)
 
     @property
     def storage_url(self) -> str:
@@ -101,10 +104,8 @@ def _param(name: str, spec, where: str) -> Param:
 
 def read_sweep(path: str | Path) -> Sweep:
     """The sweep file, checked: known fields, a non-empty space of recipe fields, an objective the trainer logs."""
-    path = Path(path)
-    if not path.suffix and not path.exists():
-        path = RECIPES_DIR / "sweeps" / f"{path}.yaml"
-    values = read_yaml(path, "sweep file")
+    path = Path(path) if Path(path).suffix or Path(path).exists() else named.find("sweep", path)
+    values = named.read_yaml(path, "sweep file")
     if unknown := sorted(set(values) - set(FIELDS)):
         raise UserError(f"{path}: unknown field(s) {', '.join(unknown)} (known: {', '.join(FIELDS)})")
     for required in ("recipe", "space", "objective", "trials"):
@@ -113,8 +114,7 @@ def read_sweep(path: str | Path) -> Sweep:
     if not isinstance(values["space"], dict):
         raise UserError(f"{path}: space: a mapping of field: range, got {values['space']!r}")
     recipe = Path(values["recipe"])
-    if not recipe.suffix:
-        recipe = RECIPES_DIR / f"{recipe}.yaml"
+    recipe = recipe if recipe.suffix else named.folder("recipe") / f"{recipe}.yaml"
     direction = values.get("direction", "minimize")
     if direction not in ("minimize", "maximize"):
         raise UserError(f"{path}: direction: minimize or maximize, got {direction!r}")
@@ -139,6 +139,7 @@ def check_against_recipe(sweep: Sweep) -> None:
         recipe = load_recipe(sweep.recipe_args({param.name: param.example() for param in sweep.space}))
     except UserError as error:
         raise UserError(f"{sweep.path}: with its recipe {sweep.recipe}: {error}") from None
+    check_in_process(recipe)
     training, args = recipe.training, recipe.args
     evaluates = training.eval_strategy != "no" and bool(
         args.validation_file or args.validation_split or args.validation_fraction

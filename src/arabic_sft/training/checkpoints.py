@@ -8,6 +8,7 @@ from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from arabic_sft.runs import LOG_HISTORY, MANIFEST, TRAINER_STATE
 from arabic_sft.runtime.errors import UserError
 
 
@@ -16,13 +17,12 @@ logger = logging.getLogger(__name__)
 CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 # The Trainer writes the model, then optimizer/scheduler/RNG state, and trainer_state.json last: a checkpoint whose
 # trainer_state.json is missing or torn was being written when the process died.
-STATE_FILE = "trainer_state.json"
 
 
 def is_complete(checkpoint: str | Path) -> bool:
     """Whether the Trainer finished writing `checkpoint` (its state file, written last, parses)."""
     try:
-        json.loads((Path(checkpoint) / STATE_FILE).read_text(encoding="utf-8"))
+        json.loads((Path(checkpoint) / TRAINER_STATE).read_text(encoding="utf-8"))
         return True
     except (OSError, ValueError):
         return False
@@ -62,15 +62,9 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | bool | None, output_
         raise UserError(f"{resume_from_checkpoint}: checkpoint directory not found")
     if not is_complete(resume_from_checkpoint):
         raise UserError(
-            f"{resume_from_checkpoint}: incomplete checkpoint (no readable {STATE_FILE}); pick an earlier one"
+            f"{resume_from_checkpoint}: incomplete checkpoint (no readable {TRAINER_STATE}); pick an earlier one"
         )
     return str(resume_from_checkpoint)
-
-
-# sft.py writes it after the final model, as a run's last act: its presence means the run finished.
-MANIFEST = "run_manifest.json"
-# The trainer's log (losses, evaluations, generation metrics at each evaluation), beside the final model.
-LOG_HISTORY = "log_history.json"
 
 
 def finished_run(output_dir: str | Path) -> dict | None:

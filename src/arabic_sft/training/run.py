@@ -18,24 +18,24 @@ from trl import SFTTrainer, get_peft_config, get_quantization_config
 from arabic_sft.data.columns import DataSpec
 from arabic_sft.data.splits import load_training_splits
 from arabic_sft.models import get_tokenizer
+from arabic_sft.named import data_source
 from arabic_sft.prompts.builder import build_dataset, check_assistant_masks, is_conversational
 from arabic_sft.prompts.masks import describe_examples, format_example
 from arabic_sft.prompts.truncation import apply_truncation_policy
-from arabic_sft.publishing.card import data_source, run_in, write_card
 from arabic_sft.recipe import Recipe
+from arabic_sft.runs import LOG_HISTORY, MANIFEST
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import build_manifest, changed_files, now, write_json_atomic
 from arabic_sft.runtime.preemption import SaveAndStopOnSigterm, stopped_by
 from arabic_sft.training import eval_generation
 from arabic_sft.training.checkpoints import (
-    LOG_HISTORY,
-    MANIFEST,
     changed_settings,
     clear_previous_run,
     finished_run,
     resolve_resume_checkpoint,
 )
+from arabic_sft.training.launch import check_in_process
 from arabic_sft.training.loss_curve import plot_loss_curve
 from arabic_sft.training.model import (
     cast_trainable,
@@ -307,7 +307,9 @@ def train_until_done_or_stopped(trainer: SFTTrainer, checkpoint: str | None) -> 
     return (None, stop) if stop.stopped_at is not None else (result, None)
 
 
-def finish_run(recipe: Recipe, trainer: SFTTrainer, model, data: TrainingData, result, started: str) -> str:
+def finish_run(
+    recipe: Recipe, trainer: SFTTrainer, model, data: TrainingData, result, started: str, on_finish: Callable | None
+) -> str:
     """Save the metrics, the state, the model (its generation stops at the tokenizer's EOS, the token every
     completion was trained to end with), loss.png and, last, the manifest that marks the run finished. Returns
     the output directory."""
@@ -347,33 +349,26 @@ def finish_run(recipe: Recipe, trainer: SFTTrainer, model, data: TrainingData, r
         print(
             f"saved the trained {'adapter' if model.use_peft else 'model'} to {output_dir}, its loss curve in loss.png"
         )
-        write_first_card(recipe, output_dir)
+        if on_finish is not None:
+            on_finish(recipe, output_dir)
         if warning := learned_little(trainer.state.log_history, training.learning_rate):
             logger.warning(warning)
     trainer.accelerator.wait_for_everyone()
     return output_dir
 
 
-def write_first_card(recipe: Recipe, output_dir: str) -> None:
-    """The model card (README.md beside the model, replacing TRL's draft), before any evaluation: make compare and
-    make report refresh it with the results. A card that cannot be written costs the run nothing: the model and its
-    manifest are saved, and the next refresh tries again."""
-    try:
-        write_card(run_in(recipe, output_dir), recipe)
-    except Exception as error:  # noqa: BLE001 - the trained model matters more than its card
-        logger.warning("the model card could not be written (%s); make compare writes it", error)
-
-
-def train(recipe: Recipe, callbacks: Sequence = ()) -> int:
+def train(recipe: Recipe, callbacks: Sequence = (), on_finish: Callable | None = None) -> int:
     """Run the recipe's training (or `--inspect`) to the end; the exit code: 0, or 128 + the signal after SIGTERM or
-    Ctrl-C. `callbacks`: more `TrainerCallback`s (a sweep's trial reporting its evaluations).
+    Ctrl-C. `callbacks`: more `TrainerCallback`s (a sweep's trial reporting its evaluations); `on_finish(recipe,
+    output_dir)`: called by the main process once the run is saved and marked finished (the model card's writer).
     One training per output_dir: the main process holds its lock for the whole run (--inspect writes nothing there)."""
+    check_in_process(recipe)  # the machine's choices (precision) and checks, before SFTConfig is built
     training = recipe.training
     with exclusive_output(training.output_dir, enabled=training.process_index == 0 and not recipe.args.inspect):
-        return _train(recipe, callbacks)
+        return _train(recipe, callbacks, on_finish)
 
 
-def _train(recipe: Recipe, callbacks: Sequence = ()) -> int:
+def _train(recipe: Recipe, callbacks: Sequence, on_finish: Callable | None) -> int:
     started = now()
     say = set_up_logging(recipe.training)
     if finished := check_before_loading(recipe):
@@ -398,5 +393,5 @@ def _train(recipe: Recipe, callbacks: Sequence = ()) -> int:
                 file=sys.stderr,
             )
         return stopped.request.exit_code
-    finish_run(recipe, trainer, model, data, result, started)
+    finish_run(recipe, trainer, model, data, result, started, on_finish)
     return 0

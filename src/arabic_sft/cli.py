@@ -1,0 +1,334 @@
+"""`arabic-sft`: one program over the stages (also `python -m arabic_sft`); the Makefile's targets are aliases of it.
+
+    arabic-sft train demo                               # make train RECIPE=demo
+    arabic-sft train demo --seeds 1 2 3                 # one complete run per seed in results/demo/seed-N/
+    arabic-sft train demo --num_train_epochs 1          # any recipe field, as sft.py takes it
+    arabic-sft eval demo --limit 20                     # generate, score (and judge) the test split
+    arabic-sft baseline demo --shots 3                  # the untrained base, 3 solved rows before each prompt
+    arabic-sft compare demo && arabic-sft report demo
+    arabic-sft demo                                     # the whole flow on a tiny model, on this CPU
+
+This program owns the orchestration: which stages run in which order, once per training seed (the recipe's `seeds`,
+or --seeds), and how each is launched (one process, or `accelerate launch` with --launch_args). Each stage runs as
+its own process, the command printed first (`+ ...`), so that a GPU launch, a crash or a Ctrl-C in one stage is that
+stage's alone; the program stops at the first stage that fails, with its exit status.
+"""
+
+import argparse
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from arabic_sft import named
+from arabic_sft.recipe import read_fields
+from arabic_sft.runs import RecipeResults, RunFolder
+from arabic_sft.runtime.errors import UserError, run_cli
+
+
+SCRIPTS = Path("scripts")
+# The fields of a recipe that decide what eval and baseline run besides generation and scoring.
+EVAL_FIELDS = ("judge_model", "bertscore_model", "semantic_model", "seeds")
+
+
+# --show: print each stage's command instead of running it (as `make -n` did).
+SHOW = False
+
+
+class StageFailed(Exception):
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
+
+
+def flag(name: str, value) -> list[str]:
+    """`[name, value]`, or nothing when the value is not given."""
+    return [] if value is None else [name, str(value)]
+
+
+def script(name: str) -> str:
+    """A script of the project: scripts/NAME.py here, else the project's own."""
+    path = SCRIPTS / f"{name}.py"
+    return str(path if path.is_file() else named.PROJECT_ROOT / path)
+
+
+def step(command: list[str]) -> None:
+    """Run one stage's command to its end, printed first; SIGTERM is passed on to it (Ctrl-C reaches it by itself),
+    and a stage that fails ends the program with its status."""
+    if SHOW:
+        print(shlex.join(command), flush=True)
+        return
+    print("+ " + shlex.join(command), file=sys.stderr, flush=True)
+    process = subprocess.Popen(command)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum))
+    try:
+        while True:
+            try:
+                status = process.wait()
+                break
+            except KeyboardInterrupt:  # the stage has the same Ctrl-C: let it stop as it does
+                continue
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if status != 0:
+        raise StageFailed(status if status > 0 else 128 - status)
+
+
+class Pipeline:
+    """The stages of one recipe, as its options ask."""
+
+    def __init__(self, options: argparse.Namespace):
+        self.options = options
+        self.recipe = options.recipe
+        self.path = named.find("recipe", options.recipe) if options.recipe else None
+        self.results = RecipeResults(self.path.stem) if self.path else None
+
+    def fields(self) -> dict:
+        """The recipe fields eval and baseline follow, read once (without loading TRL)."""
+        if not hasattr(self, "_fields"):
+            self._fields = read_fields(self.path, *EVAL_FIELDS)
+        return self._fields
+
+    @property
+    def python(self) -> list[str]:
+        return [sys.executable]
+
+    def launch(self) -> list[str]:
+        """One process, or `accelerate launch` with --launch_args (e.g. "--num_processes 8": one per GPU)."""
+        extra = shlex.split(self.options.launch_args or "")
+        if not extra:
+            return self.python
+        accelerate = str(Path(sys.executable).parent / "accelerate")
+        config = named.PROJECT_ROOT / "accelerate_configs" / "ddp.yaml"
+        return [accelerate, "launch", "--config_file", str(config), "--mixed_precision", "no", *extra]
+
+    def seeds(self) -> list[int]:
+        return list(self.options.seeds or self.fields()["seeds"] or [])
+
+    def model_metrics(self) -> list[str]:
+        fields = self.fields()
+        return [
+            *flag("--bertscore_model", fields["bertscore_model"]),
+            *flag("--semantic_model", fields["semantic_model"]),
+        ]
+
+    def common(self) -> list[str]:
+        return [*flag("--limit", self.options.limit), *(["--overwrite"] if self.options.overwrite else [])]
+
+    # The stages ---------------------------------------------------------------------------------------------------
+    def train(self) -> None:
+        options = self.options
+        config = options.accelerate_config and f"accelerate_configs/{options.accelerate_config}.yaml"
+        launcher = [*self.python, "-m", "arabic_sft.training.launch", *flag("--config_file", config)]
+        launcher += shlex.split(options.launch_args or "")
+        command = [*launcher, script("sft"), "--config", str(self.path)]
+        seeds = list(options.seeds or read_fields(self.path, "seeds")["seeds"] or [])
+        for seed in seeds or [None]:
+            model = None if seed is None else self.results.seed(seed).model
+            step([*command, *flag("--seed", seed), *flag("--output_dir", model), *options.fields])
+
+    def generate_and_score(self, folder, generate: list[str], score: list[str]) -> None:
+        """Generation (unless its answers exist and --overwrite is not given), then scoring, then the judge."""
+        options, predictions = self.options, folder.predictions(self.options.split)
+        if predictions.is_file() and not options.overwrite:
+            print(f"{predictions} exists: scoring it as it is (OVERWRITE=1 generates it again)")
+        else:
+            step([*self.launch(), script("generate"), *generate, "--split", options.split, *self.common(),
+                  *shlex.split(options.generate_args or "")])  # fmt: skip
+        step([*self.python, script("score"), *score, "--split", options.split, "--overwrite", *self.model_metrics(),
+              *shlex.split(options.score_args or "")])  # fmt: skip
+        if self.fields()["judge_model"]:
+            step([*self.launch(), script("judge"), str(predictions), "--config", str(self.path), "--overwrite",
+                  *shlex.split(options.judge_args or "")])  # fmt: skip
+
+    def eval(self) -> None:
+        recipe, split = ["--config", str(self.path)], self.options.split
+        for seed in self.seeds() or [None]:
+            if seed is None:
+                self.generate_and_score(self.results.tuned, recipe, recipe)
+                continue
+            folder = self.results.seed(seed)
+            where = ["--checkpoint_dir", str(folder.model), "--out_path", str(folder.predictions(split))]
+            self.generate_and_score(folder, [*recipe, *where], [str(folder.predictions(split))])
+
+    def baseline(self) -> None:
+        folder = self.results.baseline(self.options.shots)
+        generate = ["--config", str(self.path), "--baseline", "--shots", str(self.options.shots)]
+        self.generate_and_score(folder, generate, [str(folder.predictions(self.options.split))])
+
+    def judge(self) -> None:
+        options = self.options
+        against = (
+            RunFolder(self.results.path / options.pairwise).predictions(options.split) if options.pairwise else None
+        )
+        step([*self.launch(), script("judge"), "--config", str(self.path), "--split", options.split, "--overwrite",
+              *flag("--against", against),
+              *shlex.split(options.judge_args or "")])  # fmt: skip
+
+    def general(self) -> None:
+        options = self.options
+        step([*self.launch(), script("general"), "--config", str(self.path),
+              *(["--tasks", *options.tasks] if options.tasks else []), *self.common(),
+              *shlex.split(options.general_args or "")])  # fmt: skip
+
+    def compare(self) -> None:
+        split = self.options.split
+        step([*self.python, script("compare"), "--config", str(self.path), "--split", split, "--overwrite"])
+
+    def report(self) -> None:
+        screenshot = self.options.screenshot
+        if screenshot == "auto":
+            screenshot = "yes" if shutil.which("chromium") and shutil.which("chromedriver") else "no"
+        step([*self.python, script("report"), "--config", str(self.path), "--split", self.options.split,
+              "--overwrite", *(["--screenshot"] if screenshot == "yes" else [])])  # fmt: skip
+
+    def publish(self) -> None:
+        options = self.options
+        switches = [f"--{name}" for name in ("merged", "private", "dry_run") if getattr(options, name)]
+        step([*self.python, script("publish"), "--config", str(self.path), *flag("--hub_id", options.hub_id),
+              *switches, *flag("--seed", options.seed), "--split", options.split])  # fmt: skip
+
+
+def sweep(options: argparse.Namespace) -> None:
+    """Optuna over a sweep file: checked once, then --workers processes on this machine sharing one study."""
+    path = named.find("sweep", options.sweep)
+    step([sys.executable, script("sweep"), "--sweep", str(path), "--check"])
+    command = [sys.executable, script("sweep"), "--sweep", str(path)]
+    if SHOW:
+        print(f"{options.workers} x {shlex.join(command)}")
+        return
+    print(f"+ {options.workers} x {shlex.join(command)}", file=sys.stderr, flush=True)
+    workers = [subprocess.Popen(command) for _ in range(options.workers)]
+    statuses = [worker.wait() for worker in workers]
+    if failed := next((status for status in statuses if status != 0), None):
+        raise StageFailed(failed if failed > 0 else 128 - failed)
+
+
+def demo(options: argparse.Namespace) -> None:
+    """The whole flow on a tiny local model trained on the proverbs, on this CPU."""
+    step([sys.executable, script("make_tiny_model"), "--config", "recipes/demo.yaml", "--vocab_size", "4000",
+          "--hidden_size", "128", "--num_layers", "4"])  # fmt: skip
+    stages = ["train", "eval", "baseline", "general", "compare", "report"]
+    for name in stages:
+        stage_options = parser().parse_args([name, "demo", *(["--overwrite"] if name == "general" else [])])
+        getattr(Pipeline(stage_options), name)()
+    results = RecipeResults("demo").path
+    shot = results / "report.png"
+    print(
+        f"demo done: model, run_manifest.json and loss.png in {results}/model; predictions, metrics, baseline and "
+        f"compare_test.md in {results}; the report: {results}/report.html"
+        + (f" ({shot}: how it looks)" if shot.is_file() else "")
+    )
+
+
+def bench(options: argparse.Namespace) -> None:
+    """The CPU benchmark on a few-million-parameter Llama, so that compute (not Python overhead) dominates."""
+    step([sys.executable, script("make_tiny_model"), "--config", "recipes/demo.yaml", "--out", "models/bench-llama",
+          "--vocab_size", "4000", "--hidden_size", "256", "--num_layers", "4", "--num_heads", "4"])  # fmt: skip
+    step([sys.executable, script("benchmark"), "--config", "recipes/demo.yaml", "--model", "models/bench-llama",
+          "--out", "results/bench/cpu.json"])  # fmt: skip
+
+
+STAGES = {
+    "train": "train the recipe (one run per seed with --seeds or the recipe's seeds)",
+    "eval": "generate on the split, score (and judge, when the recipe names a judge): results/<recipe>/",
+    "baseline": "the untrained base model, generated and scored like eval (--shots K: K solved rows shown)",
+    "judge": "an LLM judge scores each answer (the recipe's judge_model); --pairwise RUN: against that run",
+    "general": "general ability, base against fine-tuned, through lm-evaluation-harness",
+    "compare": "the fine-tuned run against its baselines, with intervals and paired tests",
+    "report": "one self-contained HTML page of the results",
+    "publish": "the trained model, its card, recipe and results to the Hub in one commit",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(
+        prog="arabic-sft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    main.add_argument("--show", action="store_true", help="print the stages' commands, run nothing")
+    stages = main.add_subparsers(dest="stage", required=True, metavar="STAGE")
+
+    def add(name: str, help: str, recipe: bool = True) -> argparse.ArgumentParser:
+        sub = stages.add_parser(name, help=help, description=help, allow_abbrev=False)
+        if recipe:
+            sub.add_argument("recipe", help="recipes/NAME.yaml, NAME, or a recipe's path")
+            sub.add_argument("--split", default="test", choices=["test", "validation"])
+        return sub
+
+    for name, help in STAGES.items():
+        sub = add(name, help)
+        if name in ("train", "eval", "baseline", "judge", "general"):
+            sub.add_argument("--launch_args", help='accelerate launch flags, e.g. "--num_processes 8" (one per GPU)')
+        if name in ("train", "eval"):
+            sub.add_argument("--seeds", nargs="+", type=int, help="one run per training seed (default: the recipe's)")
+        if name in ("eval", "baseline", "general"):
+            sub.add_argument("--limit", type=int, help="the first N examples (questions per task for general)")
+        if name in ("eval", "baseline", "general"):
+            sub.add_argument("--overwrite", action="store_true", help="generate (evaluate) again though it exists")
+        if name in ("eval", "baseline"):
+            sub.add_argument("--generate_args", help="more flags for generate.py, e.g. '--batch_size 32'")
+            sub.add_argument("--score_args", help="more flags for score.py, e.g. '--no_bertscore'")
+        if name in ("eval", "baseline", "judge"):
+            sub.add_argument("--judge_args", help="more flags for judge.py")
+    stages.choices["train"].add_argument(
+        "--accelerate_config", help="a config in accelerate_configs/ (default: the recipe's)"
+    )
+    stages.choices["baseline"].add_argument("--shots", type=int, default=0, help="solved training rows shown (0)")
+    stages.choices["judge"].add_argument(
+        "--pairwise", metavar="RUN", help="a run's folder name, e.g. baseline-zero-shot"
+    )
+    stages.choices["general"].add_argument("--tasks", nargs="+", help="lm-eval tasks (default: the recipe's)")
+    stages.choices["general"].add_argument("--general_args", help="more flags for general.py")
+    stages.choices["report"].add_argument(
+        "--screenshot", choices=["auto", "yes", "no"], default="auto", help="report.png too (auto: with chromium)"
+    )
+    publish = stages.choices["publish"]
+    publish.add_argument("--hub_id", help="org/name on the Hub")
+    publish.add_argument("--merged", action="store_true", help="the adapter merged into its base")
+    publish.add_argument("--private", action="store_true")
+    publish.add_argument("--dry_run", action="store_true", help="list the files and sizes, send nothing")
+    publish.add_argument("--seed", type=int, help="which seed's run, for a recipe trained with several")
+    sweep_parser = add(
+        "sweep", "Optuna over recipes/sweeps/NAME.yaml; the best as recipes/NAME_best.yaml", recipe=False
+    )
+    sweep_parser.add_argument("sweep", help="recipes/sweeps/NAME.yaml, or NAME")
+    sweep_parser.add_argument("--workers", type=int, default=1, help="processes sharing the study on this machine")
+    add("demo", "a tiny model trained on the proverbs on this CPU, then eval, baseline, general, compare, report",
+        recipe=False)  # fmt: skip
+    add("bench", "the CPU benchmark, the seed way against ours: results/bench/cpu.{json,md}", recipe=False)
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    options, fields = parser().parse_known_args(argv)  # train's --FIELD VALUE overrides go to sft.py as they are
+    if fields and options.stage != "train":
+        raise UserError(
+            f"{options.stage}: unrecognized arguments: {' '.join(fields)} (see arabic-sft {options.stage} --help)"
+        )
+    options.fields = fields
+    global SHOW
+    SHOW = options.show
+    if options.stage in ("eval", "baseline", "general") and options.limit is not None and options.limit < 1:
+        raise UserError(f"--limit {options.limit}: give 1 or more")
+    try:
+        if options.stage == "sweep":
+            sweep(options)
+        elif options.stage == "demo":
+            demo(options)
+        elif options.stage == "bench":
+            bench(options)
+        else:
+            getattr(Pipeline(options), options.stage)()
+    except StageFailed as failed:
+        return failed.status
+    return 0
+
+
+def entry_point() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,206 @@
+"""Where a run's files live: the one owner of the layout of `results/<recipe>/` and of every file name in it.
+
+    results/<recipe>/
+        model/                         the trained model (the recipe's output_dir), with
+            run_manifest.json          written last: its presence means training finished
+            log_history.json           the trainer's log (losses, evaluations)
+            README.md                  the model card
+        predictions_<split>.csv        make eval (with .manifest.json beside it)
+        metrics_<split>.json|.md|.examples.csv     score
+        judge_<split>.json|.examples.csv|.cache.jsonl, pairwise_<split>.vs_<run>.*   judge
+        baseline-zero-shot/, baseline-<K>-shot/    make baseline: the same files as the fine-tuned run
+        seed-<N>/                      make train SEEDS=...: model/ and the same files, per training seed
+        general/{base,tuned}/, general/comparison.{md,csv}                           make general
+        compare_<split>.{md,csv,png,groups.csv,general.csv}                           make compare
+        report.html, report.png        make report
+        merged/                        the adapter merged into its base (make publish MERGED=1)
+        published.json                 make publish's record
+    results/sweeps/<sweep>/            make sweep
+
+Every stage asks this module for a path; nobody else spells `results/` or a file name. It imports nothing of the
+package, so every part may use it.
+"""
+
+from pathlib import Path
+
+from arabic_sft.runtime.errors import UserError
+
+
+RESULTS = Path("results")
+# Written after the final model, as a training run's last act: its presence means the run finished.
+MANIFEST = "run_manifest.json"
+# The trainer's log (losses, evaluations, generation metrics at each evaluation), beside the final model.
+LOG_HISTORY = "log_history.json"
+# The Trainer's state in a checkpoint (its presence and readability mark a complete checkpoint).
+TRAINER_STATE = "trainer_state.json"
+# The model card, beside the model.
+CARD = "README.md"
+MODEL = "model"
+GENERAL = "general"
+SPLITS = ("test", "validation")
+
+# What generate, score and judge write in a run's folder: KIND_<split>.json (the predictions are a .csv); a file of
+# another name X.csv has X.KIND.json beside it.
+OUTPUT_KINDS = ("predictions", "metrics", "judge", "pairwise")
+
+
+def beside(path: str | Path, kind: str) -> Path:
+    """The `kind` file (one of OUTPUT_KINDS, a .json) of the run `path` is a file of: predictions_X.csv,
+    metrics_X.json or judge_X.json -> KIND_X.json; X.csv, X.metrics.json or X.judge.json -> X.KIND.json."""
+    path = Path(path)
+    name = path.name.removesuffix(path.suffix)
+    for other in OUTPUT_KINDS:
+        if name.startswith(f"{other}_"):
+            return path.with_name(f"{kind}_{name.removeprefix(f'{other}_')}.json")
+    for other in OUTPUT_KINDS:
+        name = name.removesuffix(f".{other}")
+    return path.with_name(f"{name}.{kind}.json")
+
+
+def split_of(path: str | Path, default: str = "test") -> str:
+    """The split a run's file is for (predictions_validation.csv -> validation), else `default`."""
+    stem = Path(path).name.split(".")[0]
+    return next((split for split in SPLITS if any(stem == f"{kind}_{split}" for kind in OUTPUT_KINDS)), default)
+
+
+def seed_number(folder: str | Path) -> int:
+    """N of a seed's folder, seed-N."""
+    folder = Path(folder)
+    number = folder.name.removeprefix("seed-")
+    if not folder.name.startswith("seed-") or not number.isdigit():
+        raise UserError(f"{folder}: a seed's folder is named seed-N (N the training seed)")
+    return int(number)
+
+
+def metrics_files(folder: str | Path) -> list[Path]:
+    """The metrics JSONs score wrote in a folder (one per split)."""
+    return sorted(Path(folder).glob("metrics_*.json"))
+
+
+def is_split_file(path: str | Path, kind: str) -> bool:
+    """Whether `path` is a `kind` file of a split (metrics_test.json), not one named after another file."""
+    return any(Path(path).stem == f"{kind}_{split}" for split in SPLITS)
+
+
+class RunFolder:
+    """A folder make eval (or make baseline) writes: the predictions, scores and judgements of one run."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RunFolder) and self.path == other.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def predictions(self, split: str = "test") -> Path:
+        return self.path / f"predictions_{split}.csv"
+
+    def generation_manifest(self, split: str = "test") -> Path:
+        return self.path / f"predictions_{split}.manifest.json"
+
+    def metrics(self, split: str = "test") -> Path:
+        return self.path / f"metrics_{split}.json"
+
+    def judge(self, split: str = "test") -> Path:
+        return self.path / f"judge_{split}.json"
+
+    def files(self, split: str = "test") -> list[Path]:
+        """What make eval writes here for `split` (those that exist): answers, scores, judgements."""
+        predictions, metrics, judge = self.predictions(split), self.metrics(split), self.judge(split)
+        paths = [metrics, metrics.with_suffix(".md"), metrics.with_suffix(".examples.csv"), predictions,
+                 self.generation_manifest(split), judge, judge.with_suffix(".examples.csv")]  # fmt: skip
+        return [path for path in paths if path.is_file()]
+
+    @property
+    def model(self) -> Path:
+        """Where a seed's training writes its model (results/<recipe>/seed-N/model)."""
+        return self.path / MODEL
+
+    @property
+    def merged(self) -> Path:
+        """The run's adapter merged into its base (make publish MERGED=1)."""
+        return self.path / "merged"
+
+    @property
+    def published(self) -> Path:
+        """make publish's record: where the run went, with which files."""
+        return self.path / "published.json"
+
+
+class RecipeResults:
+    """Everything a recipe's runs write: `results/<name>/`."""
+
+    def __init__(self, name: str, root: str | Path = RESULTS):
+        self.name = name
+        self.path = Path(root) / name
+
+    def __repr__(self) -> str:
+        return f"RecipeResults({self.name!r})"
+
+    @property
+    def tuned(self) -> RunFolder:
+        """The fine-tuned model's evaluation (the recipe's one training, not a seed's)."""
+        return RunFolder(self.path)
+
+    @property
+    def model(self) -> Path:
+        """The default output_dir of a recipe's training."""
+        return self.path / MODEL
+
+    def seed(self, seed: int) -> RunFolder:
+        return RunFolder(self.path / f"seed-{seed}")
+
+    def seeds(self) -> list[int]:
+        """The training seeds with a folder here, in order."""
+        return sorted(seed_number(path) for path in self.path.glob("seed-*") if path.is_dir())
+
+    def runs(self, seeds: list[int] | None = None) -> list[RunFolder]:
+        """The folders make eval writes: one per seed when the recipe has seeds, else the one fine-tuned run."""
+        return [self.seed(seed) for seed in seeds] if seeds else [self.tuned]
+
+    def baseline(self, shots: int = 0) -> RunFolder:
+        return RunFolder(self.path / f"baseline-{shots or 'zero'}-shot")
+
+    def few_shot_baselines(self) -> list[RunFolder]:
+        """The few-shot baselines' folders, in order of their shots."""
+        folders = [path for path in self.path.glob("baseline-*-shot") if path.name != "baseline-zero-shot"]
+        return [RunFolder(path) for path in sorted(folders, key=lambda path: path.name)]
+
+    @property
+    def general(self) -> Path:
+        """make general's folder: base/ and tuned/ (lm-eval's files), comparison.{md,csv}."""
+        return self.path / GENERAL
+
+    def general_side(self, side: str) -> Path:
+        return self.general / side
+
+    def has_general(self) -> bool:
+        return all(self.general_side(side).is_dir() for side in ("base", "tuned"))
+
+    def compare(self, split: str = "test") -> Path:
+        """compare's markdown; its .csv, .png, .groups.csv and .general.csv go beside it."""
+        return self.path / f"compare_{split}.md"
+
+    def compare_files(self, split: str = "test") -> list[Path]:
+        """compare's outputs for `split` (those that exist), its general-ability table aside."""
+        markdown = self.compare(split)
+        paths = [markdown, *(markdown.with_suffix(suffix) for suffix in (".csv", ".png", ".groups.csv"))]
+        return [path for path in paths if path.is_file()]
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.html"
+
+
+def sweep_dir(name: str, root: str | Path = RESULTS) -> Path:
+    """A sweep's folder: study.db, trial-NNNN/, trials.csv, best.json."""
+    return Path(root) / "sweeps" / name
+
+
+def in_results(path: str | Path, root: str | Path = RESULTS) -> bool:
+    return Path(path).resolve().is_relative_to(Path(root).resolve())

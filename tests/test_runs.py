@@ -1,0 +1,106 @@
+"""One owner of a run's files (arabic_sft.runs), and the console program over the stages (arabic_sft.cli): what
+each stage runs, for one run and for a recipe trained with several seeds, without running it (--show)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import CPU_TRAINING, ROOT, SAMPLE_FILES, assert_one_error_line, write_recipe
+
+from arabic_sft.runs import RecipeResults, RunFolder, beside, seed_number, split_of
+
+
+def test_a_recipe_s_results_are_laid_out_in_one_place(tmp_path):
+    results = RecipeResults("demo", root=tmp_path)
+    assert results.tuned.predictions("test") == tmp_path / "demo" / "predictions_test.csv"
+    assert results.seed(3).model == tmp_path / "demo" / "seed-3" / "model"
+    assert (
+        results.baseline(0).metrics("validation")
+        == tmp_path / "demo" / "baseline-zero-shot" / "metrics_validation.json"
+    )
+    assert results.baseline(5).path.name == "baseline-5-shot"
+    assert results.compare("test").name == "compare_test.md" and results.general_side("tuned").parent.name == "general"
+    for seed in (10, 2):
+        results.seed(seed).path.mkdir(parents=True)
+    (tmp_path / "demo" / "baseline-3-shot").mkdir()
+    assert results.seeds() == [2, 10]  # in number order, not name order
+    assert results.few_shot_baselines() == [RunFolder(tmp_path / "demo" / "baseline-3-shot")]
+
+
+def test_what_stages_write_beside_predictions_is_named_one_way():
+    assert beside("r/predictions_test.csv", "judge").as_posix() == "r/judge_test.json"
+    assert beside("r/answers.csv", "metrics").as_posix() == "r/answers.metrics.json"
+    assert split_of("r/predictions_validation.csv") == "validation" and split_of("r/mine.csv") == "test"
+    assert seed_number(Path("seed-7")) == 7
+
+
+def test_no_module_but_runs_spells_a_run_s_file_names():
+    spelled = re.compile(r"""["'](?:results/|run_manifest\.json|log_history\.json|predictions_(?!csv)|metrics_)""")
+    offenders = []
+    for path in [*(ROOT / "src" / "arabic_sft").rglob("*.py"), *(ROOT / "scripts").glob("*.py")]:
+        if path.name == "runs.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#")[0]
+            if spelled.search(code) and not code.strip().startswith(("help=", '"', "'")):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def show(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "arabic_sft", "--show", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture
+def seeded_recipe(tmp_path) -> Path:
+    (tmp_path / "recipes").mkdir()
+    sample = str(SAMPLE_FILES["proverbs"])
+    return write_recipe(tmp_path / "recipes" / "tiny.yaml", model_name_or_path="tiny", task="proverbs",
+                        train_file=sample, test_file=sample, output_dir="results/tiny/model", seeds=[1, 2],
+                        **CPU_TRAINING)  # fmt: skip
+
+
+def test_every_entry_point_follows_the_recipe_s_seeds(seeded_recipe):
+    work = seeded_recipe.parent.parent
+    trained = show("train", "tiny", "--num_train_epochs", "1", cwd=work)
+    assert trained.returncode == 0, trained.stderr
+    lines = trained.stdout.splitlines()
+    assert len(lines) == 2
+    for seed, line in zip((1, 2), lines):
+        assert f"--seed {seed} --output_dir results/tiny/seed-{seed}/model --num_train_epochs 1" in line
+    evaluated = show("eval", "tiny", "--score_args=--no_bertscore", cwd=work).stdout.splitlines()
+    assert [line.split()[1].rsplit("/", 1)[-1] for line in evaluated] == ["generate.py", "score.py"] * 2
+    assert (
+        "--checkpoint_dir results/tiny/seed-2/model --out_path results/tiny/seed-2/predictions_test.csv"
+        in evaluated[2]
+    )
+    assert evaluated[3].endswith("results/tiny/seed-2/predictions_test.csv --split test --overwrite --no_bertscore")
+    assert len(show("train", "tiny", "--seeds", "5", cwd=work).stdout.splitlines()) == 1  # --seeds wins
+
+
+def test_sft_py_alone_refuses_a_recipe_with_seeds_in_one_line(seeded_recipe):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "sft.py"), "--config", str(seeded_recipe)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert_one_error_line(result, "seeds [1, 2]", "arabic-sft train")
+
+
+def test_the_makefile_targets_are_one_line_aliases_of_the_program():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert len(makefile.splitlines()) <= 120
+    for target in ("train", "eval", "baseline", "judge", "general", "sweep", "compare", "report", "publish", "demo"):
+        recipe = re.search(rf"^{target}:.*\n\t(.*)\n(?!\t)", makefile, re.MULTILINE)
+        assert recipe and recipe.group(1).startswith(f"$(CLI) {target}"), target
+    assert not re.search(r"\bfor \S+ in\b|; done|\$\$!", makefile)  # no shell loops: orchestration is Python
+
+
+def test_a_bad_stage_argument_is_one_line(seeded_recipe):
+    result = show("eval", "tiny", "--limit", "0", cwd=seeded_recipe.parent.parent)
+    assert_one_error_line(result, "--limit 0")
+    result = show("eval", "no_such_recipe")
+    assert_one_error_line(result, "recipes/no_such_recipe.yaml not found")

@@ -24,19 +24,10 @@ from arabic_sft.publishing.card import refresh_cards
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path
-from arabic_sft.scoring.compare import (
-    compare,
-    compare_groups,
-    group_labels,
-    group_markdown,
-    identical_predictions,
-    judge_section,
-    load_system,
-    markdown,
-    plot,
-    published_run,
-    recipe_runs,
-)
+from arabic_sft.scoring.compare import compare, compare_groups
+from arabic_sft.scoring.plots import plot
+from arabic_sft.scoring.scored import group_labels, identical_predictions, load_system, published_run, recipe_runs
+from arabic_sft.scoring.tables import group_markdown, judge_section, markdown
 
 
 def make_parser() -> argparse.ArgumentParser:

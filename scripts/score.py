@@ -31,7 +31,7 @@ from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
 from arabic_sft.scoring import metrics
 from arabic_sft.scoring.predictions import load_predictions, load_text_pairs
-from arabic_sft.scoring.report import metrics_table
+from arabic_sft.scoring.tables import metrics_table
 
 
 def make_parser() -> argparse.ArgumentParser:

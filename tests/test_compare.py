@@ -8,8 +8,9 @@ import pytest
 from helpers import assert_one_error_line
 
 from arabic_sft.runtime.errors import UserError
-from arabic_sft.scoring.compare import compare, load_run
+from arabic_sft.scoring.compare import compare
 from arabic_sft.scoring.metrics import summarize
+from arabic_sft.scoring.scored import load_run
 
 
 COLUMNS = ["run", "metric", "value", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "p_value"]
@@ -182,7 +183,7 @@ def write_judgement(directory, references, correctness) -> None:
 
 
 def test_judge_scores_get_intervals_and_paired_tests_like_every_metric(tmp_path):
-    from arabic_sft.scoring.compare import markdown
+    from arabic_sft.scoring.tables import markdown
 
     refs = references(6)
     base_dir, tuned_dir = tmp_path / "base", tmp_path / "tuned"
@@ -223,7 +224,7 @@ def test_what_is_written_beside_a_predictions_csv_is_named_one_way():
 
 def test_the_comparison_shows_the_pairwise_verdicts_and_where_the_judge_agrees_with_the_word_metrics(tmp_path):
     from arabic_sft.judging.verdicts import LOSS, TIE, WIN, pairwise_summary
-    from arabic_sft.scoring.compare import judge_section
+    from arabic_sft.scoring.tables import judge_section
 
     refs = references(4)
     base_dir, tuned_dir = tmp_path / "baseline-zero-shot", tmp_path / "tuned"
@@ -300,7 +301,7 @@ def test_a_group_column_the_predictions_lack_is_one_line(tmp_path, script_in_pro
 
 def seed_runs(tmp_path, per_seed: list[list[float]], name="tuned"):
     """A system trained with len(per_seed) seeds: one scored run per seed (ROUGE-L etc. = the given scores)."""
-    from arabic_sft.scoring.compare import seed_system
+    from arabic_sft.scoring.scored import seed_system
 
     n = len(per_seed[0])
     runs = [load_run(write_run(tmp_path / f"seed-{i}", references(n), scores)) for i, scores in enumerate(per_seed)]
@@ -314,7 +315,7 @@ def rouge_row(table, run="tuned"):
 def test_seeds_that_differ_while_rows_do_not_put_the_whole_interval_on_the_seeds(tmp_path):
     # Each seed scores every row the same (0.2, 0.6, 0.4), the baseline 0.1 everywhere: resampling rows changes
     # nothing, so all of the difference's variance comes from the seeds; its interval lies within the seeds' range.
-    from arabic_sft.scoring.compare import markdown
+    from arabic_sft.scoring.tables import markdown
 
     tuned = seed_runs(tmp_path, [[0.2] * 30, [0.6] * 30, [0.4] * 30])
     base = load_run(write_run(tmp_path / "base", references(30), [0.1] * 30))

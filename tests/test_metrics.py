@@ -6,7 +6,7 @@ import pytest
 
 from arabic_sft.data.leakage import normalize_arabic
 from arabic_sft.scoring import metrics
-from arabic_sft.scoring.report import metrics_table
+from arabic_sft.scoring.tables import metrics_table
 
 
 REFERENCE = "الصبر مفتاح الفرج"

@@ -66,7 +66,7 @@ def test_the_card_of_a_compared_run_round_trips_and_its_numbers_are_the_run_s_fi
     from huggingface_hub import ModelCardData
 
     from arabic_sft.scoring.metrics import METRIC_KEYS
-    from arabic_sft.scoring.report import figure, label
+    from arabic_sft.scoring.tables import figure, label
 
     results = compared / "results" / "medqa"
     card, metadata, text = read_card(results / "model" / "README.md")

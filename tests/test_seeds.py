@@ -78,7 +78,7 @@ def test_the_report_shows_the_seeds_as_one_system_with_their_spread(seeded, monk
 def test_each_seed_s_model_card_holds_its_own_scores_and_the_system_s_comparison(seeded, monkeypatch, capsys):
     from huggingface_hub import ModelCard
 
-    from arabic_sft.scoring.report import figure
+    from arabic_sft.scoring.tables import figure
 
     table = pd.read_csv(seeded / "compare_test.csv")
     rougeL = table[(table["run"] == "tiny (seeds 1, 2)") & (table["metric"] == "rougeL")].iloc[0]

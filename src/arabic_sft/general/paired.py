@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from arabic_sft.runtime.errors import UserError
-from arabic_sft.scoring.compare import GENERAL_PREFIX, Run, compare
+from arabic_sft.scoring.compare import compare
+from arabic_sft.scoring.scored import GENERAL_PREFIX, Run
 
 
 # The per-question metric of a task: the first of these its samples carry (multiple choice: acc), else the first
@@ -113,7 +114,7 @@ def display_rows(table: pd.DataFrame) -> list[dict]:
     """The comparison's rows as every table shows them (compare's markdown, the report, the model card): the task (a
     group marked), its questions, both sides and the difference with their intervals, p; `tuned_value` and `diff`
     unformatted."""
-    from arabic_sft.scoring.report import figure
+    from arabic_sft.scoring.tables import figure
 
     return [{"task": f"{row.task} (group)" if row.kind == "group" else row.task, "questions": int(row.questions),
              "metric": row.metric, "base": figure(row.base, row.base_ci_low, row.base_ci_high),

@@ -140,7 +140,7 @@ def pair_outcome(first_as_a: str | None, first_as_b: str | None) -> tuple[float 
 def pairwise_summary(outcomes: Sequence[float | None], consistent: Sequence[bool | None], resamples: int, seed: int):
     """Win, tie and loss shares of the first run over the usable pairs with 95% bootstrap intervals (rows resampled),
     the share of pairs whose verdict changed with the order (the judge's inconsistency), and the unusable count."""
-    from arabic_sft.scoring.compare import interval, resample_indices
+    from arabic_sft.stats import interval, resample_indices
 
     usable = [index for index, outcome in enumerate(outcomes) if outcome is not None]
     values = np.array([outcomes[index] for index in usable])

@@ -23,9 +23,9 @@ from arabic_sft.recipe import Recipe
 from arabic_sft.runs import CARD, LOG_HISTORY, RecipeResults, RunFolder, in_results, seed_number
 from arabic_sft.runtime.hub import is_local
 from arabic_sft.runtime.manifest import atomic_path, read_json
-from arabic_sft.scoring.compare import default_name, system_name
 from arabic_sft.scoring.metrics import CORPUS_KEYS, METRIC_KEYS
-from arabic_sft.scoring.report import LOWER_IS_BETTER, figure, label
+from arabic_sft.scoring.scored import default_name, system_name
+from arabic_sft.scoring.tables import ComparisonTable, figure, label
 from arabic_sft.training.checkpoints import finished_run
 
 
@@ -130,14 +130,8 @@ def this_run_name(run: TrainedRun, split: str) -> str:
     return system_name([path for seed in results.seeds() if (path := results.seed(seed).metrics(split)).is_file()])
 
 
-def sign(metric: str, row) -> str:
-    """▲ when the difference's interval lies on the better side of 0, ▼ on the worse side, else nothing."""
-    if pd.isna(row.diff_ci_low) or pd.isna(row.diff_ci_high):
-        return ""
-    low, high = (
-        (-row.diff_ci_high, -row.diff_ci_low) if metric in LOWER_IS_BETTER else (row.diff_ci_low, row.diff_ci_high)
-    )
-    return " ▲" if low > 0 else " ▼" if high < 0 else ""
+# ▲ when the difference's interval lies on the better side of 0, ▼ on the worse side.
+SIGNS = {1: " ▲", -1: " ▼", 0: ""}
 
 
 def comparison(run: TrainedRun, split: str, scores: dict | None) -> tuple[dict | None, str | None]:
@@ -157,23 +151,19 @@ def comparison(run: TrainedRun, split: str, scores: dict | None) -> tuple[dict |
     recorded = {row.metric: row.value for row in ours.itertuples() if row.metric in expected}
     if not recorded or any(abs(recorded[key] - expected[key]) > 1e-12 for key in recorded):
         return None, f"{path} does not hold this run's current scores: make compare RECIPE={run.recipe} refreshes it"
-    runs = list(dict.fromkeys(table["run"]))
-    baseline = runs[0]  # compare writes the baseline first
-    others = [other for other in runs if other not in (baseline, name)]
-    cell = {(row.run, row.metric): row for row in table.itertuples()}
+    view = ComparisonTable(table, table["run"].iloc[0])  # compare writes the baseline first
+    baseline, cells = view.baseline, view.cells
+    others = [other for other in view.runs if other not in (baseline, name)]
     rows = []
-    for row in ours.itertuples():
-        base = cell.get((baseline, row.metric))
+    for cell in view.run_cells(name):
         rows.append({
-            "key": row.metric,
-            "label": label(row.metric),
-            "value": figure(row.value, row.ci_low, row.ci_high),
-            "baseline": figure(base.value, base.ci_low, base.ci_high) if base is not None else "n/a",
-            "others": [figure(cell[other, row.metric].value) if (other, row.metric) in cell else "n/a"
-                       for other in others],
-            "diff": "" if pd.isna(row.diff)
-                    else figure(row.diff, row.diff_ci_low, row.diff_ci_high) + sign(row.metric, row),
-            "p": "" if pd.isna(row.p_value) else f"{row.p_value:.3f}",
+            "key": cell.metric,
+            "label": cell.label,
+            "value": cell.value,
+            "baseline": cells[baseline, cell.metric].value if (baseline, cell.metric) in cells else "n/a",
+            "others": [cells[other, cell.metric].bare if (other, cell.metric) in cells else "n/a" for other in others],
+            "diff": cell.difference + SIGNS[cell.significant] if cell.difference else "",
+            "p": cell.p,
         })  # fmt: skip
     return {"path": str(path), "name": name, "baseline": baseline, "others": others, "rows": rows}, None
 

@@ -14,22 +14,12 @@ import pandas as pd
 from arabic_sft.runs import LOG_HISTORY, MANIFEST, TRAINER_STATE, RecipeResults, beside
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.manifest import read_json
-from arabic_sft.scoring.compare import (
-    Run,
-    compare,
-    compare_groups,
-    group_labels,
-    interval_figure,
-    judge_section,
-    load_run,
-    load_system,
-    metric_keys,
-    recipe_runs,
-    seed_markdown,
-)
+from arabic_sft.scoring.compare import compare, compare_groups
 from arabic_sft.scoring.metrics import arabic_share
+from arabic_sft.scoring.plots import interval_figure
 from arabic_sft.scoring.predictions import prediction_rows
-from arabic_sft.scoring.report import LOWER_IS_BETTER, figure, label
+from arabic_sft.scoring.scored import Run, group_labels, load_run, load_system, metric_keys, recipe_runs
+from arabic_sft.scoring.tables import ComparisonTable, better, figure, judge_section, label, seed_markdown
 from arabic_sft.training.loss_curve import generation_figure, loss_figure
 
 
@@ -67,30 +57,13 @@ def log_history(output_dir: Path) -> list[dict]:
     return json.loads(states[-1].read_text(encoding="utf-8"))["log_history"] if states else []
 
 
-def better(metric: str, difference: float) -> int:
-    """1 when `difference` (run − baseline) is an improvement, -1 when it is a loss, 0 for none."""
-    sign = int(np.sign(difference))
-    return -sign if metric in LOWER_IS_BETTER else sign
-
-
 def comparison_rows(table: pd.DataFrame, baseline: str) -> tuple[list[str], list[dict], list[dict]]:
     """(metric labels, a row per run with each metric's value and interval, a row per run and metric against the
-    baseline)."""
-    metrics = [key for key in metric_keys(table["metric"]) if key in set(table["metric"])]
-    cell = {(row.run, row.metric): row for row in table.itertuples()}
-    runs = []
-    for run in dict.fromkeys(table["run"]):
-        values = [figure(cell[run, key].value, cell[run, key].ci_low, cell[run, key].ci_high) if (run, key) in cell
-                  else "n/a" for key in metrics]  # fmt: skip
-        runs.append({"name": run, "values": values})
-    against = []
-    for row in table.itertuples():
-        if row.run == baseline or row.diff is None or pd.isna(row.diff):
-            continue
-        p_value = "" if row.p_value is None or pd.isna(row.p_value) else f"{row.p_value:.3f}"
-        against.append({"run": row.run, "metric": label(row.metric), "sign": better(row.metric, row.diff),
-                        "difference": figure(row.diff, row.diff_ci_low, row.diff_ci_high), "p": p_value})  # fmt: skip
-    return [label(key) for key in metrics], runs, against
+    baseline): the table model's cells (`scoring.tables.ComparisonTable`), as markdown and the card show them."""
+    view = ComparisonTable(table, baseline)
+    against = [{"run": cell.run, "metric": cell.label, "sign": cell.better, "difference": cell.difference,
+                "p": cell.p} for cell in view.differences()]  # fmt: skip
+    return view.labels, view.value_rows(), against
 
 
 def group_rows(groups: pd.DataFrame, baseline: str) -> tuple[list[str], list[dict]]:

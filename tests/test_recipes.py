@@ -180,7 +180,7 @@ def test_jais2_targets_its_own_modules():
 
 
 def test_a_training_process_reads_its_recipe_once(tiny_llama, make_recipe, script_in_process, monkeypatch):
-    from arabic_sft import recipe as module
+    from arabic_sft.recipe import load as module
 
     reads, parsers = [], []
     read_yaml, make_parser = module.read_yaml, module.make_parser

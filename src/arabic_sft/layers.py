@@ -14,8 +14,8 @@ PACKAGE = Path(__file__).resolve().parent
 
 def part_of(path: Path) -> str:
     """A module's part: its folder under the package, or the module itself (recipe, runs, ...)."""
-    parts = path.relative_to(PACKAGE).with_suffix("").parts
-    return parts[0]
+    part = path.relative_to(PACKAGE).with_suffix("").parts[0]
+    return "cli" if part == "__main__" else part  # `python -m arabic_sft` is the console program
 
 
 def imported_parts(path: Path) -> set[str]:

@@ -1,0 +1,344 @@
+"""The recipe's schema: our fields, one dataclass per stage (each field declaring its group, default and help),
+composed into `RecipeArguments`, which TRL's parser reads beside its `SFTConfig` and `ModelConfig`; and the few
+helpers that read fields by group or take some of them on a script's command line. Data only: nothing here reads a
+file, probes the machine or prints."""
+
+import json
+from dataclasses import dataclass, field, fields, replace
+
+from arabic_sft import named
+from arabic_sft.runtime.errors import UserError
+
+
+RECIPES_DIR = named.folder("recipe")
+
+
+# The group each of our fields belongs to (declared on the field): where it is used.
+GROUPS = {
+    "data": "where the rows are and how they are read (arabic_sft.data)",
+    "prompt": "how a row becomes a prompt and an answer (arabic_sft.data.columns, arabic_sft.prompts); a task preset "
+    "sets these",
+    "training": "how training runs beyond SFTConfig (arabic_sft.training)",
+    "evaluation": "what is measured during and after training (training.eval_generation, arabic_sft.scoring)",
+    "general": "general ability before and after fine-tuning, through lm-evaluation-harness (arabic_sft.general)",
+    "publishing": "what the model card says and make publish needs (arabic_sft.publishing)",
+    "launch": "how make train launches it (arabic_sft.training.launch)",
+}
+
+
+def _field(group: str, default, help: str, **metadata):
+    return field(default=default, metadata={"group": group, "help": help, **metadata})
+
+
+@dataclass
+class DataArguments:
+    """Where the rows are and how they are read (arabic_sft.data)."""
+
+    train_file: str | None = _field(
+        "data", None, "Training data: .csv, .jsonl/.json, .parquet, or a save_to_disk directory."
+    )
+    validation_file: str | None = _field("data", None, "Validation data (eval loss, best model).")
+    test_file: str | None = _field("data", None, "Test data, used by generation and scoring.")
+    dataset_name: str | None = _field(
+        "data", None, "Instead of files: a dataset on the Hub or a local dataset directory (datasets.load_dataset)."
+    )
+    dataset_config: str | None = _field("data", None, "dataset_name's configuration (subset).")
+    dataset_revision: str | None = _field("data", None, "dataset_name's revision (a commit pins it).")
+    train_split: str = _field("data", "train", "dataset_name's training split.")
+    validation_split: str | None = _field("data", None, "dataset_name's validation split.")
+    test_split: str | None = _field("data", None, "dataset_name's test split.")
+    validation_fraction: float = _field(
+        "data", 0.0, "Without a validation file or split: hold out this fraction of train (seeded by `seed`)."
+    )
+    test_fraction: float = _field(
+        "data", 0.0, "Without a test file or split: hold out this fraction of train for generation and scoring."
+    )
+    csv_encoding: str = _field("data", "utf-8-sig", "Encoding of the CSV files.")
+    empty_cells: str = _field(
+        "data",
+        "drop",
+        "Rows with an empty required cell: 'drop' (with a count) or 'error'.",
+        choices=["drop", "error"],
+    )
+
+
+@dataclass
+class PromptArguments:
+    """How a row becomes a prompt and an answer (data.columns, prompts); a task preset sets these."""
+
+    task: str | None = _field(
+        "prompt", None, "A preset that fills the fields below: recipes/tasks/NAME.yaml (or a path to such a YAML)."
+    )
+    prompt_template: str | None = _field(
+        "prompt",
+        None,
+        "Prompt with {placeholder}s filled from the columns. Unset: the data must be in TRL's formats (a `messages` "
+        "column, or `prompt` and `completion` columns).",
+    )
+    columns: dict | str | None = _field(
+        "prompt",
+        None,
+        "Column of each placeholder and of the answer: a name or a list of names (any case). Unset: the column named "
+        "like the placeholder.",
+    )
+    answer_column: str = _field("prompt", "answer", "The placeholder (key of `columns`) of the answer.")
+    output_columns: dict | str | None = _field(
+        "prompt",
+        None,
+        "Predictions CSV column names: {placeholder: name, generated: name}. Default: the inputs' own column names, "
+        "Reference_<answer column>, Generated_<answer column>.",
+    )
+    chat_format: str = _field(
+        "prompt",
+        "auto",
+        "'chat': wrap the prompt in the tokenizer's chat template; 'plain': raw text; 'auto': chat when the "
+        "tokenizer has a template.",
+        choices=["auto", "chat", "plain"],
+    )
+
+
+@dataclass
+class TrainingExtras:
+    """How training runs, beyond TRL's SFTConfig (arabic_sft.training)."""
+
+    truncation: str = _field(
+        "training",
+        "warn",
+        "Examples whose prompt + answer exceed max_length (TRL cuts them from the end, EOS included): 'warn' (count "
+        "them), 'drop' them (with a count), or 'error'.",
+        choices=["warn", "drop", "error"],
+    )
+    subsample_fraction: float = _field(
+        "training", 1.0, "Train on this random fraction of the train/validation rows (seed: `seed`)."
+    )
+    loss_from_logits: bool = _field(
+        "training",
+        False,
+        "Compute the loss from the logits the model returns instead of TRL's fused LM-head loss (for models that "
+        "scale their logits in their own forward, e.g. Jais).",
+    )
+    adapter_dtype: str = _field(
+        "training",
+        "auto",
+        "dtype of the trained LoRA parameters. 'auto': as TRL and PEFT store them (fp32; bf16 for a 4-bit model or "
+        "under ZeRO-3), fp32 under fp16 mixed precision (its grad scaler needs it). 'bfloat16': bf16 adapters with a "
+        "bf16 base (faster on a GPU: no fp32 adapter matmuls; updates are rounded to bf16). 'float32': fp32 adapters.",
+        choices=["auto", "bfloat16", "float32"],
+    )
+    check_loss_parity: bool = _field(
+        "training", True, "Before training, check that the trainer's loss equals the model's own loss on one batch."
+    )
+    overwrite_output_dir: bool = _field(
+        "training",
+        False,
+        "Train again from scratch into an output_dir that holds a finished or unfinished run (its checkpoints and "
+        "manifest are removed first). Without it, a finished run is left as it is and an unfinished one resumes.",
+    )
+    inspect: int = _field(
+        "training", 0, "Print N rendered training examples with their masks, then exit without training."
+    )
+    inspect_json: str | None = _field(
+        "training", None, "With --inspect: also write the examples as JSON (answer, prompt, completion)."
+    )
+    seeds: list[int] | None = _field(
+        "training",
+        None,
+        "make train: one complete run per seed, in results/<recipe>/seed-N/. make eval follows; compare and report "
+        "treat the runs as one system with the seeds' variance in every interval (SEEDS='1 2 3' says the same).",
+    )
+
+
+@dataclass
+class EvaluationArguments:
+    """What is measured during and after training (training.eval_generation, scoring, judging)."""
+
+    eval_generation_examples: int = _field(
+        "evaluation",
+        0,
+        "At each evaluation, generate for this many validation rows (a fixed subset; 0 = off) and log eval_bleu4, "
+        "eval_rougeL, eval_chrf, eval_arabic_ratio, eval_empty_rate (usable as metric_for_best_model) with the "
+        "answers in output_dir/eval_generations/.",
+    )
+    eval_generation_max_new_tokens: int = _field("evaluation", 64, "Token limit of those answers.")
+    eval_generation_batch_size: int = _field("evaluation", 16, "Prompts per batch for those answers.")
+    published_baseline: str | None = _field(
+        "evaluation",
+        None,
+        "Published results shown beside this recipe's (a file in data/published/).",
+        choices=named.names("published"),
+    )
+    judge_rubric: str = _field(
+        "evaluation", "qa_reference", "The judge's rubric: recipes/judges/NAME.yaml, or a path to such a YAML."
+    )
+    judge_url: str | None = _field(
+        "evaluation",
+        None,
+        "An OpenAI-compatible endpoint of the judge (http://127.0.0.1:8000/v1 for `vllm serve`); unset: judge_model "
+        "runs here.",
+    )
+    judge_model: str | None = _field(
+        "evaluation",
+        None,
+        "The judge: with judge_url, the model name the endpoint serves; without, a Hugging Face chat model (an id or "
+        "a path) run here through the batched generator. Unset: no judge.",
+    )
+    judge_revision: str | None = _field("evaluation", None, "A local judge's Hub revision (a commit, to pin it).")
+    judge_adapter: str | None = _field("evaluation", None, "A LoRA adapter directory on a local judge model.")
+    judge_load_in_4bit: bool = _field("evaluation", False, "Load a local judge in 4 bits (nf4; a GPU).")
+    judge_api_key_env: str | None = _field(
+        "evaluation", None, "The environment variable that holds the endpoint's API key (the key is never written)."
+    )
+    judge_language: str = _field(
+        "evaluation", "en", "The language of the judge's prompts (the rubric has both).", choices=["en", "ar"]
+    )
+    group_column: str | None = _field(
+        "evaluation",
+        None,
+        "A column of the data to break the comparison down by (category): every metric per group, with intervals, in "
+        "compare's markdown and FILE.groups.csv.",
+    )
+    bertscore_model: str | None = _field(
+        "evaluation",
+        None,
+        "BERTScore's model for score.py (an id, or a local path offline); unset: bert-base-multilingual-cased.",
+    )
+    semantic_model: str | None = _field(
+        "evaluation",
+        None,
+        "The sentence-transformers model of semantic similarity (an id or a local path); unset: "
+        "paraphrase-multilingual-mpnet-base-v2.",
+    )
+
+
+@dataclass
+class GeneralArguments:
+    """General ability before and after fine-tuning, through lm-evaluation-harness (arabic_sft.general)."""
+
+    general_tasks: list[str] | None = _field(
+        "general",
+        None,
+        "lm-eval tasks for make general. Unset: arabicmmlu, arabic_leaderboard_alghafa, aexams, arab_culture "
+        "(they need the Hub once); arabic_sft_mcq is the project's local task (40 questions, offline).",
+    )
+    general_num_fewshot: int = _field("general", 0, "Few-shot examples per question (both models).")
+    general_batch_size: int = _field("general", 8, "lm-eval's batch size (requests per forward pass).")
+    general_chat_template: bool = _field(
+        "general", False, "Questions through the chat template, both models. Few-shot examples become turns."
+    )
+    general_backend: str = _field(
+        "general",
+        "hf",
+        "lm-eval's backend: hf or vllm. vllm: pip install lm-eval[vllm], a GPU.",
+        choices=["hf", "vllm"],
+    )
+
+
+@dataclass
+class PublishingArguments:
+    """What the model card says and publishing needs (arabic_sft.publishing)."""
+
+    license: str | None = _field(
+        "publishing",
+        None,
+        "The model's Hub license id (cc-by-4.0). make publish needs it: one the base model's and the data's licenses "
+        "allow.",
+    )
+    data_source: str | None = _field(
+        "publishing",
+        None,
+        "The data's source: data/sources/NAME.yaml or a path. It holds the title, url, license, hub_id and citation "
+        "the model card shows.",
+    )
+
+
+@dataclass
+class LaunchArguments:
+    """How the console program launches training (arabic_sft.training.launch)."""
+
+    accelerate_config: str | None = _field(
+        "launch",
+        None,
+        "Launch config in accelerate_configs/ that make train uses. Unset: the one that fits this machine (cpu "
+        "without a GPU, single_gpu with one, ddp with several: one process per GPU).",
+    )
+
+
+@dataclass
+class RecipeArguments(
+    LaunchArguments,
+    PublishingArguments,
+    GeneralArguments,
+    EvaluationArguments,
+    TrainingExtras,
+    PromptArguments,
+    DataArguments,
+):
+    """Our fields of a recipe, one dataclass per stage composed into one (in the stages' order); model fields are
+    TRL's `ModelConfig`, training fields its `SFTConfig`."""
+
+    def __post_init__(self):
+        for name in ("columns", "output_columns"):  # a mapping; on the command line, as JSON
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    setattr(self, name, value := json.loads(value))
+                except json.JSONDecodeError:
+                    raise ValueError(f"{name}: not a JSON mapping: {value}") from None
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"{name}: must be a mapping of placeholder: column name, got {value!r}")
+        # argparse checks `choices` on the command line only, not on values that come from the recipe YAML.
+        for item in fields(self):
+            choices = item.metadata.get("choices")
+            value = getattr(self, item.name)
+            if choices and value is not None and value not in choices:
+                raise ValueError(f"{item.name}: {value!r} is not one of {', '.join(map(str, choices))}")
+
+
+def fields_in(*groups: str) -> tuple[str, ...]:
+    """The names of our fields in `groups`."""
+    return tuple(item.name for item in fields(RecipeArguments) if item.metadata["group"] in groups)
+
+
+def field_choices(name: str) -> list:
+    """The values one of our fields accepts."""
+    return next(item.metadata["choices"] for item in fields(RecipeArguments) if item.name == name)
+
+
+def _flag_type(item):
+    """The type a field's command-line value is read as: its annotation without None (str | None -> str)."""
+    kinds = [kind for kind in getattr(item.type, "__args__", (item.type,)) if kind is not type(None)]
+    kind = kinds[0] if kinds else str
+    if kind is bool:
+        return lambda text: str(text).lower() in ("1", "true", "yes")
+    return kind if kind in (int, float, str) else str
+
+
+def add_field_arguments(parser, names, title: str) -> None:
+    """--FIELD flags for some of our fields, typed, checked and documented by the recipe's own schema, for a script
+    that takes a few of them without a whole recipe; `with_overrides` applies what was given."""
+    group = parser.add_argument_group(title)
+    for item in fields(RecipeArguments):
+        if item.name in names:
+            kind = _flag_type(item)
+            group.add_argument(
+                f"--{item.name}",
+                type=kind,
+                nargs="?" if item.type is bool else None,
+                const=True if item.type is bool else None,
+                choices=item.metadata.get("choices"),
+                help=item.metadata["help"].split(". ")[0].rstrip(".")
+                + f" (default: the recipe's, else {item.default})",
+            )
+
+
+def with_overrides(args: "RecipeArguments", options, names, source: str = "arguments") -> "RecipeArguments":
+    """`args` with the fields among `names` that `options` (`add_field_arguments`) gives, checked as a recipe's."""
+    changes = {name: getattr(options, name) for name in names if getattr(options, name, None) is not None}
+    try:
+        return replace(args, **changes)
+    except ValueError as error:
+        raise UserError(f"{source}: {str(error).splitlines()[0]}") from None
+
+
+# What a task preset may set: how a dataset's columns make a prompt (not which preset: that is the recipe's choice).
+PRESET_FIELDS = tuple(name for name in fields_in("prompt") if name != "task")

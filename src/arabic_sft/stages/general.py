@@ -1,0 +1,137 @@
+"""Did it forget? The recipe's base model and its fine-tuned model through lm-evaluation-harness, on the same tasks
+with the same few-shot, seed and batch settings, then compared question by question.
+
+    make general RECIPE=allam_proverbs                      # the default Arabic suite (it needs the Hub once)
+    make general RECIPE=demo TASKS=arabic_sft_mcq LIMIT=20  # the project's local task, 20 questions
+    python scripts/general.py --config recipes/demo.yaml --tasks arabic_sft_mcq aexams --num_fewshot 5
+    python scripts/general.py --list_tasks arab             # the task names lm-eval knows that contain "arab"
+
+Writes results/<recipe>/general/{base,tuned}/ (lm-eval's results.json, its per-question samples_TASK.jsonl, a
+manifest) and results/<recipe>/general/comparison.{md,csv}: per task and group both accuracies with bootstrap
+intervals, the paired difference with its interval and p-value. `make compare` adds the block to the comparison.
+A stopped run continues where it stopped (lm-eval's answer cache, under general/.cache/); an existing side is
+refused unless --overwrite. On several GPUs `accelerate launch` shares the questions (lm-eval's data parallel).
+"""
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="the recipe: its base model, its output_dir and its general_* fields")
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        help="lm-eval tasks or groups (default: the recipe's general_tasks, else arabicmmlu "
+        "arabic_leaderboard_alghafa aexams arab_culture); commas also separate",
+    )
+    parser.add_argument("--limit", type=int, help="the first N questions of each task (a quick check)")
+    parser.add_argument("--num_fewshot", type=int, help="default: the recipe's general_num_fewshot (0)")
+    parser.add_argument("--batch_size", type=int, help="default: the recipe's general_batch_size (8)")
+    parser.add_argument("--side", choices=["base", "tuned", "both"], default="both", help="evaluate one side only")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the comparison")
+    parser.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    parser.add_argument("--overwrite", action="store_true", help="evaluate a side again though its folder exists")
+    parser.add_argument("--list_tasks", nargs="?", const="", metavar="PATTERN", help="list lm-eval's task names")
+    return parser
+
+
+def quiet_lm_eval() -> None:
+    """lm-eval repeats a hint for every task loaded with a custom dataset (ours); the rest of its log stays."""
+
+    class Hint(logging.Filter):
+        def filter(self, record):
+            return "Custom kwargs can be passed" not in record.getMessage()
+
+    for name in ("lm_eval", "lm-eval", "lm_eval.api.task"):
+        logging.getLogger(name).addFilter(Hint())
+
+
+def main() -> int:
+    args = make_parser().parse_args()
+    from arabic_sft.general.harness import (
+        CACHE,
+        DEFAULT_TASKS,
+        Settings,
+        evaluate_side,
+        load_tasks,
+        model_sides,
+        task_manager,
+    )
+
+    quiet_lm_eval()
+    if args.list_tasks is not None:
+        names = [name for name in task_manager().all_tasks if args.list_tasks.lower() in name.lower()]
+        print("\n".join(names) or f"no task name contains {args.list_tasks!r}")
+        return 0
+    if not args.config:
+        raise UserError("give --config recipes/NAME.yaml (its base model and output_dir are the two sides)")
+    from arabic_sft.recipe import load_recipe
+    from arabic_sft.runtime.locks import exclusive_output
+    from arabic_sft.runtime.preemption import Stopped, stop_raises, stopped_by
+
+    recipe = load_recipe(["--config", args.config])
+    fields = recipe.args
+    names = [name for item in args.tasks or fields.general_tasks or DEFAULT_TASKS for name in item.split(",") if name]
+    settings = Settings(
+        tasks=tuple(dict.fromkeys(names)),
+        num_fewshot=fields.general_num_fewshot if args.num_fewshot is None else args.num_fewshot,
+        batch_size=args.batch_size or fields.general_batch_size,
+        chat_template=fields.general_chat_template,
+        backend=fields.general_backend,
+        seed=recipe.fields.seed,
+        limit=args.limit,
+    )
+    if settings.num_fewshot < 0 or settings.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        raise UserError("--num_fewshot must be 0 or more, --batch_size and --limit 1 or more")
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes > 1 and settings.device == "cpu":
+        raise UserError("lm-eval shares questions between processes on GPUs only: run one process on a CPU")
+    main_process = os.environ.get("RANK", "0") == "0"
+    folder = Path("results") / recipe.name / "general"
+    sides = model_sides(recipe, ("base", "tuned") if args.side == "both" else (args.side,))
+    if not args.overwrite and (existing := [folder / side.name for side in sides if (folder / side.name).exists()]):
+        raise UserError(f"{existing[0]}: already exists (pass --overwrite, or OVERWRITE=1, to evaluate it again)")
+    manager = task_manager()
+    try:
+        with exclusive_output(folder, enabled=main_process), stop_raises():
+            load_tasks(settings.tasks, manager)  # every task checked and its data loaded before any model
+            for side in sides:
+                if main_process:
+                    print(f"general ability, {side.name}: {', '.join(settings.tasks)}", file=sys.stderr)
+                evaluate_side(side, settings, load_tasks(settings.tasks, manager), manager, folder, args.overwrite)
+    except Stopped as stop:
+        if main_process:
+            print(
+                f"stopped by {stopped_by(stop.signum)}; the answers computed are kept in {folder / CACHE}: the same "
+                "command continues",
+                file=sys.stderr,
+            )
+        return 128 + stop.signum
+    if main_process and all((folder / side).is_dir() for side in ("base", "tuned")):
+        write_comparison(folder, args.resamples, args.seed)
+    return 0
+
+
+def write_comparison(folder: Path, resamples: int, seed: int) -> None:
+    from arabic_sft.general.paired import general_comparison, general_markdown
+    from arabic_sft.runtime.manifest import atomic_path
+
+    table = general_comparison(folder, resamples, seed)
+    with atomic_path(folder / "comparison.csv") as temporary:
+        table.to_csv(temporary, index=False, encoding="utf-8")
+    text = "\n".join(general_markdown(table, resamples, seed)).strip() + "\n"
+    with atomic_path(folder / "comparison.md") as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    print(text)
+    print(f"wrote {folder / 'comparison.md'} and {folder / 'comparison.csv'}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,5 +1,5 @@
 """Named YAML files, one lookup for every kind: recipes, task presets, judges' rubrics, sweeps, data sources and
-papers' published figures. What varies is data; a new one is a file, not code.
+papers' results. What varies is data; a new one is a file, not code.
 
 A name is looked up as `<folder>/<name>.yaml` in the working directory, then in the project (so the project's own files
 are found from anywhere); a value ending in .yaml/.yml is a path. This module imports nothing of the package but the
@@ -21,7 +21,7 @@ KINDS = {
     "judge": ("recipes/judges", "judge rubric"),
     "sweep": ("recipes/sweeps", "sweep file"),
     "source": ("data/sources", "data source"),
-    "published": ("data/published", "published results file"),
+    "paper": ("data/paper_results", "paper results file"),
 }
 
 

@@ -164,8 +164,8 @@ class EvaluationArguments:
     published_baseline: str | None = _field(
         "evaluation",
         None,
-        "Published results shown beside this recipe's (a file in data/published/).",
-        choices=named.names("published"),
+        "A paper's results shown beside this recipe's (a file in data/paper_results/).",
+        choices=named.names("paper"),
     )
     judge_rubric: str = _field(
         "evaluation", "qa_reference", "The judge's rubric: recipes/judges/NAME.yaml, or a path to such a YAML."

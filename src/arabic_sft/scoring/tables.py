@@ -17,10 +17,10 @@ from arabic_sft.scoring.scored import Run, judge_beside, metric_keys
 
 
 def published(name: str) -> dict:
-    """A paper's published results (`data/published/<name>.yaml`): title, note, and figures per split."""
+    """A paper's results (`data/paper_results/<name>.yaml`): title, note, and figures per split."""
     if named.is_path(name):
-        raise UserError(f"published results '{name}': give a name (known: {', '.join(named.names('published'))})")
-    return named.read("published", name)[1]
+        raise UserError(f"paper results '{name}': give a name (known: {', '.join(named.names('paper'))})")
+    return named.read("paper", name)[1]
 
 
 LABELS = {

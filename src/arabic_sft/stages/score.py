@@ -56,7 +56,9 @@ def make_parser() -> argparse.ArgumentParser:
         "--out", help="metrics JSON (default: beside the predictions, predictions_X.csv -> metrics_X.json)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing metrics files")
-    parser.add_argument("--baseline", choices=names("published"), help="published results to show beside ours")
+    parser.add_argument(
+        "--baseline", choices=names("paper"), help="a paper's results to show beside ours (data/paper_results/)"
+    )
     parser.add_argument(
         "--rouge_tokenizer",
         choices=["arabic", "default"],

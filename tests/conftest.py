@@ -14,6 +14,7 @@ from helpers import (
     ROOT,
     SAMPLE_FILES,
     ScriptedJudge,
+    cpu_recipe,
     generate_command,
     run_in_this_process,
     run_script,
@@ -64,20 +65,7 @@ def make_recipe(tmp_path):
     """Write a CPU recipe for a task's sample data and a tiny model; keyword arguments override its fields."""
 
     def make(model: Path, task: str = "proverbs", **overrides) -> Path:
-        fields = {
-            "model_name_or_path": str(model),
-            "task": task,
-            "train_file": str(SAMPLE_FILES[task]),
-            "validation_file": str(SAMPLE_FILES[task]),
-            "output_dir": str(tmp_path / "out"),
-            "num_train_epochs": 1,
-            "per_device_train_batch_size": 4,
-            "eval_strategy": "no",
-            "save_strategy": "no",
-            **CPU_TRAINING,
-            **overrides,
-        }
-        return write_recipe(tmp_path / "recipe.yaml", **fields)
+        return cpu_recipe(tmp_path / "recipe.yaml", model, task, validation_file=str(SAMPLE_FILES[task]), **overrides)
 
     return make
 

@@ -74,6 +74,24 @@ def write_recipe(path: Path, **fields) -> Path:
     return path
 
 
+def cpu_recipe(path: Path, model: Path | str, task: str = "proverbs", **overrides) -> Path:
+    """The tests' one CPU recipe: a tiny model trained on a task's sample file, one epoch, no evaluation or
+    checkpoints, output beside the recipe; keyword arguments override or (None) remove its fields."""
+    fields = {
+        "model_name_or_path": str(model),
+        "task": task,
+        "train_file": str(SAMPLE_FILES[task]),
+        "output_dir": str(Path(path).parent / "out"),
+        "num_train_epochs": 1,
+        "per_device_train_batch_size": 4,
+        "eval_strategy": "no",
+        "save_strategy": "no",
+        **CPU_TRAINING,
+        **overrides,
+    }
+    return write_recipe(path, **{name: value for name, value in fields.items() if value is not None})
+
+
 def run_script(script: str, *args: str, env: dict | None = None, timeout: int = 600, cwd: Path = ROOT):
     """Run `scripts/<script>` as a user would, from the repository root (or `cwd`)."""
     return subprocess.run(
@@ -181,18 +199,7 @@ QLORA = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "use_bnb_nested_qua
 
 def train_qlora_adapter(model: Path, work: Path, **fields) -> Path:
     """A QLoRA adapter trained by sft.py on `model` and the proverbs sample (`fields` override `QLORA`)."""
-    recipe = write_recipe(
-        work / "r.yaml",
-        model_name_or_path=str(model),
-        task="proverbs",
-        train_file=str(SAMPLE_FILES["proverbs"]),
-        output_dir=str(work / "adapter"),
-        per_device_train_batch_size=4,
-        eval_strategy="no",
-        save_strategy="no",
-        **CPU_TRAINING,
-        **{**QLORA, **fields},
-    )
+    recipe = cpu_recipe(work / "r.yaml", model, output_dir=str(work / "adapter"), **{**QLORA, **fields})
     result = run_script("sft.py", "--config", recipe)
     assert result.returncode == 0, result.stderr[-3000:]
     return work / "adapter"

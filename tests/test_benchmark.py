@@ -2,7 +2,7 @@
 
 import json
 
-from helpers import CPU_TRAINING, SAMPLE_FILES, assert_one_error_line, run_script, write_recipe
+from helpers import SAMPLE_FILES, assert_one_error_line, cpu_recipe, run_script
 
 
 REQUIRED = [
@@ -18,16 +18,7 @@ REQUIRED = [
 
 
 def bench_recipe(model, tmp_path):
-    return write_recipe(
-        tmp_path / "r.yaml",
-        model_name_or_path=str(model),
-        task="proverbs",
-        train_file=str(SAMPLE_FILES["proverbs"]),
-        test_file=str(SAMPLE_FILES["proverbs"]),
-        output_dir=str(tmp_path / "unused"),
-        max_length=256,
-        **CPU_TRAINING,
-    )
+    return cpu_recipe(tmp_path / "r.yaml", model, test_file=str(SAMPLE_FILES["proverbs"]), max_length=256)
 
 
 def run_benchmark(recipe, out, *options):

@@ -13,12 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import (
-    CPU_TRAINING,
-    SAMPLE_FILES,
     assert_one_error_line,
+    cpu_recipe,
     run_in_this_process,
     run_script,
-    write_recipe,
 )
 
 from arabic_sft.general.harness import LOCAL_TASKS
@@ -32,12 +30,10 @@ SAMPLES = "samples_arabic_sft_mcq.jsonl"
 
 def general_recipe(folder: Path, base: Path, **fields) -> Path:
     """A recipe whose base is `base` and whose output_dir holds a LoRA adapter trained on it (trained by sft.py)."""
-    values = {"model_name_or_path": str(base), "task": "proverbs", "train_file": str(SAMPLE_FILES["proverbs"]),
-              "output_dir": str(folder / "adapter"), "use_peft": True, "lora_r": 8, "lora_alpha": 32,
-              "lora_target_modules": "all-linear", "dtype": "float32", "learning_rate": 5.0e-3,
-              "num_train_epochs": 2, "per_device_train_batch_size": 4, "eval_strategy": "no", "save_strategy": "no",
-              "general_tasks": ["arabic_sft_mcq"], "general_batch_size": 1, **CPU_TRAINING, **fields}  # fmt: skip
-    return write_recipe(folder / "tiny.yaml", **values)
+    return cpu_recipe(folder / "tiny.yaml", base, output_dir=str(folder / "adapter"), use_peft=True, lora_r=8,
+                      lora_alpha=32, lora_target_modules="all-linear", dtype="float32", learning_rate=5.0e-3,
+                      num_train_epochs=2, general_tasks=["arabic_sft_mcq"], general_batch_size=1,
+                      **fields)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SAMPLE_FILES, launch, run_script, write_recipe
+from helpers import cpu_recipe, launch, run_script
 from transformers import AutoModelForCausalLM
 
 
 def recipe(path: Path, model: Path, output_dir: Path, batch_size: int) -> Path:
-    return write_recipe(
-        path, model_name_or_path=str(model), task="proverbs", train_file=str(SAMPLE_FILES["proverbs"]),
-        output_dir=str(output_dir), num_train_epochs=2, per_device_train_batch_size=batch_size, learning_rate=1e-3,
-        logging_steps=1, eval_strategy="no", save_strategy="no", use_cpu=True, bf16=False,
-        gradient_checkpointing=False, report_to="none", dataloader_num_workers=0, disable_tqdm=True, seed=0,
-    )  # fmt: skip
+    return cpu_recipe(path, model, output_dir=str(output_dir), num_train_epochs=2,
+                      per_device_train_batch_size=batch_size, learning_rate=1e-3, logging_steps=1, seed=0)  # fmt: skip
 
 
 def losses(output_dir: Path) -> list[float]:

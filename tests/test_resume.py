@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, SAMPLE_FILES, assert_one_error_line, run_in_this_process, run_script, write_recipe
+from helpers import ROOT, SAMPLE_FILES, assert_one_error_line, cpu_recipe, run_in_this_process, run_script
 
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import sha256
@@ -24,27 +24,9 @@ MAX_STEPS = 48
 
 
 def recipe(path: Path, model: Path, output_dir: Path) -> Path:
-    return write_recipe(
-        path,
-        model_name_or_path=str(model),
-        task="proverbs",
-        train_file=str(SAMPLE_FILES["proverbs"]),
-        output_dir=str(output_dir),
-        max_steps=MAX_STEPS,
-        per_device_train_batch_size=2,
-        learning_rate=1e-3,
-        logging_steps=1,
-        eval_strategy="no",
-        save_strategy="steps",
-        save_steps=4,
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        report_to="none",
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        seed=0,
-    )
+    return cpu_recipe(path, model, output_dir=str(output_dir), num_train_epochs=None, max_steps=MAX_STEPS,
+                      per_device_train_batch_size=2, learning_rate=1e-3, logging_steps=1, save_strategy="steps",
+                      save_steps=4, seed=0)  # fmt: skip
 
 
 def losses(output_dir: Path) -> dict[int, float]:

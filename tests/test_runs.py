@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import CPU_TRAINING, ROOT, SAMPLE_FILES, assert_one_error_line, write_recipe
+from helpers import ROOT, SAMPLE_FILES, assert_one_error_line, cpu_recipe
 
 from arabic_sft.runs import RecipeResults, RunFolder, beside, seed_number, split_of
 
@@ -59,9 +59,8 @@ def show(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def seeded_recipe(tmp_path) -> Path:
     (tmp_path / "recipes").mkdir()
     sample = str(SAMPLE_FILES["proverbs"])
-    return write_recipe(tmp_path / "recipes" / "tiny.yaml", model_name_or_path="tiny", task="proverbs",
-                        train_file=sample, test_file=sample, output_dir="results/tiny/model", seeds=[1, 2],
-                        **CPU_TRAINING)  # fmt: skip
+    return cpu_recipe(tmp_path / "recipes" / "tiny.yaml", "tiny", test_file=sample, output_dir="results/tiny/model",
+                      seeds=[1, 2])  # fmt: skip
 
 
 def test_every_entry_point_follows_the_recipe_s_seeds(seeded_recipe):

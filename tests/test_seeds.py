@@ -8,7 +8,7 @@ import subprocess
 
 import pandas as pd
 import pytest
-from helpers import CPU_TRAINING, ROOT, SAMPLE_FILES, run_in_this_process, write_recipe
+from helpers import ROOT, SAMPLE_FILES, cpu_recipe, run_in_this_process
 
 
 def make(work, *targets: str) -> subprocess.CompletedProcess:
@@ -31,12 +31,9 @@ def seeded(tiny_llama, tmp_path_factory):
     for name in (".venv", "scripts", "accelerate_configs", "requirements.txt", "pyproject.toml"):
         (work / name).symlink_to(ROOT / name)
     sample = str(SAMPLE_FILES["proverbs"])
-    fields = {"model_name_or_path": str(tiny_llama), "task": "proverbs", "train_file": sample, "test_file": sample,
-              "output_dir": "results/tiny/model", "num_train_epochs": 2, "learning_rate": 2.0e-3,
-              "per_device_train_batch_size": 4, "eval_strategy": "no", "save_strategy": "no", **CPU_TRAINING,
-              "seeds": [1, 2]}  # fmt: skip
     (work / "recipes").mkdir()
-    write_recipe(work / "recipes" / "tiny.yaml", **fields)
+    cpu_recipe(work / "recipes" / "tiny.yaml", tiny_llama, test_file=sample, output_dir="results/tiny/model",
+               num_train_epochs=2, learning_rate=2.0e-3, seeds=[1, 2])  # fmt: skip
     quick = ["GENERATE_ARGS=--max_new_tokens 8", "SCORE_ARGS=--no_bertscore --no_semantic_similarity"]
     make(work, "train", "eval", "baseline", "compare", "RECIPE=tiny", *quick)  # one make: the recipe read once
     return work / "results" / "tiny"

@@ -129,13 +129,22 @@ class Pipeline:
             model = None if seed is None else self.results.seed(seed).model
             step([*command, *flag("--seed", seed), *flag("--output_dir", model), *options.fields])
 
-    def generate_and_score(self, folder, generate: list[str], score: list[str]) -> None:
-        """Generation (unless its answers exist and --overwrite is not given), then scoring, then the judge."""
+    def recipe_value(self, name: str):
+        """A field as the recipe file sets it (output_dir, model_name_or_path), read without loading TRL."""
+        return named.read_yaml(self.path).get(name)
+
+    def generate_and_score(self, folder, generate: list[str], score: list[str], model) -> None:
+        """Generation (unless its answers exist, are `model`'s as it is now, and --overwrite is not given), then
+        scoring, then the judge."""
         options, predictions = self.options, folder.predictions(self.options.split)
-        if predictions.is_file() and not options.overwrite:
+        stale = model is not None and folder.stale_answers(options.split, model)
+        if predictions.is_file() and not options.overwrite and not stale:
             print(f"{predictions} exists: scoring it as it is (OVERWRITE=1 generates it again)")
         else:
-            step([*self.launch(), script("generate"), *generate, "--split", options.split, *self.common(),
+            if stale and not options.overwrite:
+                print(f"{predictions}: {stale}: generating it again")
+            again = ["--overwrite"] if stale and not options.overwrite else []
+            step([*self.launch(), script("generate"), *generate, "--split", options.split, *self.common(), *again,
                   *shlex.split(options.generate_args or "")])  # fmt: skip
         step([*self.python, script("score"), *score, "--split", options.split, "--overwrite", *self.model_metrics(),
               *shlex.split(options.score_args or "")])  # fmt: skip
@@ -147,16 +156,17 @@ class Pipeline:
         recipe, split = ["--config", str(self.path)], self.options.split
         for seed in self.seeds() or [None]:
             if seed is None:
-                self.generate_and_score(self.results.tuned, recipe, recipe)
+                self.generate_and_score(self.results.tuned, recipe, recipe, self.recipe_value("output_dir"))
                 continue
             folder = self.results.seed(seed)
             where = ["--checkpoint_dir", str(folder.model), "--out_path", str(folder.predictions(split))]
-            self.generate_and_score(folder, [*recipe, *where], [str(folder.predictions(split))])
+            self.generate_and_score(folder, [*recipe, *where], [str(folder.predictions(split))], folder.model)
 
     def baseline(self) -> None:
         folder = self.results.baseline(self.options.shots)
         generate = ["--config", str(self.path), "--baseline", "--shots", str(self.options.shots)]
-        self.generate_and_score(folder, generate, [str(folder.predictions(self.options.split))])
+        model = self.recipe_value("model_name_or_path")
+        self.generate_and_score(folder, generate, [str(folder.predictions(self.options.split))], model)
 
     def judge(self) -> None:
         options = self.options

@@ -20,7 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from arabic_sft.general.paired import display_rows
 from arabic_sft.named import data_source
 from arabic_sft.recipe import Recipe
-from arabic_sft.runs import CARD, LOG_HISTORY, RecipeResults, RunFolder, in_results, seed_number
+from arabic_sft.runs import CARD, LOG_HISTORY, RecipeResults, RunFolder, in_results, same_path, seed_number
 from arabic_sft.runtime.hub import is_local
 from arabic_sft.runtime.manifest import atomic_path, read_json
 from arabic_sft.scoring.metrics import CORPUS_KEYS, METRIC_KEYS
@@ -87,10 +87,6 @@ def trained_runs(recipe: Recipe) -> list[TrainedRun]:
     return [run for model in models if (run := run_in(recipe, model))]
 
 
-def same_path(a, b) -> bool:
-    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
-
-
 def evaluation(run: TrainedRun, split: str) -> tuple[dict | None, str | None]:
     """(this model's scores on `split` with what produced them, or None; a note when scores were found but are not
     this training's: answers generated from another model, or before this training finished)."""
@@ -101,8 +97,7 @@ def evaluation(run: TrainedRun, split: str) -> tuple[dict | None, str | None]:
     if metrics is None:
         return None, None
     settings = ((generation or {}).get("config") or {}).get("generation") or {}
-    model = settings.get("adapter_dir") or settings.get("model_dir")
-    if not same_path(model, run.model_dir) or generation.get("started", "") < run.manifest.get("finished", ""):
+    if generation is None or folder.stale_answers(split, run.model_dir):
         return None, (
             f"{metrics_path} was not scored from this training's answers (they came from another model or were "
             f"generated before it finished): make eval RECIPE={run.recipe} scores this model"

@@ -2,7 +2,11 @@
 
 import json
 
+import pytest
 from helpers import SAMPLE_FILES, assert_one_error_line, cpu_recipe, run_script
+
+
+pytestmark = pytest.mark.slow  # make test-fast skips this file
 
 
 REQUIRED = [

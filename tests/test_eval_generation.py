@@ -101,6 +101,7 @@ def test_a_generation_metric_as_best_model_needs_the_callback(tiny_llama, make_r
     assert_one_error_line(result, "set eval_generation_examples")
 
 
+@pytest.mark.slow
 def test_under_ddp_every_process_generates_a_share_and_all_rows_come_back(tiny_llama, make_recipe, tmp_path):
     from helpers import launch
 

@@ -41,6 +41,7 @@ def test_the_readme_recipe_names_no_precision_and_no_launch_config():
     assert not {"bf16", "fp16", "use_cpu", "accelerate_config", "eval_strategy", "logging_steps"} & set(fields)
 
 
+@pytest.mark.slow
 def test_the_readme_recipe_as_a_new_file_trains_evaluates_and_learns_through_make_trains_launcher(
     tiny_llama, tmp_path
 ):

@@ -24,6 +24,9 @@ from arabic_sft.general.paired import general_comparison, general_markdown
 from arabic_sft.runtime.errors import UserError
 
 
+pytestmark = pytest.mark.slow  # make test-fast skips this file
+
+
 QUESTIONS = LOCAL_TASKS / "arabic_sft_mcq" / "questions.jsonl"
 SAMPLES = "samples_arabic_sft_mcq.jsonl"
 

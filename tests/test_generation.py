@@ -68,6 +68,7 @@ def start_generation(tiny_llama, test_path, out, rows_written: int = 0, **popen)
     return process
 
 
+@pytest.mark.slow
 def test_killed_generation_resumes_to_the_same_file(tiny_llama, long_generation, tmp_path):
     test_path, reference = long_generation
     out = tmp_path / "resumed.csv"
@@ -88,6 +89,7 @@ def test_killed_generation_resumes_to_the_same_file(tiny_llama, long_generation,
     assert not partial.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "said"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
 def test_sigterm_or_ctrl_c_finishes_the_batch_and_the_rerun_gives_the_same_file(
     tiny_llama, long_generation, tmp_path, signum, said
@@ -113,6 +115,7 @@ def test_sigterm_or_ctrl_c_finishes_the_batch_and_the_rerun_gives_the_same_file(
     assert out.read_bytes() == reference.read_bytes()
 
 
+@pytest.mark.slow
 def test_a_second_generation_into_the_same_file_is_refused(tiny_llama, long_generation, tmp_path, script_in_process):
     test_path, reference = long_generation
     out = tmp_path / "shared.csv"

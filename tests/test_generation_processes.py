@@ -7,9 +7,13 @@ import subprocess
 import sys
 import time
 
+import pytest
 from helpers import OPTIONS, ROOT, generate_command, run_script
 
 from arabic_sft.runtime.partial import partial_paths, read_done
+
+
+pytestmark = pytest.mark.slow  # make test-fast skips this file
 
 
 def launch_command(model, test_path, out, *extra, processes: int = 2) -> list[str]:

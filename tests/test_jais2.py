@@ -20,6 +20,9 @@ from arabic_sft.prompts.builder import build_model_prompt, prompt_token_ids
 from arabic_sft.tiny import build_tiny_model
 
 
+pytestmark = pytest.mark.slow  # make test-fast skips this file
+
+
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]  # as recipes/jais2_proverbs_qlora.yaml
 
 

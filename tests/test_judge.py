@@ -260,6 +260,7 @@ def judge_command(path, url, model, *extra):
     return ["judge.py", str(path), "--judge_url", url, "--judge_model", model, "--max_new_tokens", "12", *extra]
 
 
+@pytest.mark.slow
 def test_a_served_tiny_judge_answers_garbage_which_is_counted_not_scored(served, tmp_path):
     url, model, log = served
     path = predictions_csv(tmp_path / "predictions_test.csv", 6)
@@ -282,6 +283,7 @@ def test_a_served_tiny_judge_answers_garbage_which_is_counted_not_scored(served,
     assert again.returncode == 0 and requests_received(log) - before == 12
 
 
+@pytest.mark.slow
 def test_a_killed_judge_resumes_asking_only_what_it_has_no_answer_for(served, tmp_path):
     import signal
     import subprocess
@@ -354,6 +356,7 @@ def judged_locally(tiny_llama, tmp_path_factory):
     return folder, result
 
 
+@pytest.mark.slow
 def test_a_local_tiny_judge_answers_garbage_which_is_counted_not_scored(judged_locally, tiny_llama):
     folder, result = judged_locally
     summary = json.loads((folder / "judge_test.json").read_text(encoding="utf-8"))
@@ -405,6 +408,7 @@ def test_a_judge_stopped_by_sigterm_continues_to_the_uninterrupted_result(
     assert (tmp_path / "judge_test.examples.csv").read_bytes() == (folder / "judge_test.examples.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_a_local_judge_in_two_processes_writes_what_one_process_writes(judged_locally, tiny_llama, tmp_path):
     import subprocess
     import sys

@@ -14,6 +14,9 @@ from helpers import cpu_recipe, launch, run_script
 from transformers import AutoModelForCausalLM
 
 
+pytestmark = pytest.mark.slow  # make test-fast skips this file
+
+
 def recipe(path: Path, model: Path, output_dir: Path, batch_size: int) -> Path:
     return cpu_recipe(path, model, output_dir=str(output_dir), num_train_epochs=2,
                       per_device_train_batch_size=batch_size, learning_rate=1e-3, logging_steps=1, seed=0)  # fmt: skip

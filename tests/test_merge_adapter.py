@@ -22,6 +22,9 @@ from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.training.model import keep_4bit_layers_differentiable
 
 
+pytestmark = pytest.mark.slow  # make test-fast skips this file
+
+
 @pytest.fixture(scope="module")
 def qlora_adapter(tiny_llama, tmp_path_factory):
     return train_qlora_adapter(tiny_llama, tmp_path_factory.mktemp("qlora"))

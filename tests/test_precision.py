@@ -8,6 +8,9 @@ from helpers import assert_one_error_line, run_script
 from safetensors import safe_open
 
 
+pytestmark = pytest.mark.slow  # make test-fast skips this file
+
+
 LORA = ["--use_peft", "true", "--lora_target_modules", "all-linear", "--max_steps", "2"]
 QLORA = ["--load_in_4bit", "true", "--bnb_4bit_quant_type", "nf4", "--use_bnb_nested_quant", "true", *LORA]
 

@@ -139,6 +139,7 @@ def error_lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("error:")]
 
 
+@pytest.mark.slow
 @needs_no_bf16_gpu
 def test_make_train_of_a_gpu_recipe_on_this_machine_is_one_line():
     result = subprocess.run(
@@ -153,6 +154,7 @@ def test_make_train_of_a_gpu_recipe_on_this_machine_is_one_line():
     assert "bf16 mixed precision needs a GPU" in result.stderr and "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_bare_accelerate_launch_reports_an_error_once_not_once_per_process(tiny_llama, tmp_path):
     recipe_args = ["--config", str(cpu_recipe(tmp_path, tiny_llama))]  # zero2.yaml says bf16, the recipe does not
     command = [

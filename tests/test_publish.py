@@ -21,6 +21,9 @@ from helpers import (
 )
 
 
+pytestmark = pytest.mark.slow  # make test-fast skips this file
+
+
 @pytest.fixture(scope="module")
 def compared(report):
     """The report's run (a full fine-tune of the tiny Llama, its baseline, judge scores) after make compare, which

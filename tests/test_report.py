@@ -10,6 +10,9 @@ import pytest
 from helpers import ATTACK, EXACT, SAMPLE_FILES, assert_one_error_line, run_in_this_process, write_recipe
 
 
+pytestmark = pytest.mark.slow  # make test-fast skips this file
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not (shutil.which("chromium") and shutil.which("chromedriver")):

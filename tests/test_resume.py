@@ -19,6 +19,9 @@ from arabic_sft.runtime.manifest import sha256
 from arabic_sft.training.checkpoints import is_complete
 
 
+pytestmark = pytest.mark.slow  # make test-fast skips this file
+
+
 FAKE_TOKEN = "hf_FAKEtoken0123456789abcdefNEVERWRITTEN"
 MAX_STEPS = 48
 

@@ -62,6 +62,7 @@ def test_scores_a_predictions_csv_with_local_embedding_models(tmp_path, tiny_ber
     assert "| BLEU-1 |" in table and "SHEFAA" not in table
 
 
+@pytest.mark.slow
 def test_an_unreachable_hub_is_detected_once_without_retries(tmp_path):
     # Nothing listens on port 9 of this machine: the Hub cannot be reached, by construction.
     unreachable = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": ""}

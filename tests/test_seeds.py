@@ -11,6 +11,9 @@ import pytest
 from helpers import ROOT, SAMPLE_FILES, cpu_recipe, run_in_this_process
 
 
+pytestmark = pytest.mark.slow  # make test-fast skips this file
+
+
 def make(work, *targets: str) -> subprocess.CompletedProcess:
     """The project's Makefile run in `work` (its recipes/ and results/), with the repository's scripts and venv."""
     result = subprocess.run(

@@ -14,6 +14,9 @@ import yaml
 from helpers import CPU_TRAINING, ROOT, SAMPLE_FILES, assert_one_error_line, run_in_this_process, write_recipe
 
 
+pytestmark = pytest.mark.slow  # make test-fast skips this file
+
+
 def sweep_folder(work, tiny_llama, name: str, **fields):
     """recipes/tiny.yaml (a tiny Llama on the proverbs sample, evaluated each epoch) and recipes/sweeps/NAME.yaml."""
     (work / "recipes" / "sweeps").mkdir(parents=True, exist_ok=True)

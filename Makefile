@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CLI := $(PY) -m arabic_sft
-RECIPE ?= demo
+RECIPE ?=
 # Recipe field overrides for make train (ARGS='--num_train_epochs 1'); accelerate flags (LAUNCH_ARGS='--num_processes 4')
 ARGS ?=
 LAUNCH_ARGS ?=

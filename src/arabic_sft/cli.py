@@ -253,12 +253,17 @@ STAGES = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A bad argument is one `error:` line (exit 2), not argparse's usage block."""
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(
-        prog="arabic-sft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    main = OneLineParser(prog="arabic-sft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     main.add_argument("--show", action="store_true", help="print the stages' commands, run nothing")
-    stages = main.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    stages = main.add_subparsers(dest="stage", required=True, metavar="STAGE", parser_class=OneLineParser)
 
     def add(name: str, help: str, recipe: bool = True) -> argparse.ArgumentParser:
         sub = stages.add_parser(name, help=help, description=help, allow_abbrev=False)

@@ -21,7 +21,7 @@ from arabic_sft.generation.settings import GenerationSettings
 from arabic_sft.models import context_length, load_for_generation
 from arabic_sft.prompts.builder import build_model_prompt, is_conversational, predictions_table, prompt_token_ids
 from arabic_sft.prompts.truncation import count_long_prompts
-from arabic_sft.recipe import Recipe, RecipeArguments, fields_in, load_recipe, read_preset
+from arabic_sft.recipe import Recipe, RecipeArguments, fields_in, load_recipe, one_run, read_preset
 from arabic_sft.runs import MANIFEST, RecipeResults
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.locks import exclusive_output
@@ -50,6 +50,8 @@ def resolve(args) -> tuple[GenerationSettings, RecipeArguments]:
     if not (args.config or args.checkpoint_dir or args.base_id):
         raise UserError("give a model: --config, --checkpoint_dir, or --base_id [--adapter_dir]")
     recipe = load_recipe(["--config", args.config]) if args.config else None
+    if recipe and not (args.checkpoint_dir or args.base_id or args.baseline):
+        one_run(recipe, "eval")
     data = data_arguments(args, recipe)
     if recipe and not recipe.fields.output_dir and not (args.checkpoint_dir or args.base_id or args.baseline):
         raise UserError(f"{args.config}: output_dir is not set, so there is no trained model to load")

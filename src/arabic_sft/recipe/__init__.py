@@ -3,7 +3,15 @@
 
 from arabic_sft.recipe.defaults import EVAL_DEFAULTS, LORA_LEARNING_RATE, PROJECT_DEFAULTS, project_defaults
 from arabic_sft.recipe.help import short_help
-from arabic_sft.recipe.load import Recipe, load_recipe, make_parser, read_fields, read_preset, recipe_path
+from arabic_sft.recipe.load import (
+    Recipe,
+    load_recipe,
+    make_parser,
+    one_run,
+    read_fields,
+    read_preset,
+    recipe_path,
+)
 from arabic_sft.recipe.schema import (
     GROUPS,
     PRESET_FIELDS,
@@ -18,6 +26,6 @@ from arabic_sft.recipe.schema import (
 
 __all__ = [
     "EVAL_DEFAULTS", "GROUPS", "LORA_LEARNING_RATE", "PRESET_FIELDS", "PROJECT_DEFAULTS", "RECIPES_DIR", "Recipe",
-    "RecipeArguments", "add_field_arguments", "field_choices", "fields_in", "load_recipe", "make_parser",
+    "RecipeArguments", "add_field_arguments", "field_choices", "fields_in", "load_recipe", "make_parser", "one_run",
     "project_defaults", "read_fields", "read_preset", "recipe_path", "short_help", "with_overrides",
 ]  # fmt: skip

@@ -191,6 +191,16 @@ def load_recipe(args: list[str] | None = None) -> Recipe:
     return Recipe(Path(path) if path else None, namespace, explicit, given)
 
 
+def one_run(recipe: Recipe, stage: str) -> None:
+    """A stage that works on the recipe's one trained model refuses, in one line, a recipe trained with several seeds
+    (one model per seed: the console program runs the stage for each, or the command names one seed's files)."""
+    if recipe.args.seeds:
+        raise UserError(
+            f"{recipe.source}: seeds {recipe.args.seeds}: one model per seed, in results/{recipe.name}/seed-N/; "
+            f"`arabic-sft {stage} {recipe.name}` (make {stage}) runs it for each seed, or name one seed's files here"
+        )
+
+
 def read_fields(path: str | Path, *names: str) -> dict:
     """Some of our fields as a recipe file sets them (its task preset included), else their defaults: a quick read
     that loads no TRL, for what decides which stages run (the console program). `load_recipe` checks the whole."""

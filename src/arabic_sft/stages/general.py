@@ -72,11 +72,13 @@ def main() -> int:
         return 0
     if not args.config:
         raise UserError("give --config recipes/NAME.yaml (its base model and output_dir are the two sides)")
-    from arabic_sft.recipe import load_recipe
+    from arabic_sft.recipe import load_recipe, one_run
     from arabic_sft.runtime.locks import exclusive_output
     from arabic_sft.runtime.preemption import Stopped, stop_raises, stopped_by
 
     recipe = load_recipe(["--config", args.config])
+    if args.side != "base":
+        one_run(recipe, "general")
     fields = recipe.args
     names = [name for item in args.tasks or fields.general_tasks or DEFAULT_TASKS for name in item.split(",") if name]
     settings = Settings(

@@ -31,7 +31,7 @@ from pathlib import Path
 from arabic_sft.judging.backends import LocalJudge, OpenAICompatibleJudge
 from arabic_sft.judging.rubric import load_rubric
 from arabic_sft.judging.run import WORD_METRICS, judge_file, judge_paths, pairwise_file, refuse_existing
-from arabic_sft.recipe import RecipeArguments, add_field_arguments, load_recipe, with_overrides
+from arabic_sft.recipe import RecipeArguments, add_field_arguments, load_recipe, one_run, with_overrides
 from arabic_sft.runs import RecipeResults
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
@@ -108,7 +108,10 @@ def report(summary: dict, paths: dict) -> None:
 
 def main() -> int:
     args = make_parser().parse_args()
-    recipe = load_recipe(["--config", args.config]).args if args.config else RecipeArguments()
+    loaded = load_recipe(["--config", args.config]) if args.config else None
+    if loaded and not args.predictions_csv:
+        one_run(loaded, "judge")
+    recipe = loaded.args if loaded else RecipeArguments()
     recipe = with_overrides(recipe, args, JUDGE_FIELDS, args.config or "arguments")
     fields = {name: getattr(recipe, name) for name in JUDGE_FIELDS}
     path = args.predictions_csv or (

@@ -23,7 +23,7 @@ import torch
 
 from arabic_sft.data.leakage import normalize_arabic
 from arabic_sft.named import names
-from arabic_sft.recipe import load_recipe
+from arabic_sft.recipe import load_recipe, one_run
 from arabic_sft.runs import RecipeResults, beside, split_of
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.hub import hub_is_reachable, is_local
@@ -104,7 +104,9 @@ def resolve_inputs(args) -> tuple[list[str], list[str], dict]:
     baseline = args.baseline
     path = args.predictions_csv
     if args.config:
-        recipe = load_recipe(["--config", args.config]).args
+        loaded = load_recipe(["--config", args.config])
+        one_run(loaded, "eval")
+        recipe = loaded.args
         baseline = baseline or recipe.published_baseline
         args.bertscore_model = args.bertscore_model or recipe.bertscore_model
         args.semantic_model = args.semantic_model or recipe.semantic_model

@@ -65,7 +65,8 @@ def make_recipe(tmp_path):
     """Write a CPU recipe for a task's sample data and a tiny model; keyword arguments override its fields."""
 
     def make(model: Path, task: str = "proverbs", **overrides) -> Path:
-        return cpu_recipe(tmp_path / "recipe.yaml", model, task, validation_file=str(SAMPLE_FILES[task]), **overrides)
+        fields = {"validation_file": str(SAMPLE_FILES[task]), **overrides}
+        return cpu_recipe(tmp_path / "recipe.yaml", model, task, **fields)
 
     return make
 

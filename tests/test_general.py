@@ -33,10 +33,10 @@ SAMPLES = "samples_arabic_sft_mcq.jsonl"
 
 def general_recipe(folder: Path, base: Path, **fields) -> Path:
     """A recipe whose base is `base` and whose output_dir holds a LoRA adapter trained on it (trained by sft.py)."""
-    return cpu_recipe(folder / "tiny.yaml", base, output_dir=str(folder / "adapter"), use_peft=True, lora_r=8,
-                      lora_alpha=32, lora_target_modules="all-linear", dtype="float32", learning_rate=5.0e-3,
-                      num_train_epochs=2, general_tasks=["arabic_sft_mcq"], general_batch_size=1,
-                      **fields)  # fmt: skip
+    return cpu_recipe(folder / "tiny.yaml", base, **{"output_dir": str(folder / "adapter"), "use_peft": True,
+                      "lora_r": 8, "lora_alpha": 32, "lora_target_modules": "all-linear", "dtype": "float32",
+                      "learning_rate": 5.0e-3, "num_train_epochs": 2, "general_tasks": ["arabic_sft_mcq"],
+                      "general_batch_size": 1, **fields})  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -143,3 +143,11 @@ def test_answers_of_an_earlier_training_are_generated_again_not_scored(seeded_re
 def test_a_stage_of_one_model_refuses_a_recipe_with_seeds_in_one_line(seeded_recipe, script, script_in_process):
     result = script_in_process(script, "--config", seeded_recipe)
     assert_one_error_line(result, "seeds [1, 2]", "results/tiny/seed-N/", "arabic-sft")
+
+
+def test_the_demo_is_the_stages_in_order():
+    lines = show("demo").stdout.splitlines()
+    scripts = [line.split()[1].rsplit("/", 1)[-1] if " -m " not in line else "sft.py" for line in lines[:-1]]
+    assert scripts == ["make_tiny_model.py", "sft.py", "generate.py", "score.py", "generate.py", "score.py",
+                       "general.py", "compare.py", "report.py"]  # fmt: skip
+    assert lines[-1].startswith("demo done: ")

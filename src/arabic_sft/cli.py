@@ -222,8 +222,7 @@ def demo(options: argparse.Namespace) -> None:
           "--hidden_size", "128", "--num_layers", "4"])  # fmt: skip
     stages = ["train", "eval", "baseline", "general", "compare", "report"]
     for name in stages:
-        stage_options = parser().parse_args([name, "demo", *(["--overwrite"] if name == "general" else [])])
-        getattr(Pipeline(stage_options), name)()
+        getattr(Pipeline(parse([name, "demo", *(["--overwrite"] if name == "general" else [])])), name)()
     results = RecipeResults("demo").path
     shot = results / "report.png"
     print(
@@ -316,17 +315,23 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
-def main(argv: list[str] | None = None) -> int:
-    options, fields = parser().parse_known_args(argv)  # train's --FIELD VALUE overrides go to sft.py as they are
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The options of a command line, checked; train's --FIELD VALUE overrides go to sft.py as they are."""
+    options, fields = parser().parse_known_args(argv)
     if fields and options.stage != "train":
         raise UserError(
             f"{options.stage}: unrecognized arguments: {' '.join(fields)} (see arabic-sft {options.stage} --help)"
         )
     options.fields = fields
-    global SHOW
-    SHOW = options.show
     if options.stage in ("eval", "baseline", "general") and options.limit is not None and options.limit < 1:
         raise UserError(f"--limit {options.limit}: give 1 or more")
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse(argv)
+    global SHOW
+    SHOW = options.show
     try:
         if options.stage == "sweep":
             sweep(options)

@@ -22,7 +22,6 @@ import arabic_sft  # noqa: F401  (first: silences third-party import-time noise)
 
 
 # isort: split
-from arabic_sft.publishing.card import write_card_after_training
 from arabic_sft.recipe import Recipe, load_recipe
 from arabic_sft.runtime.errors import UserError, run_cli
 from arabic_sft.training.run import train
@@ -34,7 +33,14 @@ def main(recipe: Recipe) -> int:
             f"{recipe.source}: seeds {recipe.args.seeds}: one run per seed is arabic-sft train (make train RECIPE="
             f"{recipe.name}); for one run here, give --seed N (and an --output_dir of its own)"
         )
-    return train(recipe, on_finish=write_card_after_training)
+    return train(recipe, on_finish=write_card)
+
+
+def write_card(*args) -> None:
+    """The model card, written when training finishes (imported then: the scoring libraries it reads with)."""
+    from arabic_sft.publishing.card import write_card_after_training
+
+    write_card_after_training(*args)
 
 
 if __name__ == "__main__":

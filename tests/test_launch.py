@@ -86,8 +86,12 @@ QLORA = [
 ]
 
 
-def test_qlora_under_zero3_stores_4bit_weights_in_the_dtype_and_trains_like_one_process(tiny_llama, tmp_path):
-    single = run_script("sft.py", "--config", recipe(tmp_path / "one.yaml", tiny_llama, tmp_path / "one", 4), *QLORA)
+def test_qlora_under_zero3_stores_4bit_weights_in_the_dtype_and_trains_like_one_process(
+    tiny_llama, tmp_path, script_in_process
+):
+    single = script_in_process(
+        "sft.py", "--config", recipe(tmp_path / "one.yaml", tiny_llama, tmp_path / "one", 4), *QLORA
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     sharded = launch("zero3", 2, recipe(tmp_path / "two.yaml", tiny_llama, tmp_path / "two", 2), *QLORA)
     assert sharded.returncode == 0, sharded.stderr[-3000:]

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from helpers import preset_spec, run_script, sample_rows
+from helpers import preset_spec, sample_rows
 from transformers import AutoTokenizer
 
 from arabic_sft.prompts.builder import PLAIN_SEPARATOR, build_example, prompt_token_ids
@@ -14,10 +14,14 @@ from arabic_sft.prompts.builder import PLAIN_SEPARATOR, build_example, prompt_to
     [("tiny_llama", "proverbs", True), ("tiny_gpt2", "medical_qa", False)],
     ids=["chat-template", "plain-text"],
 )
-def test_trained_tokens_are_answer_plus_eos(request, make_recipe, tmp_path, model_fixture, task, conversational):
+def test_trained_tokens_are_answer_plus_eos(
+    request, make_recipe, tmp_path, model_fixture, task, conversational, script_in_process
+):
     model = request.getfixturevalue(model_fixture)
     out_json = tmp_path / "inspect.json"
-    result = run_script("sft.py", "--config", make_recipe(model, task), "--inspect", 5, "--inspect_json", out_json)
+    result = script_in_process(
+        "sft.py", "--config", make_recipe(model, task), "--inspect", 5, "--inspect_json", out_json
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "masked (prompt, no loss)" in result.stdout
 

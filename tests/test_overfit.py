@@ -1,14 +1,14 @@
 """End to end on a tiny model: sft.py learns 8 examples by heart, and greedy generation gives them back."""
 
 import pandas as pd
-from helpers import preset_spec, run_script, sample_rows
+from helpers import preset_spec, sample_rows
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from arabic_sft.generation.batched import generate_texts
 from arabic_sft.prompts.builder import build_example, prompt_token_ids
 
 
-def test_tiny_llama_overfits_eight_examples_and_regenerates_them(tiny_llama, make_recipe, tmp_path):
+def test_tiny_llama_overfits_eight_examples_and_regenerates_them(tiny_llama, make_recipe, tmp_path, script_in_process):
     rows = pd.DataFrame(sample_rows("proverbs")).head(8)
     train_file = tmp_path / "eight.csv"
     rows.to_csv(train_file, index=False)
@@ -23,7 +23,7 @@ def test_tiny_llama_overfits_eight_examples_and_regenerates_them(tiny_llama, mak
         warmup_steps=0,
         logging_steps=20,
     )
-    result = run_script("sft.py", "--config", recipe)
+    result = script_in_process("sft.py", "--config", recipe)
     assert result.returncode == 0, result.stderr[-3000:]
 
     out = tmp_path / "out"

@@ -4,7 +4,7 @@ cannot show the crash itself, only that the adapter is trained and saved in fp32
 it otherwise). `adapter_dtype: bfloat16` trains bf16 adapters on a bf16 base; combinations that cannot work stop."""
 
 import pytest
-from helpers import assert_one_error_line, run_script
+from helpers import assert_one_error_line
 from safetensors import safe_open
 
 
@@ -33,8 +33,8 @@ def adapter_dtypes(directory) -> set[str]:
         ([*LORA, "--dtype", "bfloat16"], "float32", False),  # auto: PEFT's fp32 adapters on a bf16 base
     ],
 )
-def test_trained_adapter_dtype(tiny_llama, make_recipe, tmp_path, settings, expected, logged):
-    result = run_script("sft.py", "--config", make_recipe(tiny_llama), *settings)
+def test_trained_adapter_dtype(tiny_llama, make_recipe, tmp_path, settings, expected, logged, script_in_process):
+    result = script_in_process("sft.py", "--config", make_recipe(tiny_llama), *settings)
     assert result.returncode == 0, result.stderr[-3000:]
     assert adapter_dtypes(tmp_path / "out") == {expected}
     assert (f"trainable parameter tensors kept in {expected}" in result.stdout + result.stderr) == logged

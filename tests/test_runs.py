@@ -82,11 +82,8 @@ def test_every_entry_point_follows_the_recipe_s_seeds(seeded_recipe):
     assert len(show("train", "tiny", "--seeds", "5", cwd=work).stdout.splitlines()) == 1  # --seeds wins
 
 
-def test_sft_py_alone_refuses_a_recipe_with_seeds_in_one_line(seeded_recipe):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "sft.py"), "--config", str(seeded_recipe)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+def test_sft_py_alone_refuses_a_recipe_with_seeds_in_one_line(seeded_recipe, script_in_process):
+    result = script_in_process("sft.py", "--config", seeded_recipe)
     assert_one_error_line(result, "seeds [1, 2]", "arabic-sft train")
 
 

@@ -16,32 +16,16 @@ Usage:
     python scripts/sft.py --config recipes/demo.yaml --inspect 3 --inspect_json examples.json
 
 Without --config, the recipe named by $RECIPE (recipes/$RECIPE.yaml) runs.
+The stage is `arabic_sft.stages.train`; this file is its command line.
 """
 
 import arabic_sft  # noqa: F401  (first: silences third-party import-time noise)
 
 
 # isort: split
-from arabic_sft.recipe import Recipe, load_recipe
-from arabic_sft.runtime.errors import UserError, run_cli
-from arabic_sft.training.run import train
-
-
-def main(recipe: Recipe) -> int:
-    if recipe.args.seeds and "seed" not in recipe.given:
-        raise UserError(
-            f"{recipe.source}: seeds {recipe.args.seeds}: one run per seed is arabic-sft train (make train RECIPE="
-            f"{recipe.name}); for one run here, give --seed N (and an --output_dir of its own)"
-        )
-    return train(recipe, on_finish=write_card)
-
-
-def write_card(*args) -> None:
-    """The model card, written when training finishes (imported then: the scoring libraries it reads with)."""
-    from arabic_sft.publishing.card import write_card_after_training
-
-    write_card_after_training(*args)
+from arabic_sft.runtime.errors import run_cli
+from arabic_sft.stages.train import main
 
 
 if __name__ == "__main__":
-    run_cli(lambda: main(load_recipe()))
+    run_cli(main)

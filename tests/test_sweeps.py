@@ -131,6 +131,9 @@ def test_a_killed_workers_trial_is_marked_failed_and_run_again(tiny_llama, tmp_p
     assert killed.state == optuna.trial.TrialState.FAIL and again.state == optuna.trial.TrialState.COMPLETE
     assert RetryHeartbeatStaleTrialCallback.retried_trial_number(again) == killed.number
     assert again.params == killed.params
+    best = yaml.safe_load((tmp_path / "recipes" / "kill_best.yaml").read_text(encoding="utf-8"))
+    assert best["num_train_epochs"] == 2 and best["learning_rate"] == again.params["learning_rate"]  # not the trials'
+    assert "The trials' own settings are left out" in (tmp_path / "recipes" / "kill_best.yaml").read_text()
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ shared by the processes of a launch (each saving its finished batches), and the 
 order with its manifest."""
 
 import json
+import signal
 import sys
 import time
 from dataclasses import fields, replace
@@ -23,7 +24,7 @@ from arabic_sft.prompts.builder import build_model_prompt, is_conversational, pr
 from arabic_sft.prompts.truncation import count_long_prompts
 from arabic_sft.recipe import Recipe, RecipeArguments, fields_in, load_recipe, one_run, read_preset
 from arabic_sft.runs import MANIFEST, RecipeResults
-from arabic_sft.runtime.errors import UserError
+from arabic_sft.runtime.errors import Stopped, UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, changed_files, now, write_json_atomic
 from arabic_sft.runtime.partial import PartialWriter, partial_path, read_done, remove_partial
@@ -146,10 +147,10 @@ def wait_for_all(state: PartialState, out: Path, bar, generated: int) -> list[in
     return gather_object([generated])
 
 
-def run(args) -> int:
+def run(args) -> list[Path]:
     """Generate as the command line says: one process alone, or under `accelerate launch` each process a share of
-    the rows. The exit code: 0, or 128 + the signal when SIGTERM or Ctrl-C stopped it (the same command
-    continues)."""
+    the rows. Returns the files written (the main process's: the predictions and their manifest); raises `Stopped`
+    (128 + the signal) when SIGTERM or Ctrl-C stopped it (the same command continues)."""
     started = now()
     settings, data = resolve(args)
     if not args.accept_changed_data:
@@ -162,7 +163,7 @@ def run(args) -> int:
         return generate(settings, data, args.overwrite, started, state)
 
 
-def generate(settings: GenerationSettings, data: RecipeArguments, overwrite: bool, started: str, state) -> int:
+def generate(settings: GenerationSettings, data: RecipeArguments, overwrite: bool, started: str, state) -> list[Path]:
     out = Path(settings.out_path)
     if out.exists() and not overwrite:
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
@@ -251,7 +252,7 @@ def generate(settings: GenerationSettings, data: RecipeArguments, overwrite: boo
     counts = wait_for_all(state, out, bar, generated)  # rows each process generated in this run
     bar.close()
     if not state.is_main_process:
-        return 0
+        return []
     done = read_done(out, key)
     if len(done) < len(rows):
         if not stop.requested:
@@ -261,7 +262,7 @@ def generate(settings: GenerationSettings, data: RecipeArguments, overwrite: boo
             f"{partial_path(out)}); the same command continues",
             file=sys.stderr,
         )
-        return stop.exit_code
+        raise Stopped(stop.signal or signal.SIGTERM)
 
     names = prediction_columns(spec, split.names)
     predictions = predictions_table(rows, spec, names, [done[i] for i in range(len(rows))], split.carried)
@@ -273,4 +274,4 @@ def generate(settings: GenerationSettings, data: RecipeArguments, overwrite: boo
     configs = {"generation": record_of_run, "held_out": record, "shots": shots or None}
     write_json_atomic(out.with_suffix(".manifest.json"), build_manifest(configs, files, started))
     print(f"wrote {len(predictions)} predictions to {out}")
-    return 0
+    return [out, out.with_suffix(".manifest.json")]

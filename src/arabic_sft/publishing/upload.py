@@ -272,7 +272,9 @@ def record(run: TrainedRun, hub_id: str, url: str, uploads: list[Upload], settin
     return path
 
 
-def publish(recipe: Recipe, hub_id: str, split: str, seed: int | None, merged: bool, private: bool, dry_run: bool):
+def publish(
+    recipe: Recipe, hub_id: str, split: str, seed: int | None, merged: bool, private: bool, dry_run: bool
+) -> list[Path]:
     started = now()
     run = choose_run(recipe, seed)
     token = check_can_publish(recipe, run, hub_id, merged, dry_run)
@@ -283,7 +285,7 @@ def publish(recipe: Recipe, hub_id: str, split: str, seed: int | None, merged: b
         print(f"dry run: would upload to {hub_id} ({visibility}) in one commit, from {run.model_dir}:")
         print(listing(uploads))
         print("nothing was sent (without DRY_RUN=1, make publish sends exactly these files)")
-        return
+        return [merged_dir] if merged_dir else []
     print(f"uploading to {hub_id} ({visibility}) in one commit:")
     print(listing(uploads))
     message = f"{run.display}: {'merged model' if merged else 'model'}, card, recipe, results (arabic-sft)"
@@ -292,3 +294,4 @@ def publish(recipe: Recipe, hub_id: str, split: str, seed: int | None, merged: b
                 "private": private, "model_dir": str(run.model_dir)}  # fmt: skip
     path = record(run, hub_id, url, uploads, settings, started)
     print(f"published {run.display} to https://huggingface.co/{hub_id} ({url}); what was sent: {path}")
+    return [path, *([merged_dir] if merged_dir else [])]

@@ -11,6 +11,19 @@ class UserError(Exception):
     """Input the user can fix (a file, a column, a recipe key); its message names what is wrong."""
 
 
+class Stopped(Exception):
+    """SIGTERM or Ctrl-C stopped the work; what was done is saved where the same command picks it up. Its exit
+    status is 128 + the signal, what a shell reports for a process ended by it (a scheduler sees an interruption)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def status(self) -> int:
+        return 128 + self.signum
+
+
 class ScriptParser(argparse.ArgumentParser):
     """The scripts' argument parser: a bad argument is one `UserError` line, not the usage block argparse prints."""
 
@@ -18,12 +31,15 @@ class ScriptParser(argparse.ArgumentParser):
         raise UserError(f"{message} (see {self.prog} --help)")
 
 
-def run_cli(main: Callable[[], int | None]) -> None:
-    """Run a script's entry point and exit with the status it returns (None: 0); a `UserError` becomes one line on
-    stderr and exit status 2, a Ctrl-C that the script does not handle itself one line and status 130."""
+def run_cli(main: Callable[[], object]) -> None:
+    """Run a script's entry point and exit with the status it returns (an int; anything else, such as the files a
+    stage wrote: 0); a `UserError` becomes one line on stderr and exit status 2, `Stopped` its status, a Ctrl-C that
+    the script does not handle itself one line and status 130."""
     main_process = os.environ.get("RANK", "0") == "0"
     try:
         status = main()
+    except Stopped as stop:
+        sys.exit(stop.status)
     except UserError as error:
         if main_process:
             print(f"error: {error}", file=sys.stderr)
@@ -32,4 +48,4 @@ def run_cli(main: Callable[[], int | None]) -> None:
         if main_process:
             print("stopped by Ctrl-C", file=sys.stderr)
         sys.exit(130)
-    sys.exit(status or 0)
+    sys.exit(status if isinstance(status, int) else 0)

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 import torch
 from transformers import TrainerCallback
 
+from arabic_sft.runtime.errors import Stopped
+
 
 # 128 + the signal: what a shell reports for a process ended by it, so a scheduler sees an interruption.
 EXIT_STOPPED = 128 + signal.SIGTERM
@@ -19,14 +21,6 @@ EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 def stopped_by(signum: int) -> str:
     return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-
-
-class Stopped(Exception):
-    """SIGTERM or Ctrl-C stopped the work; what was done is saved where the same command picks it up."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
 
 
 @contextmanager

@@ -436,12 +436,13 @@ def summary_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main():
-    args = make_parser().parse_args()
+def run(args: argparse.Namespace) -> list[Path]:
+    """Benchmark as `args` (this stage's command line) say, each part in a process of its own; the files written:
+    the results JSON and its markdown table (none for one part, whose figures go to stdout as JSON)."""
     if args.part:
         result = run_generation(args) if args.part == "generate" else run_training(args, args.part)
         print(json.dumps(result))
-        return
+        return []
     if args.baseline_gen_examples is not None and not 0 < args.baseline_gen_examples <= args.gen_examples:
         raise UserError(f"--baseline_gen_examples must be between 1 and --gen_examples ({args.gen_examples})")
     out = Path(args.out)
@@ -472,6 +473,11 @@ def main():
         temporary.write_text(table, encoding="utf-8")
     print(table)
     print(f"wrote {out} and {out.with_suffix('.md')}")
+    return [out, out.with_suffix(".md")]
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    return run(make_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

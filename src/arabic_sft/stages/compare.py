@@ -21,6 +21,7 @@ from pathlib import Path
 from arabic_sft.general.paired import general_comparison, general_markdown
 from arabic_sft.named import data_source
 from arabic_sft.publishing.card import refresh_cards
+from arabic_sft.runs import RecipeResults
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path
@@ -72,16 +73,18 @@ def from_recipe(args) -> None:
     recipe = args.recipe.args
     baseline, runs = recipe_runs(Path(args.config).stem, args.split)
     args.baseline, args.runs = str(baseline), runs  # a list among the runs: one system trained with several seeds
-    args.out = args.out or str(baseline.parent.parent / f"compare_{args.split}.md")
+    results = RecipeResults(Path(args.config).stem)
+    args.out = args.out or str(results.compare(args.split))
     args.published = args.published or recipe.published_baseline
     args.group_column = args.group_column or recipe.group_column
     data_source(recipe.data_source)  # the model card's: a wrong name fails before any work
-    general = Path("results") / Path(args.config).stem / "general"
-    args.general = general if all((general / side).is_dir() for side in ("base", "tuned")) else None
+    args.general = results.general if results.has_general() else None
 
 
-def main():
-    args = make_parser().parse_args()
+def run(args: argparse.Namespace) -> list[Path]:
+    """Compare as `args` (this stage's command line) say; the files written: the markdown, CSV and chart (and the
+    groups' and general ability's CSVs when there are groups and make general's two sides); with --config the model
+    card refreshed too."""
     if args.config:
         from_recipe(args)
     if not (args.runs and args.baseline and args.out):
@@ -134,6 +137,12 @@ def main():
     if args.config:  # the trained model's card, with these results
         for card in refresh_cards(args.recipe, args.split):
             print(f"refreshed the model card {card}")
+            outputs.append(card)
+    return outputs
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    return run(make_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -53,8 +53,10 @@ def quiet_lm_eval() -> None:
         logging.getLogger(name).addFilter(Hint())
 
 
-def main() -> int:
-    args = make_parser().parse_args()
+def run(args: argparse.Namespace) -> list[Path]:
+    """Evaluate general ability as `args` (this stage's command line) say; the folders and files written: each side's
+    lm-eval results (and the paired comparison once both sides are there). Raises `Stopped` when SIGTERM or Ctrl-C
+    stopped it with the answers computed kept."""
     from arabic_sft.general.harness import (
         CACHE,
         DEFAULT_TASKS,
@@ -69,10 +71,11 @@ def main() -> int:
     if args.list_tasks is not None:
         names = [name for name in task_manager().all_tasks if args.list_tasks.lower() in name.lower()]
         print("\n".join(names) or f"no task name contains {args.list_tasks!r}")
-        return 0
+        return []
     if not args.config:
         raise UserError("give --config recipes/NAME.yaml (its base model and output_dir are the two sides)")
     from arabic_sft.recipe import load_recipe, one_run
+    from arabic_sft.runs import RecipeResults
     from arabic_sft.runtime.locks import exclusive_output
     from arabic_sft.runtime.preemption import Stopped, stop_raises, stopped_by
 
@@ -96,7 +99,7 @@ def main() -> int:
     if processes > 1 and settings.device == "cpu":
         raise UserError("lm-eval shares questions between processes on GPUs only: run one process on a CPU")
     main_process = os.environ.get("RANK", "0") == "0"
-    folder = Path("results") / recipe.name / "general"
+    folder = RecipeResults(recipe.name).general
     sides = model_sides(recipe, ("base", "tuned") if args.side == "both" else (args.side,))
     if not args.overwrite and (existing := [folder / side.name for side in sides if (folder / side.name).exists()]):
         raise UserError(f"{existing[0]}: already exists (pass --overwrite, or OVERWRITE=1, to evaluate it again)")
@@ -115,13 +118,20 @@ def main() -> int:
                 "command continues",
                 file=sys.stderr,
             )
-        return 128 + stop.signum
-    if main_process and all((folder / side).is_dir() for side in ("base", "tuned")):
-        write_comparison(folder, args.resamples, args.seed)
-    return 0
+        raise
+    if not main_process:
+        return []
+    written = [folder / side.name for side in sides]
+    if all((folder / side).is_dir() for side in ("base", "tuned")):
+        written += write_comparison(folder, args.resamples, args.seed)
+    return written
 
 
-def write_comparison(folder: Path, resamples: int, seed: int) -> None:
+def main(argv: list[str] | None = None) -> list[Path]:
+    return run(make_parser().parse_args(argv))
+
+
+def write_comparison(folder: Path, resamples: int, seed: int) -> list[Path]:
     from arabic_sft.general.paired import general_comparison, general_markdown
     from arabic_sft.runtime.manifest import atomic_path
 
@@ -133,6 +143,7 @@ def write_comparison(folder: Path, resamples: int, seed: int) -> None:
         temporary.write_text(text, encoding="utf-8")
     print(text)
     print(f"wrote {folder / 'comparison.md'} and {folder / 'comparison.csv'}")
+    return [folder / "comparison.md", folder / "comparison.csv"]
 
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ stopped, with any number of processes.
 """
 
 import argparse
+from pathlib import Path
 
-from arabic_sft.generation.run import run
+from arabic_sft.generation import run as generation
 from arabic_sft.runtime.errors import ScriptParser, run_cli
 
 
@@ -89,8 +90,14 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main():
-    return run(make_parser().parse_args())
+def run(options: argparse.Namespace) -> list[Path]:
+    """Generate as `options` (this stage's command line) say; the files written: the predictions and their
+    manifest. Raises `Stopped` when SIGTERM or Ctrl-C stopped it with its rows saved."""
+    return generation.run(options)
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    return run(make_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

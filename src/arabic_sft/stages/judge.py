@@ -106,8 +106,10 @@ def report(summary: dict, paths: dict) -> None:
     print(f"wrote {paths['summary']} and {paths['examples']}")
 
 
-def main() -> int:
-    args = make_parser().parse_args()
+def run(args: argparse.Namespace) -> list[Path]:
+    """Judge as `args` (this stage's command line) say; the files written: the summary and the per-row CSV (none
+    in the other processes of a multi-process launch). Raises `Stopped` when SIGTERM or Ctrl-C stopped it with the
+    answers received kept."""
     loaded = load_recipe(["--config", args.config]) if args.config else None
     if loaded and not args.predictions_csv:
         one_run(loaded, "judge")
@@ -129,7 +131,7 @@ def main() -> int:
     rubric = load_rubric(fields["judge_rubric"])
     if fields["judge_url"] and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under accelerate launch
         if os.environ.get("RANK", "0") != "0":
-            return 0
+            return []
         print("note: a served judge is asked from one process (--concurrency: requests in flight)", file=sys.stderr)
     paths = judge_paths(path, args.against)
     refuse_existing(paths, args.overwrite)  # before a model is loaded or a server asked
@@ -150,10 +152,15 @@ def main() -> int:
                 "command continues (asking only what is missing)",
                 file=sys.stderr,
             )
-        return 128 + stop.signum
-    if judge.is_main:
-        report(summary, paths)
-    return 0
+        raise
+    if not judge.is_main:
+        return []
+    report(summary, paths)
+    return [paths["summary"], paths["examples"]]
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    return run(make_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

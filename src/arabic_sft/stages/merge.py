@@ -43,14 +43,19 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main():
-    args = make_parser().parse_args()
+def run(args: argparse.Namespace) -> list[Path]:
+    """Merge as `args` (this stage's command line) say; what it wrote: the merged model's directory."""
     started = now()
     adapter, out = Path(args.adapter_dir), Path(args.out)
     if not (adapter / "adapter_config.json").is_file():
         raise UserError(f"{adapter}: no adapter_config.json (not a LoRA adapter directory)")
     with exclusive_output(out):  # one merge per output directory
         merge(args, adapter, out, started)
+    return [out]
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    return run(make_parser().parse_args(argv))
 
 
 def merge(args, adapter: Path, out: Path, started: str):

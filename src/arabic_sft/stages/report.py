@@ -40,8 +40,9 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main():
-    args = make_parser().parse_args()
+def run(args: argparse.Namespace) -> list[Path]:
+    """Write the report as `args` (this stage's command line) say; the files written: the page, the model cards it
+    refreshed, and the screenshot when asked."""
     recipe_path = Path(args.config)
     if not recipe_path.is_file():
         raise UserError(f"{recipe_path}: not found")
@@ -56,13 +57,21 @@ def main():
         html = build_report(recipe_path, args.split, group_column, args.resamples, args.seed)
         with atomic_path(out) as temporary:
             temporary.write_text(html, encoding="utf-8")
-    print(f"wrote {out} ({len(html) / 1024:.0f} KB); open it in a browser: file://{out.resolve()}")
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB); open it in a browser: file://{out.resolve()}")
+    written = [out]
     for card in refresh_cards(loaded, args.split):
         print(f"refreshed the model card {card}")
+        written.append(card)
     if args.screenshot:
         shot = out.with_suffix(".png")
         screenshot(out, shot)
         print(f"wrote {shot}, the page as headless chromium shows it")
+        written.append(shot)
+    return written
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    return run(make_parser().parse_args(argv))
 
 
 def screenshot(page: Path, path: Path, width: int = 1400) -> None:

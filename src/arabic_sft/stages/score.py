@@ -135,25 +135,30 @@ def optional_metric(label: str, model: str, required: bool, compute):
     return None
 
 
-def main():
+def run(options: argparse.Namespace) -> list[Path]:
+    """Score as `options` (this stage's command line) say; the files written: the metrics JSON, its markdown table
+    and the per-example CSV (none in the other processes of a multi-process launch)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by `accelerate launch` with several processes
         if os.environ.get("RANK", "0") != "0":
-            return
+            return []
         print(
             "note: score.py scores in this one process: the embedding models score 1,000 pairs in seconds on one "
             "device, so the other processes have nothing to do (metrics are those of a one-process run)",
             file=sys.stderr,
         )
-    args = make_parser().parse_args()
     started = now()
-    predictions, references, inputs = resolve_inputs(args)
-    args.bertscore_model = args.bertscore_model or metrics.BERTSCORE_MODEL
-    args.semantic_model = args.semantic_model or metrics.SEMANTIC_MODEL
-    with exclusive_output(args.out):  # one scorer per metrics file
-        score(args, predictions, references, inputs, started)
+    predictions, references, inputs = resolve_inputs(options)
+    options.bertscore_model = options.bertscore_model or metrics.BERTSCORE_MODEL
+    options.semantic_model = options.semantic_model or metrics.SEMANTIC_MODEL
+    with exclusive_output(options.out):  # one scorer per metrics file
+        return score(options, predictions, references, inputs, started)
 
 
-def score(args, predictions: list[str], references: list[str], inputs: dict, started: str):
+def main(argv: list[str] | None = None) -> list[Path]:
+    return run(make_parser().parse_args(argv))
+
+
+def score(args, predictions: list[str], references: list[str], inputs: dict, started: str) -> list[Path]:
     out = Path(args.out)
     existing = [path for path in (out, out.with_suffix(".md"), out.with_suffix(".examples.csv")) if path.exists()]
     if existing and not args.overwrite:
@@ -207,6 +212,7 @@ def score(args, predictions: list[str], references: list[str], inputs: dict, sta
     write_json_atomic(out, {**summary, "settings": build_manifest({"scoring": settings}, files, started)})
     print(table)
     print(f"wrote {out}, {out.with_suffix('.md')} and {out.with_suffix('.examples.csv')}")
+    return [out, out.with_suffix(".md"), out.with_suffix(".examples.csv")]
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ grace period Optuna marks it failed and queues it again with the same parameters
 (`RetryHeartbeatStaleTrialCallback`), and the next free worker runs it.
 """
 
+import json
 import sys
 import time
 import warnings
@@ -19,7 +20,7 @@ from transformers import TrainerCallback
 from arabic_sft.named import read_yaml
 from arabic_sft.recipe import load_recipe
 from arabic_sft.runs import RecipeResults
-from arabic_sft.runtime.errors import UserError
+from arabic_sft.runtime.errors import Stopped, UserError
 from arabic_sft.runtime.manifest import atomic_path, write_json_atomic
 from arabic_sft.sweeps.spec import Sweep
 
@@ -108,6 +109,11 @@ def counted(study) -> tuple[int, int]:
     return finished, finished + running
 
 
+def trial_record(trial, params: dict, reporter, started: float) -> dict:
+    return {"trial": trial.number, "params": params, "evaluations": reporter.values,
+            "seconds": round(time.perf_counter() - started, 3), "objective": reporter.objective}  # fmt: skip
+
+
 def run_trial(sweep: Sweep, trial) -> float:
     """Train one trial's recipe in trial-NNNN/ and return its objective (the best over its evaluations), or raise
     `TrialPruned`; a trial asked for when the sweep already has its trials (two workers at once) is marked surplus
@@ -128,13 +134,14 @@ def run_trial(sweep: Sweep, trial) -> float:
     reporter = ReportToTrial(trial, sweep.objective, sweep.direction)
     print(f"trial {trial.number}: {params}", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    code = train(recipe, callbacks=[reporter], on_finish=write_card_after_training)
-    record = {"trial": trial.number, "params": params, "evaluations": reporter.values,
-              "seconds": round(time.perf_counter() - started, 3), "objective": sweep.objective}  # fmt: skip
-    if code != 0 or not reporter.values:
+    try:
+        train(recipe, callbacks=[reporter], on_finish=write_card_after_training)
+    except Stopped as stop:  # stopped by a signal: the trial fails (run again later), the worker stops
+        write_json_atomic(folder / "trial.json", {**trial_record(trial, params, reporter, started), "state": "FAIL"})
+        raise SystemExit(stop.status) from None  # past Optuna, which would log this as the trial's error
+    record = trial_record(trial, params, reporter, started)
+    if not reporter.values:
         write_json_atomic(folder / "trial.json", {**record, "state": "FAIL"})
-        if code != 0:
-            raise SystemExit(code)  # stopped by a signal: the trial fails (run again later), the worker stops
         raise UserError(f"trial {trial.number}: {sweep.objective} was never logged")
     state = "PRUNED" if reporter.pruned else "COMPLETE"
     write_json_atomic(folder / "trial.json", {**record, "state": state, "value": reporter.best})
@@ -144,15 +151,14 @@ def run_trial(sweep: Sweep, trial) -> float:
     return reporter.best
 
 
-def work(sweep: Sweep, poll: float = 2.0) -> int:
+def work(sweep: Sweep, poll: float = 2.0) -> list[Path]:
     """Take trials until the sweep has its number of them finished; wait for those others run; then write the
-    results. A finished sweep run again runs nothing and writes its results again."""
+    results (returned: the files written). A finished sweep run again runs nothing and writes its results again."""
     import optuna
     from optuna.storages import fail_stale_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(sweep)
-    ran = 0
     while True:
         fail_stale_trials(study)  # a dead worker's trial: failed, and queued again with its parameters
         finished, taken = counted(study)
@@ -162,9 +168,7 @@ def work(sweep: Sweep, poll: float = 2.0) -> int:
             time.sleep(poll)
             continue
         study.optimize(lambda trial: run_trial(sweep, trial), n_trials=1)  # heartbeats while it runs
-        ran += 1
-    write_results(sweep, study)
-    return ran
+    return write_results(sweep, study)
 
 
 def counted_before(study, number: int) -> int:
@@ -178,9 +182,10 @@ def counted_before(study, number: int) -> int:
     )
 
 
-def write_results(sweep: Sweep, study) -> None:
+def write_results(sweep: Sweep, study) -> list[Path]:
     """trials.csv, Optuna's history and parameter-importance plots, and the best trial as a recipe
-    (recipes/<sweep>_best.yaml) that make train trains."""
+    (recipes/<sweep>_best.yaml: the sweep's recipe with the best parameters, without the settings that only made
+    the trials short) that make train trains."""
     from optuna.trial import TrialState
 
     folder = sweep.folder
@@ -194,13 +199,15 @@ def write_results(sweep: Sweep, study) -> None:
     best = study.best_trial
     name = f"{sweep.name}_best"
     values = {key: value for key, value in read_yaml(sweep.recipe).items()}
-    values.update(sweep.overrides)
-    values.update(best.params)
+    values.update(best.params)  # the trials' own settings (sweep.overrides: fewer epochs, no checkpoints) left out
     values["output_dir"] = str(RecipeResults(name).model)
     header = (
         f"# The best trial ({best.number}) of the sweep {sweep.path}: {sweep.objective} {best.value:.6g} "
-        f"({sweep.direction}), in {folder / f'trial-{best.number:04d}'}.\n# make train RECIPE={name}\n"
-    )
+        f"({sweep.direction}), in {folder / f'trial-{best.number:04d}'}.\n"
+        + (f"# The trials' own settings are left out: {json.dumps(sweep.overrides, ensure_ascii=False)}.\n"
+           if sweep.overrides else "")
+        + f"# make train RECIPE={name}\n"
+    )  # fmt: skip
     recipe = Path("recipes") / f"{name}.yaml"
     with atomic_path(recipe) as temporary:
         temporary.write_text(header + yaml.safe_dump(values, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -212,6 +219,7 @@ def write_results(sweep: Sweep, study) -> None:
         f"wrote {recipe} (make train RECIPE={name}), {folder / 'trials.csv'} and the plots",
         file=sys.stderr,
     )
+    return [folder / "trials.csv", folder / "best.json", recipe]
 
 
 def plots(study, folder: Path) -> None:

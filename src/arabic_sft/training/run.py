@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import datasets
 import pandas as pd
@@ -24,7 +25,7 @@ from arabic_sft.prompts.masks import describe_examples, format_example
 from arabic_sft.prompts.truncation import apply_truncation_policy
 from arabic_sft.recipe import Recipe
 from arabic_sft.runs import LOG_HISTORY, MANIFEST
-from arabic_sft.runtime.errors import UserError
+from arabic_sft.runtime.errors import Stopped, UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import build_manifest, changed_files, now, write_json_atomic
 from arabic_sft.runtime.preemption import SaveAndStopOnSigterm, stopped_by
@@ -357,28 +358,30 @@ def finish_run(
     return output_dir
 
 
-def train(recipe: Recipe, callbacks: Sequence = (), on_finish: Callable | None = None) -> int:
-    """Run the recipe's training (or `--inspect`) to the end; the exit code: 0, or 128 + the signal after SIGTERM or
-    Ctrl-C. `callbacks`: more `TrainerCallback`s (a sweep's trial reporting its evaluations); `on_finish(recipe,
-    output_dir)`: called by the main process once the run is saved and marked finished (the model card's writer).
-    One training per output_dir: the main process holds its lock for the whole run (--inspect writes nothing there)."""
+def train(recipe: Recipe, callbacks: Sequence = (), on_finish: Callable | None = None) -> list[Path]:
+    """Run the recipe's training (or `--inspect`) to the end; returns what it wrote (the output_dir; nothing for
+    --inspect without --inspect_json); raises `Stopped` after SIGTERM or Ctrl-C, a checkpoint saved. `callbacks`:
+    more `TrainerCallback`s (a sweep's trial reporting its evaluations); `on_finish(recipe, output_dir)`: called by
+    the main process once the run is saved and marked finished (the model card's writer). One training per
+    output_dir: the main process holds its lock for the whole run (--inspect writes nothing there)."""
     check_in_process(recipe)  # the machine's choices (precision) and checks, before SFTConfig is built
     training = recipe.training
     with exclusive_output(training.output_dir, enabled=training.process_index == 0 and not recipe.args.inspect):
         return _train(recipe, callbacks, on_finish)
 
 
-def _train(recipe: Recipe, callbacks: Sequence, on_finish: Callable | None) -> int:
+def _train(recipe: Recipe, callbacks: Sequence, on_finish: Callable | None) -> list[Path]:
     started = now()
     say = set_up_logging(recipe.training)
+    output_dir = Path(recipe.training.output_dir)
     if finished := check_before_loading(recipe):
         say(finished)
-        return 0
+        return [output_dir]
     data = load_data(recipe, say)
     trainer, model = build_trainer(recipe, data, say, callbacks)
     if recipe.args.inspect:
         inspect(trainer, recipe.args.inspect, recipe.args.inspect_json)
-        return 0
+        return [Path(recipe.args.inspect_json)] if recipe.args.inspect_json else []
     if recipe.args.check_loss_parity and (losses := check_loss_parity(trainer)):
         say(
             "loss parity check passed: the trainer's loss {:.4f} = the model's own {:.4f} on one batch".format(*losses)
@@ -392,6 +395,6 @@ def _train(recipe: Recipe, callbacks: Sequence, on_finish: Callable | None) -> i
                 "saved; the same command resumes from it",
                 file=sys.stderr,
             )
-        return stopped.request.exit_code
+        raise Stopped(stopped.request.signal)
     finish_run(recipe, trainer, model, data, result, started, on_finish)
-    return 0
+    return [output_dir]

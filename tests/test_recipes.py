@@ -10,12 +10,13 @@ import pytest
 import torch
 from helpers import ROOT
 
+from arabic_sft.named import PROJECT_RECIPES
 from arabic_sft.recipe import GROUPS, PRESET_FIELDS, RecipeArguments, fields_in, load_recipe, read_preset
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.training.launch import check_in_process
 
 
-RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+RECIPES = [ROOT / "recipes" / f"{name}.yaml" for name in PROJECT_RECIPES]  # the project's, not a user's own
 
 # The proverbs document's instruction and SHEFAA's prompt, as the seed documents print them.
 SEED_PROVERBS_INSTRUCTION = """You are a linguistic expert in Yemeni proverbs.

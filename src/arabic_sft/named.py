@@ -15,6 +15,11 @@ from arabic_sft.runtime.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # kind -> (folder, what one is called in messages)
+# The recipes the project ships and its tests check; a user's own recipes in recipes/ are theirs, not the tests'.
+PROJECT_RECIPES = (
+    "allam_proverbs", "allam_proverbs_qlora", "demo", "example_own_data", "jais2_proverbs_qlora", "jais_shefaa",
+)  # fmt: skip
+
 KINDS = {
     "recipe": ("recipes", "recipe"),
     "task": ("recipes/tasks", "task preset"),

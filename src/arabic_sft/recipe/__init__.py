@@ -1,6 +1,7 @@
 """The recipe: its schema (`schema`: our fields, one dataclass per stage), the project's defaults (`defaults`),
-`--help` (`help`) and the one loader (`load`). Import from here."""
+`--help` (`help`), the one loader (`load`) and its quick check without TRL (`check`). Import from here."""
 
+from arabic_sft.recipe.check import check_recipe, read_fields
 from arabic_sft.recipe.defaults import EVAL_DEFAULTS, LORA_LEARNING_RATE, PROJECT_DEFAULTS, project_defaults
 from arabic_sft.recipe.help import short_help
 from arabic_sft.recipe.load import (
@@ -8,7 +9,6 @@ from arabic_sft.recipe.load import (
     load_recipe,
     make_parser,
     one_run,
-    read_fields,
     read_preset,
     recipe_path,
 )
@@ -26,6 +26,7 @@ from arabic_sft.recipe.schema import (
 
 __all__ = [
     "EVAL_DEFAULTS", "GROUPS", "LORA_LEARNING_RATE", "PRESET_FIELDS", "PROJECT_DEFAULTS", "RECIPES_DIR", "Recipe",
-    "RecipeArguments", "add_field_arguments", "field_choices", "fields_in", "load_recipe", "make_parser", "one_run",
-    "project_defaults", "read_fields", "read_preset", "recipe_path", "short_help", "with_overrides",
+    "RecipeArguments", "add_field_arguments", "check_recipe", "field_choices", "fields_in", "load_recipe",
+    "make_parser", "one_run", "project_defaults", "read_fields", "read_preset", "recipe_path", "short_help",
+    "with_overrides",
 ]  # fmt: skip

@@ -4,7 +4,7 @@ one `Recipe` that every script, the launcher and the console program ask.
 A recipe sets three kinds of fields: ours (`RecipeArguments`, recipe.schema), TRL's `ModelConfig` (model, 4-bit,
 LoRA) and TRL's `SFTConfig` (training). TRL's parser types them all from one YAML read; the TRL dataclasses are built
 only when asked for. Reading a recipe never probes the machine (training fits it to the machine as a step of its
-own: `training.launch.check_in_process`). `read_fields` reads a few of our fields without loading TRL.
+own: `training.launch.check_in_process`). `check.read_fields` reads fields without loading TRL.
 """
 
 import argparse
@@ -171,6 +171,10 @@ def load_recipe(args: list[str] | None = None) -> Recipe:
             "no recipe given: pass --config recipes/NAME.yaml, or set RECIPE=NAME (make train RECIPE=NAME)"
         )
     values = read_yaml(path) if path else {}
+    if path:
+        from arabic_sft.recipe.check import check_recipe
+
+        check_recipe(path)  # a mistyped recipe refused in a second, before TRL is imported
     parser = make_parser(path)
     known = {action.dest for action in parser._actions}
     if unknown := sorted(set(values) - known - {"env"}):
@@ -199,17 +203,3 @@ def one_run(recipe: Recipe, stage: str) -> None:
             f"{recipe.source}: seeds {recipe.args.seeds}: one model per seed, in results/{recipe.name}/seed-N/; "
             f"`arabic-sft {stage} {recipe.name}` (make {stage}) runs it for each seed, or name one seed's files here"
         )
-
-
-def read_fields(path: str | Path, *names: str) -> dict:
-    """Some of our fields as a recipe file sets them (its task preset included), else their defaults: a quick read
-    that loads no TRL, for what decides which stages run (the console program). `load_recipe` checks the whole."""
-    values = read_yaml(path)
-    if task := values.get("task"):
-        values = {**read_preset(task, path), **values}
-    defaults = {item.name: item.default for item in fields(RecipeArguments)}
-    chosen = {name: values.get(name, defaults[name]) for name in names}
-    seeds = chosen.get("seeds")
-    if seeds is not None and not (isinstance(seeds, list) and all(isinstance(seed, int) for seed in seeds)):
-        raise UserError(f"{path}: seeds: a list of whole numbers, got {seeds!r}")
-    return chosen

@@ -97,7 +97,9 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--gradient_checkpointing", action="store_true", help="training, both sides")
     parser.add_argument("--static_cache", action="store_true", help="ours: generation with a static KV cache")
-    parser.add_argument("--parts", nargs="+", choices=["train", "generate"], default=["train", "generate"])
+    parser.add_argument(
+        "--parts", nargs="+", choices=["train", "generate", "recipe"], default=["train", "generate", "recipe"]
+    )
     parser.add_argument("--peak_tflops", type=float, help="the GPU's peak dense bf16 TFLOP/s, if not in the table")
     parser.add_argument("--part", choices=["train_baseline", "train_ours", "generate"], help=argparse.SUPPRESS)
     parser.add_argument("--examples_file", help=argparse.SUPPRESS)
@@ -408,6 +410,20 @@ def training_results(args, baseline: dict, ours: dict) -> dict:
     return results
 
 
+def recipe_check_results(config: str, repeats: int = 5) -> dict:
+    """Seconds to read and check the recipe as every command does first (`python -m arabic_sft.recipe RECIPE`: a new
+    process, no TRL imported), the median of `repeats`; and whether TRL or torch got imported."""
+    probe = "import sys; from arabic_sft.recipe.check import check_recipe; check_recipe(sys.argv[1]); " \
+        "print(sorted(name for name in ('trl', 'transformers', 'torch') if name in sys.modules))"  # fmt: skip
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "arabic_sft.recipe", config], check=True, capture_output=True)
+        seconds.append(time.perf_counter() - started)
+    imported = subprocess.run([sys.executable, "-c", probe, config], check=True, capture_output=True, text=True)
+    return {"recipe_check_s": statistics.median(seconds), "recipe_check_imports": imported.stdout.strip()}
+
+
 def generation_results(generation: dict) -> dict:
     # With --baseline_gen_examples, the baseline's time for all prompts is extrapolated from its tokens/s.
     baseline_seconds = generation["new_tokens"] / generation["baseline_tokens_per_s"]
@@ -460,6 +476,9 @@ def run(args: argparse.Namespace) -> list[Path]:
         print("running generate")
         parts["generate"] = run_part(args, "generate")
         results.update(generation_results(parts["generate"]))
+    if "recipe" in args.parts:
+        print("timing the recipe check")
+        results.update(recipe_check_results(args.config))
     manifest = build_manifest({"benchmark": vars(args)}, [], started)
     results.update(
         parts=parts,

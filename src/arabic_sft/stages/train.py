@@ -8,7 +8,6 @@ from pathlib import Path
 
 from arabic_sft.recipe import Recipe, load_recipe
 from arabic_sft.runtime.errors import UserError, run_cli
-from arabic_sft.training.run import train
 
 
 def run(recipe: Recipe) -> list[Path]:
@@ -19,6 +18,8 @@ def run(recipe: Recipe) -> list[Path]:
             f"{recipe.source}: seeds {recipe.args.seeds}: one run per seed is arabic-sft train (make train RECIPE="
             f"{recipe.name}); for one run here, give --seed N (and an --output_dir of its own)"
         )
+    from arabic_sft.training.run import train  # torch and TRL: after the recipe is read and checked
+
     return train(recipe, on_finish=write_card)
 
 

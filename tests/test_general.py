@@ -156,8 +156,12 @@ def test_a_stopped_run_continues_from_its_cached_answers_to_the_uninterrupted_re
     resumed = run_in_this_process(monkeypatch, capsys, *command, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (general / "base" / SAMPLES).read_bytes() == (folder / "results/tiny/general/base" / SAMPLES).read_bytes()
-    again = run_in_this_process(monkeypatch, capsys, *command, cwd=tmp_path)
-    assert_one_error_line(again, "general/base: already exists")
+    again = run_in_this_process(monkeypatch, capsys, *command, cwd=tmp_path)  # make general again: nothing to do
+    assert again.returncode == 0 and "general/base exists and is" in again.stdout and ": kept" in again.stdout
+    assert (general / "base" / SAMPLES).read_bytes() == (folder / "results/tiny/general/base" / SAMPLES).read_bytes()
+    fewer = run_in_this_process(monkeypatch, capsys, *command, "--limit", "5", cwd=tmp_path)  # other settings
+    assert fewer.returncode == 0 and "evaluated with other limit: evaluating it again" in fewer.stdout
+    assert len(rows(general / "base" / SAMPLES)) == 5
 
 
 def test_compare_adds_the_general_ability_block(evaluated, monkeypatch, capsys):

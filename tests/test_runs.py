@@ -148,3 +148,25 @@ def test_the_demo_is_the_stages_in_order():
     assert scripts == ["make_tiny_model.py", "sft.py", "generate.py", "score.py", "generate.py", "score.py",
                        "general.py", "compare.py", "report.py"]  # fmt: skip
     assert lines[-1].startswith("demo done: ")
+
+
+def evaluated_side(results: RecipeResults, side: str, model_args: dict, started: str) -> None:
+    """make general's side folder with the manifest of an evaluation of `model_args` at `started`."""
+    results.general_side(side).mkdir(parents=True, exist_ok=True)
+    manifest = {"started": started, "config": {"general": {"model_args": model_args}}}
+    (results.general_side(side) / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_general_ability_of_an_earlier_training_or_another_model_is_not_this_model_s(tmp_path):
+    results = RecipeResults("tiny", root=tmp_path)
+    model = results.model
+    trained(model, "2026-12-02T10:00:00")
+    evaluated_side(results, "base", {"pretrained": "org/base"}, "2026-12-02T09:00:00")  # the base: no training
+    evaluated_side(results, "tuned", {"pretrained": "org/base", "peft": str(model)}, "2026-12-02T11:00:00")
+    assert results.current_general("org/base", model)
+    trained(model, "2026-12-02T12:00:00")  # trained again since
+    assert "before the training" in results.stale_general("tuned", model)
+    assert not results.current_general("org/base", model)
+    assert results.stale_general("tuned", results.seed(1).model).startswith("evaluated by")  # a seed's model: not it
+    assert results.stale_general("base", "org/other") == "evaluated by org/base, not org/other"
+    assert RecipeResults("none", root=tmp_path).stale_general("tuned", model) is None  # not evaluated: nothing stale

@@ -153,13 +153,14 @@ def provenance(recipe_path: Path, output_dir: Path, runs: list[Run]) -> dict:
     }
 
 
-def general_rows(folder: Path, resamples: int, seed: int) -> list[dict] | None:
-    """make general's comparison (base against fine-tuned on lm-eval's tasks) as table rows; None before it ran."""
+def general_rows(results: RecipeResults, base: str, tuned: str | None, resamples: int, seed: int) -> list[dict] | None:
+    """make general's comparison (base against fine-tuned on lm-eval's tasks) as table rows; None before it ran, or
+    when its sides are not the recipe's one model (`tuned`: None for a system of seeds) as it is now."""
     from arabic_sft.general.paired import display_rows, general_comparison
 
-    if not all((folder / side).is_dir() for side in ("base", "tuned")):
+    if tuned is None or not results.current_general(base, tuned):
         return None
-    rows = display_rows(general_comparison(folder, resamples, seed))
+    rows = display_rows(general_comparison(results.general, resamples, seed))
     for row in rows:
         row["sign"] = better(row["metric"], row["diff"])
     return rows
@@ -186,7 +187,8 @@ def build_report(recipe_path: Path, split: str, group_column: str | None, resamp
         groups = {"column": group_column, "metrics": group_metrics, "rows": group_table,
                   "names": list(dict.fromkeys(row["group"] for row in group_table))}  # fmt: skip
     sort_keys, rows = examples(tuned, baseline, shots, labels)
-    general = general_rows(RecipeResults(name).general, resamples, seed)
+    one_model = None if tuned.seeds else recipe.fields.output_dir
+    general = general_rows(RecipeResults(name), recipe.fields.model_name_or_path, one_model, resamples, seed)
     output_dir = Path(recipe.fields.output_dir or "")
     if tuned.seeds:  # several seeds: the first seed's training log and model (each seed's run is in its folder)
         output_dir = tuned.seeds[0].path.parent / "model"

@@ -78,7 +78,10 @@ def from_recipe(args) -> None:
     args.published = args.published or recipe.published_baseline
     args.group_column = args.group_column or recipe.group_column
     data_source(recipe.data_source)  # the model card's: a wrong name fails before any work
-    args.general = results.general if results.has_general() else None
+    base, tuned = args.recipe.fields.model_name_or_path, args.recipe.fields.output_dir
+    # make general's sides when they are this recipe's one model (a system of seeds has none) as it is now
+    current = not recipe.seeds and results.current_general(base, tuned)
+    args.general = results.general if current else None
 
 
 def run(args: argparse.Namespace) -> list[Path]:

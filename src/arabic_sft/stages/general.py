@@ -99,10 +99,19 @@ def run(args: argparse.Namespace) -> list[Path]:
     if processes > 1 and settings.device == "cpu":
         raise UserError("lm-eval shares questions between processes on GPUs only: run one process on a CPU")
     main_process = os.environ.get("RANK", "0") == "0"
-    folder = RecipeResults(recipe.name).general
-    sides = model_sides(recipe, ("base", "tuned") if args.side == "both" else (args.side,))
-    if not args.overwrite and (existing := [folder / side.name for side in sides if (folder / side.name).exists()]):
-        raise UserError(f"{existing[0]}: already exists (pass --overwrite, or OVERWRITE=1, to evaluate it again)")
+    results = RecipeResults(recipe.name)
+    folder = results.general
+    sides = []
+    for side in model_sides(recipe, ("base", "tuned") if args.side == "both" else (args.side,)):
+        path, model = results.general_side(side.name), side.model_args.get("peft") or side.model_args["pretrained"]
+        stale = results.stale_general(side.name, model) or other_settings(path, settings)
+        if path.exists() and not args.overwrite and not stale:
+            if main_process:
+                print(f"{path} exists and is {model}'s: kept (--overwrite, or OVERWRITE=1, evaluates it again)")
+            continue
+        if path.exists() and not args.overwrite and main_process:
+            print(f"{path}: {stale}: evaluating it again")
+        sides.append(side)
     manager = task_manager()
     try:
         with exclusive_output(folder, enabled=main_process), stop_raises():
@@ -110,7 +119,7 @@ def run(args: argparse.Namespace) -> list[Path]:
             for side in sides:
                 if main_process:
                     print(f"general ability, {side.name}: {', '.join(settings.tasks)}", file=sys.stderr)
-                evaluate_side(side, settings, load_tasks(settings.tasks, manager), manager, folder, args.overwrite)
+                evaluate_side(side, settings, load_tasks(settings.tasks, manager), manager, folder, True)
     except Stopped as stop:
         if main_process:
             print(
@@ -125,6 +134,19 @@ def run(args: argparse.Namespace) -> list[Path]:
     if all((folder / side).is_dir() for side in ("base", "tuned")):
         written += write_comparison(folder, args.resamples, args.seed)
     return written
+
+
+def other_settings(side: Path, settings) -> str | None:
+    """Which settings (tasks, shots, limit, ...) the side at `side` was evaluated with that differ from `settings`."""
+    import json
+    from dataclasses import asdict
+
+    from arabic_sft.runtime.manifest import read_json
+
+    recorded = (((read_json(side / "manifest.json") or {}).get("config") or {}).get("general")) or {}
+    wanted = json.loads(json.dumps(asdict(settings), default=str))
+    differ = [name for name, value in wanted.items() if recorded.get(name) != value and name != "batch_size"]
+    return f"evaluated with other {', '.join(differ)}" if differ else None
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

@@ -13,6 +13,7 @@ from helpers import (
     ROOT,
     SAMPLE_FILES,
     assert_one_error_line,
+    cpu_recipe,
     generate_command,
     preset_spec,
     run_script,
@@ -258,3 +259,29 @@ def test_data_changed_after_training_is_refused_unless_accepted(tiny_llama, make
     assert_one_error_line(refused, str(test_file), "changed since the training run", "--accept_changed_data")
     accepted = script_in_process("generate.py", "--config", recipe, *options, "--accept_changed_data")
     assert accepted.returncode == 0, accepted.stderr[-2000:]
+
+
+def test_a_file_of_new_questions_is_answered_with_the_recipe_s_prompt(tiny_llama, tmp_path, script_in_process):
+    # A recipe with a group column outside the prompt and a held-out test fraction; a file with only the input
+    # column: answered, no group needed, the recipe's held-out rows not asked for.
+    rows = pd.DataFrame(sample_rows("proverbs"))
+    rows["Region"] = [f"r{i % 3}" for i in range(len(rows))]
+    rows.to_csv(tmp_path / "mine.csv", index=False)
+    recipe = cpu_recipe(tmp_path / "mine.yaml", tiny_llama, train_file=str(tmp_path / "mine.csv"),
+                        test_fraction=0.25, group_column="Region", max_steps=1)  # fmt: skip
+    trained = script_in_process("sft.py", "--config", recipe)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    questions = pd.DataFrame({"Proverb": ["اللي ما يعرف الصقر يشويه", "الجار قبل الدار"]})
+    questions.to_csv(tmp_path / "ask.csv", index=False)
+    out = tmp_path / "answers.csv"
+    ask = ["--config", recipe, "--test_path", tmp_path / "ask.csv", "--out_path", out, "--max_new_tokens", 4]
+    result = script_in_process("generate.py", *ask)
+    assert result.returncode == 0, result.stderr[-2000:]
+    answers = pd.read_csv(out, keep_default_na=False)
+    assert list(answers.columns) == ["Proverb", "Generated_Explanation"] and len(answers) == 2
+    assert "has no column 'Region' (group_column): the answers carry no groups" in result.stderr
+    again = script_in_process("generate.py", *ask, "--group_column", "", "--overwrite")
+    assert again.returncode == 0 and "group_column" not in again.stderr
+    held_out = script_in_process("generate.py", "--config", recipe, "--out_path", tmp_path / "held.csv",
+                                 "--max_new_tokens", 4)  # fmt: skip
+    assert held_out.returncode == 0 and "Region" in pd.read_csv(tmp_path / "held.csv").columns

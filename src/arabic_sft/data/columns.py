@@ -138,12 +138,14 @@ def select(
     require_answer: bool = True,
     empty_cells: str = "drop",
     keep: tuple[str, ...] = (),
+    keep_if_present: bool = False,
 ) -> Split:
     """The spec's fields of `frame` as stripped text (or chat turns). Column names match case-insensitively, with a
     byte-order mark or surrounding spaces ignored. Rows with an empty cell are dropped with a count
     (`empty_cells="drop"`) or rejected (`"error"`). Without `require_answer`, the answer column is optional.
     `keep`: other columns carried along as text under their own names (a group column that is not a prompt input);
-    an empty cell there drops nothing; one that is already a field is not carried twice."""
+    an empty cell there drops nothing; one that is already a field is not carried twice; a missing one is an error,
+    or (`keep_if_present`) not carried (`Split.carried` says which were)."""
     if frame.empty:
         raise UserError(
             f"{source}: has a header but no rows" if source.lower().endswith(".csv") else f"{source}: has no rows"
@@ -191,6 +193,8 @@ def select(
     carried = []
     for name in keep:
         column = found.get(name.replace("\ufeff", "").strip().lower())
+        if column is None and keep_if_present:
+            continue
         if column is None:
             raise UserError(
                 f"{source}: no column '{name}' (group_column; found: {', '.join(map(str, frame.columns))})"

@@ -52,14 +52,19 @@ def held_out_rows(num_rows: int, validation_fraction: float, test_fraction: floa
 
 
 def load_splits(
-    recipe, seed: int, wanted=SPLITS, require_answer: bool = True, keep: tuple[str, ...] = ()
+    recipe,
+    seed: int,
+    wanted=SPLITS,
+    require_answer: bool = True,
+    keep: tuple[str, ...] = (),
+    keep_if_present: bool = False,
 ) -> tuple[dict[str, Split], DataSpec, dict | None]:
     """(the recipe's splits among `wanted` that it has, its DataSpec, the fraction split's record or None).
 
     Each split comes from its file or `dataset_name` split; when the recipe has none for validation or test and sets
     `validation_fraction` / `test_fraction`, those rows are held out of train, seeded (recorded in the run manifest:
     generation later uses exactly those rows). `require_answer` applies to the test split; `keep`: columns carried
-    beside the fields (`select`).
+    beside the fields, and `keep_if_present` (`select`).
     """
     fractions = {split: getattr(recipe, f"{split}_fraction") for split in ("validation", "test")}
     held_out = [split for split, fraction in fractions.items() if fraction and not has_source(recipe, split)]
@@ -72,7 +77,7 @@ def load_splits(
     spec = data_spec(recipe, [str(column) for column in first[0].columns])
     splits, record = {}, None
     if held_out:
-        train = select(*raw["train"], spec, True, recipe.empty_cells, keep)
+        train = select(*raw["train"], spec, True, recipe.empty_cells, keep, keep_if_present)
         rows = held_out_rows(
             len(train.frame),
             fractions["validation"] if "validation" in held_out else 0,
@@ -92,7 +97,8 @@ def load_splits(
                 splits[split] = Split(part, train.names, f"{train.source} ({split} part)", train.carried)
     for split in wanted:
         if split not in splits and raw.get(split) is not None:
-            splits[split] = select(*raw[split], spec, require_answer or split != "test", recipe.empty_cells, keep)
+            answer = require_answer or split != "test"
+            splits[split] = select(*raw[split], spec, answer, recipe.empty_cells, keep, keep_if_present)
     return splits, spec, record
 
 

@@ -34,8 +34,10 @@ from arabic_sft.runtime.preemption import StopRequest, die_with_launcher, stoppe
 def data_arguments(args, recipe: Recipe | None) -> RecipeArguments:
     """The data and prompt fields: the recipe's (`--config`), replaced by a `--task` preset's and the flags given."""
     changes = read_preset(args.task) if args.task else {}
-    flags = ("prompt_template", "chat_format", "group_column")
+    flags = ("prompt_template", "chat_format")
     changes.update({key: getattr(args, key) for key in flags if getattr(args, key, None)})
+    if getattr(args, "group_column", None) is not None:  # "" : no group column
+        changes["group_column"] = args.group_column or None
     if args.test_path:  # a file given on the command line is used whole
         changes.update({f"{args.split}_file": args.test_path, f"{args.split}_fraction": 0.0, "dataset_name": None})
     try:
@@ -118,6 +120,8 @@ def held_out_as_trained(settings: GenerationSettings, record: dict | None) -> No
         return
     trained = manifest["config"].get("data", {}).get("held_out")
     split = settings.split
+    if f"{split}_rows" not in record:  # this split comes from a file now (--test_path): no held-out rows to match
+        return
     if trained and trained.get(f"{split}_rows") != record.get(f"{split}_rows"):
         raise UserError(
             f"{record['source']}: the {split} rows held out now differ from those the training run in "
@@ -160,10 +164,12 @@ def run(args) -> list[Path]:
     if settings.device_map and state.num_processes > 1:
         raise UserError("--device_map splits one model over the GPUs of one process: launch one process")
     with exclusive_output(settings.out_path, enabled=state.is_main_process):  # one generation per output file
-        return generate(settings, data, args.overwrite, started, state)
+        return generate(settings, data, args.overwrite, started, state, group_given=args.group_column is not None)
 
 
-def generate(settings: GenerationSettings, data: RecipeArguments, overwrite: bool, started: str, state) -> list[Path]:
+def generate(
+    settings: GenerationSettings, data: RecipeArguments, overwrite: bool, started: str, state, group_given=False
+) -> list[Path]:
     out = Path(settings.out_path)
     if out.exists() and not overwrite:
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
@@ -171,9 +177,15 @@ def generate(settings: GenerationSettings, data: RecipeArguments, overwrite: boo
         remove_partial(out)
     wanted = (settings.split, "train") if settings.shots else (settings.split,)
     keep = (data.group_column,) if data.group_column else ()  # carried into the predictions for per-group results
-    splits, spec, record = load_splits(data, settings.split_seed, wanted=wanted, require_answer=False, keep=keep)
+    splits, spec, record = load_splits(
+        data, settings.split_seed, wanted=wanted, require_answer=False, keep=keep, keep_if_present=not group_given
+    )  # the recipe's group column is carried where the file has it: a file of new questions needs none
     held_out_as_trained(settings, record)
     split = splits[settings.split]
+    fields = {alias.lower() for accepted in spec.accepted.values() for alias in accepted}
+    if keep and keep[0] not in split.carried and keep[0].lower() not in fields and state.is_main_process:
+        print(f"note: {split.source} has no column '{keep[0]}' (group_column): the answers carry no groups",
+              file=sys.stderr)  # fmt: skip
     frame = split.frame
     if settings.limit is not None:
         if not 0 < settings.limit <= len(frame):

@@ -76,7 +76,7 @@ eval: setup
 baseline: setup
 	$(CLI) baseline $(RECIPE) --shots $(SHOTS) $(EVAL_OPTS)
 judge: setup
-	$(CLI) judge $(RECIPE) --split $(SPLIT) $(call opt,--pairwise,$(PAIRWISE)) $(call opt,--launch_args,$(LAUNCH_ARGS)) $(call opt,--judge_args,$(JUDGE_ARGS))
+	$(CLI) judge $(RECIPE) --split $(SPLIT) $(call opt,--limit,$(LIMIT)) $(call opt,--pairwise,$(PAIRWISE)) $(call opt,--launch_args,$(LAUNCH_ARGS)) $(call opt,--judge_args,$(JUDGE_ARGS))
 general: setup
 	$(CLI) general $(RECIPE) $(if $(TASKS),--tasks $(TASKS)) $(call opt,--limit,$(LIMIT)) $(if $(OVERWRITE),--overwrite) $(call opt,--launch_args,$(LAUNCH_ARGS)) $(call opt,--general_args,$(GENERAL_ARGS))
 sweep: setup

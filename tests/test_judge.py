@@ -508,3 +508,13 @@ def test_a_rubric_without_criteria_stops_the_judge_in_one_line_before_anything_i
         result = run_in_this_process(monkeypatch, capsys, *command)
     assert_one_error_line(result, f"{rubric_file}: criteria: a rubric needs at least one criterion")
     assert sorted(item.name for item in tmp_path.iterdir()) == ["empty.yaml", "predictions_test.csv"]
+
+
+def test_limit_judges_the_first_rows_only(tiny_llama, tmp_path, script_in_process):
+    path = predictions_csv(tmp_path / "predictions_test.csv", 10)
+    result = script_in_process(*local_command(path, tiny_llama, "--limit", "3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "judge_test.json").read_text(encoding="utf-8"))
+    assert summary["n"] == 3 and summary["settings"]["config"]["judging"]["limit"] == 3
+    assert len(pd.read_csv(tmp_path / "judge_test.examples.csv")) == 3
+    assert_one_error_line(script_in_process(*local_command(path, tiny_llama, "--limit", "0")), "--limit 0")

@@ -98,13 +98,16 @@ def correlations(examples: pd.DataFrame, names: list[str]) -> dict[str, dict]:
     return result
 
 
-def judge_file(predictions_csv: str | Path, rubric: Rubric, judge: Judge, language: str, overwrite: bool) -> dict:
-    """Judge every row of `predictions_csv`; returns the summary written to judge_X.json (by the main process; the
-    others of a launch return it without writing)."""
+def judge_file(
+    predictions_csv: str | Path, rubric: Rubric, judge: Judge, language: str, overwrite: bool, limit: int | None = None
+) -> dict:
+    """Judge every row of `predictions_csv` (or its first `limit` rows); returns the summary written to judge_X.json
+    (by the main process; the others of a launch return it without writing)."""
     started = now()
     paths = judge_paths(predictions_csv)
     refuse_existing(paths, overwrite)
     frame, columns = prediction_rows(predictions_csv)
+    frame = frame.head(limit) if limit else frame
     references, answers = frame[columns["reference"]].tolist(), frame[columns["prediction"]].tolist()
     conversations = [
         rubric.messages(language, question, reference, answer)
@@ -128,7 +131,7 @@ def judge_file(predictions_csv: str | Path, rubric: Rubric, judge: Judge, langua
         return summary
     with atomic_path(paths["examples"]) as temporary:
         examples.to_csv(temporary, index=False, encoding="utf-8")
-    settings = {**judge_settings(judge, rubric, language), "word_metrics": WORD_METRICS}
+    settings = {**judge_settings(judge, rubric, language), "word_metrics": WORD_METRICS, "limit": limit}
     write_json_atomic(
         paths["summary"],
         {**summary, "settings": build_manifest({"judging": settings}, [str(predictions_csv)], started)},
@@ -164,6 +167,7 @@ def pairwise_file(
     overwrite: bool,
     resamples: int = 1000,
     seed: int = 0,
+    limit: int | None = None,
 ) -> dict:
     """Which of two runs answered each row better, asked in both orders (the first run's answer as A, then as B):
     the first run's win / tie / loss shares with bootstrap intervals over the rows, and the share of pairs whose
@@ -173,6 +177,7 @@ def pairwise_file(
     refuse_existing(paths, overwrite)
     first, first_columns = prediction_rows(first_csv)
     second, second_columns = prediction_rows(second_csv)
+    first, second = (first.head(limit), second.head(limit)) if limit else (first, second)
     asked = questions(first, first_columns)
     references = first[first_columns["reference"]].tolist()
     if asked != questions(second, second_columns) or references != second[second_columns["reference"]].tolist():

@@ -60,6 +60,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=16, help="a local judge's prompts per batch")
     parser.add_argument("--resamples", type=int, default=1000, help="pairwise: bootstrap resamples of the rows")
     parser.add_argument("--seed", type=int, default=0, help="pairwise: the bootstrap's seed")
+    parser.add_argument("--limit", type=int, help="judge the first N rows only (a quick look)")
     parser.add_argument("--overwrite", action="store_true", help="judge again (cached answers are reused)")
     return parser
 
@@ -110,6 +111,8 @@ def run(args: argparse.Namespace) -> list[Path]:
     """Judge as `args` (this stage's command line) say; the files written: the summary and the per-row CSV (none
     in the other processes of a multi-process launch). Raises `Stopped` when SIGTERM or Ctrl-C stopped it with the
     answers received kept."""
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit}: give 1 or more")
     loaded = load_recipe(["--config", args.config]) if args.config else None
     if loaded and not args.predictions_csv:
         one_run(loaded, "judge")
@@ -141,10 +144,10 @@ def run(args: argparse.Namespace) -> list[Path]:
             if args.against:
                 summary = pairwise_file(
                     path, args.against, rubric, judge, fields["judge_language"], args.overwrite, args.resamples,
-                    args.seed,
+                    args.seed, args.limit,
                 )  # fmt: skip
             else:
-                summary = judge_file(path, rubric, judge, fields["judge_language"], args.overwrite)
+                summary = judge_file(path, rubric, judge, fields["judge_language"], args.overwrite, args.limit)
     except Stopped as stop:
         if judge.is_main:
             print(

@@ -74,7 +74,7 @@ def test_an_unreachable_hub_is_detected_once_without_retries(tmp_path):
     assert [line for line in lines if line.startswith("note: ")] == [
         "note: 127.0.0.1 cannot be reached: offline, using locally cached models only"
     ]
-    assert len([line for line in lines if line.startswith("warning: ")]) == 2
+    assert len([line for line in lines if line.startswith("warning: ") and "not computed" in line]) == 2
     assert "Retrying" not in result.stderr and "Traceback" not in result.stderr
 
 
@@ -82,7 +82,7 @@ def test_offline_embedding_models_are_recorded_null_in_one_line(tmp_path, script
     predictions = write_predictions(tmp_path / "pred.csv")
     result = script_in_process("score.py", predictions, "--out", tmp_path / "m.json")
     assert result.returncode == 0, result.stderr[-3000:]
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ") and "not computed" in line]
     assert len(warnings) == 2 and "BERTScore" in warnings[0] and "bert-base-multilingual-cased" in warnings[0]
     assert "Traceback" not in result.stderr
     metrics = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
@@ -234,3 +234,13 @@ def test_a_recipes_local_embedding_models_score_through_config_and_make(tmp_path
     scoring = next(line for line in shown.stdout.splitlines() if "scripts/score.py" in line)
     assert f"--bertscore_model {tiny_bert} --semantic_model {tiny_bert}" in scoring, shown.stdout
     assert "scripts/judge.py" not in shown.stdout  # the recipe names no judge
+
+
+def test_few_rows_and_mostly_empty_answers_are_said_at_once(tmp_path, script_in_process):
+    rows = [ROWS[0], (ROWS[1][0], ROWS[1][1], ""), ROWS[2]]  # 2 of 3 answers empty
+    write_predictions(tmp_path / "pred.csv", rows)
+    result = script_in_process("score.py", tmp_path / "pred.csv", "--no_bertscore", "--no_semantic_similarity")
+    assert result.returncode == 0, result.stderr[-2000:]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2
+    assert "only 3 rows scored" in warnings[0] and "67% of the answers are empty" in warnings[1]

@@ -135,6 +135,28 @@ def optional_metric(label: str, model: str, required: bool, compute):
     return None
 
 
+# Fewer rows than this: a 95% interval of a mean over them is wider than most differences a fine-tuning makes.
+FEW_ROWS = 30
+# More empty answers than this share: the scores measure mostly silence.
+MANY_EMPTY = 0.5
+
+
+def small_data_warnings(n: int, empty_rate: float | None) -> list[str]:
+    """What the tables would show but a user should hear at once: too few rows to conclude, mostly empty answers."""
+    warnings = []
+    if n < FEW_ROWS:
+        warnings.append(
+            f"only {n} rows scored: intervals over so few rows are wide, and a difference between runs is unlikely "
+            f"to be significant ({FEW_ROWS}+ rows to say much, a few hundred to see small differences)"
+        )
+    if empty_rate is not None and empty_rate > MANY_EMPTY:
+        warnings.append(
+            f"{empty_rate:.0%} of the answers are empty (the model ends at once): the scores measure mostly silence; "
+            "see the answers in the predictions CSV"
+        )
+    return warnings
+
+
 def run(options: argparse.Namespace) -> list[Path]:
     """Score as `options` (this stage's command line) say; the files written: the metrics JSON, its markdown table
     and the per-example CSV (none in the other processes of a multi-process launch)."""
@@ -192,6 +214,8 @@ def score(args, predictions: list[str], references: list[str], inputs: dict, sta
         if scores is not None:
             per_example["semantic_similarity"] = scores
     summary = metrics.summarize(per_example)
+    for warning in small_data_warnings(summary["n"], summary["empty_rate"]):
+        print(f"warning: {warning}", file=sys.stderr)
     corpus, signatures = metrics.corpus_scores(predictions, references)
     summary.update(corpus)
 

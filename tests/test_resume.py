@@ -254,6 +254,7 @@ def test_sigterm_saves_a_complete_checkpoint_at_a_step_end_and_exits_143(tiny_ll
     stopped = int(re.search(r"stopped by SIGTERM after step (\d+): ", log).group(1))
     assert 6 <= stopped < MAX_STEPS and "the same command resumes from it" in log and "Traceback" not in log
     assert is_complete(out / f"checkpoint-{stopped}") and not (out / "run_manifest.json").exists()
+    assert not (out / "README.md").exists()  # TRL's draft card (base model None) is not left as the model's card
 
 
 def test_ctrl_c_saves_a_checkpoint_exits_130_and_the_same_command_resumes_to_the_same_losses(
@@ -279,6 +280,11 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_the_same_command_resumes_to_the
     assert f"resuming from {out / f'checkpoint-{stopped}'}" in result.stdout
     assert "missing keys" not in result.stdout + result.stderr  # lm_head is tied to the embeddings: not saved
     assert_same_losses(out, uninterrupted[0])
+    # the mean loss over the run is the whole run's, not the resumed steps' (the Trainer's own after a resume)
+    resumed, whole = (json.loads((path / "train_results.json").read_text()) for path in (out, uninterrupted[0]))
+    assert resumed["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-9)  # the same losses, summed in 2 parts
+    assert resumed["train_loss_this_session"] != pytest.approx(whole["train_loss"], rel=1e-3)
+    assert f"(mean over the run {resumed['train_loss']:.4f})" in (out / "README.md").read_text(encoding="utf-8")
 
 
 def test_a_second_training_into_the_same_output_dir_is_refused(tiny_llama, tmp_path, monkeypatch, capsys):

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from arabic_sft import named
-from arabic_sft.recipe import read_fields
+from arabic_sft.recipe import check_recipe, read_fields
 from arabic_sft.runs import RecipeResults, RunFolder
 from arabic_sft.runtime.errors import UserError, run_cli
 
@@ -83,6 +83,8 @@ class Pipeline:
         self.options = options
         self.recipe = options.recipe
         self.path = named.find("recipe", options.recipe) if options.recipe else None
+        if self.path:
+            check_recipe(self.path)  # a mistyped recipe is one line now, before any stage starts
         self.results = RecipeResults(self.path.stem) if self.path else None
 
     def fields(self) -> dict:
@@ -174,7 +176,7 @@ class Pipeline:
             RunFolder(self.results.path / options.pairwise).predictions(options.split) if options.pairwise else None
         )
         step([*self.launch(), script("judge"), "--config", str(self.path), "--split", options.split, "--overwrite",
-              *flag("--against", against),
+              *flag("--against", against), *flag("--limit", options.limit),
               *shlex.split(options.judge_args or "")])  # fmt: skip
 
     def general(self) -> None:
@@ -222,7 +224,7 @@ def demo(options: argparse.Namespace) -> None:
           "--hidden_size", "128", "--num_layers", "4"])  # fmt: skip
     stages = ["train", "eval", "baseline", "general", "compare", "report"]
     for name in stages:
-        getattr(Pipeline(parse([name, "demo", *(["--overwrite"] if name == "general" else [])])), name)()
+        getattr(Pipeline(parse([name, "demo"])), name)()
     results = RecipeResults("demo").path
     shot = results / "report.png"
     print(
@@ -266,6 +268,7 @@ def parser() -> argparse.ArgumentParser:
 
     def add(name: str, help: str, recipe: bool = True) -> argparse.ArgumentParser:
         sub = stages.add_parser(name, help=help, description=help, allow_abbrev=False)
+        sub.add_argument("--show", action="store_true", default=argparse.SUPPRESS, help="print the commands only")
         if recipe:
             sub.add_argument("recipe", help="recipes/NAME.yaml, NAME, or a recipe's path")
             sub.add_argument("--split", default="test", choices=["test", "validation"])
@@ -277,7 +280,7 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--launch_args", help='accelerate launch flags, e.g. "--num_processes 8" (one per GPU)')
         if name in ("train", "eval"):
             sub.add_argument("--seeds", nargs="+", type=int, help="one run per training seed (default: the recipe's)")
-        if name in ("eval", "baseline", "general"):
+        if name in ("eval", "baseline", "general", "judge"):
             sub.add_argument("--limit", type=int, help="the first N examples (questions per task for general)")
         if name in ("eval", "baseline", "general"):
             sub.add_argument("--overwrite", action="store_true", help="generate (evaluate) again though it exists")
@@ -323,7 +326,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
             f"{options.stage}: unrecognized arguments: {' '.join(fields)} (see arabic-sft {options.stage} --help)"
         )
     options.fields = fields
-    if options.stage in ("eval", "baseline", "general") and options.limit is not None and options.limit < 1:
+    if options.stage in ("eval", "baseline", "general", "judge") and options.limit is not None and options.limit < 1:
         raise UserError(f"--limit {options.limit}: give 1 or more")
     return options
 

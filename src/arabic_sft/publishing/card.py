@@ -20,7 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from arabic_sft.general.paired import display_rows
 from arabic_sft.named import data_source
 from arabic_sft.recipe import Recipe
-from arabic_sft.runs import CARD, LOG_HISTORY, RecipeResults, RunFolder, in_results, same_path, seed_number
+from arabic_sft.runs import CARD, LOG_HISTORY, RecipeResults, RunFolder, in_results, seed_number
 from arabic_sft.runtime.hub import is_local
 from arabic_sft.runtime.manifest import atomic_path, read_json
 from arabic_sft.scoring.metrics import CORPUS_KEYS, METRIC_KEYS
@@ -166,14 +166,11 @@ def comparison(run: TrainedRun, split: str, scores: dict | None) -> tuple[dict |
 def general(run: TrainedRun, split: str) -> dict | None:
     """make general's comparison (base against fine-tuned on lm-eval's tasks), when its fine-tuned side is this
     training's model, evaluated after it finished."""
-    folder = RecipeResults(run.recipe).general
-    table_path = folder / "comparison.csv"
-    side = read_json(folder / "tuned" / "manifest.json") or {}
-    model_args = ((side.get("config") or {}).get("general") or {}).get("model_args") or {}
-    evaluated = model_args.get("peft") or model_args.get("pretrained")  # an adapter on its base, or a full model
-    if not table_path.is_file() or not same_path(evaluated, run.model_dir):
+    results = RecipeResults(run.recipe)
+    table_path = results.general / "comparison.csv"
+    if not table_path.is_file() or not results.general_side("tuned").is_dir():
         return None
-    if side.get("started", "") < run.manifest.get("finished", ""):  # an earlier training in the same directory
+    if results.stale_general("tuned", run.model_dir):  # another model, or an earlier training in this directory
         return None
     rows = display_rows(pd.read_csv(table_path))
     return {"path": str(table_path), "rows": rows}
@@ -189,7 +186,7 @@ def training_log(model_dir: Path) -> dict:
         "first_loss": f"{losses[0]['loss']:.4f} (step {losses[0]['step']})" if losses else None,
         "last_loss": f"{losses[-1]['loss']:.4f} (step {losses[-1]['step']})" if losses else None,
         "best_eval_loss": f"{best['eval_loss']:.4f} (step {best['step']})" if best else None,
-        "train_loss": f"{final['train_loss']:.4f}" if "train_loss" in final else None,
+        "train_loss": f"{final['train_loss']:.4f}" if final.get("train_loss") is not None else None,
         "runtime": f"{final['train_runtime']:.1f} s" if "train_runtime" in final else None,
     }
 

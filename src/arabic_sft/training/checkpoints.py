@@ -8,7 +8,7 @@ from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from arabic_sft.runs import LOG_HISTORY, MANIFEST, TRAINER_STATE
+from arabic_sft.runs import CARD, LOG_HISTORY, MANIFEST, TRAINER_STATE
 from arabic_sft.runtime.errors import UserError
 
 
@@ -118,3 +118,63 @@ def clear_previous_run(output_dir: str | Path) -> list[str]:
             (output_dir / name).unlink()
             removed.append(output_dir / name)
     return [path.name for path in removed]
+
+
+# The sum of the training losses of every step up to a checkpoint, saved in it. Written by hand: the Trainer keeps
+# this sum in memory only, so after a resume its `train_loss` is the mean of the resumed steps alone.
+LOSS_SUM = "loss_sum.json"
+
+
+def keep_loss_sum(trainer, resumed_from: str | None) -> None:
+    """Save, in each checkpoint the trainer writes, the loss summed over every step so far (the resumed-from
+    checkpoint's sum included)."""
+    before = loss_sum_in(resumed_from)
+    save = trainer._save_checkpoint  # the one place every checkpoint is written (the Trainer has no hook after it)
+
+    def save_with_loss_sum(model, trial):
+        if trainer.accelerator.is_main_process:
+            folder = Path(trainer.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            total = (before or 0.0) + trainer._total_loss_scalar + trainer._tr_loss.item()
+            record = {"step": trainer.state.global_step, "loss_sum": total}
+            (folder / LOSS_SUM).write_text(json.dumps(record), encoding="utf-8")
+        save(model, trial)
+
+    trainer._save_checkpoint = save_with_loss_sum
+
+
+def loss_sum_in(checkpoint: str | Path | None) -> float | None:
+    """The loss summed over the steps up to `checkpoint` (0 without one; None when it holds no sum: written before
+    this was recorded)."""
+    if checkpoint is None:
+        return 0.0
+    try:
+        return float(json.loads((Path(checkpoint) / LOSS_SUM).read_text(encoding="utf-8"))["loss_sum"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def whole_run_train_loss(metrics: dict, resumed_from: str | None, initial_step: int, global_step: int) -> dict:
+    """The trainer's metrics with `train_loss` the mean over every step of the run, a resumed one too (the trainer's
+    own covers the resumed steps only: kept as `train_loss_this_session`)."""
+    if resumed_from is None or "train_loss" not in metrics or global_step <= 0:
+        return metrics
+    before = loss_sum_in(resumed_from)
+    if before is None:
+        return {**metrics, "train_loss_this_session": metrics["train_loss"], "train_loss": None}
+    session = metrics["train_loss"] * (global_step - initial_step)
+    return {
+        **metrics,
+        "train_loss_this_session": metrics["train_loss"],
+        "train_loss": (before + session) / global_step,
+    }
+
+
+def remove_draft_card(output_dir: str | Path) -> bool:
+    """Remove the draft model card TRL writes with each checkpoint (its base model `None`, `license: license`) from
+    a run that stopped before finishing: the project's card is written when the run finishes."""
+    card = Path(output_dir) / CARD
+    if card.is_file() and "arabic-sft" not in card.read_text(encoding="utf-8"):
+        card.unlink()
+        return True
+    return False

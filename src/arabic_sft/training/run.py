@@ -34,7 +34,10 @@ from arabic_sft.training.checkpoints import (
     changed_settings,
     clear_previous_run,
     finished_run,
+    keep_loss_sum,
+    remove_draft_card,
     resolve_resume_checkpoint,
+    whole_run_train_loss,
 )
 from arabic_sft.training.launch import check_in_process
 from arabic_sft.training.loss_curve import plot_loss_curve
@@ -386,15 +389,19 @@ def _train(recipe: Recipe, callbacks: Sequence, on_finish: Callable | None) -> l
         say(
             "loss parity check passed: the trainer's loss {:.4f} = the model's own {:.4f} on one batch".format(*losses)
         )
-    result, stopped = train_until_done_or_stopped(trainer, resume_point(recipe, trainer, say))
+    checkpoint = resume_point(recipe, trainer, say)
+    keep_loss_sum(trainer, checkpoint)
+    result, stopped = train_until_done_or_stopped(trainer, checkpoint)
     if stopped is not None:
         if trainer.accelerator.is_main_process:
             output_dir, step = recipe.training.output_dir, stopped.stopped_at
+            remove_draft_card(output_dir)
             print(
                 f"stopped by {stopped_by(stopped.request.signal)} after step {step}: {output_dir}/checkpoint-{step} "
                 "saved; the same command resumes from it",
                 file=sys.stderr,
             )
         raise Stopped(stopped.request.signal)
-    finish_run(recipe, trainer, model, data, result, started, on_finish)
+    metrics = whole_run_train_loss(result.metrics, checkpoint, trainer._initial_global_step, trainer.state.global_step)
+    finish_run(recipe, trainer, model, data, result._replace(metrics=metrics), started, on_finish)
     return [output_dir]

@@ -30,8 +30,7 @@ DRY_RUN ?=
 SEED ?=
 # Real data: linked from ../shared/data when it is there (SHARED_DATA=), else downloaded at a pinned commit.
 SHARED_DATA ?= ../shared/data
-PROVERBS_URL := https://raw.githubusercontent.com/NasserThmer/Yemeni-Proverbs-LLM-Benchmark/c3635bd645bf908efc9e8ebaec1179a859d2df48/data
-PROVERBS := Train_data.csv Validation_data.csv Test_data.csv
+export SHARED_DATA
 opt = $(if $(strip $(2)),$(1)="$(strip $(2))")
 EVAL_OPTS = --split $(SPLIT) $(call opt,--limit,$(LIMIT)) $(if $(OVERWRITE),--overwrite) \
 	$(call opt,--launch_args,$(LAUNCH_ARGS)) $(call opt,--generate_args,$(GENERATE_ARGS)) \
@@ -57,17 +56,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-data: setup $(addprefix data/yemeni_proverbs/,$(PROVERBS))
-
-data/yemeni_proverbs/%.csv: data/yemeni_proverbs.sha256
-	@mkdir -p $(@D)
-	@if [ -f "$(SHARED_DATA)/yemeni_proverbs/$*.csv" ]; then ln -sf "$(abspath $(SHARED_DATA))/yemeni_proverbs/$*.csv" "$@.part"; \
-	else echo "downloading $*.csv"; curl -fsSL "$(PROVERBS_URL)/$*.csv" -o "$@.part"; fi
-	@expected=$$(awk '$$2 == "$*.csv" {print $$1}' $<); actual=$$(sha256sum < "$@.part" | cut -d' ' -f1); \
-	if [ "$$expected" != "$$actual" ]; then rm -f "$@.part"; echo "error: $*.csv: sha256 $$actual, expected $$expected" >&2; exit 1; fi
-	@mv -f "$@.part" "$@"
-
-demo: setup data
+data: setup
+	$(CLI) data
+demo: setup
 	$(CLI) demo
 train: setup
 	$(CLI) train $(RECIPE) $(call opt,--accelerate_config,$(ACCELERATE_CONFIG)) $(call opt,--launch_args,$(LAUNCH_ARGS)) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) $(ARGS)

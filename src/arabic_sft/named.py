@@ -17,7 +17,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # kind -> (folder, what one is called in messages)
 # The recipes the project ships and its tests check; a user's own recipes in recipes/ are theirs, not the tests'.
 PROJECT_RECIPES = (
-    "allam_proverbs", "allam_proverbs_qlora", "demo", "example_own_data", "jais2_proverbs_qlora", "jais_shefaa",
+    "allam_proverbs", "allam_proverbs_qlora", "demo", "demo_offline", "example_own_data", "jais2_proverbs_qlora",
+    "jais_shefaa",
 )  # fmt: skip
 
 KINDS = {

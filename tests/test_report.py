@@ -3,11 +3,13 @@ fine-tune on the medical QA sample (its Category column as the group), opened fr
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ATTACK, EXACT, SAMPLE_FILES, assert_one_error_line, run_in_this_process, write_recipe
+from helpers import ATTACK, EXACT, ROOT, SAMPLE_FILES, assert_one_error_line, run_in_this_process, write_recipe
 
 
 pytestmark = pytest.mark.slow  # make test-fast skips this file
@@ -131,3 +133,45 @@ def test_report_refuses_a_recipe_without_results_in_one_line(tmp_path, monkeypat
     result = run_in_this_process(monkeypatch, capsys, "report.py", "--config", recipe, cwd=tmp_path)
     assert_one_error_line(result, "results/nothing/baseline-zero-shot/metrics_test.json: not found")
     assert not (tmp_path / "results").exists()
+
+
+def test_answers_without_spaces_stay_in_their_cells_and_the_page_needs_no_horizontal_scroll(report, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    folder = tmp_path / "report"
+    shutil.copytree(report[0], folder, symlinks=True)
+    results = folder / "results" / "medqa"
+    predictions = pd.read_csv(results / "predictions_test.csv")
+    predictions.loc[1, "Generated_Answer"] = "عسع" * 270  # 810 characters, no space
+    predictions.loc[2, "Generated_Answer"] = "St" * 400
+    predictions.to_csv(results / "predictions_test.csv", index=False)
+    quick = ["--no_bertscore", "--no_semantic_similarity", "--overwrite"]
+    for step in (
+        ["score.py", "--config", "medqa.yaml", *quick],
+        ["report.py", "--config", "medqa.yaml", "--overwrite"],
+    ):
+        result = subprocess.run([sys.executable, str(ROOT / "scripts" / step[0]), *step[1:]], cwd=folder,
+                                capture_output=True, text=True)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+    browser.get((results / "report.html").resolve().as_uri())
+    width = browser.execute_script("return document.documentElement.clientWidth")
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= width  # at 1400 px
+    metrics = browser.find_element(By.ID, "metrics")
+    assert metrics.rect["x"] + metrics.rect["width"] <= width
+    for row in browser.find_elements(By.CSS_SELECTOR, "#examples tr.example")[:4]:
+        cells = row.find_elements(By.TAG_NAME, "td")
+        for cell, following in zip(cells, cells[1:]):  # each cell ends where the next begins (left to right)
+            assert cell.rect["x"] + cell.rect["width"] <= following.rect["x"] + 1
+        for cell in cells:  # and its text stays inside it
+            inner = browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth + 1", cell)
+            assert inner, cell.text[:40]
+
+
+def test_the_group_column_is_an_input_only_when_the_prompt_uses_it():
+    from arabic_sft.recipe import RecipeArguments, read_preset
+    from arabic_sft.reporting.build import prompt_columns
+
+    medical = RecipeArguments(**read_preset("medical_qa"))
+    proverbs = RecipeArguments(**read_preset("proverbs"))
+    assert "category" in prompt_columns(medical)  # SHEFAA's prompt shows the category: it stays among the inputs
+    assert "region" not in prompt_columns(proverbs) and "proverb" in prompt_columns(proverbs)

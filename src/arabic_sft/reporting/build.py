@@ -6,6 +6,7 @@ runs' files goes through Jinja2's autoescaping: a model's answer that holds `</s
 import base64
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -86,14 +87,25 @@ def group_rows(groups: pd.DataFrame, baseline: str) -> tuple[list[str], list[dic
     return [label(key) for key in metrics], rows
 
 
-def examples(tuned: Run, baseline: Run, others: list[Run], labels: list[str] | None) -> tuple[list[str], list[dict]]:
+def prompt_columns(recipe) -> set[str]:
+    """The names (lowercase) a prompt input can have in a predictions CSV: its placeholder, or its output column."""
+    placeholders = set(re.findall(r"{(\w+)}", recipe.prompt_template or ""))
+    output = recipe.output_columns if isinstance(recipe.output_columns, dict) else {}
+    return {name.lower() for name in placeholders} | {str(output.get(name, name)).lower() for name in placeholders}
+
+
+def examples(
+    tuned: Run, baseline: Run, others: list[Run], labels: list[str] | None, hidden: frozenset[str] = frozenset()
+) -> tuple[list[str], list[dict]]:
     """(the metrics the rows can be sorted by, one row per test example: inputs, reference, every run's answer with
-    its scores, the fine-tuned − baseline difference per metric)."""
+    its scores, the fine-tuned − baseline difference per metric). `hidden`: columns (lowercase) that are not inputs
+    (the group column when the prompt does not use it: it has a column of its own)."""
     predictions = beside(tuned.path, "predictions").with_suffix(".csv")
     frame, columns = prediction_rows(predictions)
     if len(frame) != len(tuned.references):
         raise UserError(f"{predictions}: {len(frame)} rows but {len(tuned.references)} scored; score it again")
-    inputs = [name for name in frame.columns if name not in (columns["reference"], columns["prediction"])]
+    inputs = [name for name in frame.columns
+              if name not in (columns["reference"], columns["prediction"]) and name.lower() not in hidden]  # fmt: skip
     keys = [key for key in (*EXAMPLE_METRICS, *sorted(k for k in tuned.scores if k.startswith("judge_")))
             if key in tuned.scores and key in baseline.scores]  # fmt: skip
     runs = [tuned, baseline, *others]
@@ -186,7 +198,9 @@ def build_report(recipe_path: Path, split: str, group_column: str | None, resamp
         group_metrics, group_table = group_rows(compare_groups(runs, baseline, labels, resamples, seed), baseline.name)
         groups = {"column": group_column, "metrics": group_metrics, "rows": group_table,
                   "names": list(dict.fromkeys(row["group"] for row in group_table))}  # fmt: skip
-    sort_keys, rows = examples(tuned, baseline, shots, labels)
+    group = (group_column or "").lower()
+    hidden = frozenset({group} - prompt_columns(recipe.args)) if labels is not None else frozenset()
+    sort_keys, rows = examples(tuned, baseline, shots, labels, hidden)
     one_model = None if tuned.seeds else recipe.fields.output_dir
     general = general_rows(RecipeResults(name), recipe.fields.model_name_or_path, one_model, resamples, seed)
     output_dir = Path(recipe.fields.output_dir or "")

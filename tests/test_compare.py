@@ -350,3 +350,14 @@ def test_one_seed_is_the_run_as_it_is(tmp_path):
     alone = load_run(tmp_path / "seed-0", "tuned")
     assert tuned.seeds is None
     assert compare([tuned], base, seed=0).equals(compare([alone], base, seed=0))
+
+
+def test_few_seeds_are_said_to_be_few():
+    from arabic_sft.scoring.tables import seed_markdown
+
+    def table(seeds: int) -> pd.DataFrame:
+        return pd.DataFrame([{"run": "r", "metric": "rougeL", "seeds": seeds, "seed_sd": 0.01, "diff": 0.1,
+                              "diff_ci_low": 0.0, "diff_ci_high": 0.2, "seed_share": 0.5}])  # fmt: skip
+
+    assert "Few seeds: 3." in "\n".join(seed_markdown(table(3), "base"))
+    assert "Few seeds" not in "\n".join(seed_markdown(table(5), "base"))

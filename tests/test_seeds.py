@@ -65,6 +65,7 @@ def test_compare_treats_the_seeds_as_one_system(seeded):
     assert "seed_share" in system  # its value: test_compare.py's constructed cases (tiny models score ~0 everywhere)
     text = (seeded / "compare_test.md").read_text(encoding="utf-8")
     assert "## Training seeds" in text and "| tiny (seeds 1, 2) | ROUGE-L (F1) | 2 |" in text
+    assert "Few seeds: 2." in text and "Train 5 or more seeds" in text  # 2 seeds: an interval that means little
 
 
 def test_the_report_shows_the_seeds_as_one_system_with_their_spread(seeded, monkeypatch, capsys):

@@ -293,4 +293,19 @@ def seed_markdown(table: pd.DataFrame, baseline: str, level: float = 0.95) -> li
             f"| {row.run} | {label(row.metric)} | {int(row.seeds)} | {figure(row.seed_sd)} | {difference} | "
             f"{shares[0]} | {shares[1]} |"
         )
+    if (fewest := int(table["seeds"].min())) < ENOUGH_SEEDS:
+        lines += ["", few_seeds(fewest)]
     return lines
+
+
+# Seeds under this: the seed level of a two-level interval is resampled from too few values to cover a new seed.
+ENOUGH_SEEDS = 5
+
+
+def few_seeds(seeds: int) -> str:
+    """Why an interval over `seeds` training seeds (fewer than ENOUGH_SEEDS) means little, and how many suffice."""
+    return (
+        f"Few seeds: {seeds}. The seed level of these intervals is resampled from {seeds} values, so it understates "
+        "how far one more seed can land: a run with another seed may fall outside them. Train "
+        f"{ENOUGH_SEEDS} or more seeds for the two-level interval to mean much (10 for a stable one)."
+    )

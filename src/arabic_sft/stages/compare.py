@@ -16,6 +16,7 @@ with these results.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from arabic_sft.general.paired import general_comparison, general_markdown
@@ -28,7 +29,7 @@ from arabic_sft.runtime.manifest import atomic_path
 from arabic_sft.scoring.compare import compare, compare_groups
 from arabic_sft.scoring.plots import plot
 from arabic_sft.scoring.scored import group_labels, identical_predictions, load_system, published_run, recipe_runs
-from arabic_sft.scoring.tables import group_markdown, judge_section, markdown
+from arabic_sft.scoring.tables import ENOUGH_SEEDS, few_seeds, group_markdown, judge_section, markdown
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -116,6 +117,8 @@ def run(args: argparse.Namespace) -> list[Path]:
         raise UserError(f"{existing[0]}: already exists (pass --overwrite to replace it)")
     with exclusive_output(out):
         table = compare(runs, baseline, args.resamples, args.seed)
+        if "seeds" in table and table["seeds"].notna().any() and (fewest := int(table["seeds"].min())) < ENOUGH_SEEDS:
+            print(f"warning: {few_seeds(fewest)}", file=sys.stderr)
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(outputs[1]) as temporary:
             table.to_csv(temporary, index=False, encoding="utf-8")

@@ -108,7 +108,7 @@ def test_the_card_of_a_compared_run_round_trips_and_its_numbers_are_the_run_s_fi
     files = table_rows(text, "## Training data")
     for role, path in [("train", SAMPLE_FILES["medical_qa"]), ("validation", SAMPLE_FILES["medical_qa"])]:
         assert files[role] == [
-            f"`{path}`",
+            f"`{path.relative_to(ROOT)}`",  # inside the project: shown relative to it (a card shows no machine path)
             str(manifest["config"]["data"]["examples"][role]),
             f"`{manifest['data_sha256'][str(path)]}`",
         ]
@@ -159,6 +159,8 @@ def test_the_card_of_an_adapter_is_written_when_training_finishes(adapter, monke
     assert "Not evaluated yet" in text and "AutoPeftModelForCausalLM" in text
     assert "this adapter cannot be loaded without it" in text  # its base is a local model
     assert "Thmer" in text  # the data's citation, from data/sources/yemeni_proverbs.yaml
+    assert "has random weights" in text  # the tiny base (scripts/make_tiny_model.py marks it)
+    assert "| train | `data/samples/proverbs.csv` |" in text and str(ROOT) not in text.split("## How to use")[0]
     manifest = json.loads((adapter / "results" / "lora" / "model" / "run_manifest.json").read_text())
     lora = table_rows(text, "## Training procedure")
     assert lora["lora_r"] == ["4"] and lora["lora_alpha"] == ["8"] and lora["max_steps"] == ["2"]

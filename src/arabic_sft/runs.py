@@ -36,6 +36,7 @@ LOG_HISTORY = "log_history.json"
 TRAINER_STATE = "trainer_state.json"
 # The model card, beside the model.
 CARD = "README.md"
+RANDOM_WEIGHTS = "random_weights.json"  # beside a tiny model's weights (arabic_sft.tiny): its weights are random
 MODEL = "model"
 GENERAL = "general"
 SPLITS = ("test", "validation")

@@ -6,6 +6,7 @@ up_proj/down_proj with no gate_proj, LayerNorm, biases) with a Jais-style chat t
 the same `AutoModelForCausalLM`/`AutoTokenizer` code as Hub ids.
 """
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from transformers import (
     LlamaForCausalLM,
     PreTrainedTokenizerFast,
 )
+
+from arabic_sft.runs import RANDOM_WEIGHTS
 
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
@@ -183,7 +186,14 @@ def build_tiny_model(
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    mark_random(out_dir, arch)
     return out_dir
+
+
+def mark_random(out_dir: Path, arch: str) -> None:
+    record = {"random_weights": True, "arch": arch, "built_by": "arabic-sft scripts/make_tiny_model.py",
+              "note": "random initial weights: to run the flow without a download, not for its answers"}  # fmt: skip
+    (Path(out_dir) / RANDOM_WEIGHTS).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 def build_tiny_bert(

@@ -18,9 +18,9 @@ import pandas as pd
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from arabic_sft.general.paired import display_rows
-from arabic_sft.named import data_source
+from arabic_sft.named import PROJECT_ROOT, data_source
 from arabic_sft.recipe import Recipe
-from arabic_sft.runs import CARD, LOG_HISTORY, RecipeResults, RunFolder, in_results, seed_number
+from arabic_sft.runs import CARD, LOG_HISTORY, RANDOM_WEIGHTS, RecipeResults, RunFolder, in_results, seed_number
 from arabic_sft.runtime.hub import is_local
 from arabic_sft.runtime.manifest import atomic_path, read_json
 from arabic_sft.scoring.metrics import CORPUS_KEYS, METRIC_KEYS
@@ -148,7 +148,9 @@ def comparison(run: TrainedRun, split: str, scores: dict | None) -> tuple[dict |
         return None, f"{path} does not hold this run's current scores: make compare RECIPE={run.recipe} refreshes it"
     view = ComparisonTable(table, table["run"].iloc[0])  # compare writes the baseline first
     baseline, cells = view.baseline, view.cells
-    others = [other for other in view.runs if other not in (baseline, name)]
+    # this recipe's own systems (its one run, its seeds) are not baselines of this model
+    own = {baseline, name, run.recipe}
+    others = [other for other in view.runs if other not in own and not other.startswith(f"{run.recipe} (seeds")]
     rows = []
     for cell in view.run_cells(name):
         rows.append({
@@ -196,6 +198,16 @@ def hub_datasets(config: dict, source: dict | None) -> list[str]:
     return list(dict.fromkeys(item for item in ids if item))
 
 
+def shown_path(path: str) -> str:
+    """A data file as a card shows it: relative to the project when it is inside it, else its name alone (a card
+    that goes to the Hub does not carry a machine's folders; the sha256 beside it identifies the file)."""
+    resolved = Path(path).resolve()
+    for root in (Path.cwd().resolve(), PROJECT_ROOT.resolve()):
+        if resolved.is_relative_to(root):
+            return str(resolved.relative_to(root)) if Path(path).is_absolute() else path
+    return f"{Path(path).name} (a local file)" if Path(path).is_absolute() else path
+
+
 def data_files(config: dict, manifest: dict, scores: dict | None) -> list[dict]:
     """The data the run read: each file with the rows it used and the sha256 training recorded (the test file: the
     rows scored)."""
@@ -207,7 +219,8 @@ def data_files(config: dict, manifest: dict, scores: dict | None) -> list[dict]:
                                ("test", "test_file", (scores or {}).get("n"))]:  # fmt: skip
         path = recipe.get(field)
         if path:
-            rows.append({"role": role, "file": path, "rows": count, "sha256": hashes.get(path, "not recorded")})
+            shown = shown_path(path)
+            rows.append({"role": role, "file": shown, "rows": count, "sha256": hashes.get(path, "not recorded")})
     if recipe.get("dataset_name"):
         for role, split in [("train", recipe.get("train_split")), ("validation", recipe.get("validation_split")),
                             ("test", recipe.get("test_split"))]:  # fmt: skip
@@ -270,6 +283,7 @@ def build_card(
     peft = bool(model.get("use_peft"))
     base = model["model_name_or_path"]
     base_on_hub = not is_local(base)
+    random_base = (Path(base) / RANDOM_WEIGHTS).is_file() if not base_on_hub else False
     source = data_source(recipe.args.data_source)
     scores, scores_note = evaluation(run, split)
     compared, compared_note = comparison(run, split, scores)
@@ -307,6 +321,7 @@ def build_card(
         "peft": peft,
         "base": base,
         "base_on_hub": base_on_hub,
+        "random_base": random_base,
         "revision": model.get("model_revision"),
         "trust_remote_code": training.get("trust_remote_code"),
         "recipe_path": f"recipes/{recipe.name}.yaml" if recipe.path else None,

@@ -245,6 +245,10 @@ def test_truncation_is_counted_and_each_policy_acts(tiny_gpt2):
     assert len(warned["train"]) == 4 and lines[0].startswith("truncation: 2 of 4 train examples exceed max_length 48")
     assert f"lose {report.lost / report.answer_tokens_over:.0%} of their answer tokens" in lines[0]
     lines.clear()
+    apply_truncation_policy(tokenizer, {"train": dataset.select([0, 2])}, 48, "warn", lines.append)
+    assert lines == [f"truncation: 0 of 2 train examples exceed max_length 48 tokens (the longest: "
+                     f"{count_truncated(tokenizer, dataset.select([0, 2]), 48, 'train').longest})"]  # fmt: skip
+    lines.clear()
     dropped = apply_truncation_policy(tokenizer, {"train": dataset}, 48, "drop", lines.append)
     assert dropped["train"]["answer"] == [short, short] and "dropped 2 of 4 train examples" in lines[0]
     with pytest.raises(UserError, match=r"2 of 4 train examples exceed max_length 48 .*\(examples 2, 4\.\.\.\)"):

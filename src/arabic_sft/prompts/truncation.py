@@ -21,10 +21,14 @@ class TruncationReport:
     answer_tokens: int  # in every example (answer + EOS)
     answer_tokens_over: int  # in the examples that are too long
     lost: int  # answer tokens cut off
+    longest: int = 0  # tokens of the longest example (prompt + answer + EOS)
 
     def describe(self) -> str:
         if not self.over:
-            return f"truncation: no {self.split} example exceeds max_length {self.max_length}"
+            return (
+                f"truncation: 0 of {self.examples} {self.split} examples exceed max_length {self.max_length} tokens "
+                f"(the longest: {self.longest})"
+            )
         return (
             f"truncation: {len(self.over)} of {self.examples} {self.split} examples exceed max_length "
             f"{self.max_length} "
@@ -56,15 +60,16 @@ def example_lengths(tokenizer, example: dict) -> tuple[int, int]:
 
 
 def count_truncated(tokenizer, dataset: Dataset, max_length: int, split: str) -> TruncationReport:
-    over, answer_tokens, answer_tokens_over, lost = [], 0, 0, 0
+    over, answer_tokens, answer_tokens_over, lost, longest = [], 0, 0, 0, 0
     for index, example in enumerate(dataset):
         total, answer = example_lengths(tokenizer, example)
         answer_tokens += answer
+        longest = max(longest, total)
         if total > max_length:
             over.append(index)
             answer_tokens_over += answer
             lost += min(answer, total - max_length)
-    return TruncationReport(split, max_length, len(dataset), over, answer_tokens, answer_tokens_over, lost)
+    return TruncationReport(split, max_length, len(dataset), over, answer_tokens, answer_tokens_over, lost, longest)
 
 
 def apply_truncation_policy(
@@ -92,8 +97,8 @@ def apply_truncation_policy(
                 f"{max_length} tokens (truncation: drop)"
             )
             dataset = dataset.select(keep)
-        elif report.over:
-            log(report.describe())
+        else:
+            log(report.describe())  # none over it is said too: the user sees max_length was checked
         result[split] = dataset
     return result
 

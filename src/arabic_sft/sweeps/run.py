@@ -21,7 +21,7 @@ from arabic_sft.named import read_yaml
 from arabic_sft.recipe import load_recipe
 from arabic_sft.runs import RecipeResults
 from arabic_sft.runtime.errors import Stopped, UserError
-from arabic_sft.runtime.manifest import atomic_path, write_json_atomic
+from arabic_sft.runtime.manifest import atomic_path, read_json, write_json_atomic
 from arabic_sft.sweeps.spec import Sweep
 
 
@@ -213,6 +213,9 @@ def write_results(sweep: Sweep, study) -> list[Path]:
         temporary.write_text(header + yaml.safe_dump(values, allow_unicode=True, sort_keys=False), encoding="utf-8")
     summary = {"best_trial": best.number, "value": best.value, "params": best.params, "recipe": str(recipe),
                "trials": len(table), "objective": sweep.objective, "direction": sweep.direction}  # fmt: skip
+    if read_json(folder / "best.json") == summary:  # written already (by another worker of the sweep, or before)
+        print(f"sweep {sweep.name}: finished; best trial {best.number} (in {folder / 'best.json'})", file=sys.stderr)
+        return [folder / "trials.csv", folder / "best.json", recipe]
     write_json_atomic(folder / "best.json", summary)
     print(
         f"sweep {sweep.name}: best trial {best.number}, {sweep.objective} {best.value:.4f} with {best.params}; "

@@ -39,9 +39,9 @@ def test_checking_a_recipe_imports_neither_trl_nor_torch():
     "fields, words",
     [
         ({"lerning_rate": 1e-3}, ["unknown recipe key(s): lerning_rate (did you mean learning_rate?)"]),
-        ({"num_train_epochs": "two"}, ["num_train_epochs: 'two' is not a float"]),
-        ({"max_steps": "three"}, ["max_steps: 'three' is not an int"]),
-        ({"use_peft": "maybe"}, ["use_peft: 'maybe' is not a bool"]),
+        ({"num_train_epochs": "two"}, ["argument --num_train_epochs: invalid float value: 'two'"]),
+        ({"max_steps": "three"}, ["argument --max_steps: invalid int value: 'three'"]),
+        ({"use_peft": "maybe"}, ["argument --use_peft: invalid bool value: 'maybe'"]),
         ({"task": "no_such_task"}, ["no_such_task"]),
         ({"env": ["A=1"]}, ["env: must be a mapping"]),
     ],

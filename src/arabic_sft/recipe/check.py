@@ -116,7 +116,7 @@ def typed(item: Field, value: object, source: str) -> object:
     """`value` as the field's type would parse it; a value it cannot take is one line naming the field."""
     if value is None or item.kind is None:
         return value
-    wrong = UserError(f"{source}: {item.name}: {value!r} is not a{'n' if item.kind == 'int' else ''} {item.kind}")
+    wrong = UserError(f"{source}: argument --{item.name}: invalid {item.kind} value: {value!r}")  # as argparse says
     if item.kind == "bool":
         if isinstance(value, bool):
             return value

@@ -16,8 +16,8 @@ from helpers import (
     ScriptedJudge,
     cpu_recipe,
     generate_command,
+    run_here,
     run_in_this_process,
-    run_script,
     sample_rows,
     sample_texts,
     write_recipe,
@@ -118,15 +118,13 @@ def report(tiny_llama, tmp_path_factory):
         ["generate.py", "--config", recipe, "--baseline", "--max_new_tokens", "12"],
         ["score.py", "results/medqa/baseline-zero-shot/predictions_test.csv", *quick],
     ):
-        result = run_script(*step, cwd=folder)
-        assert result.returncode == 0, result.stderr[-3000:]
+        assert run_here(*step, cwd=folder).returncode == 0, step  # in this process: seconds, not a Python start each
     predictions = folder / "results" / "medqa" / "predictions_test.csv"
     frame = pd.read_csv(predictions)
     frame.loc[0, "Generated_Answer"] = ATTACK
     frame.loc[EXACT, "Generated_Answer"] = frame.loc[EXACT, "Reference_Answer"]
     frame.to_csv(predictions, index=False)
-    result = run_script("score.py", "--config", recipe, *quick, cwd=folder)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert run_here("score.py", "--config", recipe, *quick, cwd=folder).returncode == 0
     from arabic_sft.judging.rubric import load_rubric
     from arabic_sft.judging.run import judge_file
 
@@ -134,8 +132,7 @@ def report(tiny_llama, tmp_path_factory):
     judge_file(predictions, rubric, ScriptedJudge([5 if i in EXACT else 1 for i in range(len(frame))]), "en", False)
     baseline = folder / "results" / "medqa" / "baseline-zero-shot" / "predictions_test.csv"
     judge_file(baseline, rubric, ScriptedJudge([2] * len(frame)), "en", False)
-    result = run_script("report.py", "--config", recipe, "--screenshot", cwd=folder)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert run_here("report.py", "--config", recipe, "--screenshot", cwd=folder).returncode == 0
     tuned = pd.read_csv(folder / "results" / "medqa" / "metrics_test.examples.csv")
     base = pd.read_csv(folder / "results" / "medqa" / "baseline-zero-shot" / "metrics_test.examples.csv")
     return folder, folder / "results" / "medqa" / "report.html", tuned, base

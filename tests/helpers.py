@@ -126,6 +126,25 @@ def run_in_this_process(monkeypatch, capsys, script: str, *args, cwd: Path = ROO
     return subprocess.CompletedProcess([script, *map(str, args)], status, out, err)
 
 
+class _PytestCapture:
+    """Stands in for capsys where a fixture outlives a test: the output is left to pytest's own capture."""
+
+    def readouterr(self):
+        return "", ""
+
+
+def run_here(script: str, *args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`run_in_this_process` for a module- or session-scoped fixture (which has no capsys or monkeypatch): the
+    stage runs in this process, its returncode returned (its output goes to pytest's capture, not the result)."""
+    import pytest
+
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        return run_in_this_process(monkeypatch, _PytestCapture(), script, *args, cwd=cwd)
+    finally:
+        monkeypatch.undo()
+
+
 def generate_command(model, test_path, out_path, *extra):
     return [
         sys.executable,

@@ -15,8 +15,8 @@ import pytest
 from helpers import (
     assert_one_error_line,
     cpu_recipe,
+    run_here,
     run_in_this_process,
-    run_script,
 )
 
 from arabic_sft.general.harness import LOCAL_TASKS
@@ -45,8 +45,7 @@ def evaluated(tiny_llama, tmp_path_factory):
     folder = tmp_path_factory.mktemp("general")
     recipe = general_recipe(folder, tiny_llama)
     for step in (["sft.py", "--config", recipe], ["general.py", "--config", recipe]):
-        result = run_script(*step, cwd=folder)
-        assert result.returncode == 0, result.stderr[-3000:]
+        assert run_here(*step, cwd=folder).returncode == 0, step
     return folder, recipe
 
 

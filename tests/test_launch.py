@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import cpu_recipe, launch, run_script
+from helpers import cpu_recipe, launch, run_here, run_script
 from transformers import AutoModelForCausalLM
 
 
@@ -37,8 +37,9 @@ def weights(output_dir: Path) -> dict[str, torch.Tensor]:
 def single_process(tiny_llama, tmp_path_factory):
     """The reference: one plain process, 4 examples a step (the global batch of every launch below)."""
     work = tmp_path_factory.mktemp("single")
-    result = run_script("sft.py", "--config", recipe(work / "r.yaml", tiny_llama, work / "out", batch_size=4))
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert (
+        run_here("sft.py", "--config", recipe(work / "r.yaml", tiny_llama, work / "out", batch_size=4)).returncode == 0
+    )
     return work / "out"
 
 

@@ -15,6 +15,7 @@ from helpers import (
     ROOT,
     SAMPLE_FILES,
     assert_one_error_line,
+    run_here,
     run_in_this_process,
     run_script,
     write_recipe,
@@ -45,8 +46,7 @@ def adapter(tiny_llama, tmp_path_factory):
                           lora_target_modules="all-linear", max_steps=2, per_device_train_batch_size=4,
                           eval_strategy="no", save_strategy="no", license="apache-2.0",
                           data_source="yemeni_proverbs", **CPU_TRAINING)  # fmt: skip
-    result = run_script("sft.py", "--config", recipe, cwd=folder)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert run_here("sft.py", "--config", recipe, cwd=folder).returncode == 0
     return folder
 
 

@@ -196,6 +196,11 @@ class Pipeline:
         step([*self.python, script("report"), "--config", str(self.path), "--split", self.options.split,
               "--overwrite", *(["--screenshot"] if screenshot == "yes" else [])])  # fmt: skip
 
+    def export(self) -> None:
+        options = self.options
+        step([*self.python, script("export"), "--config", str(self.path), *flag("--seed", options.seed),
+              *(["--overwrite"] if options.overwrite else [])])  # fmt: skip
+
     def publish(self) -> None:
         options = self.options
         switches = [f"--{name}" for name in ("merged", "private", "dry_run") if getattr(options, name)]
@@ -268,6 +273,7 @@ STAGES = {
     "compare": "the fine-tuned run against its baselines, with intervals and paired tests",
     "report": "one self-contained HTML page of the results",
     "publish": "the trained model, its card, recipe and results to the Hub in one commit",
+    "export": "the trained model as one folder for from_pretrained (an adapter merged): results/<recipe>/export/",
 }
 
 
@@ -318,6 +324,8 @@ def parser() -> argparse.ArgumentParser:
     stages.choices["report"].add_argument(
         "--screenshot", choices=["auto", "yes", "no"], default="auto", help="report.png too (auto: with chromium)"
     )
+    stages.choices["export"].add_argument("--seed", type=int, help="which seed's run, for a recipe with seeds")
+    stages.choices["export"].add_argument("--overwrite", action="store_true", help="export again")
     publish = stages.choices["publish"]
     publish.add_argument("--hub_id", help="org/name on the Hub")
     publish.add_argument("--merged", action="store_true", help="the adapter merged into its base")

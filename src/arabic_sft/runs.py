@@ -14,6 +14,7 @@
         compare_<split>.{md,csv,png,groups.csv,general.csv}                           make compare
         report.html, report.png        make report
         merged/                        the adapter merged into its base (make publish MERGED=1)
+        export/                        the model as one folder for from_pretrained             make export
         published.json                 make publish's record
     results/sweeps/<sweep>/            make sweep
 
@@ -163,6 +164,11 @@ class RunFolder:
     def model(self) -> Path:
         """Where a seed's training writes its model (results/<recipe>/seed-N/model)."""
         return self.path / MODEL
+
+    @property
+    def export(self) -> Path:
+        """make export's folder: the model as one folder that loads with AutoModelForCausalLM.from_pretrained."""
+        return self.path / "export"
 
     @property
     def merged(self) -> Path:

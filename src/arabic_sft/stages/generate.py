@@ -20,6 +20,7 @@ import argparse
 from pathlib import Path
 
 from arabic_sft.generation import run as generation
+from arabic_sft.recipe import add_field_arguments
 from arabic_sft.runtime.errors import ScriptParser, run_cli
 
 
@@ -39,13 +40,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test_path", help="test data, any format sft.py reads (default: the recipe's for --split)")
     parser.add_argument("--out_path", help="predictions CSV (default: results/<recipe>/predictions_<split>.csv)")
     parser.add_argument("--task", help="a task preset (recipes/tasks/NAME.yaml): its columns and prompt")
-    parser.add_argument("--prompt_template", help="default: the recipe's (or the preset's)")
-    parser.add_argument(
-        "--group_column",
-        help="a column of the data carried into the predictions CSV when it is not a prompt input, for per-group "
-        "results (default: the recipe's group_column)",
-    )
-    parser.add_argument("--chat_format", choices=["auto", "chat", "plain"], help="default: the recipe's, else auto")
+    add_field_arguments(
+        parser, ("prompt_template", "chat_format", "group_column"), "the prompt: the recipe's fields of these names"
+    )  # --group_column '': none (a file of new questions)
     parser.add_argument(
         "--baseline",
         action="store_true",

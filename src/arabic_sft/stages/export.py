@@ -1,0 +1,115 @@
+"""Hand a trained model on as one folder: results/<recipe>/export/ (results/<recipe>/seed-N/export/ for a seed) loads
+with plain `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained`, and answers as `make eval` did.
+
+    arabic-sft export demo                     # make export RECIPE=demo
+    python scripts/export.py --config recipes/allam_proverbs_qlora.yaml [--seed N]
+
+It holds the model (a LoRA adapter merged into its base in the training precision, a 4-bit base dequantized first:
+the merge step `make publish MERGED=1` uses too, made once per training), the tokenizer and chat template as
+trained, `generation_config.json` with the decoding `make eval` generated with (greedy unless it sampled, its
+max_new_tokens) and the model card; `export_manifest.json` says where it came from. An export of this training is
+kept; one of an earlier training is made again. Written beside the folder and renamed when complete.
+
+GGUF (llama.cpp, Ollama): convert this folder with llama.cpp's own converter (docs/export.md).
+"""
+
+import argparse
+import shutil
+from pathlib import Path
+
+from arabic_sft.publishing.card import build_card
+from arabic_sft.publishing.upload import choose_run, merged_model
+from arabic_sft.recipe import load_recipe
+from arabic_sft.runs import CARD, RunFolder, not_made_by
+from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+from arabic_sft.runtime.locks import exclusive_output
+from arabic_sft.runtime.manifest import build_manifest, now, read_json, write_json_atomic
+
+
+EXPORT_MANIFEST = "export_manifest.json"
+# What a model folder holds that a user of the model needs; the rest (checkpoints, logs, the optimizer) stays.
+MODEL_FILES = ("*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json", "tokenizer*",
+               "special_tokens_map.json", "chat_template.jinja", "*.model", "vocab.*", "merges.txt")  # fmt: skip
+# generate.py's own defaults: what `make eval` generated with when its manifest does not say.
+EVAL_DECODING = {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 256}
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="the recipe whose trained model is exported")
+    parser.add_argument("--seed", type=int, help="of a recipe trained with several seeds: results/<recipe>/seed-N")
+    parser.add_argument("--overwrite", action="store_true", help="export again though this training's export exists")
+    return parser
+
+
+def eval_decoding(folder: RunFolder) -> dict:
+    """The decoding `make eval` generated this run's answers with (its predictions' manifest), else generate.py's."""
+    for split in ("test", "validation"):
+        settings = ((read_json(folder.generation_manifest(split)) or {}).get("config") or {}).get("generation") or {}
+        if settings:
+            return {key: settings.get(key, value) for key, value in EVAL_DECODING.items()}
+    return dict(EVAL_DECODING)
+
+
+def run(args: argparse.Namespace) -> list[Path]:
+    """Export as `args` (this stage's command line) say; what it wrote: the folder."""
+    started = now()
+    recipe = load_recipe(["--config", args.config])
+    if recipe.name is None:
+        raise UserError("--config: give a recipe file")
+    trained = choose_run(recipe, args.seed)
+    folder = RunFolder(trained.results)
+    out = folder.export
+    record = read_json(out / EXPORT_MANIFEST) or {}
+    source = ((record.get("config") or {}).get("export") or {}).get("model_dir")
+    if out.is_dir() and not args.overwrite and source:
+        if not (stale := not_made_by(source, record.get("started", ""), trained.model_dir, "exported")):
+            print(f"{out} is this training's export already: kept (--overwrite makes it again)")
+            return [out]
+        print(f"{out}: {stale}: exporting again")
+    with exclusive_output(out):
+        return [export(recipe, trained, folder, out, started)]
+
+
+def export(recipe, trained, folder: RunFolder, out: Path, started: str) -> Path:
+    from transformers import GenerationConfig
+
+    peft = (trained.model_dir / "adapter_config.json").is_file()
+    weights = merged_model(trained) if peft else trained.model_dir
+    staging = out.with_name(f".{out.name}.writing")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for directory in dict.fromkeys([weights, trained.model_dir]):  # the weights, then the tokenizer as trained
+        for pattern in MODEL_FILES:
+            for path in directory.glob(pattern):
+                if path.is_file() and not (directory != weights and path.suffix == ".safetensors"):
+                    shutil.copy2(path, staging / path.name)
+    decoding = eval_decoding(folder)
+    generation = GenerationConfig.from_pretrained(staging)
+    greedy = not decoding["temperature"]
+    generation.update(do_sample=not greedy, max_new_tokens=decoding["max_new_tokens"],
+                      temperature=None if greedy else decoding["temperature"],
+                      top_p=None if greedy else decoding["top_p"])  # fmt: skip
+    generation.save_pretrained(staging)
+    card = build_card(trained, recipe, merged=peft)
+    (staging / CARD).write_text(str(card), encoding="utf-8")
+    settings = {"model_dir": str(trained.model_dir), "weights": str(weights), "merged": peft, "decoding": decoding}
+    write_json_atomic(staging / EXPORT_MANIFEST, build_manifest({"export": settings}, [], started))
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    size = sum(path.stat().st_size for path in out.iterdir() if path.is_file())
+    print(
+        f"wrote {out} ({size / 2**20:.1f} MiB; {'the adapter merged into its base, ' if peft else ''}tokenizer, "
+        f"generation_config.json: {'greedy' if greedy else 'sampling'}, max_new_tokens {decoding['max_new_tokens']}); "
+        f'load it with AutoModelForCausalLM.from_pretrained("{out}")'
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    return run(make_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    run_cli(main)

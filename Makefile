@@ -13,6 +13,7 @@ ACCELERATE_CONFIG ?=
 SEEDS ?=
 SPLIT ?= test
 LIMIT ?=
+PORT ?= 8000
 OVERWRITE ?=
 GENERATE_ARGS ?=
 SCORE_ARGS ?=
@@ -36,7 +37,7 @@ EVAL_OPTS = --split $(SPLIT) $(call opt,--limit,$(LIMIT)) $(if $(OVERWRITE),--ov
 	$(call opt,--launch_args,$(LAUNCH_ARGS)) $(call opt,--generate_args,$(GENERATE_ARGS)) \
 	$(call opt,--score_args,$(SCORE_ARGS)) $(call opt,--judge_args,$(JUDGE_ARGS))
 
-.PHONY: help setup data demo train eval baseline judge general sweep compare report publish export browser bench bench-gpu \
+.PHONY: help setup data demo train eval baseline judge general sweep compare report publish export serve browser bench bench-gpu \
 	lint format test test-fast clean
 
 help:
@@ -45,7 +46,7 @@ help:
 	@echo "make eval | baseline [SHOTS=K] | judge [PAIRWISE=run] | general [TASKS=...] | compare | report RECIPE=<name>"
 	@echo "     (SPLIT=validation, LIMIT=N, OVERWRITE=1, GENERATE_ARGS=, SCORE_ARGS=, JUDGE_ARGS=, GENERAL_ARGS=)"
 	@echo "make sweep SWEEP=<name> [WORKERS=2]; make publish RECIPE=<name> HUB_ID=org/name [MERGED=1 PRIVATE=1 DRY_RUN=1 SEED=N]"
-	@echo "make export RECIPE=<name> [SEED=N]: the model as one folder for from_pretrained (results/<name>/export/)"
+	@echo "make export | serve [PORT=8000] RECIPE=<name> [SEED=N]: one folder for from_pretrained; an OpenAI endpoint"
 	@echo "Each is 'arabic-sft STAGE RECIPE ...' (.venv/bin/python -m arabic_sft --help); SHARED_DATA= where the real data is."
 	@echo "make clean removes .venv and models/ (results/ is kept; remove a run's folder by hand)."
 
@@ -81,6 +82,8 @@ publish: setup
 	$(CLI) publish $(RECIPE) --split $(SPLIT) $(call opt,--hub_id,$(HUB_ID)) $(if $(MERGED),--merged) $(if $(PRIVATE),--private) $(if $(DRY_RUN),--dry_run) $(call opt,--seed,$(SEED))
 export: setup
 	$(CLI) export $(RECIPE) $(call opt,--seed,$(SEED)) $(if $(OVERWRITE),--overwrite)
+serve: setup
+	$(CLI) serve $(RECIPE) $(call opt,--seed,$(SEED)) --port $(PORT)
 bench: setup data
 	$(CLI) bench
 # The GPU figures (random-weight ALLaM-7B / Jais-256m shapes; needs a CUDA GPU): results/bench/gpu-*.{json,md,log}.

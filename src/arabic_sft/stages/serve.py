@@ -1,0 +1,140 @@
+"""Serve a trained model to any OpenAI client on 127.0.0.1, through `transformers serve`, answering as make eval did.
+
+    arabic-sft serve demo --port 8000          # make serve RECIPE=demo [PORT=8000] [SEED=N]
+
+It serves make export's folder (an adapter merged once per training; the tokenizer, chat template and make eval's
+decoding as trained), prints the base URL, the model name to send and one `curl` line that asks the first test row,
+and runs until Ctrl-C or SIGTERM, which stop the server with it. A chat-format recipe answers on
+`/v1/chat/completions` with the messages the project's prompt builder makes; a plain-prompt recipe (no chat template)
+on `/v1/completions` with the rendered prompt. A request with the row's prompt, temperature 0 and make eval's
+max_new_tokens (`max_tokens`) gets exactly the answer make eval wrote.
+
+On a GPU with vLLM installed, `vllm serve results/<recipe>/export` serves the same folder (docs/export.md).
+"""
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="the recipe whose trained model is served")
+    parser.add_argument("--seed", type=int, help="of a recipe trained with several seeds: results/<recipe>/seed-N")
+    parser.add_argument("--port", type=int, default=8000, help="on 127.0.0.1 (default 8000)")
+    parser.add_argument("--startup_timeout", type=float, default=300, help="seconds to wait for the server")
+    return parser
+
+
+def port_is_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:`port` (connections of a server just stopped, in TIME_WAIT, don't count:
+    the server binds with SO_REUSEADDR too)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def first_request(recipe, folder: Path, decoding: dict) -> tuple[str, dict]:
+    """(the route, the body) that asks the recipe's first test row as make eval asked it."""
+    from transformers import AutoTokenizer
+
+    from arabic_sft.data.splits import load_splits
+    from arabic_sft.prompts.builder import build_model_prompt, is_conversational
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    splits, spec, _ = load_splits(recipe.args, recipe.fields.seed, wanted=("test",), require_answer=False)
+    if "test" not in splits:
+        raise UserError(f"{recipe.source}: no test data: the curl line asks its first row")
+    chat = is_conversational(tokenizer, recipe.args.chat_format, spec)
+    prompt = build_model_prompt(splits["test"].frame.iloc[0].to_dict(), spec, chat)
+    body = {"model": str(folder), "temperature": 0, "max_tokens": decoding["max_new_tokens"]}
+    if chat:
+        return "/chat/completions", {**body, "messages": prompt}
+    return "/completions", {**body, "prompt": prompt}
+
+
+def run(args: argparse.Namespace) -> list[Path]:
+    """Serve as `args` (this stage's command line) say, until stopped; writes nothing but make export's folder."""
+    from arabic_sft.publishing.upload import choose_run
+    from arabic_sft.recipe import load_recipe
+    from arabic_sft.stages import export
+
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port {args.port}: give a port from 1 to 65535")
+    if not port_is_free(args.port):
+        raise UserError(f"port {args.port} is in use on 127.0.0.1: give another (PORT=8001)")
+    recipe = load_recipe(["--config", args.config])
+    trained = choose_run(recipe, args.seed)  # a recipe never trained, a seed not trained: one line
+    (folder,) = export.run(argparse.Namespace(config=args.config, seed=args.seed, overwrite=False))
+    folder = folder.resolve()
+    decoding = export.eval_decoding(export.RunFolder(trained.results))
+    route, body = first_request(recipe, folder, decoding)
+    import torch
+
+    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(folder), "--host", "127.0.0.1",
+               "--port", str(args.port), "--device", "cuda" if torch.cuda.is_available() else "cpu"]  # fmt: skip
+    print(f"+ {shlex.join(command)}", file=sys.stderr, flush=True)
+    server = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})
+    stop = {"signal": None}
+
+    def request_stop(signum, frame):
+        stop["signal"] = signum
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        url = f"http://127.0.0.1:{args.port}/v1"
+        started = time.monotonic()
+        while stop["signal"] is None:
+            if server.poll() is not None:
+                raise UserError(f"transformers serve stopped (exit {server.returncode}) before it answered")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{args.port}/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() - started > args.startup_timeout:
+                    raise UserError(f"transformers serve did not answer within {args.startup_timeout:.0f} s") from None
+                time.sleep(0.5)
+        if stop["signal"] is None:
+            curl = shlex.join(["curl", f"{url}{route}", "-H", "Content-Type: application/json", "-d",
+                               json.dumps(body, ensure_ascii=False)])  # fmt: skip
+            print(f"serving {trained.display} at {url} (OpenAI-compatible; model name: {folder})", flush=True)
+            print(f"the first test row, as make eval asked it ({route}):\n{curl}", flush=True)
+            print("Ctrl-C stops the server", flush=True)
+        while stop["signal"] is None and server.poll() is None:
+            time.sleep(0.2)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    if stop["signal"] is not None:
+        print(f"stopped the server ({signal.Signals(stop['signal']).name})", file=sys.stderr)
+        return []
+    raise UserError(f"transformers serve stopped (exit {server.returncode})")
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    return run(make_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -30,14 +30,20 @@ def sweep_folder(work, tiny_llama, name: str, **fields):
     return work / "recipes" / "sweeps" / f"{name}.yaml"
 
 
-def worker(work, sweep) -> subprocess.Popen:
+def worker(work, sweep, workers: int = 1) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "sweep.py"), "--sweep", str(sweep)],
         cwd=work,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(work), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(work),
+            "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": "1",
+            "ARABIC_SFT_SWEEP_WORKERS": str(workers),
+        },  # fmt: skip
     )
 
 
@@ -67,10 +73,13 @@ def swept(tiny_llama, tmp_path_factory):
     """Two workers started together on one 4-trial sweep."""
     work = tmp_path_factory.mktemp("sweep")
     sweep = sweep_folder(work, tiny_llama, "lr")
-    workers = [worker(work, sweep) for _ in range(2)]
+    workers = [worker(work, sweep, workers=2) for _ in range(2)]  # as arabic-sft sweep --workers 2 starts them
     for process in workers:
         _, err = process.communicate(timeout=600)
         assert process.returncode == 0, err[-3000:]
+    manifests = list((work / "results" / "sweeps" / "lr").glob("trial-*/model/run_manifest.json"))
+    assert len(manifests) >= 4  # workers sharing a terminal draw no training bars (they hid each other's lines)
+    assert all(json.loads(path.read_text())["config"]["training"]["disable_tqdm"] is True for path in manifests)
     return work, sweep
 
 

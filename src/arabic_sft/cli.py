@@ -15,6 +15,7 @@ stage's alone; the program stops at the first stage that fails, with its exit st
 """
 
 import argparse
+import os
 import shlex
 import shutil
 import signal
@@ -222,7 +223,10 @@ def sweep(options: argparse.Namespace) -> None:
         print(f"{options.workers} x {shlex.join(command)}")
         return
     print(f"+ {options.workers} x {shlex.join(command)}", file=sys.stderr, flush=True)
-    workers = [subprocess.Popen(command) for _ in range(options.workers)]
+    # Workers sharing one terminal: their progress bars would redraw over each other's lines (a trial's "complete"
+    # line was lost under another's bar); each trial's start and end lines are the progress then.
+    environment = {**os.environ, "ARABIC_SFT_SWEEP_WORKERS": str(options.workers)}
+    workers = [subprocess.Popen(command, env=environment) for _ in range(options.workers)]
     statuses = [worker.wait() for worker in workers]
     if failed := next((status for status in statuses if status != 0), None):
         raise StageFailed(failed if failed > 0 else 128 - failed)

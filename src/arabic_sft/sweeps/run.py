@@ -9,6 +9,7 @@ grace period Optuna marks it failed and queues it again with the same parameters
 """
 
 import json
+import os
 import sys
 import time
 import warnings
@@ -130,7 +131,10 @@ def run_trial(sweep: Sweep, trial) -> float:
     trial.study.sampler = optuna.samplers.TPESampler(seed=sweep.sampler_seed + trial.number)
     folder = sweep.folder / f"trial-{trial.number:04d}"
     params = {param.name: param.suggest(trial) for param in sweep.space}
-    recipe = load_recipe([*sweep.recipe_args(params), "--output_dir", str(folder / "model")])
+    # Several workers on one terminal (arabic-sft sweep --workers N): no progress bars, each trial's lines instead.
+    shared = int(os.environ.get("ARABIC_SFT_SWEEP_WORKERS", "1")) > 1 and "disable_tqdm" not in sweep.overrides
+    quiet = ["--disable_tqdm", "true"] if shared else []
+    recipe = load_recipe([*sweep.recipe_args(params), "--output_dir", str(folder / "model"), *quiet])
     reporter = ReportToTrial(trial, sweep.objective, sweep.direction)
     print(f"trial {trial.number}: {params}", file=sys.stderr, flush=True)
     started = time.perf_counter()

@@ -81,6 +81,7 @@ def test_the_served_model_answers_any_openai_client_as_make_eval_did(exported):
     import socket
     import subprocess
     import sys
+    import threading
     import time
     import urllib.request
 
@@ -93,15 +94,15 @@ def test_the_served_model_answers_any_openai_client_as_make_eval_did(exported):
         port = probe.getsockname()[1]
     command = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--config", f"{name}.yaml", "--port", str(port)]
     stage = subprocess.Popen(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    printed = []
+    reader = threading.Thread(target=lambda: printed.extend(stage.stdout), daemon=True)  # its lines as they come
+    reader.start()
     try:
         deadline = time.time() + 240
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert stage.poll() is None and time.time() < deadline, stage.communicate()[1][-3000:]
-                time.sleep(0.5)
+        while not any(line.startswith("serving ") for line in printed):  # as a user waits for its address
+            assert stage.poll() is None and time.time() < deadline, stage.stderr.read()[-3000:]
+            time.sleep(0.2)
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
         folder = str((work / "results" / name / "export").resolve())
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none")
         tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -119,7 +120,10 @@ def test_the_served_model_answers_any_openai_client_as_make_eval_did(exported):
         assert tokenizer.chat_template is not None or not chat
     finally:
         stage.send_signal(signal.SIGINT)  # Ctrl-C: the stage stops its server with it
-        out, err = stage.communicate(timeout=60)
+        err = stage.stderr.read()
+        stage.wait(timeout=60)
+        reader.join(timeout=60)
+    out = "".join(printed)
     assert stage.returncode == 0, err[-3000:]
     assert f"at http://127.0.0.1:{port}/v1" in out and "curl http://127.0.0.1" in out and "stopped the server" in err
     from arabic_sft.stages.serve import port_is_free

@@ -247,9 +247,12 @@ class RecipeResults:
             made_by, started, model, "evaluated"
         )  # fmt: skip
 
-    def current_general(self, base: str | Path, tuned: str | Path) -> bool:
-        """Whether make general's two sides are there and are `base`'s and `tuned`'s as they are now."""
-        return self.has_general() and not (self.stale_general("base", base) or self.stale_general("tuned", tuned))
+    def current_general(self, base: str | Path, tuned: str | Path | None, seeds=None) -> bool:
+        """Whether make general's two sides are there and are `base`'s and `tuned`'s (the recipe's one trained model)
+        as they are now; never for a recipe trained with `seeds` (a system of several models has no one model)."""
+        if seeds or tuned is None or not self.has_general():
+            return False
+        return not (self.stale_general("base", base) or self.stale_general("tuned", tuned))
 
     def compare(self, split: str = "test") -> Path:
         """compare's markdown; its .csv, .png, .groups.csv and .general.csv go beside it."""

@@ -165,12 +165,13 @@ def provenance(recipe_path: Path, output_dir: Path, runs: list[Run]) -> dict:
     }
 
 
-def general_rows(results: RecipeResults, base: str, tuned: str | None, resamples: int, seed: int) -> list[dict] | None:
+def general_rows(results: RecipeResults, fields, seeds, resamples: int, seed: int) -> list[dict] | None:
     """make general's comparison (base against fine-tuned on lm-eval's tasks) as table rows; None before it ran, or
-    when its sides are not the recipe's one model (`tuned`: None for a system of seeds) as it is now."""
+    when its sides are not the recipe's one model as it is now (`RecipeResults.current_general`; `seeds`: the
+    compared system's, when it is one of several seeds)."""
     from arabic_sft.general.paired import display_rows, general_comparison
 
-    if tuned is None or not results.current_general(base, tuned):
+    if not results.current_general(fields.model_name_or_path, fields.output_dir, seeds):
         return None
     rows = display_rows(general_comparison(results.general, resamples, seed))
     for row in rows:
@@ -201,8 +202,7 @@ def build_report(recipe_path: Path, split: str, group_column: str | None, resamp
     group = (group_column or "").lower()
     hidden = frozenset({group} - prompt_columns(recipe.args)) if labels is not None else frozenset()
     sort_keys, rows = examples(tuned, baseline, shots, labels, hidden)
-    one_model = None if tuned.seeds else recipe.fields.output_dir
-    general = general_rows(RecipeResults(name), recipe.fields.model_name_or_path, one_model, resamples, seed)
+    general = general_rows(RecipeResults(name), recipe.fields, tuned.seeds, resamples, seed)
     output_dir = Path(recipe.fields.output_dir or "")
     if tuned.seeds:  # several seeds: the first seed's training log and model (each seed's run is in its folder)
         output_dir = tuned.seeds[0].path.parent / "model"

@@ -293,8 +293,8 @@ def seed_markdown(table: pd.DataFrame, baseline: str, level: float = 0.95) -> li
             f"| {row.run} | {label(row.metric)} | {int(row.seeds)} | {figure(row.seed_sd)} | {difference} | "
             f"{shares[0]} | {shares[1]} |"
         )
-    if (fewest := int(table["seeds"].min())) < ENOUGH_SEEDS:
-        lines += ["", few_seeds(fewest)]
+    if warning := few_seeds(table):
+        lines += ["", warning]
     return lines
 
 
@@ -302,8 +302,11 @@ def seed_markdown(table: pd.DataFrame, baseline: str, level: float = 0.95) -> li
 ENOUGH_SEEDS = 5
 
 
-def few_seeds(seeds: int) -> str:
-    """Why an interval over `seeds` training seeds (fewer than ENOUGH_SEEDS) means little, and how many suffice."""
+def few_seeds(table: pd.DataFrame) -> str | None:
+    """Why the intervals of a system with fewer than ENOUGH_SEEDS training seeds mean little, and how many suffice;
+    None when no run of `table` has seeds, or every one has enough."""
+    if "seeds" not in table or table["seeds"].isna().all() or (seeds := int(table["seeds"].min())) >= ENOUGH_SEEDS:
+        return None
     return (
         f"Few seeds: {seeds}. The seed level of these intervals is resampled from {seeds} values, so it understates "
         "how far one more seed can land: a run with another seed may fall outside them. Train "

@@ -29,7 +29,7 @@ from arabic_sft.runtime.manifest import atomic_path
 from arabic_sft.scoring.compare import compare, compare_groups
 from arabic_sft.scoring.plots import plot
 from arabic_sft.scoring.scored import group_labels, identical_predictions, load_system, published_run, recipe_runs
-from arabic_sft.scoring.tables import ENOUGH_SEEDS, few_seeds, group_markdown, judge_section, markdown
+from arabic_sft.scoring.tables import few_seeds, group_markdown, judge_section, markdown
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -79,10 +79,14 @@ def from_recipe(args) -> None:
     args.published = args.published or recipe.published_baseline
     args.group_column = args.group_column or recipe.group_column
     data_source(recipe.data_source)  # the model card's: a wrong name fails before any work
-    base, tuned = args.recipe.fields.model_name_or_path, args.recipe.fields.output_dir
-    # make general's sides when they are this recipe's one model (a system of seeds has none) as it is now
-    current = not recipe.seeds and results.current_general(base, tuned)
-    args.general = results.general if current else None
+    fields = args.recipe.fields
+    args.general = (
+        results.general
+        if results.current_general(
+            fields.model_name_or_path, fields.output_dir, any(isinstance(r, list) for r in runs)
+        )
+        else None
+    )
 
 
 def run(args: argparse.Namespace) -> list[Path]:
@@ -117,8 +121,8 @@ def run(args: argparse.Namespace) -> list[Path]:
         raise UserError(f"{existing[0]}: already exists (pass --overwrite to replace it)")
     with exclusive_output(out):
         table = compare(runs, baseline, args.resamples, args.seed)
-        if "seeds" in table and table["seeds"].notna().any() and (fewest := int(table["seeds"].min())) < ENOUGH_SEEDS:
-            print(f"warning: {few_seeds(fewest)}", file=sys.stderr)
+        if warning := few_seeds(table):
+            print(f"warning: {warning}", file=sys.stderr)
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(outputs[1]) as temporary:
             table.to_csv(temporary, index=False, encoding="utf-8")

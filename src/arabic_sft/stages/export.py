@@ -53,22 +53,26 @@ def eval_decoding(folder: RunFolder) -> dict:
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Export as `args` (this stage's command line) say; what it wrote: the folder."""
-    started = now()
     recipe = load_recipe(["--config", args.config])
     if recipe.name is None:
         raise UserError("--config: give a recipe file")
-    trained = choose_run(recipe, args.seed)
+    return [exported(recipe, choose_run(recipe, args.seed), args.overwrite)]
+
+
+def exported(recipe, trained, overwrite: bool = False) -> Path:
+    """The export folder of the finished training `trained`: kept when it is this training's, else made."""
+    started = now()
     folder = RunFolder(trained.results)
     out = folder.export
     record = read_json(out / EXPORT_MANIFEST) or {}
     source = ((record.get("config") or {}).get("export") or {}).get("model_dir")
-    if out.is_dir() and not args.overwrite and source:
+    if out.is_dir() and not overwrite and source:
         if not (stale := not_made_by(source, record.get("started", ""), trained.model_dir, "exported")):
             print(f"{out} is this training's export already: kept (--overwrite makes it again)")
-            return [out]
+            return out
         print(f"{out}: {stale}: exporting again")
     with exclusive_output(out):
-        return [export(recipe, trained, folder, out, started)]
+        return export(recipe, trained, folder, out, started)
 
 
 def export(recipe, trained, folder: RunFolder, out: Path, started: str) -> Path:

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     """Serve as `args` (this stage's command line) say, until stopped; writes nothing but make export's folder."""
     from arabic_sft.publishing.upload import choose_run
     from arabic_sft.recipe import load_recipe
+    from arabic_sft.runs import RunFolder
     from arabic_sft.stages import export
 
     if not 0 < args.port < 65536:
@@ -79,9 +80,8 @@ def run(args: argparse.Namespace) -> list[Path]:
         raise UserError(f"port {args.port} is in use on 127.0.0.1: give another (PORT=8001)")
     recipe = load_recipe(["--config", args.config])
     trained = choose_run(recipe, args.seed)  # a recipe never trained, a seed not trained: one line
-    (folder,) = export.run(argparse.Namespace(config=args.config, seed=args.seed, overwrite=False))
-    folder = folder.resolve()
-    decoding = export.eval_decoding(export.RunFolder(trained.results))
+    folder = export.exported(recipe, trained).resolve()
+    decoding = export.eval_decoding(RunFolder(trained.results))
     route, body = first_request(recipe, folder, decoding)
     import torch
 

@@ -23,7 +23,7 @@ from helpers import (
 )
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from arabic_sft.generation.batched import generate_texts, length_sorted_batches
+from arabic_sft.generation.batched import generate_texts, length_sorted_batches, stream_generation
 from arabic_sft.prompts.builder import build_model_prompt, prompt_token_ids
 from arabic_sft.runtime.locks import lock_path
 
@@ -42,6 +42,11 @@ def test_batched_greedy_equals_one_by_one(request, model_fixture, task):
     # A preallocated (static) KV cache, sized by the first (longest) batch and reused by later ones, changes nothing.
     static = generate_texts(model, tokenizer, prompts, max_new_tokens=20, batch_size=5, static_cache=True)
     assert static == batched
+    # Streamed (make chat), one prompt at a time: the text grows piece by piece to exactly the batched answer.
+    for prompt, expected in zip(prompts, batched):
+        texts = list(stream_generation(model, tokenizer, prompt, max_new_tokens=20))
+        assert texts[-1] == expected and len(texts) > 2
+        assert all(expected.startswith(text) for text in texts)
 
 
 def test_batches_are_length_sorted_and_cover_every_prompt_once():

@@ -207,6 +207,11 @@ class Pipeline:
         step([*self.python, script("serve"), "--config", str(self.path), *flag("--seed", options.seed),
               "--port", str(options.port)])  # fmt: skip
 
+    def chat(self) -> None:
+        options = self.options
+        step([*self.python, script("chat"), "--config", str(self.path), *flag("--seed", options.seed),
+              "--port", str(options.port), "--split", options.split])  # fmt: skip
+
     def publish(self) -> None:
         options = self.options
         switches = [f"--{name}" for name in ("merged", "private", "dry_run") if getattr(options, name)]
@@ -284,6 +289,7 @@ STAGES = {
     "publish": "the trained model, its card, recipe and results to the Hub in one commit",
     "export": "the trained model as one folder for from_pretrained (an adapter merged): results/<recipe>/export/",
     "serve": "the trained model to any OpenAI client on 127.0.0.1 (transformers serve), until Ctrl-C",
+    "chat": "a web page on 127.0.0.1 (Gradio): the fine-tuned model's answers beside its base's, until Ctrl-C",
 }
 
 
@@ -338,6 +344,8 @@ def parser() -> argparse.ArgumentParser:
     stages.choices["export"].add_argument("--overwrite", action="store_true", help="export again")
     stages.choices["serve"].add_argument("--seed", type=int, help="which seed's run, for a recipe with seeds")
     stages.choices["serve"].add_argument("--port", type=int, default=8000, help="on 127.0.0.1 (default 8000)")
+    stages.choices["chat"].add_argument("--seed", type=int, help="which seed's run, for a recipe with seeds")
+    stages.choices["chat"].add_argument("--port", type=int, default=7860, help="on 127.0.0.1 (default 7860)")
     publish = stages.choices["publish"]
     publish.add_argument("--hub_id", help="org/name on the Hub")
     publish.add_argument("--merged", action="store_true", help="the adapter merged into its base")

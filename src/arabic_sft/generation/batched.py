@@ -19,6 +19,20 @@ def length_sorted_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> 
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def decoding_options(tokenizer, max_new_tokens: int, temperature: float, top_p: float) -> dict:
+    """`generate`'s decoding arguments: greedy when `temperature` is 0, else sampling; up to EOS or max_new_tokens."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    sampling = temperature > 0
+    options = {"do_sample": True, "temperature": temperature, "top_p": top_p} if sampling else {"do_sample": False}
+    options.update(max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad_id)
+    return options
+
+
+def new_text(tokenizer, new_ids) -> str:
+    """The answer in a row of new token ids: decoded without special tokens (EOS, padding), stripped."""
+    return tokenizer.decode(new_ids, skip_special_tokens=True).strip()
+
+
 @torch.no_grad()
 def iter_generations(
     model,
@@ -51,8 +65,7 @@ def iter_generations(
     """
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     sampling = temperature > 0
-    options = {"do_sample": True, "temperature": temperature, "top_p": top_p} if sampling else {"do_sample": False}
-    options.update(max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad_id)
+    options = decoding_options(tokenizer, max_new_tokens, temperature, top_p)
     if static_cache:
         options["cache_implementation"] = "static"
 
@@ -74,13 +87,13 @@ def iter_generations(
             logger.warning("out of memory with a batch of %d prompts; generating it in halves", len(batch))
             half = len(batch) // 2
             return generate(batch[:half]) + generate(batch[half:])
-        texts = tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
+        texts = [new_text(tokenizer, row) for row in output[:, width:]]
         if token_counts is not None:
             for index, row in zip(batch, output[:, width:].tolist()):
                 token_counts[index] = (
                     row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
                 )
-        return [(index, text.strip()) for index, text in zip(batch, texts)]
+        return list(zip(batch, texts))
 
     for number, batch in enumerate(length_sorted_batches(prompts, batch_size)):
         if all(index in skip for index in batch) or (take is not None and number not in take):
@@ -97,3 +110,52 @@ def generate_texts(model, tokenizer, prompts: Sequence[Sequence[int]], **options
         for index, text in batch:
             results[index] = text
     return results
+
+
+def stream_generation(
+    model, tokenizer, prompt: Sequence[int], max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
+    seed: int = 0,
+) -> Iterator[str]:  # fmt: skip
+    """The answer to one tokenized prompt as it is generated: the text so far after each new piece, and last the
+    answer exactly as `generate_texts` gives it for this prompt alone (the same decoding and decode). Sampling is
+    seeded with `seed` (a batch-0 seed of `iter_generations`). Closing the iterator early stops the generation.
+    """
+    from threading import Event, Thread
+
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    class Closed(StoppingCriteria):  # the reader went away (a closed page): stop generating for it
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), closed.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    closed, result = Event(), {}
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    input_ids = torch.tensor([list(prompt)], device=model.device)
+    options = decoding_options(tokenizer, max_new_tokens, temperature, top_p)
+    if temperature > 0:
+        set_seed(seed)
+
+    def generate():
+        try:
+            with torch.no_grad():
+                result["output"] = model.generate(
+                    input_ids=input_ids, attention_mask=torch.ones_like(input_ids), streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([Closed()]), **options,
+                )  # fmt: skip
+        except BaseException as error:  # raised again in the reader's thread
+            result["error"] = error
+            streamer.end()
+
+    worker = Thread(target=generate, daemon=True)
+    worker.start()
+    text = ""
+    try:
+        for piece in streamer:
+            text += piece
+            yield text.strip()
+    finally:
+        closed.set()
+        worker.join()
+    if "error" in result:
+        raise result["error"]
+    yield new_text(tokenizer, result["output"][0, input_ids.shape[1] :])

@@ -129,6 +129,25 @@ def held_out_as_trained(settings: GenerationSettings, record: dict | None) -> No
         )
 
 
+def few_shot(settings: GenerationSettings, splits: dict, answered, spec, conversational: bool, rows=None):
+    """(the solved training rows shown before every prompt, their record for the manifest; none without shots):
+    `rows` (positions in the training split) as a manifest recorded them, else drawn with the settings' seed among
+    those whose inputs are no `answered` row's."""
+    if not settings.shots:
+        return [], {}
+    train = splits["train"]
+    positions = choose_shots(train.frame, answered, spec, settings.shots, settings.seed) if rows is None else rows
+    record = {
+        "k": settings.shots,
+        "seed": settings.seed,
+        "source": train.source,
+        "rows": positions,
+        "same_for_every_row": True,
+        "rendering": "chat turns" if conversational else "plain text blocks",
+    }
+    return [train.frame.iloc[i].to_dict() for i in positions], record
+
+
 def count_every_process(bar, out: Path) -> None:
     """Move the main process's bar to the rows every process has saved (their partial files)."""
     bar.update(len(read_done(out)) - bar.n)
@@ -206,18 +225,7 @@ def generate(
     )
     conversational = is_conversational(tokenizer, data.chat_format, spec)
     rows = frame.to_dict("records")
-    shots = {}
-    if settings.shots:
-        positions = choose_shots(splits["train"].frame, frame, spec, settings.shots, settings.seed)
-        shots = {
-            "k": settings.shots,
-            "seed": settings.seed,
-            "source": splits["train"].source,
-            "rows": positions,
-            "same_for_every_row": True,
-            "rendering": "chat turns" if conversational else "plain text blocks",
-        }
-    examples = [splits["train"].frame.iloc[i].to_dict() for i in shots.get("rows", [])]
+    examples, shots = few_shot(settings, splits, frame, spec, conversational)
     prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, spec, conversational, examples)) for row in rows]
     if warning := count_long_prompts(prompts, settings.max_new_tokens, context_length(model)):
         print(warning, file=sys.stderr)

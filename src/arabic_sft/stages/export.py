@@ -10,13 +10,14 @@ trained, `generation_config.json` with the decoding `make eval` generated with (
 max_new_tokens) and the model card; `export_manifest.json` says where it came from. An export of this training is
 kept; one of an earlier training is made again. Written beside the folder and renamed when complete.
 
-GGUF (llama.cpp, Ollama): convert this folder with llama.cpp's own converter (docs/export.md).
+GGUF (llama.cpp, Ollama): convert this folder with llama.cpp's own converter (docs/after_training.md).
 """
 
 import argparse
 import shutil
 from pathlib import Path
 
+from arabic_sft.generation.answering import eval_decoding
 from arabic_sft.publishing.card import build_card
 from arabic_sft.publishing.upload import choose_run, merged_model
 from arabic_sft.recipe import load_recipe
@@ -30,8 +31,6 @@ EXPORT_MANIFEST = "export_manifest.json"
 # What a model folder holds that a user of the model needs; the rest (checkpoints, logs, the optimizer) stays.
 MODEL_FILES = ("*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json", "tokenizer*",
                "special_tokens_map.json", "chat_template.jinja", "*.model", "vocab.*", "merges.txt")  # fmt: skip
-# generate.py's own defaults: what `make eval` generated with when its manifest does not say.
-EVAL_DECODING = {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 256}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -40,15 +39,6 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="of a recipe trained with several seeds: results/<recipe>/seed-N")
     parser.add_argument("--overwrite", action="store_true", help="export again though this training's export exists")
     return parser
-
-
-def eval_decoding(folder: RunFolder) -> dict:
-    """The decoding `make eval` generated this run's answers with (its predictions' manifest), else generate.py's."""
-    for split in ("test", "validation"):
-        settings = ((read_json(folder.generation_manifest(split)) or {}).get("config") or {}).get("generation") or {}
-        if settings:
-            return {key: settings.get(key, value) for key, value in EVAL_DECODING.items()}
-    return dict(EVAL_DECODING)
 
 
 def run(args: argparse.Namespace) -> list[Path]:

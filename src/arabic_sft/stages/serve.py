@@ -9,7 +9,7 @@ and runs until Ctrl-C or SIGTERM, which stop the server with it. A chat-format r
 on `/v1/completions` with the rendered prompt. A request with the row's prompt, temperature 0 and make eval's
 max_new_tokens (`max_tokens`) gets exactly the answer make eval wrote.
 
-On a GPU with vLLM installed, `vllm serve results/<recipe>/export` serves the same folder (docs/export.md).
+On a GPU with vLLM installed, `vllm serve results/<recipe>/export` serves the same folder (docs/after_training.md).
 """
 
 import argparse
@@ -69,6 +69,7 @@ def first_request(recipe, folder: Path, decoding: dict) -> tuple[str, dict]:
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Serve as `args` (this stage's command line) say, until stopped; writes nothing but make export's folder."""
+    from arabic_sft.generation.answering import eval_decoding
     from arabic_sft.publishing.upload import choose_run
     from arabic_sft.recipe import load_recipe
     from arabic_sft.runs import RunFolder
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     recipe = load_recipe(["--config", args.config])
     trained = choose_run(recipe, args.seed)  # a recipe never trained, a seed not trained: one line
     folder = export.exported(recipe, trained).resolve()
-    decoding = export.eval_decoding(RunFolder(trained.results))
+    decoding = eval_decoding(RunFolder(trained.results))
     route, body = first_request(recipe, folder, decoding)
     import torch
 
@@ -113,6 +114,8 @@ def run(args: argparse.Namespace) -> list[Path]:
                                json.dumps(body, ensure_ascii=False)])  # fmt: skip
             print(f"serving {trained.display} at {url} (OpenAI-compatible; model name: {folder})", flush=True)
             print(f"the first test row, as make eval asked it ({route}):\n{curl}", flush=True)
+            if route == "/completions":
+                print("a plain-prompt model (no chat template): /v1/chat/completions refuses its requests", flush=True)
             print("Ctrl-C stops the server", flush=True)
         while stop["signal"] is None and server.poll() is None:
             time.sleep(0.2)

@@ -37,17 +37,17 @@ EVAL_OPTS = --split $(SPLIT) $(call opt,--limit,$(LIMIT)) $(if $(OVERWRITE),--ov
 	$(call opt,--launch_args,$(LAUNCH_ARGS)) $(call opt,--generate_args,$(GENERATE_ARGS)) \
 	$(call opt,--score_args,$(SCORE_ARGS)) $(call opt,--judge_args,$(JUDGE_ARGS))
 
-.PHONY: help setup data demo train eval baseline judge general sweep compare report publish export serve chat browser bench bench-gpu \
+.PHONY: help setup data demo train eval baseline judge general sweep compare report publish export serve chat data-check browser bench bench-gpu \
 	lint format test test-fast clean
 
 help:
 	@echo "make setup | demo | test | test-fast | lint | format | bench | bench-gpu | data | browser | clean"
+	@echo "make data-check RECIPE=<name>: near-duplicate and contaminated rows (the recipe's deduplicate/decontaminate)"
 	@echo "make train RECIPE=<name> [SEEDS='1 2 3'] [ARGS='--field value'] [ACCELERATE_CONFIG=zero2] [LAUNCH_ARGS=...]"
 	@echo "make eval | baseline [SHOTS=K] | judge [PAIRWISE=run] | general [TASKS=...] | compare | report RECIPE=<name>"
 	@echo "     (SPLIT=validation, LIMIT=N, OVERWRITE=1, GENERATE_ARGS=, SCORE_ARGS=, JUDGE_ARGS=, GENERAL_ARGS=)"
 	@echo "make sweep SWEEP=<name> [WORKERS=2]; make publish RECIPE=<name> HUB_ID=org/name [MERGED=1 PRIVATE=1 DRY_RUN=1 SEED=N]"
-	@echo "make export | serve [PORT=8000] | chat [PORT=7860] RECIPE=<name> [SEED=N]: one folder for from_pretrained;"
-	@echo "     an OpenAI endpoint; a web page with the fine-tuned model beside its base"
+	@echo "make chat [PORT=7860] | serve [PORT=8000] | export RECIPE=<name> [SEED=N]: base vs tuned page; OpenAI API; folder"
 	@echo "Each is 'arabic-sft STAGE RECIPE ...' (.venv/bin/python -m arabic_sft --help); SHARED_DATA= where the real data is."
 	@echo "make clean removes .venv and models/ (results/ is kept; remove a run's folder by hand)."
 
@@ -87,6 +87,8 @@ serve: setup
 	$(CLI) serve $(RECIPE) $(call opt,--seed,$(SEED)) $(call opt,--port,$(PORT))
 chat: setup
 	$(CLI) chat $(RECIPE) $(call opt,--seed,$(SEED)) $(call opt,--port,$(PORT))
+data-check: setup
+	$(CLI) data-check $(RECIPE)
 bench: setup data
 	$(CLI) bench
 # The GPU figures (random-weight ALLaM-7B / Jais-256m shapes; needs a CUDA GPU): results/bench/gpu-*.{json,md,log}.

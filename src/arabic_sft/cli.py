@@ -212,6 +212,9 @@ class Pipeline:
         step([*self.python, script("chat"), "--config", str(self.path), *flag("--seed", options.seed),
               "--port", str(options.port), "--split", options.split])  # fmt: skip
 
+    def data_check(self) -> None:
+        step([*self.python, script("data_check"), "--config", str(self.path)])
+
     def publish(self) -> None:
         options = self.options
         switches = [f"--{name}" for name in ("merged", "private", "dry_run") if getattr(options, name)]
@@ -275,7 +278,8 @@ def bench(options: argparse.Namespace) -> None:
     step([sys.executable, script("make_tiny_model"), "--config", "recipes/demo.yaml", "--out", "models/bench-llama",
           "--vocab_size", "4000", "--hidden_size", "256", "--num_layers", "4", "--num_heads", "4"])  # fmt: skip
     step([sys.executable, script("benchmark"), "--config", "recipes/demo.yaml", "--model", "models/bench-llama"])
-    # (its --out: the benchmark's default, results/bench/cpu.json)
+    # (its --out: the benchmark's default, results/bench/cpu.json); then the data check at 10k, 30k, 100k rows
+    step([sys.executable, script("bench_data_check")])
 
 
 STAGES = {
@@ -290,6 +294,7 @@ STAGES = {
     "export": "the trained model as one folder for from_pretrained (an adapter merged): results/<recipe>/export/",
     "serve": "the trained model to any OpenAI client on 127.0.0.1 (transformers serve), until Ctrl-C",
     "chat": "a web page on 127.0.0.1 (Gradio): the fine-tuned model's answers beside its base's, until Ctrl-C",
+    "data-check": "near-duplicate and contaminated rows: results/<recipe>/data_check.json, data_check_pairs.csv",
 }
 
 
@@ -361,7 +366,8 @@ def parser() -> argparse.ArgumentParser:
         recipe=False)  # fmt: skip
     add("data", "the real Yemeni proverbs into data/yemeni_proverbs/ ($SHARED_DATA's copy, else GitHub), checked",
         recipe=False)  # fmt: skip
-    add("bench", "the CPU benchmark, the seed way against ours: results/bench/cpu.{json,md}", recipe=False)
+    add("bench", "the CPU benchmark, the seed way against ours: results/bench/cpu.{json,md}; the data check at "
+        "scale: results/bench/data_check.{json,md}", recipe=False)  # fmt: skip
     return main
 
 
@@ -394,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
 
             fetch.run()
         else:
-            getattr(Pipeline(options), options.stage)()
+            getattr(Pipeline(options), options.stage.replace("-", "_"))()
     except StageFailed as failed:
         return failed.status
     return 0

@@ -15,6 +15,7 @@
         report.html, report.png        make report
         merged/                        the adapter merged into its base (make publish MERGED=1)
         export/                        the model as one folder for from_pretrained             make export
+        data_check.json, data_check_pairs.csv      near-duplicates and contamination   make data-check
         published.json                 make publish's record
     results/sweeps/<sweep>/            make sweep
 
@@ -219,6 +220,16 @@ class RecipeResults:
         """The few-shot baselines' folders, in order of their shots."""
         folders = [path for path in self.path.glob("baseline-*-shot") if path.name != "baseline-zero-shot"]
         return [RunFolder(path) for path in sorted(folders, key=lambda path: path.name)]
+
+    @property
+    def data_check(self) -> Path:
+        """make data-check's summary (counts, settings, the data files' sha256)."""
+        return self.path / "data_check.json"
+
+    @property
+    def data_check_pairs(self) -> Path:
+        """make data-check's pairs, one row each, most similar first."""
+        return self.path / "data_check_pairs.csv"
 
     @property
     def general(self) -> Path:

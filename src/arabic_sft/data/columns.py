@@ -129,6 +129,7 @@ class Split:
     names: dict[str, str]
     source: str
     carried: tuple[str, ...] = ()  # columns kept beside the fields, under their own names (`select`'s `keep`)
+    positions: tuple[int, ...] = ()  # each row's 0-based position in its file as read (before empty rows dropped)
 
 
 def select(
@@ -212,7 +213,8 @@ def select(
     if data.empty:
         raise UserError(f"{source}: no rows left after dropping empty cells")
     names = {name: str(column).replace("\ufeff", "").strip() for name, column in selected.items()}
-    return Split(data.reset_index(drop=True), names, source, tuple(carried))
+    positions = tuple(int(index) for index in data.index)
+    return Split(data.reset_index(drop=True), names, source, tuple(carried), positions)
 
 
 def load_file(

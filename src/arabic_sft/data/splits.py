@@ -1,6 +1,9 @@
 """A recipe's splits: each from its file or `datasets` split, or held out of train by a seeded fraction (recorded for
 generation), subsampled for training, and checked for rows repeated across splits."""
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -94,7 +97,8 @@ def load_splits(
         for split in ("train", *held_out):
             if split in wanted:
                 part = train.frame.iloc[rows[split]].reset_index(drop=True)
-                splits[split] = Split(part, train.names, f"{train.source} ({split} part)", train.carried)
+                positions = tuple(train.positions[i] for i in rows[split])
+                splits[split] = Split(part, train.names, f"{train.source} ({split} part)", train.carried, positions)
     for split in wanted:
         if split not in splits and raw.get(split) is not None:
             answer = require_answer or split != "test"
@@ -102,25 +106,49 @@ def load_splits(
     return splits, spec, record
 
 
-def subsample(data: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
-    """A reproducible random `fraction` of the rows, in their original order (the SHEFAA baseline used 10%)."""
+def subsample_rows(num_rows: int, fraction: float, seed: int) -> list[int]:
+    """The positions a reproducible random `fraction` of `num_rows` rows keeps, in order (SHEFAA used 10%)."""
     if not 0 < fraction <= 1:
         raise UserError(f"subsample_fraction must be in (0, 1], got {fraction}")
     if fraction == 1:
-        return data
-    keep = max(1, round(len(data) * fraction))
-    return data.sample(n=keep, random_state=seed).sort_index().reset_index(drop=True)
+        return list(range(num_rows))
+    keep = max(1, round(num_rows * fraction))
+    return sorted(int(i) for i in pd.RangeIndex(num_rows).to_series().sample(n=keep, random_state=seed).index)
 
 
-def load_training_splits(recipe, seed: int) -> tuple[dict[str, pd.DataFrame], DataSpec, dict | None]:
-    """The recipe's train (and validation, when it has one) frames, subsampled, its DataSpec and the fraction split's
-    record; before any model loads. Rows repeated across splits are reported (the test split is read for that)."""
+def subsample(data: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """A reproducible random `fraction` of the rows, in their original order (the SHEFAA baseline used 10%)."""
+    rows = subsample_rows(len(data), fraction, seed)
+    return data if len(rows) == len(data) else data.iloc[rows].reset_index(drop=True)
+
+
+def read_as_trained(recipe, seed: int) -> tuple[dict[str, Split], DataSpec, dict | None]:
+    """The recipe's splits as training and generation read them: train and validation subsampled as training reads
+    them, test as generation reads it; each Split's `positions` say where its rows are in their file."""
     splits, spec, record = load_splits(recipe, seed, require_answer=False)
-    frames = {
-        name: subsample(splits[name].frame, recipe.subsample_fraction, seed)
-        for name in ("train", "validation")
-        if name in splits
-    }
+    for name in ("train", "validation"):
+        if name in splits:
+            split = splits[name]
+            rows = subsample_rows(len(split.frame), recipe.subsample_fraction, seed)
+            if len(rows) < len(split.frame):
+                frame = split.frame.iloc[rows].reset_index(drop=True)
+                splits[name] = replace(split, frame=frame, positions=tuple(split.positions[i] for i in rows))
+    return splits, spec, record
+
+
+def load_training_splits(
+    recipe, seed: int, dropped: Callable | None = None
+) -> tuple[dict[str, pd.DataFrame], DataSpec, dict | None]:
+    """The recipe's train (and validation, when it has one) frames, subsampled, its DataSpec and the fraction split's
+    record; before any model loads. Rows repeated across splits are reported (the test split is read for that).
+    `dropped(splits, spec)`, when given, names training rows (positions in the train frame) to leave out."""
+    splits, spec, record = read_as_trained(recipe, seed)
+    if dropped is not None and (drop := set(dropped(splits, spec))):
+        train = splits["train"]
+        keep = [i for i in range(len(train.frame)) if i not in drop]
+        frame = train.frame.iloc[keep].reset_index(drop=True)
+        splits["train"] = replace(train, frame=frame, positions=tuple(train.positions[i] for i in keep))
+    frames = {name: splits[name].frame for name in ("train", "validation") if name in splits}
     if "validation" in splits:
         report_overlap(frames["train"], frames["validation"], splits["validation"].source, spec, "validation")
     if "test" in splits:

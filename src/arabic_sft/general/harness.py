@@ -8,6 +8,7 @@ lm-eval's answer cache so that a stopped run continues, and writes each side's f
 """
 
 import difflib
+import functools
 import gc
 import hashlib
 import json
@@ -60,7 +61,9 @@ class Side:
     weights: tuple[str, ...]  # the files whose names, sizes and times key the answer cache
 
 
+@functools.cache
 def task_manager():
+    """lm-eval's task index with the project's local tasks (built once per process: it reads thousands of YAMLs)."""
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=str(LOCAL_TASKS))
@@ -93,6 +96,25 @@ def load_tasks(names, manager) -> list:
         top = loaded["groups"].get(name) or loaded["tasks"].get(name)
         objects.extend([top] if top is not None else loaded["tasks"].values())  # a tag: its tasks
     return objects
+
+
+LOCAL_TASK = "arabic_sft_mcq"
+
+
+def task_questions(names, manager=None) -> tuple[dict[str, list[str]], list[str]]:
+    """({task: its evaluation questions as the model is asked them (lm-eval's doc_to_text)}, the tasks skipped:
+    their data could not be had here, e.g. on the Hub without a connection). Groups and tags give their tasks."""
+    manager = manager or task_manager()
+    check_task_names(names, manager)
+    questions, skipped = {}, []
+    for name in names:
+        try:
+            loaded = manager.load([name])
+            for task_name, task in loaded["tasks"].items():
+                questions[task_name] = [str(task.doc_to_text(doc)) for doc in task.eval_docs]
+        except Exception as error:  # a dataset that cannot be had here, whatever `datasets` raises
+            skipped.append(f"{name} ({type(error).__name__})")
+    return questions, skipped
 
 
 def files_in(folder: Path) -> tuple[str, ...]:

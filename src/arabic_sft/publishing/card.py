@@ -231,6 +231,29 @@ def data_files(config: dict, manifest: dict, scores: dict | None) -> list[dict]:
     return rows
 
 
+def cleaning_note(config: dict) -> str | None:
+    """What the data check before training found and left out, in a sentence (None for a run before it existed)."""
+    cleaning = (config.get("data") or {}).get("cleaning")
+    if not cleaning:
+        return None
+    settings, found = cleaning["settings"], cleaning.get("counts") or {}
+    kinds = ", ".join(f"{sum(where.values())} {kind}" for kind, where in found.items()) or "no"
+    dropped = cleaning["dropped"]["count"]
+    action = (
+        f"{dropped} training row(s) were left out (deduplicate: {settings['deduplicate']}, decontaminate: "
+        f"{str(settings['decontaminate']).lower()}; their positions are in the run manifest)"
+        if dropped
+        else f"no row was left out (deduplicate: {settings['deduplicate']}, decontaminate: "
+        f"{str(settings['decontaminate']).lower()})"
+    )
+    return (
+        f"Before training, the data check (after Arabic normalization; near: word-shingle Jaccard >= "
+        f"{settings['threshold']}; contamination: {settings['ngram']}-word spans shared with a test input"
+        f"{' or a general-ability question' if settings['decontaminate'] else ''}) found {kinds} pair(s) of "
+        f"duplicate or contaminated rows; {action}."
+    )
+
+
 def answer_only(config: dict) -> str:
     """What the loss was computed on, as the recorded settings say."""
     training, data = config["training"], config.get("data") or {}
@@ -327,6 +350,7 @@ def build_card(
         "recipe_path": f"recipes/{recipe.name}.yaml" if recipe.path else None,
         "source": source,
         "files": data_files(config, manifest, scores),
+        "cleaning": cleaning_note(config),
         "recipe": config["recipe"],
         "chat": (config.get("data") or {}).get("chat"),
         "kind": (config.get("data") or {}).get("kind"),

@@ -18,6 +18,8 @@ GROUPS = {
     "data": "where the rows are and how they are read (arabic_sft.data)",
     "prompt": "how a row becomes a prompt and an answer (arabic_sft.data.columns, arabic_sft.prompts); a task preset "
     "sets these",
+    "cleaning": "near-duplicate and contaminated rows: found by make data-check and before every training, dropped "
+    "when asked (arabic_sft.data.cleaning)",
     "training": "how training runs beyond SFTConfig (arabic_sft.training)",
     "evaluation": "what is measured during and after training (training.eval_generation, arabic_sft.scoring)",
     "general": "general ability before and after fine-tuning, through lm-evaluation-harness (arabic_sft.general)",
@@ -60,6 +62,35 @@ class DataArguments:
         "Rows with an empty required cell: 'drop' (with a count) or 'error'.",
         choices=["drop", "error"],
     )
+
+
+@dataclass
+class CleaningArguments:
+    """Near-duplicate and contaminated rows (arabic_sft.data.cleaning): found by make data-check and before every
+    training, dropped from the training rows when asked."""
+
+    deduplicate: str = _field(
+        "cleaning",
+        "none",
+        "Leave duplicate training rows out: exact, near, or none. 'exact': the same words after Arabic "
+        "normalization; 'near': also a word-shingle Jaccard similarity of at least near_duplicate_threshold. The "
+        "first copy in train is kept; a training row that copies a validation or test row is left out.",
+        choices=["none", "exact", "near"],
+    )
+    decontaminate: bool = _field(
+        "cleaning",
+        False,
+        "Leave out training rows that quote a test input or a benchmark question. A quote: a span of "
+        "contamination_ngram words shared with a test input or a question of the recipe's general_tasks (and the "
+        "local lm-eval task).",
+    )
+    near_duplicate_threshold: float = _field(
+        "cleaning", 0.8, "The Jaccard similarity from which rows are near-duplicates, in (0, 1]. Over word shingles."
+    )
+    shingle_size: int = _field(
+        "cleaning", 1, "Words per shingle for near-duplicates. 1: word sets, which one changed word moves little."
+    )
+    contamination_ngram: int = _field("cleaning", 8, "Words in a span that marks contamination.")
 
 
 @dataclass
@@ -271,6 +302,7 @@ class RecipeArguments(
     EvaluationArguments,
     TrainingExtras,
     PromptArguments,
+    CleaningArguments,
     DataArguments,
 ):
     """Our fields of a recipe, one dataclass per stage composed into one (in the stages' order); model fields are
@@ -286,6 +318,11 @@ class RecipeArguments(
                     raise ValueError(f"{name}: not a JSON mapping: {value}") from None
             if value is not None and not isinstance(value, dict):
                 raise ValueError(f"{name}: must be a mapping of placeholder: column name, got {value!r}")
+        if not 0 < self.near_duplicate_threshold <= 1:
+            raise ValueError(f"near_duplicate_threshold: {self.near_duplicate_threshold} is not in (0, 1]")
+        for name in ("shingle_size", "contamination_ngram"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: {getattr(self, name)} words: give 1 or more")
         # argparse checks `choices` on the command line only, not on values that come from the recipe YAML.
         for item in fields(self):
             choices = item.metadata.get("choices")

@@ -39,6 +39,7 @@ from arabic_sft.training.checkpoints import (
     resolve_resume_checkpoint,
     whole_run_train_loss,
 )
+from arabic_sft.training.data_check import run_check
 from arabic_sft.training.launch import check_in_process
 from arabic_sft.training.loss_curve import plot_loss_curve
 from arabic_sft.training.model import (
@@ -65,6 +66,7 @@ class TrainingData:
     tokenizer: object  # the model's, which renders (chat template) and counts the examples
     conversational: bool
     held_out: dict | None  # a fraction split's rows, recorded for generation
+    cleaning: dict | None = None  # the data check before training: counts, settings, the training rows left out
 
 
 def set_up_logging(training) -> Callable[[str], None]:
@@ -138,13 +140,23 @@ def load_data(recipe: Recipe, say: Callable[[str], None]) -> TrainingData:
     """The recipe's train (and validation) rows read and checked (before anything is downloaded, so that bad input
     fails in seconds), rendered as TRL examples with the model's tokenizer and counted against max_length."""
     args, training, model = recipe.args, recipe.training, recipe.model
-    frames, spec, held_out = load_training_splits(args, training.seed)
+    checked = {}
+
+    def dropped(splits, spec) -> list[int]:  # near-duplicates and contamination, found and (when asked) left out
+        checked["check"] = result = run_check(args, splits, spec, with_general=args.decontaminate)
+        if result.skipped:
+            say(f"data check: general tasks skipped (their data cannot be had here): {', '.join(result.skipped)}")
+        if line := result.summary():
+            say(line)
+        return result.drop
+
+    frames, spec, held_out = load_training_splits(args, training.seed, dropped)
     tokenizer = get_tokenizer(model.model_name_or_path, model.model_revision, training.trust_remote_code)
     conversational = is_conversational(tokenizer, args.chat_format, spec)
     examples = {name: build_dataset(frame, spec, conversational) for name, frame in frames.items()}
     max_length = None if training.packing else training.max_length
     examples = apply_truncation_policy(tokenizer, examples, max_length, args.truncation, log=say)
-    return TrainingData(examples, frames, spec, tokenizer, conversational, held_out)
+    return TrainingData(examples, frames, spec, tokenizer, conversational, held_out, checked["check"].record())
 
 
 def build_trainer(
@@ -337,6 +349,7 @@ def finish_run(
             "chat": data.conversational,  # prompts through the model's chat template (else plain text)
             "examples": {name: len(examples) for name, examples in data.datasets.items()},
             "held_out": data.held_out,  # the rows generation uses for a fraction split
+            "cleaning": data.cleaning,  # near-duplicates and contamination found; the training rows left out
         }
         configs = {
             "recipe": recipe.args,

@@ -1,0 +1,13 @@
+"""The data check at 10k, 30k and 100k training rows (built from the AHQAD sample): results/bench/data_check.{json,md}.
+
+    python scripts/bench_data_check.py [--rows 10000 30000 100000]      # part of make bench
+
+The stage is `arabic_sft.stages.bench_data` (its --help says how the rows are built); this file is its command line.
+"""
+
+from arabic_sft.runtime.errors import run_cli
+from arabic_sft.stages.bench_data import main
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,74 @@
+"""A recipe's data check: its splits as training and generation read them (arabic_sft.data.splits.read_as_trained),
+compared by arabic_sft.data.cleaning, with the questions of its lm-eval general tasks (read through lm-eval's own task
+loading, as make general reads them); what training drops when the recipe asks. make data-check writes it; training
+runs it first (the general tasks only when it decontaminates: loading lm-eval's task index takes seconds)."""
+
+from dataclasses import dataclass, field
+
+from arabic_sft.data.cleaning import NUM_PERM, Pair, check, counts, dropped_rows
+from arabic_sft.data.cleaning import Settings as CleaningSettings
+
+
+@dataclass
+class DataCheck:
+    pairs: list[Pair]
+    settings: dict
+    rows: dict[str, int]  # rows per split as read
+    tasks: list[str] = field(default_factory=list)  # the general tasks whose questions were compared
+    skipped: list[str] = field(default_factory=list)  # general tasks whose data could not be had
+    drop: list[int] = field(default_factory=list)  # training rows left out: positions in the train frame
+    dropped: list[int] = field(default_factory=list)  # the same rows: positions in the training file
+
+    def counts(self) -> dict:
+        return counts(self.pairs)
+
+    def record(self) -> dict:
+        """What a run manifest and data_check.json keep: the settings, the counts, the dropped rows."""
+        return {
+            "settings": self.settings,
+            "rows": self.rows,
+            "counts": self.counts(),
+            "general_tasks": self.tasks,
+            "general_tasks_skipped": self.skipped,
+            "dropped": {"count": len(self.dropped), "train_rows": self.dropped},
+        }
+
+    def summary(self) -> str | None:
+        """One line of what was found (None when nothing was), and what training does about it."""
+        if not self.pairs:
+            return None
+        found = counts(self.pairs)
+        parts = [f"{sum(where.values())} {kind}" for kind, where in found.items()]
+        action = (
+            f"training leaves out {len(self.dropped)} of {self.rows['train']} training rows"
+            if self.dropped
+            else "nothing dropped (deduplicate, decontaminate)"
+        )
+        return f"data check: {', '.join(parts)} pair(s) of rows; {action}; make data-check lists them"
+
+
+def general_task_names(args) -> list[str]:
+    """The recipe's general tasks (make general's default when it names none) and the local task, always."""
+    from arabic_sft.general.harness import DEFAULT_TASKS, LOCAL_TASK
+
+    return list(dict.fromkeys([*(args.general_tasks or DEFAULT_TASKS), LOCAL_TASK]))
+
+
+def run_check(args, splits: dict, spec, with_general: bool) -> DataCheck:
+    """The check of `splits` (read_as_trained's) by the recipe's fields `args`; `with_general`: the general tasks'
+    questions too."""
+    settings = CleaningSettings(args.near_duplicate_threshold, args.shingle_size, args.contamination_ngram,
+                                args.deduplicate, args.decontaminate)  # fmt: skip
+    questions, tasks, skipped = {}, [], []
+    if with_general:
+        from arabic_sft.general.harness import task_questions
+
+        questions, skipped = task_questions(general_task_names(args))
+        tasks = list(questions)
+    pairs = check(splits, spec, settings, questions)
+    positions = splits["train"].positions
+    drop = dropped_rows(pairs, args.deduplicate, args.decontaminate, positions)
+    rows = {name: len(split.frame) for name, split in splits.items()}
+    compared = "train, validation: inputs + answer; test: inputs; contamination: all of a training row's words"
+    record = {**settings.__dict__, "num_perm": NUM_PERM, "compared": compared}
+    return DataCheck(pairs, record, rows, tasks, skipped, drop, [positions[i] for i in drop])

@@ -1,0 +1,187 @@
+"""Near-duplicates and contamination (arabic_sft.data.cleaning, make data-check, and training's drop), on constructed
+rows whose answer is known by hand: Jaccard similarities computed here from the definition, spans of 8 words against
+7, the local lm-eval task's questions, and the trainer's rows after deduplicate/decontaminate."""
+
+import json
+
+import pandas as pd
+import pytest
+from helpers import SHARED_DATA, assert_one_error_line, cpu_recipe, run_here
+
+from arabic_sft.data.cleaning import Settings, check, dropped_rows, jaccard, shingles, words
+from arabic_sft.data.columns import DataSpec, Split
+
+
+SPEC = DataSpec("template", "{question}", {"question": ("question",), "answer": ("answer",)}, "answer", {})
+QUESTION = "ما هي أعراض مرض السكري عند الأطفال الصغار في سن المدرسة"
+SPELLED = [
+    "مَا هِيَ أَعْرَاضُ مَرَضِ السُّكَّرِيِّ عِنْدَ الأَطْفَالِ الصِّغَارِ فِي سِنِّ الْمَدْرَسَةِ",  # diacritics
+    "ما هي أعـــراض مرض السكرى عند الإطفال الصغار في سن المدرسه",  # tatweel, yaa, hamza alef, taa marbuta forms
+    "ما هي أعراض مرض السكري، عند الأطفال الصغار في سن المدرسة؟",  # punctuation is no word
+]
+ONE_WORD = "ما هي علامات مرض السكري عند الأطفال الصغار في سن المدرسة"  # one word of eleven changed
+SHARING = "ما هي أعراض مرض الضغط عند كبار السن"  # another question that shares common words
+ANSWER = "راجع الطبيب"
+
+
+def splits_of(train: list[tuple[str, str]], test: list[str] = ()) -> dict[str, Split]:
+    frame = pd.DataFrame(train, columns=["question", "answer"])
+    out = {"train": Split(frame, {}, "train.csv", (), tuple(range(len(frame))))}
+    if test:
+        out["test"] = Split(pd.DataFrame({"question": list(test)}), {}, "test.csv", (), tuple(range(len(test))))
+    return out
+
+
+def by_hand(a: str, b: str, size: int = 1) -> float:
+    """The definition: Jaccard similarity of the two texts' normalized word shingles."""
+    return len(shingles(words(a), size) & shingles(words(b), size)) / len(
+        shingles(words(a), size) | shingles(words(b), size)
+    )
+
+
+def test_spelling_variants_are_exact_one_changed_word_is_near_and_a_different_question_is_neither():
+    rows = [(QUESTION, ANSWER), *[(text, ANSWER) for text in SPELLED], (ONE_WORD, ANSWER), (SHARING, ANSWER)]
+    pairs = check(splits_of(rows), SPEC, Settings())
+    found = {(pair.row_a, pair.row_b): (pair.kind, pair.similarity) for pair in pairs}
+    assert found == {
+        (0, 1): ("exact", 1.0),
+        (0, 2): ("exact", 1.0),
+        (0, 3): ("exact", 1.0),
+        (0, 4): ("near", round(by_hand(QUESTION + " " + ANSWER, ONE_WORD + " " + ANSWER), 6)),
+    }
+    assert found[(0, 4)][1] == round(12 / 14, 6)  # 13 words each (11 + the answer's 2), 12 shared
+    assert by_hand(QUESTION + " " + ANSWER, SHARING + " " + ANSWER) < 0.8  # shares words, not a copy
+    # Bigger shingles are stricter: one changed word moves two of each question's 10 bigrams.
+    strict = check(splits_of(rows), SPEC, Settings(shingle_size=2))
+    assert [(p.row_a, p.row_b) for p in strict if p.kind == "near"] == []
+    assert jaccard(shingles(words(QUESTION), 2), shingles(words(ONE_WORD), 2)) == 8 / 12
+
+
+def test_dropping_keeps_the_first_copy_and_drops_training_copies_of_test_rows():
+    rows = [
+        (QUESTION, ANSWER),
+        (SPELLED[0], ANSWER),
+        (ONE_WORD, ANSWER),
+        (SHARING, ANSWER),
+        ("سؤال الاختبار هنا", "ج"),
+    ]
+    pairs = check(splits_of(rows, test=["سؤال الاختبار هنا"]), SPEC, Settings())
+    assert dropped_rows(pairs, "none", False, range(5)) == []
+    assert dropped_rows(pairs, "exact", False, range(5)) == [1, 4]  # the later exact copy; the test row's copy
+    assert dropped_rows(pairs, "near", False, range(5)) == [1, 2, 4]
+    # A chain: B is near A (dropped), C is near B only: C stays, being no copy of a row that is kept.
+    a = "واحد اثنان ثلاثة أربعة خمسة ستة سبعة ثمانية تسعة عشرة"
+    b = a.replace("عشرة", "أحد")
+    c = b.replace("تسعة", "إحدى")
+    chain = check(splits_of([(a, ""), (b, ""), (c, "")]), DataSpec("template", "{question}", SPEC.accepted,
+                  "answer", {}), Settings())  # fmt: skip
+    assert {(p.row_a, p.row_b) for p in chain} == {(0, 1), (1, 2)}
+    assert dropped_rows(chain, "near", False, range(3)) == [1]
+
+
+def test_a_training_answer_with_a_test_question_s_8_word_span_is_contaminated_a_7_word_span_is_not():
+    test = "كيف أعرف أن طفلي مصاب بالحساسية من الحليب أو من البيض في الصباح"  # 13 words: six 8-word spans
+    spans = test.split()
+    eight, seven = " ".join(spans[2:10]), " ".join(spans[2:9])
+    rows = [("سؤال عن النوم", f"في كتاب قديم {eight}"), ("متى يمشي الرضيع", f"{seven} ثم يكبر ويتعلم الكلام")]
+    pairs = check(splits_of(rows, test=[test]), SPEC, Settings())
+    assert [(p.kind, p.row_a, p.split_b, p.row_b) for p in pairs] == [("contaminated", 0, "test", 0)]
+    assert pairs[0].similarity == round(1 / 6, 6)  # one of the test question's six 8-word spans
+    assert dropped_rows(pairs, "none", True, range(2)) == [0] and dropped_rows(pairs, "none", False, range(2)) == []
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [("near_duplicate_threshold", 0, "near_duplicate_threshold: 0.0 is not in (0, 1]"),
+     ("near_duplicate_threshold", 1.5, "near_duplicate_threshold: 1.5 is not in (0, 1]"),
+     ("shingle_size", 0, "shingle_size: 0 words: give 1 or more"),
+     ("contamination_ngram", 0, "contamination_ngram: 0 words: give 1 or more")],
+)  # fmt: skip
+def test_bad_settings_are_one_line(tiny_llama, tmp_path, script_in_process, field, value, message):
+    cpu_recipe(tmp_path / "r.yaml", tiny_llama, **{field: value})
+    assert_one_error_line(script_in_process("data_check.py", "--config", "r.yaml", "--no_general", cwd=tmp_path),
+                          message)  # fmt: skip
+
+
+def write_data(folder, train: list[tuple[str, str]], test: list[str]):
+    pd.DataFrame(train, columns=["Proverbs", "Explanation"]).to_csv(folder / "train.csv", index=False)
+    pd.DataFrame({"Proverbs": test, "Explanation": ["ج"] * len(test)}).to_csv(folder / "test.csv", index=False)
+
+
+@pytest.fixture(scope="module")
+def local_question():
+    """A question of the local lm-eval task, as lm-eval renders it (its own task loading)."""
+    from arabic_sft.general.harness import task_questions
+
+    questions, skipped = task_questions(["arabic_sft_mcq"])
+    assert skipped == [] and len(questions["arabic_sft_mcq"]) == 40
+    return questions["arabic_sft_mcq"][3]
+
+
+@pytest.mark.slow  # lm-eval's task index, a training
+def test_deduplicate_and_decontaminate_train_on_exactly_the_kept_rows(
+    tiny_llama, tmp_path, local_question, capsys, monkeypatch
+):
+    from arabic_sft.recipe import load_recipe
+    from arabic_sft.training.run import load_data
+
+    test = "كيف أعرف أن طفلي مصاب بالحساسية من الحليب أو من البيض في الصباح"
+    train = [(QUESTION, ANSWER), (SPELLED[1], ANSWER), (ONE_WORD, ANSWER), (SHARING, ANSWER),
+             ("سؤال عن الاختبار", f"قالوا {' '.join(test.split()[:9])}"), ("سؤال عام", local_question),
+             ("الصبر مفتاح الفرج", "يضرب للحث على الصبر")]  # fmt: skip
+    write_data(tmp_path, train, [test])
+    cpu_recipe(tmp_path / "clean.yaml", tiny_llama, train_file="train.csv", test_file="test.csv",
+               output_dir="results/clean/model", max_steps=1, deduplicate="near", decontaminate=True,
+               general_tasks=["arabic_sft_mcq"])  # fmt: skip
+    assert run_here("data_check.py", "--config", "clean.yaml", cwd=tmp_path).returncode == 0
+    pairs = pd.read_csv(tmp_path / "results" / "clean" / "data_check_pairs.csv")
+    assert [tuple(row) for row in pairs[["kind", "row_a", "split_b", "row_b"]].itertuples(index=False)] == [
+        ("exact", 0, "train", 1),
+        ("contaminated", 5, "general:arabic_sft_mcq", 3),
+        ("near", 0, "train", 2),
+        ("contaminated", 4, "test", 0),
+    ]  # fmt: skip: most similar first (the local question is copied whole: 1.0)
+    summary = json.loads((tmp_path / "results" / "clean" / "data_check.json").read_text(encoding="utf-8"))
+    check = summary["config"]["data_check"]
+    assert check["dropped"] == {"count": 4, "train_rows": [1, 2, 4, 5]}
+    assert check["counts"] == {"exact": {"train-train": 1}, "near": {"train-train": 1},
+                               "contaminated": {"train-general:arabic_sft_mcq": 1, "train-test": 1}}  # fmt: skip
+    assert set(summary["data_sha256"]) == {"train.csv", "test.csv"}
+
+    monkeypatch.chdir(tmp_path)  # the recipe's paths are relative
+    data = load_data(load_recipe(["--config", "clean.yaml"]), print)
+    kept = [train[i][0] for i in (0, 3, 6)]
+    assert data.frames["train"]["proverb"].tolist() == kept and len(data.datasets["train"]) == 3
+    assert "training leaves out 4 of 7 training rows" in capsys.readouterr().out
+    assert run_here("sft.py", "--config", "clean.yaml", cwd=tmp_path).returncode == 0
+    manifest = json.loads((tmp_path / "results/clean/model/run_manifest.json").read_text(encoding="utf-8"))
+    assert manifest["config"]["data"]["cleaning"]["dropped"] == check["dropped"]
+    assert manifest["config"]["data"]["cleaning"]["counts"] == check["counts"]
+    assert manifest["config"]["data"]["examples"]["train"] == 3
+    card = (tmp_path / "results/clean/model/README.md").read_text(encoding="utf-8")
+    assert "4 training row(s) were left out (deduplicate: near, decontaminate: true" in card
+    # Asking for other cleaning is another run: the finished one is not taken for it.
+    again = run_here("sft.py", "--config", "clean.yaml", "--deduplicate", "none", cwd=tmp_path)
+    assert again.returncode == 2
+
+
+@pytest.mark.slow  # lm-eval's task index
+def test_a_general_task_that_does_not_exist_is_one_line(tiny_llama, tmp_path, script_in_process, local_question):
+    cpu_recipe(tmp_path / "r.yaml", tiny_llama, decontaminate=True, general_tasks=["arabic_nonexistent_task"])
+    result = script_in_process("data_check.py", "--config", "r.yaml", cwd=tmp_path)
+    assert_one_error_line(result, "unknown lm-eval task 'arabic_nonexistent_task'")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "ahqad_sample").is_dir(), reason="../shared/data/ahqad_sample is not here")
+def test_the_ahqad_sample_s_check_as_docs_data_md_reports_it(tmp_path, script_in_process, tiny_llama):
+    folder = SHARED_DATA / "ahqad_sample"
+    cpu_recipe(tmp_path / "ahqad.yaml", tiny_llama, "medical_qa", train_file=str(folder / "train.csv"),
+               validation_file=str(folder / "valid.csv"), test_file=str(folder / "test.csv"))  # fmt: skip
+    result = script_in_process("data_check.py", "--config", "ahqad.yaml", "--no_general", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "results" / "ahqad" / "data_check.json").read_text(encoding="utf-8"))
+    # docs/data.md's figures: cleaned upstream, no copies at 0.8; one training question shares an 8-word span with a
+    # test question (train row 108, test row 497: the same patient's opening sentence)
+    assert summary["config"]["data_check"]["counts"] == {"contaminated": {"train-test": 1}}
+    pairs = pd.read_csv(tmp_path / "results" / "ahqad" / "data_check_pairs.csv")
+    assert pairs[["row_a", "row_b"]].values.tolist() == [[108, 497]]

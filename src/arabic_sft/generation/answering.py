@@ -156,10 +156,3 @@ class Answerer:
             for text in side.stream(row, self.spec):
                 answers[number] = text
                 yield list(answers)
-
-    def answer(self, values: list[str]) -> list[str]:
-        """Every side's final answer to the row `values` make."""
-        answers = [""] * len(self.sides)
-        for texts in self.stream(values):
-            answers = texts
-        return answers

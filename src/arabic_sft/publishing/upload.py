@@ -75,6 +75,16 @@ def choose_run(recipe: Recipe, seed: int | None) -> TrainedRun:
     )
 
 
+def trained_run(config: str, seed: int | None) -> tuple[Recipe, TrainedRun]:
+    """(the recipe file `config`, its finished training: `choose_run`'s), for the stages that use a trained model."""
+    from arabic_sft.recipe import load_recipe
+
+    recipe = load_recipe(["--config", config])
+    if recipe.name is None:
+        raise UserError("--config: give a recipe file")
+    return recipe, choose_run(recipe, seed)  # a recipe never trained, a seed not trained: one line
+
+
 def check_hub_id(hub_id: str | None) -> str:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 

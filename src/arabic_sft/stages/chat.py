@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, run_cli
 
 
 PAGE_CSS = """
@@ -133,39 +133,27 @@ def build_page(recipe, answering, split: str = "test"):
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Serve the page as `args` (this stage's command line) say, until stopped; writes nothing."""
-    from arabic_sft.publishing.upload import choose_run
-    from arabic_sft.recipe import load_recipe
-    from arabic_sft.stages.serve import port_is_free
+    from arabic_sft.publishing.upload import trained_run
+    from arabic_sft.runtime.ports import check_port
+    from arabic_sft.runtime.preemption import StopRequest
 
-    if not 0 < args.port < 65536:
-        raise UserError(f"--port {args.port}: give a port from 1 to 65535")
-    if not port_is_free(args.port):
-        raise UserError(f"port {args.port} is in use on 127.0.0.1: give another (PORT=7861)")
-    recipe = load_recipe(["--config", args.config])
-    if recipe.name is None:
-        raise UserError("--config: give a recipe file")
-    trained = choose_run(recipe, args.seed)  # a recipe never trained, a seed not trained: one line
+    check_port(args.port)
+    recipe, trained = trained_run(args.config, args.seed)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing sent outside this machine
     answering = answerer(args.config, recipe, trained, args.split)
     page = build_page(recipe, answering, args.split)
-    stop = {"signal": None}
-
-    def request_stop(signum, frame):
-        stop["signal"] = signum
-
-    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    stop = StopRequest("stopping the page")
     try:
         page.queue(default_concurrency_limit=1)  # one answer at a time: the models are shared
         page.launch(server_name="127.0.0.1", server_port=args.port, prevent_thread_lock=True, quiet=True,
                     ssr_mode=False, css=PAGE_CSS, footer_links=["api"])  # fmt: skip
         print(f"chat with {trained.display} at http://127.0.0.1:{args.port}/ (Ctrl-C stops it)", flush=True)
-        while stop["signal"] is None:
+        while not stop.requested:
             time.sleep(0.2)
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        stop.close()
         page.close()
-    print(f"stopped the chat page ({signal.Signals(stop['signal']).name})", file=sys.stderr)
+    print(f"stopped the chat page ({signal.Signals(stop.signal).name})", file=sys.stderr)
     return []
 
 

@@ -19,10 +19,9 @@ from pathlib import Path
 
 from arabic_sft.generation.answering import eval_decoding
 from arabic_sft.publishing.card import build_card
-from arabic_sft.publishing.upload import choose_run, merged_model
-from arabic_sft.recipe import load_recipe
+from arabic_sft.publishing.upload import merged_model, trained_run
 from arabic_sft.runs import CARD, RunFolder, not_made_by
-from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, run_cli
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import build_manifest, now, read_json, write_json_atomic
 
@@ -43,10 +42,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Export as `args` (this stage's command line) say; what it wrote: the folder."""
-    recipe = load_recipe(["--config", args.config])
-    if recipe.name is None:
-        raise UserError("--config: give a recipe file")
-    return [exported(recipe, choose_run(recipe, args.seed), args.overwrite)]
+    return [exported(*trained_run(args.config, args.seed), args.overwrite)]
 
 
 def exported(recipe, trained, overwrite: bool = False) -> Path:

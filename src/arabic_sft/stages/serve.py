@@ -17,7 +17,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ import urllib.request
 from pathlib import Path
 
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+from arabic_sft.runtime.ports import check_port, port_is_free  # noqa: F401 (port_is_free: the tests' probe)
+from arabic_sft.runtime.preemption import StopRequest
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -34,18 +35,6 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8000, help="on 127.0.0.1 (default 8000)")
     parser.add_argument("--startup_timeout", type=float, default=300, help="seconds to wait for the server")
     return parser
-
-
-def port_is_free(port: int) -> bool:
-    """Whether nothing listens on 127.0.0.1:`port` (connections of a server just stopped, in TIME_WAIT, don't count:
-    the server binds with SO_REUSEADDR too)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def first_request(recipe, folder: Path, decoding: dict) -> tuple[str, dict]:
@@ -70,17 +59,12 @@ def first_request(recipe, folder: Path, decoding: dict) -> tuple[str, dict]:
 def run(args: argparse.Namespace) -> list[Path]:
     """Serve as `args` (this stage's command line) say, until stopped; writes nothing but make export's folder."""
     from arabic_sft.generation.answering import eval_decoding
-    from arabic_sft.publishing.upload import choose_run
-    from arabic_sft.recipe import load_recipe
+    from arabic_sft.publishing.upload import trained_run
     from arabic_sft.runs import RunFolder
     from arabic_sft.stages import export
 
-    if not 0 < args.port < 65536:
-        raise UserError(f"--port {args.port}: give a port from 1 to 65535")
-    if not port_is_free(args.port):
-        raise UserError(f"port {args.port} is in use on 127.0.0.1: give another (PORT=8001)")
-    recipe = load_recipe(["--config", args.config])
-    trained = choose_run(recipe, args.seed)  # a recipe never trained, a seed not trained: one line
+    check_port(args.port)
+    recipe, trained = trained_run(args.config, args.seed)
     folder = export.exported(recipe, trained).resolve()
     decoding = eval_decoding(RunFolder(trained.results))
     route, body = first_request(recipe, folder, decoding)
@@ -90,16 +74,11 @@ def run(args: argparse.Namespace) -> list[Path]:
                "--port", str(args.port), "--device", "cuda" if torch.cuda.is_available() else "cpu"]  # fmt: skip
     print(f"+ {shlex.join(command)}", file=sys.stderr, flush=True)
     server = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})
-    stop = {"signal": None}
-
-    def request_stop(signum, frame):
-        stop["signal"] = signum
-
-    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    stop = StopRequest("stopping the server")
     try:
         url = f"http://127.0.0.1:{args.port}/v1"
         started = time.monotonic()
-        while stop["signal"] is None:
+        while not stop.requested:
             if server.poll() is not None:
                 raise UserError(f"transformers serve stopped (exit {server.returncode}) before it answered")
             try:
@@ -109,7 +88,7 @@ def run(args: argparse.Namespace) -> list[Path]:
                 if time.monotonic() - started > args.startup_timeout:
                     raise UserError(f"transformers serve did not answer within {args.startup_timeout:.0f} s") from None
                 time.sleep(0.5)
-        if stop["signal"] is None:
+        if not stop.requested:
             curl = shlex.join(["curl", f"{url}{route}", "-H", "Content-Type: application/json", "-d",
                                json.dumps(body, ensure_ascii=False)])  # fmt: skip
             print(f"serving {trained.display} at {url} (OpenAI-compatible; model name: {folder})", flush=True)
@@ -117,11 +96,10 @@ def run(args: argparse.Namespace) -> list[Path]:
             if route == "/completions":
                 print("a plain-prompt model (no chat template): /v1/chat/completions refuses its requests", flush=True)
             print("Ctrl-C stops the server", flush=True)
-        while stop["signal"] is None and server.poll() is None:
+        while not stop.requested and server.poll() is None:
             time.sleep(0.2)
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        stop.close()
         if server.poll() is None:
             server.terminate()
             try:
@@ -129,8 +107,8 @@ def run(args: argparse.Namespace) -> list[Path]:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
-    if stop["signal"] is not None:
-        print(f"stopped the server ({signal.Signals(stop['signal']).name})", file=sys.stderr)
+    if stop.requested:
+        print(f"stopped the server ({signal.Signals(stop.signal).name})", file=sys.stderr)
         return []
     raise UserError(f"transformers serve stopped (exit {server.returncode})")
 

@@ -89,7 +89,7 @@ chat: setup
 	$(CLI) chat $(RECIPE) $(call opt,--seed,$(SEED)) $(call opt,--port,$(PORT))
 data-check: setup
 	$(CLI) data-check $(RECIPE)
-bench: setup data
+bench: setup data browser
 	$(CLI) bench
 # The GPU figures (random-weight ALLaM-7B / Jais-256m shapes; needs a CUDA GPU): results/bench/gpu-*.{json,md,log}.
 bench-gpu: setup data

@@ -247,3 +247,14 @@ class ScriptedJudge:
                         store(index, json.dumps(reply))
 
         return Scripted(max_new_tokens=8)
+
+
+def examples_ready(driver, timeout: int = 60):
+    """Wait until the report's examples browser has drawn its rows after the last action (its script sets
+    `data-examples="ready"` on the body once a page is drawn, "busy" at each change)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout, poll_frequency=0.05).until(
+        lambda page: page.execute_script("return document.body.getAttribute('data-examples')") == "ready"
+    )
+    return driver

@@ -9,7 +9,16 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ATTACK, EXACT, ROOT, SAMPLE_FILES, assert_one_error_line, run_in_this_process, write_recipe
+from helpers import (
+    ATTACK,
+    EXACT,
+    ROOT,
+    SAMPLE_FILES,
+    assert_one_error_line,
+    examples_ready,
+    run_in_this_process,
+    write_recipe,
+)
 
 
 pytestmark = pytest.mark.slow  # make test-fast skips this file
@@ -29,7 +38,7 @@ def browser():
 @pytest.fixture(scope="module")
 def opened(report, browser):
     browser.get(report[1].resolve().as_uri())
-    return browser
+    return examples_ready(browser)
 
 
 def test_the_report_opens_from_disk_with_no_console_error_and_no_network_request(report, opened):
@@ -76,21 +85,27 @@ def test_sorting_by_improvement_puts_the_most_improved_row_first_and_filters_nar
     gains = (tuned["rougeL"] - base["rougeL"]).to_numpy()
     most = int(np.flatnonzero(gains == gains.max())[0]) + 1  # ties: the first in test order
     Select(opened.find_element(By.ID, "sort")).select_by_value("rougeL")
+    examples_ready(opened)
     first = opened.find_elements(By.CSS_SELECTOR, "#examples tr.example")[0]
     assert int(first.get_attribute("data-number")) == most and gains.max() > 0
     Select(opened.find_element(By.ID, "sort")).select_by_value("-rougeL")
+    examples_ready(opened)
     first = opened.find_elements(By.CSS_SELECTOR, "#examples tr.example")[0]
     assert int(first.get_attribute("data-number")) == int(np.flatnonzero(gains == gains.min())[0]) + 1
 
     groups = pd.read_csv(SAMPLE_FILES["medical_qa"])["Category"]
     Select(opened.find_element(By.ID, "group")).select_by_value(groups.iloc[0])
+    examples_ready(opened)
     visible = [row for row in opened.find_elements(By.CSS_SELECTOR, "#examples tr.example") if row.is_displayed()]
     assert len(visible) == (groups == groups.iloc[0]).sum()
     Select(opened.find_element(By.ID, "group")).select_by_value("")
     opened.find_element(By.ID, "search").send_keys("alert(1)")
+    examples_ready(opened)
     visible = [row for row in opened.find_elements(By.CSS_SELECTOR, "#examples tr.example") if row.is_displayed()]
     assert [row.get_attribute("data-number") for row in visible] == ["1"]
     opened.find_element(By.ID, "search").clear()
+    opened.execute_script("document.getElementById('search').dispatchEvent(new Event('input'))")
+    examples_ready(opened)
 
 
 def test_the_judge_scores_are_shown_beside_each_answer_and_rows_sort_by_them(opened):
@@ -99,12 +114,14 @@ def test_the_judge_scores_are_shown_beside_each_answer_and_rows_sort_by_them(ope
 
     assert "Judge: correctness" in opened.find_element(By.ID, "metrics").text
     Select(opened.find_element(By.ID, "sort")).select_by_value("judge_correctness")
-    rows = opened.find_elements(By.CSS_SELECTOR, "#examples tr.example")
+    rows = examples_ready(opened) and opened.find_elements(By.CSS_SELECTOR, "#examples tr.example")
     assert [int(row.get_attribute("data-number")) for row in rows[:3]] == [i + 1 for i in EXACT]  # +3, ties in order
     assert "Judge: correctness 5.000" in rows[0].text and "Judge: correctness 2.000" in rows[0].text  # tuned, base
     Select(opened.find_element(By.ID, "sort")).select_by_value("-judge_correctness")
+    examples_ready(opened)
     assert opened.find_elements(By.CSS_SELECTOR, "#examples tr.example")[0].get_attribute("data-number") == "1"
     Select(opened.find_element(By.ID, "sort")).select_by_value("")
+    examples_ready(opened)
 
 
 def test_the_report_shows_the_comparison_the_groups_the_plots_and_its_provenance(report, opened):
@@ -153,7 +170,7 @@ def test_answers_without_spaces_stay_in_their_cells_and_the_page_needs_no_horizo
         result = subprocess.run([sys.executable, str(ROOT / "scripts" / step[0]), *step[1:]], cwd=folder,
                                 capture_output=True, text=True)  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
-    browser.get((results / "report.html").resolve().as_uri())
+    examples_ready(browser.get((results / "report.html").resolve().as_uri()) or browser)
     width = browser.execute_script("return document.documentElement.clientWidth")
     assert browser.execute_script("return document.documentElement.scrollWidth") <= width  # at 1400 px
     metrics = browser.find_element(By.ID, "metrics")

@@ -170,3 +170,11 @@ def test_general_ability_of_an_earlier_training_or_another_model_is_not_this_mod
     assert results.stale_general("tuned", results.seed(1).model).startswith("evaluated by")  # a seed's model: not it
     assert results.stale_general("base", "org/other") == "evaluated by org/base, not org/other"
     assert RecipeResults("none", root=tmp_path).stale_general("tuned", model) is None  # not evaluated: nothing stale
+
+
+def test_the_checkpoint_folder_prefix_is_transformers_own():
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    from arabic_sft.training import checkpoints
+
+    assert checkpoints.PREFIX_CHECKPOINT_DIR == PREFIX_CHECKPOINT_DIR

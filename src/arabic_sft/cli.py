@@ -278,8 +278,10 @@ def bench(options: argparse.Namespace) -> None:
     step([sys.executable, script("make_tiny_model"), "--config", "recipes/demo.yaml", "--out", "models/bench-llama",
           "--vocab_size", "4000", "--hidden_size", "256", "--num_layers", "4", "--num_heads", "4"])  # fmt: skip
     step([sys.executable, script("benchmark"), "--config", "recipes/demo.yaml", "--model", "models/bench-llama"])
-    # (its --out: the benchmark's default, results/bench/cpu.json); then the data check at 10k, 30k, 100k rows
+    # (its --out: the benchmark's default, results/bench/cpu.json); then the data check at 10k, 30k, 100k rows, and
+    # score, compare and report (and the page in chromium) at 1k, 10k, 100k test rows
     step([sys.executable, script("bench_data_check")])
+    step([sys.executable, script("bench_eval")])
 
 
 STAGES = {
@@ -367,7 +369,8 @@ def parser() -> argparse.ArgumentParser:
     add("data", "the real Yemeni proverbs into data/yemeni_proverbs/ ($SHARED_DATA's copy, else GitHub), checked",
         recipe=False)  # fmt: skip
     add("bench", "the CPU benchmark, the seed way against ours: results/bench/cpu.{json,md}; the data check at "
-        "scale: results/bench/data_check.{json,md}", recipe=False)  # fmt: skip
+        "scale: results/bench/data_check.{json,md}; evaluation at scale: results/bench/eval.{json,md}",
+        recipe=False)  # fmt: skip
     return main
 
 

@@ -4,6 +4,7 @@ from disk with nothing fetched (figures as PNG data URIs, the page's own CSS and
 runs' files goes through Jinja2's autoescaping: a model's answer that holds `</script>` or HTML is text."""
 
 import base64
+import gzip
 import io
 import json
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from arabic_sft.runs import LOG_HISTORY, MANIFEST, TRAINER_STATE, RecipeResults, beside
 from arabic_sft.runtime.errors import UserError
@@ -94,12 +96,27 @@ def prompt_columns(recipe) -> set[str]:
     return {name.lower() for name in placeholders} | {str(output.get(name, name)).lower() for name in placeholders}
 
 
+# Test rows a packed part of the examples holds: the first page is drawn from the first part alone, and the others
+# are unpacked when a page, a sort or a search needs them.
+PART_ROWS = 2000
+
+
+def packed(data: bytes) -> Markup:
+    """`data` gzipped and base64-encoded, for the browser's own `DecompressionStream` to unpack: a page of 100,000
+    rows stays a few times smaller than its CSVs, and base64 holds no character that could end a <script> element
+    (`A-Z a-z 0-9 + / =` only)."""
+    return Markup(base64.b64encode(gzip.compress(data, compresslevel=6, mtime=0)).decode("ascii"))
+
+
 def examples(
     tuned: Run, baseline: Run, others: list[Run], labels: list[str] | None, hidden: frozenset[str] = frozenset()
-) -> tuple[list[str], list[dict]]:
-    """(the metrics the rows can be sorted by, one row per test example: inputs, reference, every run's answer with
-    its scores, the fine-tuned − baseline difference per metric). `hidden`: columns (lowercase) that are not inputs
-    (the group column when the prompt does not use it: it has a column of its own)."""
+) -> dict:
+    """Every test example, for the page's examples browser: `meta` (the input columns, the runs, the metrics the rows
+    sort by, the groups, each row's group), `scores` (every run's per-example score of each metric, float64,
+    run-major then metric then row: what the page sorts by and shows, the fine-tuned − baseline difference computed
+    from them) and `parts` (each PART_ROWS rows' texts as JSON: inputs, reference, each run's answer), packed.
+    `hidden`: columns (lowercase) that are not inputs (the group column when the prompt does not use it: it has a
+    column of its own). Texts reach the page only as data that its script puts in `textContent`: never markup."""
     predictions = beside(tuned.path, "predictions").with_suffix(".csv")
     frame, columns = prediction_rows(predictions)
     if len(frame) != len(tuned.references):
@@ -109,29 +126,31 @@ def examples(
     keys = [key for key in (*EXAMPLE_METRICS, *sorted(k for k in tuned.scores if k.startswith("judge_")))
             if key in tuned.scores and key in baseline.scores]  # fmt: skip
     runs = [tuned, baseline, *others]
-    rows = []
-    for index in range(len(frame)):
-
-        def text(value) -> dict:
-            value = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
-            return {"text": value, "folded": len(value) > FOLD_CHARACTERS, **direction(value)}
-
-        answers = []
-        for run in runs:
-            scores = {label(key): run.scores[key][index] for key in keys if key in run.scores}
-            shown = {name: ("n/a" if np.isnan(value) else f"{value:.3f}") for name, value in scores.items()}
-            answer = text(run.predictions[index] if run.predictions else "")
-            answers.append({"run": run.name, **answer, "scores": shown})
-        gains = {key: tuned.scores[key][index] - baseline.scores[key][index] for key in keys}
-        rows.append({
-            "number": index + 1,
-            "group": labels[index] if labels else "",
-            "inputs": [{"name": name, **text(frame.iloc[index][name])} for name in inputs],
-            "reference": text(frame.iloc[index][columns["reference"]]),
-            "answers": answers,
-            "gains": {key: "" if np.isnan(value) else f"{value:.6f}" for key, value in gains.items()},
-        })  # fmt: skip
-    return keys, rows
+    n = len(frame)
+    texts = [frame[name].fillna("").astype(str).tolist() for name in [*inputs, columns["reference"]]]
+    texts += [list(run.predictions) if run.predictions else [""] * n for run in runs]
+    scores = np.full((len(runs), len(keys), n), np.nan)
+    for r, run in enumerate(runs):
+        for k, key in enumerate(keys):
+            if key in run.scores:
+                scores[r, k] = run.scores[key]
+    groups = list(dict.fromkeys(labels)) if labels else []
+    codes = {group: code for code, group in enumerate(groups)}
+    meta = {
+        "rows": n,
+        "inputs": inputs,
+        "runs": [run.name for run in runs],
+        "keys": keys,
+        "labels": [label(key) for key in keys],
+        "groups": groups,
+        "group_of": [codes[group] for group in labels] if labels else [],
+        "part_rows": PART_ROWS,
+        "fold": FOLD_CHARACTERS,
+    }
+    parts = [packed(json.dumps([list(row) for row in zip(*(column[start : start + PART_ROWS] for column in texts))],
+                               ensure_ascii=False).encode("utf-8"))
+             for start in range(0, n, PART_ROWS)]  # fmt: skip
+    return {"meta": meta, "scores": packed(scores.astype("<f8").tobytes()), "parts": parts}
 
 
 def provenance(recipe_path: Path, output_dir: Path, runs: list[Run]) -> dict:
@@ -201,7 +220,7 @@ def build_report(recipe_path: Path, split: str, group_column: str | None, resamp
                   "names": list(dict.fromkeys(row["group"] for row in group_table))}  # fmt: skip
     group = (group_column or "").lower()
     hidden = frozenset({group} - prompt_columns(recipe.args)) if labels is not None else frozenset()
-    sort_keys, rows = examples(tuned, baseline, shots, labels, hidden)
+    rows = examples(tuned, baseline, shots, labels, hidden)
     general = general_rows(RecipeResults(name), recipe.fields, tuned.seeds, resamples, seed)
     output_dir = Path(recipe.fields.output_dir or "")
     if tuned.seeds:  # several seeds: the first seed's training log and model (each seed's run is in its folder)
@@ -228,7 +247,6 @@ def build_report(recipe_path: Path, split: str, group_column: str | None, resamp
         },
         groups=groups,
         general=general,
-        sort_keys=[{"key": key, "label": label(key)} for key in sort_keys],
-        rows=rows,
+        examples=rows,
         provenance=provenance(recipe_path, output_dir, [baseline, *runs]),
     )

@@ -13,8 +13,6 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
 
 PACKAGES = (
     "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "deepspeed", "tokenizers",
@@ -54,6 +52,8 @@ def git_commit() -> str | None:
 
 
 def device_description() -> str:
+    import torch  # here, not at the top: the stages' worker processes import this module and need no torch
+
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from arabic_sft.scoring.scored import Run, check_same_examples, metric_keys
-from arabic_sft.stats import interval, paired_p_value, resample_indices, resampled_means, seed_share, two_level
+from arabic_sft.stats import Bootstrap, interval, paired_p_value, seed_share, two_level
 
 
 # A group with fewer rows than this gets its means but no interval or p-value: a bootstrap over a handful of rows
@@ -24,12 +24,25 @@ def compare(runs: list[Run], baseline: Run, resamples: int = 1000, seed: int = 0
     scored = [run for run in [baseline, *runs] if run.references is not None]
     if scored:
         check_same_examples(scored)
-    n = len(scored[0].references) if scored else 0
-    indices = resample_indices(n, resamples, seed) if n else None
     seeded = {run.name: np.random.default_rng([seed, 1]).integers(0, len(run.seeds), (resamples, len(run.seeds)))
               for run in runs if run.seeds}  # fmt: skip
-    rows = []
     keys = metric_keys(key for run in [baseline, *runs] for key in run.metrics)
+    # Every column whose resampled means a row needs (a run's scores, each seed's, their differences from the
+    # baseline's), averaged over the resamples in one pass.
+    columns: dict[tuple, np.ndarray] = {}
+    for run in [baseline, *runs]:
+        for key in keys:
+            if key not in run.scores:
+                continue
+            differs = run is not baseline and key in baseline.scores and run.metrics.get(key) is not None
+            differs = differs and baseline.metrics.get(key) is not None
+            parts = [seed_run.scores[key] for seed_run in run.seeds] if run.name in seeded else [run.scores[key]]
+            for part, values in enumerate(parts):
+                columns[(run.name, key, "value", part)] = values
+                if differs:
+                    columns[(run.name, key, "diff", part)] = values - baseline.scores[key]
+    means = resampled(columns, len(scored[0].references) if scored else 0, resamples, seed)
+    rows = []
     for run in [baseline, *runs]:
         for key in keys:
             value = run.metrics.get(key)
@@ -53,9 +66,9 @@ def compare(runs: list[Run], baseline: Run, resamples: int = 1000, seed: int = 0
             if key in run.scores:
                 stacked = np.stack([seed_run.scores[key] for seed_run in run.seeds]) if seeds else None
                 samples = (
-                    two_level(stacked, indices, seeded[run.name])["both"]
+                    two_level(stacked, means[(run.name, key, "value")], seeded[run.name])["both"]
                     if seeds
-                    else resampled_means(run.scores[key], indices)
+                    else means[(run.name, key, "value")][:, 0]
                 )
                 row["ci_low"], row["ci_high"] = interval(samples, level)
             if run is not baseline and value is not None and baseline.metrics.get(key) is not None:
@@ -67,16 +80,28 @@ def compare(runs: list[Run], baseline: Run, resamples: int = 1000, seed: int = 0
                         by_row = np.nanmean(differences, axis=0) if seeds else differences  # seeds averaged
                     observed = float(np.nanmean(by_row)) if not np.isnan(by_row).all() else np.nan
                     if seeds:
-                        parts = two_level(differences, indices, seeded[run.name])
+                        parts = two_level(differences, means[(run.name, key, "diff")], seeded[run.name])
                         samples, row["seed_share"] = parts["both"], seed_share(parts)
                     else:
-                        samples = resampled_means(differences, indices)
+                        samples = means[(run.name, key, "diff")][:, 0]
                     row["diff"] = observed  # paired: over the examples where both runs have a score
                     row["diff_ci_low"], row["diff_ci_high"] = interval(samples, level)
                     row["p_value"] = paired_p_value(samples, observed)
             if value is not None or key in run.scores:
                 rows.append(row)
     return pd.DataFrame(rows)
+
+
+def resampled(columns: dict[tuple, np.ndarray], n: int, resamples: int, seed: int) -> dict[tuple, np.ndarray]:
+    """The bootstrap means of `columns` ((run, metric, kind, part) -> per-example values) over the resamples of `n`
+    rows drawn with `seed`: (run, metric, kind) -> resamples x parts (a part: one seed's run, or the run itself)."""
+    if not columns:
+        return {}
+    averaged = Bootstrap(n, resamples, seed).means(np.column_stack(list(columns.values())))
+    means: dict[tuple, list] = {}
+    for position, (run, key, kind, _) in enumerate(columns):
+        means.setdefault((run, key, kind), []).append(averaged[:, position])
+    return {name: np.stack(parts, axis=1) for name, parts in means.items()}
 
 
 def compare_groups(

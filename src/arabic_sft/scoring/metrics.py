@@ -45,17 +45,21 @@ class UnicodeWordTokenizer(Tokenizer):
 
 
 def bleu_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[str, list[float]]:
-    """Sentence BLEU-1/2/4 per example: nltk `sentence_bleu` with smoothing method4 (as SHEFAA), NLTK word tokens."""
+    """Sentence BLEU-1/2/4 per example: nltk `sentence_bleu` with smoothing method4 (as SHEFAA), NLTK word tokens;
+    the three weights in one call (nltk counts the n-grams once; the same figures as three calls)."""
     tokenizer = NLTKWordTokenizer()
     smoothing = SmoothingFunction().method4
+    weights = list(BLEU_WEIGHTS.values())
     scores = {name: [] for name in BLEU_WEIGHTS}
     for prediction, reference in zip(predictions, references, strict=True):
         hypothesis, gold = tokenizer.tokenize(prediction), tokenizer.tokenize(reference)
-        for name, weights in BLEU_WEIGHTS.items():
-            score = (
-                sentence_bleu([gold], hypothesis, weights=weights, smoothing_function=smoothing) if hypothesis else 0.0
-            )
-            scores[name].append(float(score))
+        values = (
+            sentence_bleu([gold], hypothesis, weights=weights, smoothing_function=smoothing)
+            if hypothesis
+            else [0.0] * len(weights)
+        )
+        for name, value in zip(BLEU_WEIGHTS, values, strict=True):
+            scores[name].append(float(value))
     return scores
 
 
@@ -154,17 +158,35 @@ def mean(values: Sequence[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def corpus_scores(predictions: Sequence[str], references: Sequence[str]) -> tuple[dict[str, float], dict[str, str]]:
-    """sacreBLEU's corpus BLEU and chrF++ (on its 0-100 scale, as papers report them) and their signatures, which say
-    exactly how they were computed (tokenizer, smoothing, version) so that figures compare across papers."""
+def corpus_metrics() -> dict:
+    """sacreBLEU's corpus BLEU and chrF++ (word_order=2), as `corpus_scores` computes them."""
     from sacrebleu.metrics import BLEU, CHRF
 
-    bleu, chrf = BLEU(), CHRF(word_order=2)  # word_order=2: chrF++
-    scores = {
-        "sacrebleu": bleu.corpus_score(list(predictions), [list(references)]).score,
-        "chrf": chrf.corpus_score(list(predictions), [list(references)]).score,
-    }
-    return scores, {"sacrebleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}
+    return {"sacrebleu": BLEU(), "chrf": CHRF(word_order=2)}
+
+
+def corpus_statistics(predictions: Sequence[str], references: Sequence[str]) -> tuple[dict[str, list], dict[str, str]]:
+    """(each example's sufficient statistics for sacreBLEU's corpus BLEU and chrF++: n-gram matches and totals, the
+    metrics' signatures). The corpus scores are computed from the statistics' sums, so examples can be counted in
+    parts and summed. (sacreBLEU's own `_extract_corpus_statistics`, the first half of its `corpus_score`: it has no
+    public call for it.)"""
+    statistics, signatures = {}, {}
+    for name, metric in corpus_metrics().items():
+        statistics[name] = metric._extract_corpus_statistics(list(predictions), [list(references)])
+        signatures[name] = str(metric.get_signature())  # (it knows the number of references once it has counted)
+    return statistics, signatures
+
+
+def corpus_scores(
+    predictions: Sequence[str], references: Sequence[str], counted: tuple[dict, dict] | None = None
+) -> tuple[dict[str, float], dict[str, str]]:
+    """sacreBLEU's corpus BLEU and chrF++ (on its 0-100 scale, as papers report them) and their signatures, which say
+    exactly how they were computed (tokenizer, smoothing, version) so that figures compare across papers.
+    `counted`: the examples' `corpus_statistics`, when counted already (in parts: `score_texts`); the figures are
+    sacreBLEU's `corpus_score`, whose second half (`_aggregate_and_compute`) this is."""
+    statistics, signatures = counted or corpus_statistics(predictions, references)
+    scores = {name: metric._aggregate_and_compute(statistics[name]).score for name, metric in corpus_metrics().items()}
+    return scores, signatures
 
 
 def sentence_chrf(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
@@ -186,6 +208,64 @@ def text_scores(
         "arabic_ratio": [arabic_share(text) for text in predictions],
         "empty": [not text.strip() for text in predictions],
     }
+
+
+def scored_part(part: tuple[list[str], list[str], str]) -> tuple[dict[str, list], tuple[dict, dict]]:
+    """One part of `score_texts`: the part's per-example scores and its corpus statistics (a worker's task)."""
+    predictions, references, rouge_tokenizer = part
+    return text_scores(predictions, references, rouge_tokenizer), corpus_statistics(predictions, references)
+
+
+# Rows a worker scores at a time: a few seconds of work, so that the parts spread evenly over the workers and the
+# progress bar moves; fewer rows than two parts are scored in this process (starting a worker costs ~1 s).
+PART_ROWS = 1000
+
+
+def score_texts(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    rouge_tokenizer: str = "arabic",
+    workers: int = 1,
+    part_rows: int = PART_ROWS,
+) -> tuple[dict[str, list], dict[str, float], dict[str, str]]:
+    """(per-example `text_scores`, sacreBLEU's corpus BLEU and chrF++, their signatures), the rows scored in parts
+    of `part_rows` spread over `workers` processes. Every per-example score is a function of its row alone and the
+    corpus scores are computed from the sum of the rows' statistics, so the figures are those of one process, by
+    construction. Hand-made for want of a library call: neither nltk, rouge_score nor sacreBLEU spreads over cores."""
+    from tqdm.auto import tqdm
+
+    predictions, references = list(predictions), list(references)
+    parts = [(predictions[start : start + part_rows], references[start : start + part_rows], rouge_tokenizer)
+             for start in range(0, len(predictions), part_rows)]  # fmt: skip
+    workers = max(1, min(workers, len(parts)))
+    bar = tqdm(total=len(predictions), desc="scoring", unit="rows", disable=len(parts) < 2)
+    if workers == 1:
+        done = map(scored_part, parts)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))  # no torch forked
+        done = pool.map(scored_part, parts)  # in order
+    per_example: dict[str, list] = {}
+    statistics: dict[str, list] = {}
+    signatures: dict[str, str] = {}  # every part's are the same
+    try:
+        for (part_scores, (part_statistics, part_signatures)), part in zip(done, parts):
+            signatures = part_signatures
+            for key, values in part_scores.items():
+                per_example.setdefault(key, []).extend(values)
+            for key, values in part_statistics.items():
+                statistics.setdefault(key, []).extend(values)
+            bar.update(len(part[0]))
+    finally:
+        bar.close()
+        if workers > 1:
+            pool.shutdown(cancel_futures=True)
+    if not parts:
+        per_example = text_scores([], [], rouge_tokenizer)
+    corpus, signatures = corpus_scores(predictions, references, (statistics, signatures) if parts else None)
+    return per_example, corpus, signatures
 
 
 def summarize(per_example: dict[str, list]) -> dict[str, float | int | None]:

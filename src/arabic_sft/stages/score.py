@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from arabic_sft.data.leakage import normalize_arabic
 from arabic_sft.named import names
@@ -82,6 +81,13 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no_semantic_similarity", action="store_true", help="skip semantic similarity")
     parser.add_argument("--require_semantic_similarity", action="store_true", help="fail instead of recording null")
+    parser.add_argument(
+        "--num_workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="processes for the per-example metrics (default: this machine's cores; the figures are the same for "
+        "any number, by construction)",
+    )
     parser.add_argument("--batch_size", type=int, default=64, help="batch size of the embedding models")
     parser.add_argument("--device", help="for the embedding models (default: cuda when available, else cpu)")
     return parser
@@ -176,6 +182,16 @@ def run(options: argparse.Namespace) -> list[Path]:
         return score(options, predictions, references, inputs, started)
 
 
+def default_device(args) -> str:
+    """cuda when there is a GPU for the model-based metrics (batched there), else cpu; torch is imported only when a
+    model-based metric is asked (the scoring processes start without it)."""
+    if args.no_bertscore and args.no_semantic_similarity:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def main(argv: list[str] | None = None) -> list[Path]:
     return run(make_parser().parse_args(argv))
 
@@ -188,10 +204,14 @@ def score(args, predictions: list[str], references: list[str], inputs: dict, sta
     if args.normalize:
         predictions = [normalize_arabic(text) for text in predictions]
         references = [normalize_arabic(text) for text in references]
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or default_device(args)
     print(f"scoring {len(predictions)} examples")
 
-    per_example = metrics.text_scores(predictions, references, args.rouge_tokenizer)
+    if args.num_workers < 1:
+        raise UserError(f"--num_workers {args.num_workers}: give 1 or more")
+    per_example, corpus, signatures = metrics.score_texts(
+        predictions, references, args.rouge_tokenizer, args.num_workers
+    )
     if not args.no_bertscore:
         scores = optional_metric(
             "BERTScore",
@@ -216,11 +236,10 @@ def score(args, predictions: list[str], references: list[str], inputs: dict, sta
     summary = metrics.summarize(per_example)
     for warning in small_data_warnings(summary["n"], summary["empty_rate"]):
         print(f"warning: {warning}", file=sys.stderr)
-    corpus, signatures = metrics.corpus_scores(predictions, references)
     summary.update(corpus)
 
-    settings = {**inputs, **{key: value for key, value in vars(args).items() if key not in ("out",)}}
-    settings["device"] = device
+    settings = {**inputs, **{key: value for key, value in vars(args).items() if key not in ("out", "num_workers")}}
+    settings["device"] = device  # (not the workers: the figures are the same for any number)
     settings["signatures"] = signatures  # sacreBLEU's: how the corpus BLEU and chrF++ were computed
     settings["bertscore_computed"] = summary["bertscore_f1"] is not None
     settings["semantic_similarity_computed"] = summary["semantic_similarity"] is not None

@@ -6,14 +6,15 @@ import re
 import shutil
 from pathlib import Path
 
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
 from arabic_sft.runs import CARD, LOG_HISTORY, MANIFEST, TRAINER_STATE
 from arabic_sft.runtime.errors import UserError
 
 
 logger = logging.getLogger(__name__)
 
+# transformers.trainer_utils.PREFIX_CHECKPOINT_DIR (tests/test_runs.py checks it), written here: importing it costs
+# the comparison and the report ~7 s of transformers and peft imports.
+PREFIX_CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 # The Trainer writes the model, then optimizer/scheduler/RNG state, and trainer_state.json last: a checkpoint whose
 # trainer_state.json is missing or torn was being written when the process died.

@@ -38,10 +38,10 @@ EVAL_OPTS = --split $(SPLIT) $(call opt,--limit,$(LIMIT)) $(if $(OVERWRITE),--ov
 	$(call opt,--score_args,$(SCORE_ARGS)) $(call opt,--judge_args,$(JUDGE_ARGS))
 
 .PHONY: help setup data demo train eval baseline judge general sweep compare report publish export serve chat data-check browser bench bench-gpu \
-	lint format test test-fast clean
+	lint format test test-fast test-machines clean
 
 help:
-	@echo "make setup | demo | test | test-fast | lint | format | bench | bench-gpu | data | browser | clean"
+	@echo "make setup | demo | test | test-fast | test-machines | lint | format | bench | bench-gpu | data | browser | clean"
 	@echo "make data-check RECIPE=<name>: near-duplicate and contaminated rows (the recipe's deduplicate/decontaminate)"
 	@echo "make train RECIPE=<name> [SEEDS='1 2 3'] [ARGS='--field value'] [ACCELERATE_CONFIG=zero2] [LAUNCH_ARGS=...]"
 	@echo "make eval | baseline [SHOTS=K] | judge [PAIRWISE=run] | general [TASKS=...] | compare | report RECIPE=<name>"
@@ -109,11 +109,12 @@ browser:
 		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
 		$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q --no-install-recommends chromium chromium-driver; }
 
-# make test: lint, then every test (CI); make test-fast: the inner loop, without the tests marked slow.
+# make test: lint, then every test but several machines'; test-fast: the inner loop, without the slow ones; CI: both
 test: lint browser
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -m "not machines"
 test-fast: setup
-	$(PY) -m pytest tests -m "not slow"
-
+	$(PY) -m pytest tests -m "not slow and not machines"
+test-machines: setup
+	$(PY) -m pytest tests -m machines
 clean:
 	rm -rf $(VENV) models .pytest_cache

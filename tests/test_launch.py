@@ -6,6 +6,7 @@ What must change for a CPU is passed as launch overrides (`--num_processes`, `--
 the config files."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -51,24 +52,40 @@ def assert_same_training(output_dir: Path, reference: Path):
         torch.testing.assert_close(trained[name], expected[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.fixture(scope="module")
+def two_processes(tiny_llama, tmp_path_factory):
+    """One launcher with two CPU processes, 2 examples each a step (the global batch of the single process), per
+    launch config, run once for this file: config -> (the launch's result, its output_dir)."""
+    runs = {}
+
+    def run(config: str):
+        if config not in runs:
+            work = tmp_path_factory.mktemp(f"two-processes-{config}")
+            result = launch(config, 2, recipe(work / "r.yaml", tiny_llama, work / "out", batch_size=2))
+            runs[config] = (result, work / "out")
+        return runs[config]
+
+    return run
+
+
 @pytest.mark.parametrize(
     "config, distributed_type",
     # fsdp.yaml is not here: on a CPU, accelerate turns an FSDP launch into plain multi-CPU data parallel.
     [("ddp", "MULTI_CPU"), ("zero2", "DEEPSPEED"), ("zero3", "DEEPSPEED")],
 )
 def test_two_processes_train_like_one_with_the_same_global_batch(
-    config, distributed_type, tiny_llama, single_process, tmp_path
+    config, distributed_type, single_process, two_processes
 ):
-    result = launch(config, 2, recipe(tmp_path / "r.yaml", tiny_llama, tmp_path / "out", batch_size=2))
+    result, output_dir = two_processes(config)
     assert result.returncode == 0, result.stderr[-3000:]
-    manifest = json.loads((tmp_path / "out" / "run_manifest.json").read_text(encoding="utf-8"))
+    manifest = json.loads((output_dir / "run_manifest.json").read_text(encoding="utf-8"))
     assert manifest["config"]["launch"] == {
         "num_processes": 2,
         "distributed_type": distributed_type,
         "global_batch_size": 4,
     }
     assert result.stdout.count("{'loss':") == 6  # 12 examples / 4 a step x 2 epochs: both ranks took their half
-    assert_same_training(tmp_path / "out", single_process)  # and the saved model loads with from_pretrained
+    assert_same_training(output_dir, single_process)  # and the saved model loads with from_pretrained
 
 
 QLORA = [
@@ -125,3 +142,80 @@ def test_qlora_under_zero3_stores_4bit_weights_in_the_dtype_returning_a_new_mode
     with pytest.raises(UserError, match="bnb_4bit_quant_storage is uint8 but dtype is float32"):
         model_loading(ModelConfig(model_name_or_path="m", load_in_4bit=True, dtype="float32",
                                   bnb_4bit_quant_storage="uint8"), zero3)  # fmt: skip
+
+
+def launch_machines(config: str, recipe_path: Path, port: int, logs: Path, *overrides: str) -> list:
+    """Two machines on this host: two launchers (`--num_machines 2 --machine_rank 0|1`, one CPU process each) meeting
+    at 127.0.0.1 through torch's c10d rendezvous, as train_multinode.sbatch starts one per node. Their output goes to
+    logs/machine-R.log (a pipe read one machine after the other would fill and stall both)."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    def command(rank: int) -> list[str]:
+        return [sys.executable, "-m", "arabic_sft.training.launch",
+                "--config_file", str(ROOT / "accelerate_configs" / f"{config}.yaml"),
+                "--num_machines", "2", "--num_processes", "2", "--machine_rank", str(rank),
+                "--main_process_ip", "127.0.0.1", "--main_process_port", str(port), "--rdzv_backend", "c10d",
+                "--mixed_precision", "no", str(ROOT / "scripts" / "sft.py"), "--config", str(recipe_path),
+                *overrides]  # fmt: skip
+
+    environment = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def start(rank: int) -> subprocess.Popen:
+        return subprocess.Popen(command(rank), cwd=ROOT, stdout=(logs / f"machine-{rank}.log").open("w"),
+                                stderr=subprocess.STDOUT, env=environment)  # fmt: skip
+
+    # Machine 0 first, machine 1 once machine 0's rendezvous store listens: on one host both launchers take
+    # 127.0.0.1 for their own address and would race to host the store (on a cluster only the main node matches).
+    first = start(0)
+    deadline = time.monotonic() + 120
+    while not listening(port) and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return [first, start(1)]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.machines
+@pytest.mark.parametrize("config", ["ddp", "zero2"])
+def test_two_machines_on_this_host_train_exactly_like_one_launcher_with_two_processes(
+    config, tiny_llama, two_processes, tmp_path
+):
+    one, reference = two_processes(config)
+    assert one.returncode == 0, one.stderr[-3000:]
+    machines = launch_machines(config, recipe(tmp_path / "two.yaml", tiny_llama, tmp_path / "two", batch_size=2),
+                               free_port(), tmp_path)  # fmt: skip
+    try:
+        for rank, machine in enumerate(machines):
+            assert machine.wait(timeout=600) == 0, (tmp_path / f"machine-{rank}.log").read_text()[-3000:]
+    finally:  # a machine left waiting for the other would hold its port and CPU
+        for machine in machines:
+            machine.kill()
+            machine.wait()
+    two = tmp_path / "two"
+    assert losses(two) == losses(reference) and len(losses(two)) == 6  # exactly: the same seed, the same batches
+    print(f"{config}: two machines' losses {losses(two)} = one launcher's {losses(reference)}")
+    # written once, by machine 0's process, and complete: the model loads, the manifest names the launch
+    manifest = json.loads((two / "run_manifest.json").read_text(encoding="utf-8"))
+    assert manifest["config"]["launch"]["num_processes"] == 2 and "finished" in manifest
+    assert sorted(path.name for path in two.iterdir()) == sorted(path.name for path in reference.iterdir())
+    logs = [(tmp_path / f"machine-{rank}.log").read_text() for rank in (0, 1)]
+    assert sum(log.count("saved the trained model") for log in logs) == 1
+    assert AutoModelForCausalLM.from_pretrained(two).num_parameters() > 0

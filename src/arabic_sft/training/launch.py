@@ -209,7 +209,12 @@ def launch(argv: list[str]) -> int:
     except subprocess.CalledProcessError as error:
         codes = [error.returncode]
     except Exception as error:  # torch's ChildFailedError: processes failed and said why above
-        codes = sorted({failure.exitcode for failure in getattr(error, "failures", {}).values()}) or [1]
+        codes = sorted({failure.exitcode for failure in getattr(error, "failures", {}).values()})
+        if not codes:  # not a process's failure: the launch itself (the rendezvous, another machine gone)
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            said = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+            print(f"error: the launch failed: {said}", file=sys.stderr)
+            return 1
     else:
         return 0
     for said in (2, EXIT_STOPPED, EXIT_INTERRUPTED):  # a process already said what happened, in one line

@@ -219,3 +219,49 @@ def test_two_machines_on_this_host_train_exactly_like_one_launcher_with_two_proc
     logs = [(tmp_path / f"machine-{rank}.log").read_text() for rank in (0, 1)]
     assert sum(log.count("saved the trained model") for log in logs) == 1
     assert AutoModelForCausalLM.from_pretrained(two).num_parameters() > 0
+
+
+@pytest.mark.machines
+def test_sigterm_to_one_machine_stops_both_at_one_step_with_one_checkpoint_and_the_same_commands_resume(
+    tiny_llama, tmp_path
+):
+    import re
+    import signal
+
+    def long_recipe(name: str) -> Path:  # 30 epochs of 3 steps: time to be stopped in the middle
+        return cpu_recipe(tmp_path / f"{name}.yaml", tiny_llama, output_dir=str(tmp_path / name), num_train_epochs=30,
+                          per_device_train_batch_size=2, learning_rate=1e-3, logging_steps=1, seed=0)  # fmt: skip
+
+    reference = launch("ddp", 2, long_recipe("reference"))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    port = free_port()
+    machines = launch_machines("ddp", long_recipe("two"), port, tmp_path / "first")
+    try:
+        log = tmp_path / "first" / "machine-1.log"
+        deadline = time.monotonic() + 300
+        while log.read_text().count("{'loss':") < 5 and machines[1].poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        machines[1].send_signal(signal.SIGTERM)  # machine 1's launcher only
+        codes = [machine.wait(timeout=300) for machine in machines]
+    finally:
+        for machine in machines:
+            machine.kill()
+            machine.wait()
+    logs = [(tmp_path / "first" / f"machine-{rank}.log").read_text() for rank in (0, 1)]
+    assert codes[1] == 143 and codes[0] != 0, logs[0][-2000:]
+    stops = re.findall(r"stopped by SIGTERM after step (\d+)", "".join(logs))
+    assert len(stops) == 1, logs  # said once, by the main process, for both machines
+    checkpoints = sorted(path.name for path in (tmp_path / "two").glob("checkpoint-*"))
+    assert checkpoints == [f"checkpoint-{stops[0]}"] and 0 < int(stops[0]) < 90
+    assert (tmp_path / "two" / checkpoints[0] / "trainer_state.json").is_file()  # complete: written last
+
+    resumed = launch_machines("ddp", long_recipe("two"), free_port(), tmp_path / "again")
+    try:
+        for rank, machine in enumerate(resumed):
+            assert machine.wait(timeout=600) == 0, (tmp_path / "again" / f"machine-{rank}.log").read_text()[-3000:]
+    finally:
+        for machine in resumed:
+            machine.kill()
+            machine.wait()
+    assert losses(tmp_path / "two") == losses(tmp_path / "reference") and len(losses(tmp_path / "reference")) == 90
+    print(f"stopped after step {stops[0]} of 90; resumed losses equal the uninterrupted run's 90")

@@ -85,9 +85,11 @@ class SaveAndStopOnSigterm(TrainerCallback):
         self.stopped_at: int | None = None
 
     def on_step_end(self, args, state, control, **kwargs):
-        requested = torch.tensor(float(self.request.requested), device=self.accelerator.device)
-        if self.accelerator.num_processes > 1:
-            requested = self.accelerator.reduce(requested, reduction="sum")
+        requested = torch.tensor([float(self.request.signal or 0)], device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:  # the signal any process received (on another machine, maybe)
+            requested = self.accelerator.gather(requested).max()
+            if self.request.signal is None and requested.item() > 0:
+                self.request.signal = int(requested.item())  # this process stops for it too, and says which
         if requested.item() > 0:
             self.stopped_at = state.global_step
             control.should_save = True

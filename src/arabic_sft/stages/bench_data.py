@@ -114,7 +114,7 @@ def one_size(rows: int, seed: int) -> dict:
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Each size in its own process; what it wrote: the figures, JSON and markdown."""
-    from arabic_sft.runtime.manifest import build_manifest, now, write_json_atomic
+    from arabic_sft.runtime.manifest import now
 
     if any(rows < 100 for rows in args.rows):
         raise UserError("--rows: give 100 or more per size")
@@ -140,10 +140,6 @@ def run(args: argparse.Namespace) -> list[Path]:
             raise UserError(f"the data check of {rows} rows failed: {done.stderr.strip().splitlines()[-1:]}")
         figures.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"{rows:>7} training rows: {figures[-1]['seconds']} s, peak {figures[-1]['peak_rss_mb']} MB", flush=True)
-    out = Path(args.out) if args.out else RESULTS / "bench" / "data_check.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cpus = os.cpu_count()
-    write_json_atomic(out, build_manifest({"bench": {"sizes": figures, "cpus": cpus}}, [], started))
     lines = [
         "| training rows | test rows | seconds (read + check) | peak memory (MB) | pairs found |",
         "|---|---|---|---|---|",
@@ -152,6 +148,17 @@ def run(args: argparse.Namespace) -> list[Path]:
         found = ", ".join(f"{sum(where.values())} {kind}" for kind, where in figure["counts"].items())
         lines.append(f"| {figure['train_rows']:,} | {figure['test_rows']} | {figure['seconds']} | "
                      f"{figure['peak_rss_mb']} | {found} |")  # fmt: skip
+    out = Path(args.out) if args.out else RESULTS / "bench" / "data_check.json"
+    return write_figures(out, {"sizes": figures, "cpus": os.cpu_count()}, lines, started)
+
+
+def write_figures(out: Path, bench: dict, lines: list[str], started: str) -> list[Path]:
+    """A benchmark's figures: `bench` as JSON with the run's manifest, its table (`lines`) as markdown beside it and
+    on the terminal; the files written."""
+    from arabic_sft.runtime.manifest import build_manifest, write_json_atomic
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, build_manifest({"bench": bench}, [], started))
     out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
     return [out, out.with_suffix(".md")]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from arabic_sft.runs import RESULTS, RecipeResults
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
-from arabic_sft.stages.bench_data import sample_folder
+from arabic_sft.stages.bench_data import sample_folder, write_figures
 
 
 SIZES = (1_000, 10_000, 100_000)
@@ -178,7 +178,7 @@ def markdown(figures: list[dict]) -> list[str]:
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Each size in turn; what it wrote: the figures, JSON and markdown."""
-    from arabic_sft.runtime.manifest import build_manifest, now, write_json_atomic
+    from arabic_sft.runtime.manifest import now
 
     if any(rows < 100 for rows in args.rows):
         raise UserError("--rows: give 100 or more per size")
@@ -191,13 +191,8 @@ def run(args: argparse.Namespace) -> list[Path]:
         figures.append(one_size(rows, code, args.seed, args.open_timeout))
         print(markdown(figures)[-1], flush=True)
     out = Path(args.out) if args.out else RESULTS / "bench" / "eval.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     bench = {"sizes": figures, "cpus": os.cpu_count(), "code": str(code)}
-    write_json_atomic(out, build_manifest({"bench": bench}, [], started))
-    lines = markdown(figures)
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
-    return [out, out.with_suffix(".md")]
+    return write_figures(out, bench, markdown(figures), started)
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

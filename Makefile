@@ -30,14 +30,13 @@ PRIVATE ?=
 DRY_RUN ?=
 SEED ?=
 # Real data: linked from ../shared/data when it is there (SHARED_DATA=), else downloaded at a pinned commit.
-SHARED_DATA ?= ../shared/data
-export SHARED_DATA
+export SHARED_DATA ?= ../shared/data
 opt = $(if $(strip $(2)),$(1)="$(strip $(2))")
 EVAL_OPTS = --split $(SPLIT) $(call opt,--limit,$(LIMIT)) $(if $(OVERWRITE),--overwrite) \
 	$(call opt,--launch_args,$(LAUNCH_ARGS)) $(call opt,--generate_args,$(GENERATE_ARGS)) \
 	$(call opt,--score_args,$(SCORE_ARGS)) $(call opt,--judge_args,$(JUDGE_ARGS))
 
-.PHONY: help setup data demo train eval baseline judge general sweep compare report publish export serve chat data-check browser bench bench-gpu \
+.PHONY: help setup data demo train eval baseline judge general sweep compare report publish export serve chat data-check browser slurm bench bench-gpu \
 	lint format test test-fast test-machines clean
 
 help:
@@ -102,19 +101,20 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The browser tests need Debian's chromium and its WebDriver: installed here when missing (CI runs as root).
-browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
-		echo "installing chromium and chromium-driver (the report's browser test)"; \
-		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
-		$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q --no-install-recommends chromium chromium-driver; }
+# Debian packages for tests, installed when missing (CI runs as root): the browser's, and Slurm's (local_cluster.py)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser slurm: DEBS = $(if $(filter slurm,$@),slurm-wlm munge,chromium chromium-driver)
+browser slurm:
+	@for c in $(if $(filter slurm,$@),sbatch slurmctld slurmd munged,chromium chromedriver); do \
+		command -v $$c >/dev/null || missing=1; done; [ -z "$$missing" ] || { echo "installing $(DEBS) ($@ tests)"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $(DEBS); }
 
 # make test: lint, then every test but several machines'; test-fast: the inner loop, without the slow ones; CI: both
 test: lint browser
 	$(PY) -m pytest tests -m "not machines"
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow and not machines"
-test-machines: setup
+test-machines: setup slurm
 	$(PY) -m pytest tests -m machines
 clean:
 	rm -rf $(VENV) models .pytest_cache

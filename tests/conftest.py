@@ -42,6 +42,32 @@ def tests_write_only_under_temporary_directories():
 
 
 @pytest.fixture(scope="session")
+def slurm():
+    """A real Slurm cluster of two nodes on this host (Debian's slurm-wlm and munge: `make slurm`), started by the
+    project's own scripts/slurm/local_cluster.py in a folder of its own and stopped by its daemons' process ids at
+    the end: the environment that points sbatch, squeue and scontrol at it."""
+    import shutil
+    import sys
+    import tempfile
+
+    import psutil
+
+    folder = Path(tempfile.mkdtemp(prefix="arabic-sft-slurm-"))  # not under pytest's 0700 folders: munged checks
+    script = ROOT / "scripts" / "slurm" / "local_cluster.py"
+    started = subprocess.run([sys.executable, str(script), "start", str(folder), "--nodes", "2"], capture_output=True,
+                             text=True)  # fmt: skip
+    assert started.returncode == 0, started.stdout + started.stderr
+    daemons = [int(path.read_text().split()[0]) for path in [*folder.glob("*.pid"), folder / "munge" / "munged.pid"]]
+    assert len(daemons) == 4  # munged, slurmctld, two slurmd
+    yield {"SLURM_CONF": str(folder / "slurm.conf")}
+    stopped = subprocess.run([sys.executable, str(script), "stop", str(folder)], capture_output=True, text=True)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    running = [pid for pid in daemons if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    assert running == [], f"daemons left running: {running}"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     """A tiny Llama with a chat template (stands in for ALLaM), tokenizer trained on the proverbs sample."""
     return build_tiny_model("llama", sample_texts("proverbs"), tmp_path_factory.mktemp("tiny-llama"), vocab_size=600)

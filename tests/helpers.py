@@ -3,10 +3,12 @@ user would (in a subprocess or in this process), launching training, and the one
 
 import json
 import os
+import re
 import runpy
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import huggingface_hub.constants as hub_constants
@@ -258,3 +260,43 @@ def examples_ready(driver, timeout: int = 60):
         lambda page: page.execute_script("return document.body.getAttribute('data-examples')") == "ready"
     )
     return driver
+
+
+# A real Slurm (the `slurm` fixture: scripts/slurm/local_cluster.py): submit the project's sbatch scripts to it.
+def slurm_environment(slurm: dict, **variables: str) -> dict:
+    return {**os.environ, "TOKENIZERS_PARALLELISM": "false", **slurm, **variables}
+
+
+def sbatch(slurm: dict, script: str, *args, options=(), env: dict | None = None, cwd: Path = ROOT) -> str:
+    """Submit scripts/slurm/SCRIPT as a user would, with no GPU asked for and one CPU a task (a GPU cluster's
+    settings in the script's #SBATCH lines, overridden on the command line); returns the job id."""
+    command = ["sbatch", "--parsable", "--gres=none", "--cpus-per-task=1", *options,
+               str(ROOT / "scripts" / "slurm" / script), *map(str, args)]  # fmt: skip
+    result = subprocess.run(command, cwd=cwd, env=slurm_environment(slurm, **(env or {})), capture_output=True,
+                            text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().split(";")[0]
+
+
+def job_records(slurm: dict, job: str) -> list[str]:
+    """`scontrol show job` one line per job (an array's every task), as long as the controller keeps them."""
+    shown = subprocess.run(["scontrol", "show", "job", job, "-o"], env=slurm_environment(slurm), capture_output=True,
+                           text=True)  # fmt: skip
+    return [line for line in shown.stdout.splitlines() if line.startswith("JobId=")]
+
+
+def job_field(slurm: dict, job: str, name: str) -> str | None:
+    records = job_records(slurm, job)
+    found = re.search(rf"\b{name}=(\S*)", records[0]) if records else None
+    return found.group(1) if found else None
+
+
+def wait_for_job(slurm: dict, job: str, timeout: float = 600) -> list[str]:
+    """Each task's final state once none is pending or running (a hang fails after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = [re.search(r"JobState=(\w+)", record).group(1) for record in job_records(slurm, job)]
+        if states and not {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "SUSPENDED"} & set(states):
+            return states
+        time.sleep(0.5)
+    raise AssertionError(f"Slurm job {job} not finished within {timeout:.0f} s: {job_records(slurm, job)}")

@@ -146,8 +146,10 @@ def test_qlora_under_zero3_stores_4bit_weights_in_the_dtype_returning_a_new_mode
 
 def launch_machines(config: str, recipe_path: Path, port: int, logs: Path, *overrides: str) -> list:
     """Two machines on this host: two launchers (`--num_machines 2 --machine_rank 0|1`, one CPU process each) meeting
-    at 127.0.0.1 through torch's c10d rendezvous, as train_multinode.sbatch starts one per node. Their output goes to
-    logs/machine-R.log (a pipe read one machine after the other would fill and stall both)."""
+    at 127.0.0.1 through torch's c10d rendezvous, as train_multinode.sbatch starts one per node: rank 0 hosts the
+    rendezvous store (`is_host`, as the sbatch script says; on one host both would match the address), so both
+    start at once. Their output goes to logs/machine-R.log (a pipe read one machine after the other would fill and
+    stall both)."""
     import os
     import subprocess
     import sys
@@ -159,23 +161,49 @@ def launch_machines(config: str, recipe_path: Path, port: int, logs: Path, *over
                 "--config_file", str(ROOT / "accelerate_configs" / f"{config}.yaml"),
                 "--num_machines", "2", "--num_processes", "2", "--machine_rank", str(rank),
                 "--main_process_ip", "127.0.0.1", "--main_process_port", str(port), "--rdzv_backend", "c10d",
+                "--rdzv_conf", f"is_host={int(rank == 0)}",
                 "--mixed_precision", "no", str(ROOT / "scripts" / "sft.py"), "--config", str(recipe_path),
                 *overrides]  # fmt: skip
 
     environment = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     logs.mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            command(rank),
+            cwd=ROOT,
+            stdout=(logs / f"machine-{rank}.log").open("w"),
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
 
-    def start(rank: int) -> subprocess.Popen:
-        return subprocess.Popen(command(rank), cwd=ROOT, stdout=(logs / f"machine-{rank}.log").open("w"),
-                                stderr=subprocess.STDOUT, env=environment)  # fmt: skip
 
-    # Machine 0 first, machine 1 once machine 0's rendezvous store listens: on one host both launchers take
-    # 127.0.0.1 for their own address and would race to host the store (on a cluster only the main node matches).
-    first = start(0)
-    deadline = time.monotonic() + 120
-    while not listening(port) and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return [first, start(1)]
+def wait_for_machines(machines: list, logs: Path) -> None:
+    """Both machines end with status 0 (else the failing one's log is shown); none is left running either way."""
+    try:
+        for rank, machine in enumerate(machines):
+            assert machine.wait(timeout=600) == 0, (logs / f"machine-{rank}.log").read_text()[-3000:]
+    finally:  # a machine left waiting for the other would hold its port and CPU
+        end_machines(machines)
+
+
+def end_machines(machines: list) -> None:
+    """Kill each machine: its launcher and every process under it (torch's agent starts the training processes in
+    sessions of their own, so a process group would not reach them)."""
+    import psutil
+
+    for machine in machines:
+        try:
+            processes = [psutil.Process(machine.pid), *psutil.Process(machine.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            processes = []
+        for process in processes:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        machine.wait()
 
 
 def free_port() -> int:
@@ -186,11 +214,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def listening(port: int) -> bool:
-    import socket
+def long_recipe(folder: Path, model: Path, name: str, **fields) -> Path:
+    """10 epochs of 3 steps (2 machines x 2 rows): time to be stopped in the middle; output in folder/name."""
+    return cpu_recipe(folder / f"{name}.yaml", model, output_dir=str(folder / name), num_train_epochs=10,
+                      per_device_train_batch_size=2, learning_rate=1e-3, logging_steps=1, seed=0,
+                      **fields)  # fmt: skip
 
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+@pytest.fixture(scope="module")
+def long_reference(tiny_llama, tmp_path_factory) -> Path:
+    """The uninterrupted long run, one launcher with two processes: the losses every stopped run must resume to."""
+    work = tmp_path_factory.mktemp("long-reference")
+    result = launch("ddp", 2, long_recipe(work, tiny_llama, "reference"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(losses(work / "reference")) == 30
+    return work / "reference"
+
+
+def wait_for_losses(log: Path, count: int, process) -> None:
+    """Until the log holds `count` logged losses (or the process ended, or 300 s passed)."""
+    deadline = time.monotonic() + 300
+    while log.read_text().count("{'loss':") < count and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 @pytest.mark.machines
@@ -202,13 +247,7 @@ def test_two_machines_on_this_host_train_exactly_like_one_launcher_with_two_proc
     assert one.returncode == 0, one.stderr[-3000:]
     machines = launch_machines(config, recipe(tmp_path / "two.yaml", tiny_llama, tmp_path / "two", batch_size=2),
                                free_port(), tmp_path)  # fmt: skip
-    try:
-        for rank, machine in enumerate(machines):
-            assert machine.wait(timeout=600) == 0, (tmp_path / f"machine-{rank}.log").read_text()[-3000:]
-    finally:  # a machine left waiting for the other would hold its port and CPU
-        for machine in machines:
-            machine.kill()
-            machine.wait()
+    wait_for_machines(machines, tmp_path)
     two = tmp_path / "two"
     assert losses(two) == losses(reference) and len(losses(two)) == 6  # exactly: the same seed, the same batches
     print(f"{config}: two machines' losses {losses(two)} = one launcher's {losses(reference)}")
@@ -223,45 +262,123 @@ def test_two_machines_on_this_host_train_exactly_like_one_launcher_with_two_proc
 
 @pytest.mark.machines
 def test_sigterm_to_one_machine_stops_both_at_one_step_with_one_checkpoint_and_the_same_commands_resume(
-    tiny_llama, tmp_path
+    tiny_llama, long_reference, tmp_path
 ):
     import re
     import signal
 
-    def long_recipe(name: str) -> Path:  # 30 epochs of 3 steps: time to be stopped in the middle
-        return cpu_recipe(tmp_path / f"{name}.yaml", tiny_llama, output_dir=str(tmp_path / name), num_train_epochs=30,
-                          per_device_train_batch_size=2, learning_rate=1e-3, logging_steps=1, seed=0)  # fmt: skip
-
-    reference = launch("ddp", 2, long_recipe("reference"))
-    assert reference.returncode == 0, reference.stderr[-3000:]
-    port = free_port()
-    machines = launch_machines("ddp", long_recipe("two"), port, tmp_path / "first")
+    machines = launch_machines("ddp", long_recipe(tmp_path, tiny_llama, "two"), free_port(), tmp_path / "first")
     try:
-        log = tmp_path / "first" / "machine-1.log"
-        deadline = time.monotonic() + 300
-        while log.read_text().count("{'loss':") < 5 and machines[1].poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for_losses(tmp_path / "first" / "machine-1.log", 5, machines[1])
         machines[1].send_signal(signal.SIGTERM)  # machine 1's launcher only
         codes = [machine.wait(timeout=300) for machine in machines]
     finally:
-        for machine in machines:
-            machine.kill()
-            machine.wait()
+        end_machines(machines)
     logs = [(tmp_path / "first" / f"machine-{rank}.log").read_text() for rank in (0, 1)]
     assert codes[1] == 143 and codes[0] != 0, logs[0][-2000:]
     stops = re.findall(r"stopped by SIGTERM after step (\d+)", "".join(logs))
     assert len(stops) == 1, logs  # said once, by the main process, for both machines
     checkpoints = sorted(path.name for path in (tmp_path / "two").glob("checkpoint-*"))
-    assert checkpoints == [f"checkpoint-{stops[0]}"] and 0 < int(stops[0]) < 90
+    assert checkpoints == [f"checkpoint-{stops[0]}"] and 0 < int(stops[0]) < 30
     assert (tmp_path / "two" / checkpoints[0] / "trainer_state.json").is_file()  # complete: written last
 
-    resumed = launch_machines("ddp", long_recipe("two"), free_port(), tmp_path / "again")
+    again = launch_machines("ddp", long_recipe(tmp_path, tiny_llama, "two"), free_port(), tmp_path / "again")
+    wait_for_machines(again, tmp_path / "again")
+    assert losses(tmp_path / "two") == losses(long_reference)
+    print(f"stopped after step {stops[0]} of 30; resumed losses equal the uninterrupted run's 30")
+
+
+@pytest.mark.machines
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
+def test_a_machine_killed_or_frozen_ends_the_other_in_one_line_and_the_next_start_resumes(
+    how, tiny_llama, long_reference, tmp_path
+):
+    """SIGKILL to machine 1 (its launcher and its process, as when a machine dies): machine 0's process sees the
+    connection close; SIGSTOP (a machine that hangs, its connections open): machine 0 waits ddp_timeout. Either way
+    it ends by itself in one line, status 75, and the same two commands resume from the last complete checkpoint."""
+    import re
+    import signal
+
+    import psutil
+
+    two = long_recipe(tmp_path, tiny_llama, "two", save_strategy="steps", save_steps=3, ddp_timeout=20)
+    machines = launch_machines("ddp", two, free_port(), tmp_path / "first")
     try:
-        for rank, machine in enumerate(resumed):
-            assert machine.wait(timeout=600) == 0, (tmp_path / "again" / f"machine-{rank}.log").read_text()[-3000:]
+        wait_for_losses(tmp_path / "first" / "machine-1.log", 5, machines[1])
+        machine = psutil.Process(machines[1].pid)
+        for process in [machine, *machine.children(recursive=True)]:
+            process.send_signal(getattr(signal, how))
+        started = time.monotonic()
+        code = machines[0].wait(timeout=20 + 100)  # ddp_timeout and more: a hang fails here
+        waited = time.monotonic() - started
     finally:
-        for machine in resumed:
-            machine.kill()
-            machine.wait()
-    assert losses(tmp_path / "two") == losses(tmp_path / "reference") and len(losses(tmp_path / "reference")) == 90
-    print(f"stopped after step {stops[0]} of 90; resumed losses equal the uninterrupted run's 90")
+        end_machines(machines)
+    log = (tmp_path / "first" / "machine-0.log").read_text()
+    assert code == 75, log[-3000:]
+    said = [line for line in log.splitlines() if re.search(r"error|Traceback|Error", line)]
+    assert len(said) == 1 and said[0].startswith("error: lost another process of this 2-process run after step"), said
+    assert ("Connection closed by peer" if how == "SIGKILL" else "Timed out") in said[0]
+    step, checkpoint = re.search(r"after step (\d+) .* resumes from (\S+)$", said[0]).groups()
+    assert (Path(checkpoint) / "trainer_state.json").is_file()  # complete: written last
+    assert Path(checkpoint).parent == tmp_path / "two" and 3 <= int(checkpoint.split("-")[-1]) <= int(step)
+    print(f"{how}: machine 0 ended by itself {waited:.1f} s after; {said[0]}")
+    if how == "SIGKILL":  # the next start resumes from that checkpoint to the uninterrupted losses
+        wait_for_machines(launch_machines("ddp", two, free_port(), tmp_path / "again"), tmp_path / "again")
+        assert f"resuming from {checkpoint}" in (tmp_path / "again" / "machine-0.log").read_text()
+        assert losses(tmp_path / "two") == losses(long_reference)
+
+
+# The sbatch scripts under a real Slurm: two nodes on this host (the slurm fixture), CPU settings as variables.
+CPU_NODES = {"GPUS_PER_NODE": "1", "LAUNCH_ARGS": "--mixed_precision no"}
+
+
+@pytest.mark.machines
+def test_train_multinode_sbatch_on_two_slurm_nodes_trains_exactly_like_make_train(
+    slurm, tiny_llama, two_processes, tmp_path
+):
+    from helpers import sbatch, wait_for_job
+
+    _, reference = two_processes("ddp")
+    trained = recipe(tmp_path / "r.yaml", tiny_llama, tmp_path / "out", 2)
+    job = sbatch(slurm, "train_multinode.sbatch", trained, "ddp", options=["--nodes=2", f"--output={tmp_path}/j.out"],
+                 env={**CPU_NODES, "MAIN_PORT": str(free_port())})  # fmt: skip
+    states = wait_for_job(slurm, job)
+    log = (tmp_path / "j.out").read_text()
+    assert states == ["COMPLETED"], log[-3000:]
+    assert losses(tmp_path / "out") == losses(reference)  # exactly: one node per machine, the same batches
+    assert log.count("saved the trained model") == 1 and "finished" in json.loads(
+        (tmp_path / "out" / "run_manifest.json").read_text(encoding="utf-8"))  # fmt: skip
+    print(f"Slurm job {job} on 2 nodes: losses {losses(tmp_path / 'out')} = make train's with 2 processes")
+
+
+@pytest.mark.machines
+def test_train_multinode_sbatch_signalled_before_its_time_limit_checkpoints_requeues_and_resumes(
+    slurm, tiny_llama, long_reference, tmp_path
+):
+    import re
+    import subprocess
+
+    from helpers import job_field, sbatch, slurm_environment, wait_for_job
+
+    log = tmp_path / "job.out"
+    job = sbatch(slurm, "train_multinode.sbatch", long_recipe(tmp_path, tiny_llama, "two"), "ddp",
+                 options=["--nodes=2", f"--output={log}"],
+                 env={**CPU_NODES, "MAIN_PORT": str(free_port())})  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and log.read_text().count("{'loss':") >= 5) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # what --signal=B:USR1@300 sends 5 minutes before the time limit: USR1 to the batch script only
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=slurm_environment(slurm), check=True)
+    deadline = time.monotonic() + 300
+    while job_field(slurm, job, "Restarts") != "1" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert job_field(slurm, job, "JobState") == "PENDING", log.read_text()[-3000:]  # requeued by the script
+    stops = re.findall(r"stopped by SIGTERM after step (\d+)", log.read_text())
+    assert len(stops) == 1, log.read_text()[-3000:]
+    assert sorted(path.name for path in (tmp_path / "two").glob("checkpoint-*")) == [f"checkpoint-{stops[0]}"]
+    # Slurm holds a requeued job a while (its BeginTime) before it may start again: let it start now
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_environment(slurm), check=True)
+    assert wait_for_job(slurm, job) == ["COMPLETED"], log.read_text()[-3000:]
+    assert f"resuming from {tmp_path / 'two'}/checkpoint-{stops[0]}" in log.read_text()
+    assert losses(tmp_path / "two") == losses(long_reference)
+    print(f"Slurm job {job}: USR1, stopped after step {stops[0]}, requeued, resumed to the uninterrupted 30 losses")

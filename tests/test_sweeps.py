@@ -84,10 +84,14 @@ def swept(tiny_llama, tmp_path_factory):
 
 
 def test_two_workers_share_one_study_and_run_exactly_its_trials(swept):
+    work, _ = swept
+    assert_exactly_the_trials(work / "results" / "sweeps" / "lr")
+
+
+def assert_exactly_the_trials(folder):
+    """The 4-trial sweep "lr": exactly its trials, distinct and complete runs, its results and best recipe written."""
     import optuna
 
-    work, _ = swept
-    folder = work / "results" / "sweeps" / "lr"
     study = optuna.load_study(study_name="lr", storage=f"sqlite:///{folder / 'study.db'}")
     done = [trial for trial in study.trials if not trial.user_attrs.get("surplus")]
     assert len(done) == 4 and all(trial.state == optuna.trial.TrialState.COMPLETE for trial in done)
@@ -99,6 +103,23 @@ def test_two_workers_share_one_study_and_run_exactly_its_trials(swept):
     assert (folder / "trials.csv").is_file() and (folder / "history.png").read_bytes().startswith(b"\x89PNG")
     best = json.loads((folder / "best.json").read_text())
     assert best["value"] == study.best_value and best["recipe"] == "recipes/lr_best.yaml"
+
+
+@pytest.mark.machines
+def test_sweep_array_sbatch_under_slurm_two_array_tasks_run_exactly_the_sweeps_trials(slurm, tiny_llama, tmp_path):
+    """scripts/slurm/sweep_array.sbatch as written for a GPU cluster, two array tasks (the workers) on a local Slurm,
+    submitted from a checkout (its .venv and scripts) holding the sweep."""
+    from helpers import sbatch, wait_for_job
+
+    sweep_folder(tmp_path, tiny_llama, "lr")
+    for name in (".venv", "scripts"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    job = sbatch(slurm, "sweep_array.sbatch", "lr", cwd=tmp_path,
+                 options=["--array=0-1", f"--output={tmp_path}/sweep-%A_%a.out"])  # fmt: skip
+    states = wait_for_job(slurm, job)
+    logs = "".join(path.read_text() for path in sorted(tmp_path.glob("sweep-*.out")))
+    assert states == ["COMPLETED", "COMPLETED"], logs[-3000:]
+    assert_exactly_the_trials(tmp_path / "results" / "sweeps" / "lr")
 
 
 def test_the_best_trials_recipe_trains_to_its_recorded_objective(swept, monkeypatch, capsys):

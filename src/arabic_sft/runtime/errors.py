@@ -24,6 +24,14 @@ class Stopped(Exception):
         return 128 + self.signum
 
 
+class LostContact(Exception):
+    """Another process of a multi-process run died or stopped answering (a machine killed or frozen, a network cut):
+    its message says so in one line, printed once per machine; the exit status is 75 (sysexits' EX_TEMPFAIL: try
+    again — the same command resumes from the last complete checkpoint)."""
+
+    status = 75
+
+
 class ScriptParser(argparse.ArgumentParser):
     """The scripts' argument parser: a bad argument is one `UserError` line, not the usage block argparse prints."""
 
@@ -34,12 +42,17 @@ class ScriptParser(argparse.ArgumentParser):
 def run_cli(main: Callable[[], object]) -> None:
     """Run a script's entry point and exit with the status it returns (an int; anything else, such as the files a
     stage wrote: 0); a `UserError` becomes one line on stderr and exit status 2, `Stopped` its status, a Ctrl-C that
-    the script does not handle itself one line and status 130."""
+    the script does not handle itself one line and status 130; `LostContact` one line per machine (each machine's
+    first process: the run's main process may be the one lost) and its status."""
     main_process = os.environ.get("RANK", "0") == "0"
     try:
         status = main()
     except Stopped as stop:
         sys.exit(stop.status)
+    except LostContact as error:
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.status)
     except UserError as error:
         if main_process:
             print(f"error: {error}", file=sys.stderr)

@@ -3,10 +3,12 @@ time before they kill a job, and on a user's Ctrl-C (SIGINT): the work done so f
 picks it up again. A second Ctrl-C stops at once."""
 
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 import torch
 from transformers import TrainerCallback
@@ -17,6 +19,27 @@ from arabic_sft.runtime.errors import Stopped
 # 128 + the signal: what a shell reports for a process ended by it, so a scheduler sees an interruption.
 EXIT_STOPPED = 128 + signal.SIGTERM
 EXIT_INTERRUPTED = 128 + signal.SIGINT
+
+
+def lost_contact(error: BaseException) -> str | None:
+    """What a failed step says when another process of the run is gone or stopped answering (None for any other
+    error): torch's distributed errors, and gloo's, which torch raises as plain RuntimeErrors ("Connection closed by
+    peer", "Timed out waiting 20000ms for recv") — matched by their words, gloo giving no type of its own."""
+    words = ("Connection closed by peer", "Connection reset by peer", "Timed out waiting", "Broken pipe", "NCCL")
+    if not isinstance(error, torch.distributed.DistError) and not (
+        isinstance(error, RuntimeError) and any(word in str(error) for word in words)
+    ):
+        return None
+    first = re.sub(r"^\[[^\]]*\]\s*", "", (str(error).strip().splitlines() or [""])[0])  # gloo's "[file.cc:553] "
+    return f"{type(error).__name__}: {first.split('. ')[0].rstrip('.')}"
+
+
+def wait_for_lost_processes(seconds: float) -> None:
+    """How long a process of a multi-process run waits for another that stopped answering (`ddp_timeout`):
+    transformers passes it for GPUs and DeepSpeed but not when it sets up CPU processes (gloo would wait its default
+    30 minutes), so it is set on the process group made; torch's one call for that is `_set_pg_timeout`."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.distributed_c10d._set_pg_timeout(timedelta(seconds=seconds))
 
 
 def stopped_by(signum: int) -> str:

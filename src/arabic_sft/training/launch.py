@@ -24,7 +24,7 @@ from torch.distributed.elastic.multiprocessing.api import SignalException
 from transformers.utils import is_torch_bf16_gpu_available
 
 from arabic_sft.recipe import Recipe, load_recipe
-from arabic_sft.runtime.errors import UserError, run_cli
+from arabic_sft.runtime.errors import LostContact, UserError, run_cli
 from arabic_sft.runtime.preemption import EXIT_INTERRUPTED, EXIT_STOPPED
 from arabic_sft.training.model import check_sharded_4bit_storage
 
@@ -110,7 +110,8 @@ def check_launch_precision(recipe: Recipe, launch_precision: str | None, launch:
 def check_in_process(recipe: Recipe) -> None:
     """The checks above in a training process, from the recipe and what `accelerate launch` put in the environment
     (after choosing for this machine what the recipe leaves unset, said by the main process)."""
-    if (chosen := fit_to_machine(recipe)) and os.environ.get("RANK", "0") == "0":
+    launched = "ACCELERATE_MIXED_PRECISION" in os.environ  # under accelerate launch: the launch config is chosen
+    if (chosen := fit_to_machine(recipe, launch_config_given=launched)) and os.environ.get("RANK", "0") == "0":
         print(chosen)
     check_recipe_on_this_machine(recipe)
     check_launch_precision(recipe, os.environ.get("ACCELERATE_MIXED_PRECISION"), "the accelerate launch")
@@ -217,7 +218,7 @@ def launch(argv: list[str]) -> int:
             return 1
     else:
         return 0
-    for said in (2, EXIT_STOPPED, EXIT_INTERRUPTED):  # a process already said what happened, in one line
+    for said in (2, LostContact.status, EXIT_STOPPED, EXIT_INTERRUPTED):  # a process said what happened, in one line
         if said in codes:
             return said
     print(

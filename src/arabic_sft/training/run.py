@@ -25,16 +25,17 @@ from arabic_sft.prompts.masks import describe_examples, format_example
 from arabic_sft.prompts.truncation import apply_truncation_policy
 from arabic_sft.recipe import Recipe
 from arabic_sft.runs import LOG_HISTORY, MANIFEST
-from arabic_sft.runtime.errors import Stopped, UserError
+from arabic_sft.runtime.errors import LostContact, Stopped, UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import build_manifest, changed_files, now, write_json_atomic
-from arabic_sft.runtime.preemption import SaveAndStopOnSigterm, stopped_by
+from arabic_sft.runtime.preemption import SaveAndStopOnSigterm, lost_contact, stopped_by, wait_for_lost_processes
 from arabic_sft.training import eval_generation
 from arabic_sft.training.checkpoints import (
     changed_settings,
     clear_previous_run,
     finished_run,
     keep_loss_sum,
+    last_complete_checkpoint,
     remove_draft_card,
     resolve_resume_checkpoint,
     whole_run_train_loss,
@@ -318,9 +319,28 @@ def train_until_done_or_stopped(trainer: SFTTrainer, checkpoint: str | None) -> 
     trainer.add_callback(stop)
     try:
         result = trainer.train(resume_from_checkpoint=checkpoint)
+    except Exception as error:
+        if trainer.accelerator.num_processes > 1 and (what := lost_contact(error)):
+            raise LostContact(lost_contact_message(trainer, what)) from error
+        raise
     finally:
         stop.request.close()
     return (None, stop) if stop.stopped_at is not None else (result, None)
+
+
+def lost_contact_message(trainer: SFTTrainer, what: str) -> str:
+    output_dir, args = trainer.args.output_dir, trainer.args
+    checkpoint = last_complete_checkpoint(output_dir)
+    resume = (
+        f"the same command resumes from {checkpoint}"
+        if checkpoint
+        else "no complete checkpoint yet: the same command starts again"
+    )
+    return (
+        f"lost another process of this {trainer.accelerator.num_processes}-process run after step "
+        f"{trainer.state.global_step} ({what}): a machine or process died, or did not answer within ddp_timeout "
+        f"({args.ddp_timeout} s); {resume}"
+    )
 
 
 def finish_run(
@@ -382,6 +402,7 @@ def train(recipe: Recipe, callbacks: Sequence = (), on_finish: Callable | None =
     output_dir: the main process holds its lock for the whole run (--inspect writes nothing there)."""
     check_in_process(recipe)  # the machine's choices (precision) and checks, before SFTConfig is built
     training = recipe.training
+    wait_for_lost_processes(training.ddp_timeout)
     with exclusive_output(training.output_dir, enabled=training.process_index == 0 and not recipe.args.inspect):
         return _train(recipe, callbacks, on_finish)
 

@@ -40,7 +40,7 @@ EVAL_OPTS = --split $(SPLIT) $(call opt,--limit,$(LIMIT)) $(if $(OVERWRITE),--ov
 	lint format test test-fast test-machines clean
 
 help:
-	@echo "make setup | demo | test | test-fast | test-machines | lint | format | bench | bench-gpu | data | browser | clean"
+	@echo "make setup | demo | test | test-fast | test-machines | lint | format | bench | bench-gpu | data | browser | slurm | clean"
 	@echo "make data-check RECIPE=<name>: near-duplicate and contaminated rows (the recipe's deduplicate/decontaminate)"
 	@echo "make train RECIPE=<name> [SEEDS='1 2 3'] [ARGS='--field value'] [ACCELERATE_CONFIG=zero2] [LAUNCH_ARGS=...]"
 	@echo "make eval | baseline [SHOTS=K] | judge [PAIRWISE=run] | general [TASKS=...] | compare | report RECIPE=<name>"
@@ -105,13 +105,13 @@ format: setup
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 browser slurm: DEBS = $(if $(filter slurm,$@),slurm-wlm munge,chromium chromium-driver)
 browser slurm:
-	@for c in $(if $(filter slurm,$@),sbatch slurmctld slurmd munged,chromium chromedriver); do \
-		command -v $$c >/dev/null || missing=1; done; [ -z "$$missing" ] || { echo "installing $(DEBS) ($@ tests)"; \
+	@which $(if $(filter slurm,$@),sbatch slurmctld slurmd munged,chromium chromedriver) >/dev/null || { \
+		echo "installing $(DEBS) ($@ tests)"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $(DEBS); }
 
-# make test: lint, then every test but several machines'; test-fast: the inner loop, without the slow ones; CI: both
+# make test: lint, then every test but several machines' (two at a time); test-fast: the inner loop; CI: both
 test: lint browser
-	$(PY) -m pytest tests -m "not machines"
+	$(PY) -m pytest tests -m "not machines" -n 2 --dist loadfile
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow and not machines"
 test-machines: setup slurm

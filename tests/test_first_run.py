@@ -257,6 +257,32 @@ def test_sigterm_then_ctrl_c_still_stops_at_the_step_end():
     assert stop.exit_code == 128 + signal.SIGTERM
 
 
+def test_a_lost_process_is_told_by_its_first_sentence_and_other_errors_are_not_taken_for_one():
+    gloo = "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+    closed = RuntimeError(gloo + "[127.0.0.1]:49559. This is typically caused by a remote worker crashing.\nmore")
+    assert preemption.lost_contact(closed) == "RuntimeError: Connection closed by peer [127.0.0.1]:49559"
+    frozen = RuntimeError("[../gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting 20000ms for recv operation")
+    assert preemption.lost_contact(frozen) == "RuntimeError: Timed out waiting 20000ms for recv operation"
+    assert preemption.lost_contact(torch.distributed.DistNetworkError("store gone")) == "DistNetworkError: store gone"
+    for other in (RuntimeError("CUDA out of memory"), ValueError("Connection closed by peer"), KeyError("NCCL")):
+        assert preemption.lost_contact(other) is None
+
+
+def test_a_lost_process_is_one_line_per_machine_and_exit_status_75(monkeypatch, capsys):
+    from arabic_sft.runtime.errors import LostContact, run_cli
+
+    def lose():
+        raise LostContact("lost another process of this 2-process run after step 5 (…)")
+
+    for local_rank, lines in (("0", 1), ("1", 0)):  # each machine's first process says it; the others do not
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+        with pytest.raises(SystemExit) as exit:
+            run_cli(lose)
+        assert exit.value.code == 75
+        assert capsys.readouterr().err.splitlines() == ["error: lost another process of this 2-process run after "
+                                                        "step 5 (…)"][:lines]  # fmt: skip
+
+
 def record(message: str) -> logging.LogRecord:
     return logging.LogRecord("transformers.trainer", logging.WARNING, __file__, 1, message, None, None)
 

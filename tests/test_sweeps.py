@@ -149,7 +149,10 @@ def test_a_killed_workers_trial_is_marked_failed_and_run_again(tiny_llama, tmp_p
     first = worker(tmp_path, sweep)
     deadline = time.time() + 300
     while not beating(database):
-        assert first.poll() is None and time.time() < deadline, "the first worker never started its trial"
+        ended = first.poll() is not None
+        assert not ended and time.time() < deadline, (
+            f"no trial started: {first.stderr.read()[-3000:] if ended else ''}"
+        )
         time.sleep(0.1)
     first.send_signal(signal.SIGKILL)  # mid-trial: no more heartbeats
     first.wait()

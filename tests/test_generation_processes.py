@@ -27,6 +27,8 @@ def launch_command(model, test_path, out, *extra, processes: int = 2) -> list[st
         str(processes),
         "--mixed_precision",
         "no",
+        "--main_process_port",
+        "0",  # a free port: the suite runs two test files at a time
         *generate_command(model, test_path, out, *OPTIONS, *extra)[1:],
     ]
 

@@ -415,7 +415,8 @@ def test_a_local_judge_in_two_processes_writes_what_one_process_writes(judged_lo
 
     path = predictions_csv(tmp_path / "predictions_test.csv", 10)
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "accelerate_configs/ddp.yaml"]
-    launcher += ["--num_processes", "2", "--mixed_precision", "no", str(ROOT / "scripts" / "judge.py")]
+    launcher += ["--num_processes", "2", "--mixed_precision", "no", "--main_process_port", "0"]  # a free port
+    launcher += [str(ROOT / "scripts" / "judge.py")]
     result = subprocess.run(
         launcher + local_command(path, tiny_llama)[1:], cwd=ROOT, capture_output=True, text=True, timeout=600
     )

@@ -166,6 +166,8 @@ def test_bare_accelerate_launch_reports_an_error_once_not_once_per_process(tiny_
         "2",
         "--num_cpu_threads_per_process",
         "1",
+        "--main_process_port",
+        "0",  # a free port: the suite runs two test files at a time
         str(ROOT / "scripts" / "sft.py"),
         *recipe_args,
     ]

@@ -105,7 +105,10 @@ class Pipeline:
             return self.python
         accelerate = str(Path(sys.executable).parent / "accelerate")
         config = named.PROJECT_ROOT / "accelerate_configs" / "ddp.yaml"
-        return [accelerate, "launch", "--config_file", str(config), "--mixed_precision", "no", *extra]
+        # one machine: a free port (accelerate's 0), so that two launches on it never meet at the default 29500
+        named_port = any(arg.startswith(("--main_process_port", "--num_machines")) for arg in extra)
+        port = [] if named_port else ["--main_process_port", "0"]
+        return [accelerate, "launch", "--config_file", str(config), "--mixed_precision", "no", *port, *extra]
 
     def seeds(self) -> list[int]:
         return list(self.options.seeds or self.fields()["seeds"] or [])

@@ -133,6 +133,7 @@ def launch_settings(args) -> dict:
         "use_cpu": args.cpu or bool(config.get("use_cpu")),
         "mixed_precision": args.mixed_precision or config.get("mixed_precision", "no"),
         "num_machines": args.num_machines or config.get("num_machines", 1),
+        "main_process_port": args.main_process_port or config.get("main_process_port"),
         # ZeRO-3 and FSDP shard the weights themselves (4-bit ones too)
         "shards_weights": config.get("distributed_type") == "FSDP"
         or (
@@ -187,6 +188,8 @@ def launch(argv: list[str]) -> int:
     if settings["shards_weights"] and recipe.model.load_in_4bit:
         check_sharded_4bit_storage(recipe.model)
     check_and_fill_processes(args, settings, torch.cuda.device_count())
+    if settings["num_machines"] == 1 and settings["main_process_port"] is None:
+        args.main_process_port = 0  # accelerate takes a free port: two launches on one machine never meet at 29500
     if args.num_cpu_threads_per_process is None:  # accelerate would choose the same and print a notice about it
         processes = max(1, (args.num_processes or 1) // settings["num_machines"])
         args.num_cpu_threads_per_process = max(1, (os.cpu_count() or 1) // processes)

@@ -329,8 +329,8 @@ def train_until_done_or_stopped(trainer: SFTTrainer, checkpoint: str | None) -> 
 
 
 def lost_contact_message(trainer: SFTTrainer, what: str) -> str:
-    output_dir, args = trainer.args.output_dir, trainer.args
-    checkpoint = last_complete_checkpoint(output_dir)
+    """The one line a lost process of the run gets: the step, what the error said, where the next start resumes."""
+    checkpoint = last_complete_checkpoint(trainer.args.output_dir)
     resume = (
         f"the same command resumes from {checkpoint}"
         if checkpoint
@@ -339,7 +339,7 @@ def lost_contact_message(trainer: SFTTrainer, what: str) -> str:
     return (
         f"lost another process of this {trainer.accelerator.num_processes}-process run after step "
         f"{trainer.state.global_step} ({what}): a machine or process died, or did not answer within ddp_timeout "
-        f"({args.ddp_timeout} s); {resume}"
+        f"({trainer.args.ddp_timeout} s); {resume}"
     )
 
 

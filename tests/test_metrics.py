@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from helpers import SAMPLE_FILES, SHARED_DATA
 
 from arabic_sft.data.leakage import normalize_arabic
 from arabic_sft.scoring import metrics
@@ -32,6 +33,57 @@ def test_arabic_rouge_counts_overlapping_words_by_hand():
     assert rouge["rouge1"] == pytest.approx([2 / 3])
     assert rouge["rouge2"] == [0.0]
     assert rouge["rougeL"] == pytest.approx([2 / 3])
+
+
+def answer_pairs() -> tuple[list[str], list[str]]:
+    """(predictions, references) from real answers: each answer against a copy with words dropped, replaced or
+    repeated, and against another answer; the shared data's answers too when ../shared is beside the repository."""
+    import random
+
+    import pandas as pd
+
+    files = [SAMPLE_FILES["medical_qa"], SAMPLE_FILES["proverbs"], *sorted(SHARED_DATA.glob("*/[Tt]est*.csv"))]
+    answers = [str(text) for path in files for text in pd.read_csv(path).iloc[:, -1].dropna()]
+    rng = random.Random(0)
+    words = " ".join(answers).split()
+    edits = (lambda word: [], lambda word: [rng.choice(words)], lambda word: [word, word], lambda word: [word])
+
+    def edited(text: str) -> str:
+        return " ".join(new for word in text.split() for new in rng.choices(edits, (1, 1, 1, 5))[0](word))
+
+    references = answers + answers
+    return [edited(text) for text in answers] + [rng.choice(answers) for _ in answers], references
+
+
+def test_rouge_equals_rouge_scores_own_on_real_answers_with_either_tokenizer():
+    # ROUGE-L is ours over a bit-parallel LCS; rouge_score's RougeScorer is the reference, compared exactly.
+    from rouge_score import rouge_scorer
+
+    predictions, references = answer_pairs()
+    latin = ["a b c a b", "the cat sat on the mat the end", "x", ""]
+    predictions, references = predictions + latin + latin[::-1], references + latin[::-1] + latin
+    assert len(predictions) > 60
+    for name, words in (("arabic", metrics.UnicodeWordTokenizer()), ("default", None)):
+        scorer = rouge_scorer.RougeScorer(list(metrics.ROUGE_TYPES), tokenizer=words)
+        theirs = [scorer.score(reference, prediction) for prediction, reference in zip(predictions, references)]
+        ours = metrics.rouge_scores(predictions, references, tokenizer=name)
+        for rouge_type in metrics.ROUGE_TYPES:
+            assert ours[rouge_type] == [score[rouge_type].fmeasure for score in theirs], (name, rouge_type)
+    assert 0 < sum(ours["rougeL"]) < len(predictions)  # the default tokenizer still scores the Latin rows
+
+
+def test_lcs_length_equals_the_dynamic_programming_table():
+    import random
+
+    from rouge_score.rouge_scorer import _lcs_table
+
+    rng = random.Random(0)
+    for _ in range(3000):
+        vocabulary = rng.choice([2, 5, 50])  # few words: many repeats, many equally long subsequences
+        first = [rng.randrange(vocabulary) for _ in range(rng.randrange(90))]
+        second = [rng.randrange(vocabulary) for _ in range(rng.randrange(90))]
+        expected = _lcs_table(first, second)[-1][-1] if first and second else 0
+        assert metrics.lcs_length(first, second) == expected, (first, second)
 
 
 def test_rouge_default_tokenizer_deletes_arabic_the_seed_artifact():

@@ -167,3 +167,17 @@ def test_sacrebleu_and_chrf_plus_plus_are_sacrebleus_own_corpus_scores():
     assert signatures["chrf"].startswith("nrefs:1|case:mixed|eff:yes|nc:6|nw:2|space:no|version:")
     perfect, _ = metrics.corpus_scores(references, references)
     assert perfect == pytest.approx({"sacrebleu": 100.0, "chrf": 100.0}, abs=1e-9)  # sacreBLEU sums logs: 100 + 4e-14
+
+
+def test_corpus_statistics_equal_sacrebleus_own_on_real_answers_and_edge_cases():
+    # The n-grams are counted by ngrams.ngram_matches; sacreBLEU's per-example statistics are the reference, exactly.
+    from sacrebleu.metrics import BLEU, CHRF
+
+    predictions, references = answer_pairs()
+    edges = ["", " ", "a", "ab", "word .", "(hi) there!", "x y z x y z", "a  b\tc", "مَدْرَسَةٌ، جميلة!"]
+    predictions, references = predictions + edges + edges[::-1], references + edges[::-1] + edges
+    statistics, signatures = metrics.corpus_statistics(predictions, references)
+    assert statistics["sacrebleu"] == BLEU()._extract_corpus_statistics(predictions, [references])
+    assert statistics["chrf"] == CHRF(word_order=2)._extract_corpus_statistics(predictions, [references])
+    assert signatures["sacrebleu"].startswith("nrefs:1|") and signatures["chrf"].startswith("nrefs:1|")
+    assert metrics.corpus_statistics([], [])[0] == {"sacrebleu": [], "chrf": []}

@@ -8,6 +8,7 @@ artifact, not the model), so ROUGE here splits on what is not a letter, mark or 
 
 from collections.abc import Sequence
 
+import numpy as np
 import regex
 from nltk.tokenize import NLTKWordTokenizer
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
@@ -190,12 +191,34 @@ def corpus_metrics() -> dict:
 def corpus_statistics(predictions: Sequence[str], references: Sequence[str]) -> tuple[dict[str, list], dict[str, str]]:
     """(each example's sufficient statistics for sacreBLEU's corpus BLEU and chrF++: n-gram matches and totals, the
     metrics' signatures). The corpus scores are computed from the statistics' sums, so examples can be counted in
-    parts and summed. (sacreBLEU's own `_extract_corpus_statistics`, the first half of its `corpus_score`: it has no
-    public call for it.)"""
+    parts and summed. The statistics are those of sacreBLEU's `_extract_corpus_statistics` (the first half of its
+    `corpus_score`; it has no public call for it): its own preprocessing and tokens, the n-grams counted by
+    `ngrams.ngram_matches` for all examples at once instead of a Counter each."""
+    from arabic_sft.scoring.ngrams import character_ids, ngram_matches, token_ids
+
+    predictions, references = list(predictions), list(references)
     statistics, signatures = {}, {}
-    for name, metric in corpus_metrics().items():
-        statistics[name] = metric._extract_corpus_statistics(list(predictions), [list(references)])
-        signatures[name] = str(metric.get_signature())  # (it knows the number of references once it has counted)
+    scorers = corpus_metrics()
+    for name, metric in scorers.items():
+        metric._extract_corpus_statistics(predictions[:1], [references[:1]])  # sets what its signature says
+        signatures[name] = str(metric.get_signature())
+    if not predictions:
+        return {name: [] for name in signatures}, signatures
+    bleu, chrf = scorers["sacrebleu"], scorers["chrf"]
+    # BLEU: [hypothesis length, reference length, matches of n = 1..4, hypothesis n-grams of n = 1..4]
+    words = [bleu._preprocess_segment(text).split() for text in (*predictions, *references)]
+    counts = ngram_matches(*token_ids(words), bleu.max_ngram_order)
+    lengths = np.array([len(tokens) for tokens in words]).reshape(2, -1)
+    statistics["sacrebleu"] = np.concatenate([lengths, counts[:, 2], counts[:, 0]]).T.tolist()
+    # chrF++: [hypothesis n-grams (0 when the reference has none of that n), reference n-grams, matches] for
+    # character n = 1..6, then word n = 1..2
+    texts = [chrf._preprocess_segment(text) for text in (*predictions, *references)]
+    counts = np.concatenate([
+        ngram_matches(*character_ids(["".join(text.split()) for text in texts]), chrf.char_order),
+        ngram_matches(*token_ids([chrf._remove_punctuation(text) for text in texts]), chrf.word_order),
+    ])  # fmt: skip
+    counts[:, 0] *= counts[:, 1] > 0
+    statistics["chrf"] = counts.transpose(2, 0, 1).reshape(len(predictions), -1).tolist()
     return statistics, signatures
 
 

@@ -181,3 +181,40 @@ def test_corpus_statistics_equal_sacrebleus_own_on_real_answers_and_edge_cases()
     assert statistics["chrf"] == CHRF(word_order=2)._extract_corpus_statistics(predictions, [references])
     assert signatures["sacrebleu"].startswith("nrefs:1|") and signatures["chrf"].startswith("nrefs:1|")
     assert metrics.corpus_statistics([], [])[0] == {"sacrebleu": [], "chrf": []}
+
+
+def test_bleu_equals_nltks_sentence_bleu_on_real_answers_and_edge_cases():
+    # Ours counts the modified precisions with ngrams.ngram_matches; nltk's sentence_bleu is the reference, exactly.
+    from nltk.tokenize import NLTKWordTokenizer
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    predictions, references = answer_pairs()
+    edges = ["", "a", "a a a a a", "a b", "word .", "(hi) there!", "x y z x y z", "مَدْرَسَةٌ، جميلة!", "ب ب ب"]
+    predictions, references = predictions + edges + edges[::-1], references + edges[::-1] + edges
+    ours = metrics.bleu_scores(predictions, references)
+    tokenizer, smoothing = NLTKWordTokenizer(), SmoothingFunction().method4
+    weights = list(metrics.BLEU_WEIGHTS.values())
+    for row, (prediction, reference) in enumerate(zip(predictions, references)):
+        hypothesis = tokenizer.tokenize(prediction)
+        theirs = sentence_bleu([tokenizer.tokenize(reference)], hypothesis, weights=weights,
+                               smoothing_function=smoothing) if hypothesis else [0.0] * 3  # fmt: skip
+        assert [ours[name][row] for name in metrics.BLEU_WEIGHTS] == theirs, (prediction, reference)
+    assert 0 < sum(ours["bleu4"]) < sum(ours["bleu1"]) < len(predictions)
+
+
+def test_ngram_matches_equal_counters_on_random_texts_over_several_chunks():
+    import random
+    from collections import Counter
+
+    from arabic_sft.scoring.ngrams import CHUNK_PAIRS, ngram_matches, token_ids
+
+    rng = random.Random(0)
+    pairs = 2 * CHUNK_PAIRS + 7
+    texts = [[rng.choice("abc") for _ in range(rng.randrange(12))] for _ in range(2 * pairs)]  # repeats, empties
+    counts = ngram_matches(*token_ids(texts), 5)
+    for pair in range(pairs):
+        for n in range(1, 6):
+            seen, wanted = (Counter(tuple(text[i : i + n]) for i in range(len(text) - n + 1))
+                            for text in (texts[pair], texts[pairs + pair]))  # fmt: skip
+            clipped = sum(min(count, wanted[gram]) for gram, count in seen.items())
+            assert counts[n - 1, :, pair].tolist() == [seen.total(), wanted.total(), clipped], (pair, n)

@@ -6,12 +6,13 @@ rouge_score's default tokenizer keeps `[a-z0-9]` and so deletes every Arabic let
 artifact, not the model), so ROUGE here splits on what is not a letter, mark or digit in any script.
 """
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import regex
 from nltk.tokenize import NLTKWordTokenizer
-from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+from nltk.translate.bleu_score import SmoothingFunction
 from rouge_score import rouge_scorer
 from rouge_score.scoring import fmeasure
 from rouge_score.tokenizers import DefaultTokenizer, Tokenizer
@@ -47,19 +48,32 @@ class UnicodeWordTokenizer(Tokenizer):
 
 
 def bleu_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[str, list[float]]:
-    """Sentence BLEU-1/2/4 per example: nltk `sentence_bleu` with smoothing method4 (as SHEFAA), NLTK word tokens;
-    the three weights in one call (nltk counts the n-grams once; the same figures as three calls)."""
+    """Sentence BLEU-1/2/4 per example: nltk's `sentence_bleu` with smoothing method4 (as SHEFAA), NLTK word tokens.
+
+    nltk's own tokens, brevity penalty, smoothing and formula (`corpus_bleu` of one sentence, all three weights in
+    one call); only its modified precisions (clipped n-gram counts) are counted by `ngrams.ngram_matches` for all
+    examples at once instead of Counters per sentence: the same figures (tests/test_metrics.py compares them with
+    `sentence_bleu` exactly)."""
+    from nltk.translate.bleu_score import Fraction, brevity_penalty
+
+    from arabic_sft.scoring.ngrams import ngram_matches, token_ids
+
     tokenizer = NLTKWordTokenizer()
     smoothing = SmoothingFunction().method4
-    weights = list(BLEU_WEIGHTS.values())
+    hypotheses = [tokenizer.tokenize(text) for text in predictions]
+    golds = [tokenizer.tokenize(text) for text in references]
+    orders = max(len(weights) for weights in BLEU_WEIGHTS.values())
+    counts = ngram_matches(*token_ids(hypotheses + golds), orders).transpose(2, 0, 1).tolist()  # [row][n-1][...]
     scores = {name: [] for name in BLEU_WEIGHTS}
-    for prediction, reference in zip(predictions, references, strict=True):
-        hypothesis, gold = tokenizer.tokenize(prediction), tokenizer.tokenize(reference)
-        values = (
-            sentence_bleu([gold], hypothesis, weights=weights, smoothing_function=smoothing)
-            if hypothesis
-            else [0.0] * len(weights)
-        )
+    for hypothesis, gold, row in zip(hypotheses, golds, counts, strict=True):
+        values = [0.0] * len(BLEU_WEIGHTS)  # no words, or no word in common (nltk's early return)
+        if hypothesis and row[0][2]:
+            # nltk's corpus_bleu from here: its modified precisions, brevity penalty, smoothing, weighted log sum
+            p_n = [Fraction(matches, max(1, seen), _normalize=False) for seen, _, matches in row]
+            p_n = smoothing(p_n, references=[gold], hypothesis=hypothesis, hyp_len=len(hypothesis))
+            penalty = brevity_penalty(len(gold), len(hypothesis))
+            values = [penalty * math.exp(math.fsum(w * math.log(p) for w, p in zip(weights, p_n) if p > 0))
+                      for weights in BLEU_WEIGHTS.values()]  # fmt: skip
         for name, value in zip(BLEU_WEIGHTS, values, strict=True):
             scores[name].append(float(value))
     return scores

@@ -38,7 +38,7 @@ def seeded(tiny_llama, tmp_path_factory):
     cpu_recipe(work / "recipes" / "tiny.yaml", tiny_llama, test_file=sample, output_dir="results/tiny/model",
                num_train_epochs=2, learning_rate=2.0e-3, seeds=[1, 2])  # fmt: skip
     quick = ["GENERATE_ARGS=--max_new_tokens 8", "SCORE_ARGS=--no_bertscore --no_semantic_similarity"]
-    make(work, "train", "eval", "compare", "RECIPE=tiny", *quick)  # one make: the recipe read once
+    make(work, "train", "eval", "baseline", "compare", "RECIPE=tiny", *quick)  # one make: the recipe read once
     return work / "results" / "tiny"
 
 

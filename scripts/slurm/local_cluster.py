@@ -45,7 +45,9 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={folder}/socket/munge.socket
+# cred_expire: how long a requeued job waits before it may start again (Slurm's default, 120 s, is for real
+# clusters; starting sooner by hand fails with "Job credential revoked" while the nodes still hold the old one).
+AuthInfo=socket={folder}/socket/munge.socket,cred_expire=15
 StateSaveLocation={folder}/state
 SlurmdSpoolDir={folder}/spool/%n
 SlurmctldPidFile={folder}/slurmctld.pid

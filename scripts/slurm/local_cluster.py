@@ -62,6 +62,8 @@ SelectTypeParameters=CR_CPU
 MpiDefault=none
 ReturnToService=2
 KillWait=10
+# A pending job whose begin time has come (a requeued one) starts at the next scheduling pass: every 2 s, not 60.
+SchedulerParameters=sched_interval=2
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none

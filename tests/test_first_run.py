@@ -230,21 +230,29 @@ def test_a_second_ctrl_c_stops_at_once_in_one_line(monkeypatch, capsys):
         exits.append(code)
         raise SystemExit(code)
 
+    def earlier_handler(signum, frame):  # whatever the process had before: a shell's `cmd &` even starts it ignored
+        raise AssertionError("the earlier handler was called")
+
     monkeypatch.setattr(preemption.os, "_exit", exit_now)
-    stop = preemption.StopRequest("stopping at the end of this step with a checkpoint")
+    earlier = signal.signal(signal.SIGINT, earlier_handler)
     try:
-        os.kill(os.getpid(), signal.SIGINT)
-        assert stop.requested and stop.exit_code == 130 and exits == []
-        with pytest.raises(SystemExit):
+        stop = preemption.StopRequest("stopping at the end of this step with a checkpoint")
+        try:
             os.kill(os.getpid(), signal.SIGINT)
+            assert stop.requested and stop.exit_code == 130 and exits == []
+            with pytest.raises(SystemExit):
+                os.kill(os.getpid(), signal.SIGINT)
+        finally:
+            stop.close()
+        restored = signal.getsignal(signal.SIGINT)
     finally:
-        stop.close()
+        signal.signal(signal.SIGINT, earlier)
     assert exits == [130]
     assert capsys.readouterr().err.splitlines() == [
         "Ctrl-C: stopping at the end of this step with a checkpoint (Ctrl-C again stops at once)",
         "stopped at once by a second Ctrl-C; nothing more was saved",
     ]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the previous handler is back
+    assert restored is earlier_handler  # the previous handler is back
 
 
 def test_sigterm_then_ctrl_c_still_stops_at_the_step_end():

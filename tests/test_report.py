@@ -192,3 +192,5 @@ def test_the_group_column_is_an_input_only_when_the_prompt_uses_it():
     proverbs = RecipeArguments(**read_preset("proverbs"))
     assert "category" in prompt_columns(medical)  # SHEFAA's prompt shows the category: it stays among the inputs
     assert "region" not in prompt_columns(proverbs) and "proverb" in prompt_columns(proverbs)
+    literal = RecipeArguments(prompt_template="{{region}} {proverb}", output_columns={"proverb": "Proverb"})
+    assert prompt_columns(literal) == {"proverb"}  # a literal {{region}} is text, not a placeholder

@@ -7,13 +7,13 @@ import base64
 import gzip
 import io
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
+from arabic_sft.data.columns import template_fields
 from arabic_sft.runs import LOG_HISTORY, MANIFEST, TRAINER_STATE, RecipeResults, beside
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.manifest import read_json
@@ -91,7 +91,7 @@ def group_rows(groups: pd.DataFrame, baseline: str) -> tuple[list[str], list[dic
 
 def prompt_columns(recipe) -> set[str]:
     """The names (lowercase) a prompt input can have in a predictions CSV: its placeholder, or its output column."""
-    placeholders = set(re.findall(r"{(\w+)}", recipe.prompt_template or ""))
+    placeholders = set(template_fields(recipe.prompt_template or ""))  # read as data_spec reads it
     output = recipe.output_columns if isinstance(recipe.output_columns, dict) else {}
     return {name.lower() for name in placeholders} | {str(output.get(name, name)).lower() for name in placeholders}
 

@@ -3,7 +3,7 @@ compared by arabic_sft.data.cleaning, with the questions of its lm-eval general 
 loading, as make general reads them); what training drops when the recipe asks. make data-check writes it; training
 runs it first (the general tasks only when it decontaminates: loading lm-eval's task index takes seconds)."""
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from arabic_sft.data.cleaning import NUM_PERM, Pair, check, counts, dropped_rows
 from arabic_sft.data.cleaning import Settings as CleaningSettings
@@ -70,5 +70,5 @@ def run_check(args, splits: dict, spec, with_general: bool) -> DataCheck:
     drop = dropped_rows(pairs, args.deduplicate, args.decontaminate, positions)
     rows = {name: len(split.frame) for name, split in splits.items()}
     compared = "train, validation: inputs + answer; test: inputs; contamination: all of a training row's words"
-    record = {**settings.__dict__, "num_perm": NUM_PERM, "compared": compared}
+    record = {**asdict(settings), "num_perm": NUM_PERM, "compared": compared}
     return DataCheck(pairs, record, rows, tasks, skipped, drop, [positions[i] for i in drop])

@@ -291,6 +291,32 @@ def test_a_lost_process_is_one_line_per_machine_and_exit_status_75(monkeypatch, 
                                                         "step 5 (…)"][:lines]  # fmt: skip
 
 
+def test_a_finished_or_stopped_process_leaves_its_process_group_before_exiting(tmp_path):
+    """Left to the interpreter's exit, gloo's threads at times abort a finished run (exit -6, "terminate called without
+    an active exception": a ZeRO-3 two-process test failed so in a fresh-clone run; a 4-process torchrun of 20
+    collectives aborted 7 times in 10 here without the call, 0 in 10 with it). After a lost process: left alone."""
+    from arabic_sft.runtime.errors import LostContact, Stopped, run_cli
+
+    def work(outcome):
+        def main():
+            store = torch.distributed.FileStore(str(tmp_path / f"store-{outcome}"), 1)
+            torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+            torch.distributed.all_reduce(torch.ones(1))
+            if outcome == "stopped":
+                raise Stopped(signal.SIGTERM)
+            if outcome == "lost":
+                raise LostContact("lost another process")
+
+        return main
+
+    for outcome, status, left in (("finished", 0, True), ("stopped", 143, True), ("lost", 75, False)):
+        with pytest.raises(SystemExit) as exit:
+            run_cli(work(outcome))
+        assert exit.value.code == status and torch.distributed.is_initialized() is not left
+        if not left:
+            torch.distributed.destroy_process_group()
+
+
 def record(message: str) -> logging.LogRecord:
     return logging.LogRecord("transformers.trainer", logging.WARNING, __file__, 1, message, None, None)
 

@@ -67,14 +67,14 @@ def run_cli(main: Callable[[], object]) -> None:
 
 
 def exit_after_work(status: int) -> None:
-    """Exit with `status` after work that every process of the run finished or stopped at a step. A process in torch's
-    process group (a process of a multi-process run) first leaves it, runs the exit handlers and flushes its output,
-    then ends without the interpreter's teardown of its objects: there, gloo's threads at times aborted a finished
-    run ("terminate called without an active exception", exit -6: seen at the end of two-process DeepSpeed runs on
-    CPU; once more after `destroy_process_group()` alone, in a fresh-clone run: other objects may still hold the
-    group).
-    Reproduced without the project: a 4-process torchrun of 20 gloo collectives aborted 7 times in 10 at exit.
-    After an error this is not called: another process may still be waiting in a collective."""
+    """Exit with `status` after work that every process of the run finished or stopped at a step.
+
+    A process in torch's process group (a process of a multi-process run) leaves it, waits for its threads, runs the
+    exit handlers, flushes its output and ends without the interpreter's teardown of its objects: there, gloo's
+    threads at times aborted a finished run ("terminate called without an active exception", exit -6), at the end of
+    two-process DeepSpeed runs on CPU, even after `destroy_process_group()` (other objects may still hold the group);
+    a 4-process torchrun of 20 gloo collectives aborted so 7 times in 10. Not called after an error: another process
+    may still be waiting in a collective."""
     torch = sys.modules.get("torch")  # never imported for this: a process without torch has no group
     if torch is None or not torch.distributed.is_available() or not torch.distributed.is_initialized():
         sys.exit(status)

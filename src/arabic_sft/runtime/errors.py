@@ -54,31 +54,34 @@ def run_cli(main: Callable[[], object]) -> None:
     except LostContact as error:
         if os.environ.get("LOCAL_RANK", "0") == "0":
             print(f"error: {error}", file=sys.stderr)
-        sys.exit(error.status)
+        exit_after_work(error.status, leave_group=False)
     except UserError as error:
         if main_process:
             print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        exit_after_work(2, leave_group=False)
     except KeyboardInterrupt:
         if main_process:
             print("stopped by Ctrl-C", file=sys.stderr)
-        sys.exit(130)
+        exit_after_work(130, leave_group=False)
     exit_after_work(status if isinstance(status, int) else 0)
 
 
-def exit_after_work(status: int) -> None:
-    """Exit with `status` after work that every process of the run finished or stopped at a step.
+def exit_after_work(status: int, *, leave_group: bool = True) -> None:
+    """Exit with `status`; in torch's process group (a process of a multi-process run), without the interpreter's
+    teardown of its objects.
 
-    A process in torch's process group (a process of a multi-process run) leaves it, waits for its threads, runs the
-    exit handlers, flushes its output and ends without the interpreter's teardown of its objects: there, gloo's
-    threads at times aborted a finished run ("terminate called without an active exception", exit -6), at the end of
-    two-process DeepSpeed runs on CPU, even after `destroy_process_group()` (other objects may still hold the group);
-    a 4-process torchrun of 20 gloo collectives aborted so 7 times in 10. Not called after an error: another process
-    may still be waiting in a collective."""
+    A process in the group leaves it (`leave_group`: after work that every process finished or stopped at a step),
+    waits for its threads, runs the exit handlers, flushes its output and ends with `os._exit`: in the interpreter's
+    teardown, gloo's threads at times aborted the process ("terminate called without an active exception", exit -6)
+    — at the end of two-process DeepSpeed runs on CPU, even after `destroy_process_group()` (other objects may still
+    hold the group), and after a frozen machine's timeout, where the one line said and status 75 became -6; a
+    4-process torchrun of 20 gloo collectives aborted so 7 times in 10. After an error (a lost process, bad input,
+    Ctrl-C) the process does not leave the group: another process may still be waiting in a collective."""
     torch = sys.modules.get("torch")  # never imported for this: a process without torch has no group
     if torch is None or not torch.distributed.is_available() or not torch.distributed.is_initialized():
         sys.exit(status)
-    torch.distributed.destroy_process_group()
+    if leave_group:
+        torch.distributed.destroy_process_group()
     for thread in threading.enumerate():  # what a normal exit does first: wait for the threads that are not daemons
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()

@@ -24,8 +24,13 @@ EXIT_INTERRUPTED = 128 + signal.SIGINT
 def lost_contact(error: BaseException) -> str | None:
     """What a failed step says when another process of the run is gone or stopped answering (None for any other
     error): torch's distributed errors, and gloo's, which torch raises as plain RuntimeErrors ("Connection closed by
-    peer", "Timed out waiting 20000ms for recv") — matched by their words, gloo giving no type of its own."""
-    words = ("Connection closed by peer", "Connection reset by peer", "Timed out waiting", "Broken pipe", "NCCL")
+    peer", "Timed out waiting 20000ms for recv", "Application timeout caused pair closure" when another of its
+    operations timed out first) — matched by their words, gloo giving no type of its own: the words are those of gloo's
+    TCP pair errors (in libtorch_cpu.so's strings) and of the system's socket errors."""
+    words = (
+        "Connection closed by peer", "Connection reset by peer", "Remote peer closed the connection", "Socket closed",
+        "Timed out waiting", "Application timeout caused pair closure", "Broken pipe", "NCCL",
+    )  # fmt: skip
     if not isinstance(error, torch.distributed.DistError) and not (
         isinstance(error, RuntimeError) and any(word in str(error) for word in words)
     ):

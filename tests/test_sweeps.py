@@ -139,6 +139,7 @@ def test_a_finished_sweep_run_again_does_nothing(swept, monkeypatch, capsys):
     assert trial_states(work / "results" / "sweeps" / "lr" / "study.db") == before
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # retried_trial_number: Optuna 2.8+
 def test_a_killed_workers_trial_is_marked_failed_and_run_again(tiny_llama, tmp_path):
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback

@@ -47,26 +47,28 @@ def run_cli(main: Callable[[], object]) -> None:
     the script does not handle itself one line and status 130; `LostContact` one line per machine (each machine's
     first process: the run's main process may be the one lost) and its status."""
     main_process = os.environ.get("RANK", "0") == "0"
+    leave_group = True  # after work that every process finished or stopped at a step; not after an error
     try:
         status = main()
+        status = status if isinstance(status, int) else 0
     except Stopped as stop:
-        exit_after_work(stop.status)  # every process stops at the same step: they all get here
+        status = stop.status  # every process stops at the same step: they all get here
     except LostContact as error:
         if os.environ.get("LOCAL_RANK", "0") == "0":
             print(f"error: {error}", file=sys.stderr)
-        exit_after_work(error.status, leave_group=False)
+        status, leave_group = error.status, False
     except UserError as error:
         if main_process:
             print(f"error: {error}", file=sys.stderr)
-        exit_after_work(2, leave_group=False)
+        status, leave_group = 2, False
     except KeyboardInterrupt:
         if main_process:
             print("stopped by Ctrl-C", file=sys.stderr)
-        exit_after_work(130, leave_group=False)
-    exit_after_work(status if isinstance(status, int) else 0)
+        status, leave_group = 130, False
+    exit_process(status, leave_group=leave_group)
 
 
-def exit_after_work(status: int, *, leave_group: bool = True) -> None:
+def exit_process(status: int, *, leave_group: bool = True) -> None:
     """Exit with `status`; in torch's process group (a process of a multi-process run), without the interpreter's
     teardown of its objects.
 

@@ -21,16 +21,23 @@ EXIT_STOPPED = 128 + signal.SIGTERM
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 
+# gloo's words when another process is gone (its connection closed), and when it stopped answering: the operation
+# waiting on it timed out, or another one did first and closed the connection ("Application timeout caused pair
+# closure").
+CONNECTION_CLOSED = (
+    "Connection closed by peer", "Connection reset by peer", "Remote peer closed the connection", "Socket closed",
+    "Broken pipe",
+)  # fmt: skip
+NO_ANSWER = ("Timed out waiting", "Application timeout caused pair closure")
+
+
 def lost_contact(error: BaseException) -> str | None:
     """What a failed step says when another process of the run is gone or stopped answering (None for any other
     error): torch's distributed errors, and gloo's, which torch raises as plain RuntimeErrors ("Connection closed by
     peer", "Timed out waiting 20000ms for recv", "Application timeout caused pair closure" when another of its
     operations timed out first) — matched by their words, gloo giving no type of its own: the words are those of gloo's
     TCP pair errors (in libtorch_cpu.so's strings) and of the system's socket errors."""
-    words = (
-        "Connection closed by peer", "Connection reset by peer", "Remote peer closed the connection", "Socket closed",
-        "Timed out waiting", "Application timeout caused pair closure", "Broken pipe", "NCCL",
-    )  # fmt: skip
+    words = (*CONNECTION_CLOSED, *NO_ANSWER, "NCCL")
     if not isinstance(error, torch.distributed.DistError) and not (
         isinstance(error, RuntimeError) and any(word in str(error) for word in words)
     ):

@@ -33,10 +33,9 @@ NO_ANSWER = ("Timed out waiting", "Application timeout caused pair closure")
 
 def lost_contact(error: BaseException) -> str | None:
     """What a failed step says when another process of the run is gone or stopped answering (None for any other
-    error): torch's distributed errors, and gloo's, which torch raises as plain RuntimeErrors ("Connection closed by
-    peer", "Timed out waiting 20000ms for recv", "Application timeout caused pair closure" when another of its
-    operations timed out first) — matched by their words, gloo giving no type of its own: the words are those of gloo's
-    TCP pair errors (in libtorch_cpu.so's strings) and of the system's socket errors."""
+    error): torch's distributed errors, and gloo's, which torch raises as plain RuntimeErrors — matched by their words
+    (`CONNECTION_CLOSED`, `NO_ANSWER`: gloo's TCP pair errors, read from libtorch_cpu.so's strings, and the system's
+    socket errors), gloo giving no type of its own."""
     words = (*CONNECTION_CLOSED, *NO_ANSWER, "NCCL")
     if not isinstance(error, torch.distributed.DistError) and not (
         isinstance(error, RuntimeError) and any(word in str(error) for word in words)

@@ -19,6 +19,20 @@ def length_sorted_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> 
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def deal_batches(prompts: Sequence[Sequence[int]], batch_size: int, done: Collection[int], state) -> set[int]:
+    """The numbers of the `length_sorted_batches` this process makes: those with a row not in `done`, dealt out to
+    the processes in turn (`state`: accelerate's `PartialState`), each process a disjoint share. Every process
+    decides from the `done` it read, so all must read before any writes: this waits for every process (after their
+    reads, before their writes) and returns."""
+    pending = [
+        number
+        for number, batch in enumerate(length_sorted_batches(prompts, batch_size))
+        if not all(index in done for index in batch)
+    ]
+    state.wait_for_everyone()
+    return set(pending[state.process_index :: state.num_processes])
+
+
 def decoding_options(tokenizer, max_new_tokens: int, temperature: float, top_p: float) -> dict:
     """`generate`'s decoding arguments: greedy when `temperature` is 0, else sampling; up to EOS or max_new_tokens."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from arabic_sft.data.columns import prediction_columns
 from arabic_sft.data.fewshot import choose_shots
 from arabic_sft.data.splits import has_source, load_splits
-from arabic_sft.generation.batched import iter_generations, length_sorted_batches
+from arabic_sft.generation.batched import deal_batches, iter_generations
 from arabic_sft.generation.settings import GenerationSettings
 from arabic_sft.models import context_length, load_for_generation
 from arabic_sft.prompts.builder import build_model_prompt, is_conversational, predictions_table, prompt_token_ids
@@ -231,15 +231,7 @@ def generate(
         print(warning, file=sys.stderr)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    # The batches not finished yet, dealt out in turn: each process a disjoint share, decided from what every
-    # process read before any of them writes.
-    pending = [
-        number
-        for number, batch in enumerate(length_sorted_batches(prompts, settings.batch_size))
-        if not all(index in done for index in batch)
-    ]
-    mine = set(pending[state.process_index :: state.num_processes])
-    state.wait_for_everyone()
+    mine = deal_batches(prompts, settings.batch_size, done, state)  # the batches not finished yet: this one's share
     # SIGTERM, Ctrl-C: the batch being generated is finished and saved, then the run stops
     stop = StopRequest("stopping when this batch is generated and saved", say=state.is_main_process)
     writer, generated = PartialWriter(out, state.process_index, key), 0

@@ -222,7 +222,7 @@ class LocalJudge(Judge):
 
         from accelerate.utils import gather_object
 
-        from arabic_sft.generation.batched import iter_generations, length_sorted_batches
+        from arabic_sft.generation.batched import deal_batches, iter_generations
         from arabic_sft.models import context_length
         from arabic_sft.prompts.builder import prompt_token_ids
         from arabic_sft.prompts.truncation import count_long_prompts
@@ -231,12 +231,7 @@ class LocalJudge(Judge):
         warning = count_long_prompts(prompts, self.max_new_tokens, context_length(self.model))
         if warning and self.is_main:
             print(warning, file=sys.stderr)
-        pending = [
-            number
-            for number, batch in enumerate(length_sorted_batches(prompts, self.batch_size))
-            if not all(index in done for index in batch)
-        ]
-        mine, made = set(pending[self.process_index :: self.num_processes]), []
+        mine, made = deal_batches(prompts, self.batch_size, done, self.state), []  # `done`: the cache read by all
         options = {"max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size, "skip": done, "take": mine}
         for batch in iter_generations(self.model, self.tokenizer, prompts, **options):
             for index, answer in batch:

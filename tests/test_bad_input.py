@@ -4,8 +4,9 @@ column or key, before any model is loaded, and writes nothing."""
 import pytest
 from helpers import SAMPLE_FILES, assert_one_error_line, run_in_this_process
 
-from arabic_sft.data.splits import load_training_splits
+from arabic_sft.data.splits import read_as_trained
 from arabic_sft.recipe import RecipeArguments, read_preset
+from arabic_sft.training.data_check import run_check
 
 
 BAD_TRAIN_FILES = {
@@ -113,7 +114,7 @@ def test_missing_adapter_directory(tiny_llama, tmp_path, monkeypatch, capsys):
     assert_one_error_line(result, str(missing), "not found")
 
 
-def test_validation_rows_repeated_from_train_are_reported(tmp_path, capsys):
+def test_validation_rows_repeated_from_train_are_reported_once_by_the_data_check(tmp_path):
     validation = tmp_path / "valid.csv"
     validation.write_text(
         "Proverbs,Explanation\nالصبر مفتاح الفرج,يقال للحث على الصبر عند الشدة، لأن الفرج يأتي بعد "
@@ -126,9 +127,9 @@ def test_validation_rows_repeated_from_train_are_reported(tmp_path, capsys):
         train_file=str(SAMPLE_FILES["proverbs"]),
         validation_file=str(validation),
     )
-    load_training_splits(recipe, seed=0)
-    warning = f"warning: {validation}: 1 of 2 validation row(s) also appear in the training data"
-    assert warning in capsys.readouterr().err.splitlines()[0]  # the format of every message line
+    splits, spec, _ = read_as_trained(recipe, seed=0)
+    summary = run_check(recipe, splits, spec, with_general=False).summary()
+    assert summary.startswith("data check: ") and "1 exact train-validation pair" in summary
 
 
 def test_wrong_choice_in_a_recipe_stops_generation_too(tmp_path, monkeypatch, capsys):

@@ -121,7 +121,7 @@ def test_script_writes_markdown_csv_and_chart_with_a_published_row(tmp_path, scr
     base = write_run(tmp_path / "results" / "baseline-zero-shot", references(80), scores)
     tuned = write_run(tmp_path / "results" / "model", references(80), scores + 0.1)
     out = tmp_path / "compare.md"
-    result = script_in_process("compare.py", tuned, "--baseline", base, "--out", out, "--published", "shefaa")
+    result = script_in_process("compare.py", tuned, "--baseline", base, "--out", out, "--paper", "shefaa")
     assert result.returncode == 0, result.stderr[-2000:]
     table = pd.read_csv(out.with_suffix(".csv"))
     assert list(table.columns) == COLUMNS
@@ -142,7 +142,7 @@ def test_script_writes_markdown_csv_and_chart_with_a_published_row(tmp_path, scr
 
 def test_config_compares_a_recipes_run_with_its_baselines(tmp_path, script_in_process):
     (tmp_path / "recipes").mkdir()
-    (tmp_path / "recipes" / "mine.yaml").write_text("published_baseline: shefaa\n", encoding="utf-8")
+    (tmp_path / "recipes" / "mine.yaml").write_text("paper_baseline: shefaa\n", encoding="utf-8")
     rng = np.random.default_rng(6)
     scores = rng.uniform(0, 0.5, size=30)
     write_run(tmp_path / "results" / "mine", references(30), scores + 0.2)

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from helpers import SHARED_DATA, assert_one_error_line, cpu_recipe, run_here
 
-from arabic_sft.data.cleaning import Settings, check, dropped_rows, jaccard, shingles, words
+from arabic_sft.data.arabic import words
+from arabic_sft.data.cleaning import CheckSettings, check, dropped_rows, jaccard, shingles
 from arabic_sft.data.columns import DataSpec, Split
 
 
@@ -41,7 +42,7 @@ def by_hand(a: str, b: str, size: int = 1) -> float:
 
 def test_spelling_variants_are_exact_one_changed_word_is_near_and_a_different_question_is_neither():
     rows = [(QUESTION, ANSWER), *[(text, ANSWER) for text in SPELLED], (ONE_WORD, ANSWER), (SHARING, ANSWER)]
-    pairs = check(splits_of(rows), SPEC, Settings())
+    pairs = check(splits_of(rows), SPEC, CheckSettings())
     found = {(pair.row_a, pair.row_b): (pair.kind, pair.similarity) for pair in pairs}
     assert found == {
         (0, 1): ("exact", 1.0),
@@ -52,7 +53,7 @@ def test_spelling_variants_are_exact_one_changed_word_is_near_and_a_different_qu
     assert found[(0, 4)][1] == round(12 / 14, 6)  # 13 words each (11 + the answer's 2), 12 shared
     assert by_hand(QUESTION + " " + ANSWER, SHARING + " " + ANSWER) < 0.8  # shares words, not a copy
     # Bigger shingles are stricter: one changed word moves two of each question's 10 bigrams.
-    strict = check(splits_of(rows), SPEC, Settings(shingle_size=2))
+    strict = check(splits_of(rows), SPEC, CheckSettings(shingle_size=2))
     assert [(p.row_a, p.row_b) for p in strict if p.kind == "near"] == []
     assert jaccard(shingles(words(QUESTION), 2), shingles(words(ONE_WORD), 2)) == 8 / 12
 
@@ -65,7 +66,7 @@ def test_dropping_keeps_the_first_copy_and_drops_training_copies_of_test_rows():
         (SHARING, ANSWER),
         ("سؤال الاختبار هنا", "ج"),
     ]
-    pairs = check(splits_of(rows, test=["سؤال الاختبار هنا"]), SPEC, Settings())
+    pairs = check(splits_of(rows, test=["سؤال الاختبار هنا"]), SPEC, CheckSettings())
     assert dropped_rows(pairs, "none", False, range(5)) == []
     assert dropped_rows(pairs, "exact", False, range(5)) == [1, 4]  # the later exact copy; the test row's copy
     assert dropped_rows(pairs, "near", False, range(5)) == [1, 2, 4]
@@ -74,7 +75,7 @@ def test_dropping_keeps_the_first_copy_and_drops_training_copies_of_test_rows():
     b = a.replace("عشرة", "أحد")
     c = b.replace("تسعة", "إحدى")
     chain = check(splits_of([(a, ""), (b, ""), (c, "")]), DataSpec("template", "{question}", SPEC.accepted,
-                  "answer", {}), Settings())  # fmt: skip
+                  "answer", {}), CheckSettings())  # fmt: skip
     assert {(p.row_a, p.row_b) for p in chain} == {(0, 1), (1, 2)}
     assert dropped_rows(chain, "near", False, range(3)) == [1]
 
@@ -84,7 +85,7 @@ def test_a_training_answer_with_a_test_question_s_8_word_span_is_contaminated_a_
     spans = test.split()
     eight, seven = " ".join(spans[2:10]), " ".join(spans[2:9])
     rows = [("سؤال عن النوم", f"في كتاب قديم {eight}"), ("متى يمشي الرضيع", f"{seven} ثم يكبر ويتعلم الكلام")]
-    pairs = check(splits_of(rows, test=[test]), SPEC, Settings())
+    pairs = check(splits_of(rows, test=[test]), SPEC, CheckSettings())
     assert [(p.kind, p.row_a, p.split_b, p.row_b) for p in pairs] == [("contaminated", 0, "test", 0)]
     assert pairs[0].similarity == round(1 / 6, 6)  # one of the test question's six 8-word spans
     assert dropped_rows(pairs, "none", True, range(2)) == [0] and dropped_rows(pairs, "none", False, range(2)) == []

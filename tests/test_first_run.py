@@ -16,7 +16,7 @@ import yaml
 from helpers import ROOT, run_in_this_process, write_recipe
 
 from arabic_sft.recipe import load_recipe
-from arabic_sft.runtime import preemption
+from arabic_sft.runtime import stopping
 from arabic_sft.training import launch
 from arabic_sft.training.run import QuietTiedWeights, learned_little, set_cadence
 
@@ -233,10 +233,10 @@ def test_a_second_ctrl_c_stops_at_once_in_one_line(monkeypatch, capsys):
     def earlier_handler(signum, frame):  # whatever the process had before: a shell's `cmd &` even starts it ignored
         raise AssertionError("the earlier handler was called")
 
-    monkeypatch.setattr(preemption.os, "_exit", exit_now)
+    monkeypatch.setattr(stopping.os, "_exit", exit_now)
     earlier = signal.signal(signal.SIGINT, earlier_handler)
     try:
-        stop = preemption.StopRequest("stopping at the end of this step with a checkpoint")
+        stop = stopping.StopRequest("stopping at the end of this step with a checkpoint")
         try:
             os.kill(os.getpid(), signal.SIGINT)
             assert stop.requested and stop.exit_code == 130 and exits == []
@@ -256,7 +256,7 @@ def test_a_second_ctrl_c_stops_at_once_in_one_line(monkeypatch, capsys):
 
 
 def test_sigterm_then_ctrl_c_still_stops_at_the_step_end():
-    stop = preemption.StopRequest("stopping", say=False)
+    stop = stopping.StopRequest("stopping", say=False)
     try:
         os.kill(os.getpid(), signal.SIGTERM)
         os.kill(os.getpid(), signal.SIGINT)
@@ -268,14 +268,14 @@ def test_sigterm_then_ctrl_c_still_stops_at_the_step_end():
 def test_a_lost_process_is_told_by_its_first_sentence_and_other_errors_are_not_taken_for_one():
     gloo = "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
     closed = RuntimeError(gloo + "[127.0.0.1]:49559. This is typically caused by a remote worker crashing.\nmore")
-    assert preemption.lost_contact(closed) == "RuntimeError: Connection closed by peer [127.0.0.1]:49559"
+    assert launch.lost_contact(closed) == "RuntimeError: Connection closed by peer [127.0.0.1]:49559"
     frozen = RuntimeError("[../gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting 20000ms for recv operation")
-    assert preemption.lost_contact(frozen) == "RuntimeError: Timed out waiting 20000ms for recv operation"
+    assert launch.lost_contact(frozen) == "RuntimeError: Timed out waiting 20000ms for recv operation"
     paired = RuntimeError("Application timeout caused pair closure")  # frozen: another operation timed out first
-    assert preemption.lost_contact(paired) == "RuntimeError: Application timeout caused pair closure"
-    assert preemption.lost_contact(torch.distributed.DistNetworkError("store gone")) == "DistNetworkError: store gone"
+    assert launch.lost_contact(paired) == "RuntimeError: Application timeout caused pair closure"
+    assert launch.lost_contact(torch.distributed.DistNetworkError("store gone")) == "DistNetworkError: store gone"
     for other in (RuntimeError("CUDA out of memory"), ValueError("Connection closed by peer"), KeyError("NCCL")):
-        assert preemption.lost_contact(other) is None
+        assert launch.lost_contact(other) is None
 
 
 def test_a_lost_process_is_one_line_per_machine_and_exit_status_75(monkeypatch, capsys):

@@ -14,7 +14,7 @@ import torch
 from helpers import cpu_recipe, launch, run_here, run_script
 from transformers import AutoModelForCausalLM
 
-from arabic_sft.runtime import preemption
+from arabic_sft.training.launch import CONNECTION_CLOSED, NO_ANSWER
 
 
 pytestmark = pytest.mark.slow  # make test-fast skips this file
@@ -321,7 +321,7 @@ def test_a_machine_killed_or_frozen_ends_the_other_in_one_line_and_the_next_star
     said = [line for line in log.splitlines() if re.search(r"error|Traceback|Error", line)]
     assert len(said) == 1 and said[0].startswith("error: lost another process of this 2-process run after step"), said
     # the killed machine: its connection closed; the frozen one: no answer (a timeout, which gloo words two ways)
-    words = preemption.CONNECTION_CLOSED if how == "SIGKILL" else preemption.NO_ANSWER
+    words = CONNECTION_CLOSED if how == "SIGKILL" else NO_ANSWER
     assert any(word in said[0] for word in words), said[0]
     step, checkpoint = re.search(r"after step (\d+) .* resumes from (\S+)$", said[0]).groups()
     assert (Path(checkpoint) / "trainer_state.json").is_file()  # complete: written last

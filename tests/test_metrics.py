@@ -5,7 +5,7 @@ import math
 import pytest
 from helpers import SAMPLE_FILES, SHARED_DATA
 
-from arabic_sft.data.leakage import normalize_arabic
+from arabic_sft.data.arabic import normalize_arabic
 from arabic_sft.scoring import metrics
 from arabic_sft.scoring.tables import metrics_table
 

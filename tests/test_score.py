@@ -123,9 +123,9 @@ def test_rouge_default_tokenizer_reproduces_the_seed_zero(tmp_path, script_in_pr
     assert metrics["rouge1"] == 0.0 and metrics["bleu1"] > 0
 
 
-def test_config_scores_the_recipes_predictions_with_its_published_baseline(tmp_path, script_in_process):
+def test_config_scores_the_recipes_predictions_with_its_paper_baseline(tmp_path, script_in_process):
     write_recipe(
-        tmp_path / "shefaa_like.yaml", model_name_or_path="unused", task="medical_qa", published_baseline="shefaa"
+        tmp_path / "shefaa_like.yaml", model_name_or_path="unused", task="medical_qa", paper_baseline="shefaa"
     )
     (tmp_path / "results" / "shefaa_like").mkdir(parents=True)
     frame = pd.DataFrame(

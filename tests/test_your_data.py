@@ -10,11 +10,12 @@ from helpers import ROOT, SAMPLES, assert_one_error_line, run_in_this_process
 from transformers import AutoTokenizer
 
 from arabic_sft.data.columns import data_spec, load_file, prediction_columns
-from arabic_sft.data.splits import held_out_rows, load_splits, load_training_splits
+from arabic_sft.data.splits import held_out_rows, load_splits, read_as_trained
 from arabic_sft.prompts.builder import build_dataset, build_example, build_model_prompt, predictions_table
 from arabic_sft.prompts.truncation import apply_truncation_policy, count_long_prompts, count_truncated
 from arabic_sft.recipe import RecipeArguments, load_recipe
 from arabic_sft.runtime.errors import UserError
+from arabic_sft.training.data_check import run_check
 
 
 # Three inputs and an answer, under Arabic column names (one with a byte-order mark and spaces, one in other case).
@@ -138,7 +139,7 @@ def test_fractions_split_one_file_reproducibly_and_record_the_held_out_rows(form
         load_splits(recipe(**{**fields, "validation_fraction": 0.9}), seed=7)
 
 
-def test_test_rows_whose_inputs_are_in_train_are_reported_after_arabic_normalization(tmp_path, capsys):
+def test_test_rows_whose_inputs_are_in_train_are_reported_after_arabic_normalization(tmp_path):
     train = pd.DataFrame(ROWS[:10])
     test = pd.DataFrame(ROWS[10:14])
     # The same inputs as train rows, spelled with diacritics, tatweel and hamza forms: still leaked.
@@ -150,11 +151,11 @@ def test_test_rows_whose_inputs_are_in_train_are_reported_after_arabic_normaliza
     test.loc[2, ["السؤال", "التصنيف", "السياق"]] = ["سؤال رقم 3", "عام", "سياق إ"]
     train.to_json(tmp_path / "train.jsonl", orient="records", lines=True, force_ascii=False)
     test.to_csv(tmp_path / "test.csv", index=False)
-    load_training_splits(recipe(train_file=str(tmp_path / "train.jsonl"), test_file=str(tmp_path / "test.csv")), 0)
-    assert (
-        f"{tmp_path / 'test.csv'}: 3 of 4 test row(s) have the same inputs as the training data"
-        in capsys.readouterr().err
-    )
+    fields = recipe(train_file=str(tmp_path / "train.jsonl"), test_file=str(tmp_path / "test.csv"))
+    splits, spec, _ = read_as_trained(fields, 0)
+    check = run_check(fields, splits, spec, with_general=False)
+    assert check.counts() == {"exact": {"train-test": 3}}
+    assert "data check: 3 exact train-test pair(s) of rows (compared after Arabic normalization)" in check.summary()
 
 
 MESSAGES = [

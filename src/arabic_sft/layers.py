@@ -1,8 +1,8 @@
-"""The package's parts and which parts each imports (module- and function-level imports alike, read from the source
-with `ast`, nothing imported). The parts must import downward only: `tests/test_layers.py` fails on a cycle, and
-docs/architecture.md shows the graph this prints.
+"""The package's parts and modules, and which each imports (module- and function-level imports alike, read from the
+source with `ast`, nothing imported). Parts and modules alike must import downward only: `tests/test_layers.py`
+fails on a cycle of either, and docs/architecture.md shows the parts' graph this prints.
 
-    python -m arabic_sft.layers          # one line per part: the parts it imports
+    python -m arabic_sft.layers          # one line per part: the parts it imports (exit 1 on any cycle)
 """
 
 import ast
@@ -12,50 +12,72 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent
 
 
-def part_of(path: Path) -> str:
+def module_of(path: Path) -> str:
+    """A file's module name (arabic_sft.scoring.compare; a package's __init__.py is the package)."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def part_of(module: str) -> str:
     """A module's part: its folder under the package, or the module itself (recipe, runs, ...)."""
-    part = path.relative_to(PACKAGE).with_suffix("").parts[0]
+    part = module.split(".")[1]
     return "cli" if part == "__main__" else part  # `python -m arabic_sft` is the console program
 
 
-def imported_parts(path: Path) -> set[str]:
-    """The package's parts that a file imports (absolute imports; relative ones stay within a part)."""
+def imported_modules(path: Path, modules: set[str]) -> set[str]:
+    """The package's modules (of `modules`) that a file imports: `import a.b`, `from a.b import c` (the module a.b.c
+    when there is one, else a.b), relative imports resolved; a name that is no module is its nearest module above."""
+    here = module_of(path).split(".")
+    if path.name != "__init__.py":
+        here = here[:-1]  # a relative import starts from the file's package
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-            modules = [node.module]
-            if node.module == PACKAGE.name:  # from arabic_sft import named
-                modules = [f"{PACKAGE.name}.{alias.name}" for alias in node.names]
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            stem = ".".join(here[: len(here) - node.level + 1] + [node.module or ""]).strip(".") if node.level else (
+                node.module or ""
+            )  # fmt: skip
+            names = [f"{stem}.{alias.name}" if f"{stem}.{alias.name}" in modules else stem for alias in node.names]
         else:
             continue
-        for module in modules:
-            names = module.split(".")
-            if len(names) > 1 and names[0] == PACKAGE.name:
-                found.add(names[1])
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name:
+                found.add(name)
     return found
+
+
+def module_graph() -> dict[str, set[str]]:
+    """module -> the other modules of the package it imports (a package's own __init__ aside: importing a module
+    imports its package's __init__, which is no edge back)."""
+    paths = {module_of(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+    return {
+        module: {other for other in imported_modules(path, set(paths)) if not module.startswith(other + ".")}
+        - {module}
+        for module, path in paths.items()
+    }
 
 
 def graph() -> dict[str, set[str]]:
     """part -> the other parts it imports, for every part of the package."""
     edges: dict[str, set[str]] = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        if path.name == "__init__.py" and path.parent == PACKAGE:
-            continue
-        part = part_of(path)
-        edges.setdefault(part, set()).update(imported_parts(path) - {part})
+    for module, imported in module_graph().items():
+        if "." in module:  # the package's own __init__ belongs to no part
+            part = part_of(module)
+            edges.setdefault(part, set()).update({part_of(other) for other in imported if "." in other} - {part})
     return edges
 
 
 def cycles(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
-    """Pairs of parts that reach each other (each pair once, sorted)."""
+    """Pairs of nodes that reach each other (each pair once, sorted)."""
 
     def reaches(start: str, goal: str) -> bool:
         seen, todo = set(), [start]
         while todo:
-            part = todo.pop()
-            for other in edges.get(part, ()):
+            node = todo.pop()
+            for other in edges.get(node, ()):
                 if other == goal:
                     return True
                 if other not in seen:
@@ -84,8 +106,9 @@ def layers(edges: dict[str, set[str]]) -> list[list[str]]:
 
 def main() -> None:
     edges = graph()
-    if found := cycles(edges):
-        raise SystemExit("parts in a cycle: " + ", ".join(f"{a} <-> {b}" for a, b in found))
+    for kind, found in (("parts", cycles(edges)), ("modules", cycles(module_graph()))):
+        if found:
+            raise SystemExit(f"{kind} in a cycle: " + ", ".join(f"{a} <-> {b}" for a, b in found))
     for number, parts in enumerate(layers(edges)):
         for part in parts:
             print(f"{number}  {part:<12} -> {', '.join(sorted(edges[part])) or '-'}")

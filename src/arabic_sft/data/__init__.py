@@ -1,2 +1,3 @@
 """Data, the first stage of a run: formats (files, saved datasets, the Hub), columns (the recipe's fields of a row),
-splits (files or seeded fractions), leakage (rows repeated across splits) and few-shot examples."""
+splits (files or seeded fractions), arabic (the one Arabic normalization), cleaning (repeated, near-duplicate and
+contaminated rows) and few-shot examples."""

@@ -1,5 +1,5 @@
-"""Near-duplicate and contaminated rows, compared after the project's Arabic normalization (diacritics, tatweel, alef,
-yaa and taa marbuta forms, case; punctuation is not a word).
+"""Repeated, near-duplicate and contaminated rows, compared after the project's Arabic normalization (diacritics,
+tatweel, alef, yaa and taa marbuta forms, case; punctuation is not a word: arabic_sft.data.arabic).
 
 - exact: two rows whose normalized words are the same;
 - near: the Jaccard similarity of their word shingles (`shingle_size` words each) is at least the threshold.
@@ -9,30 +9,22 @@ yaa and taa marbuta forms, case; punctuation is not a word).
   similarity is the share of that question's `ngram`-word spans found in the training row.
 
 Within train and between train and validation, rows are compared by their inputs and answer; between train and test
-by the inputs (the test answer is never shown to the model), as the exact check of `leakage` does.
+by the inputs (the test answer is never shown to the model). This is the one check of repeated rows: training runs
+it before every run (arabic_sft.training.data_check), make data-check writes its pairs.
 """
 
 import json
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from arabic_sft.data.leakage import normalize_arabic
+from arabic_sft.data.arabic import words
 
 
-WORD = re.compile(r"\w+")
 NUM_PERM = 128  # MinHash permutations, cut into LSH bands by `lsh_bands`
 MISS = 1e-3  # the highest chance that LSH misses a pair exactly at the threshold (more similar ones: less)
 MINHASH_SEED = 1
 PAIR_COLUMNS = ("kind", "split_a", "row_a", "split_b", "row_b", "similarity", "text_a", "text_b")
-
-
-def words(value) -> list[str]:
-    """The normalized words of a cell (chat turns: their contents)."""
-    if isinstance(value, list):
-        value = " ".join(str(turn.get("content", "")) if isinstance(turn, dict) else str(turn) for turn in value)
-    return WORD.findall(normalize_arabic(str(value)).casefold())
 
 
 def row_words(row: dict, fields: Sequence[str]) -> list[str]:
@@ -176,10 +168,12 @@ def contamination(train: Sequence[list[str]], sources: dict[str, Sequence[list[s
 
 
 @dataclass
-class Settings:
-    threshold: float = 0.8
+class CheckSettings:
+    """The check's settings, named as the recipe's fields (arabic_sft.recipe.schema, group `cleaning`)."""
+
+    near_duplicate_threshold: float = 0.8
     shingle_size: int = 1
-    ngram: int = 8
+    contamination_ngram: int = 8
     deduplicate: str = "none"
     decontaminate: bool = False
 
@@ -193,12 +187,12 @@ def compared_fields(spec, other: str) -> list[str]:
     return inputs if other == "test" else [*inputs, spec.answer if spec.kind != "prompt_completion" else "completion"]
 
 
-def check(splits: dict, spec, settings: Settings, questions: dict[str, list[str]] | None = None) -> list[Pair]:
+def check(splits: dict, spec, settings: CheckSettings, questions: dict[str, list[str]] | None = None) -> list[Pair]:
     """Every exact, near and contaminated pair in the recipe's `splits` (arabic_sft.data.splits.read_as_trained),
     most similar first; `questions`: benchmark questions by task name, checked for contamination too."""
     train = splits["train"]
     rows = {name: split.frame.to_dict("records") for name, split in splits.items()}
-    threshold, size, near = settings.threshold, settings.shingle_size, True
+    threshold, size, near = settings.near_duplicate_threshold, settings.shingle_size, True
     pairs: list[Pair] = []
 
     def add(kind, split_a, row_a, split_b, row_b, similarity, text_a, text_b):
@@ -230,7 +224,7 @@ def check(splits: dict, spec, settings: Settings, questions: dict[str, list[str]
     for task, items in (questions or {}).items():
         sources[f"general:{task}"] = [words(item) for item in items]
         texts[f"general:{task}"] = list(items)
-    for a, source, b, similarity in contamination(train_full, sources, settings.ngram):
+    for a, source, b, similarity in contamination(train_full, sources, settings.contamination_ngram):
         row_b = splits["test"].positions[b] if source == "test" else b
         add("contaminated", "train", train.positions[a], source, row_b, similarity,
             row_text(rows["train"][a], full), texts[source][b])  # fmt: skip

@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 
+from arabic_sft.data.arabic import words
 from arabic_sft.data.columns import DataSpec
-from arabic_sft.data.leakage import normalized_key
 from arabic_sft.runtime.errors import UserError
 
 
@@ -14,10 +14,14 @@ def choose_shots(pool: pd.DataFrame, answered: pd.DataFrame, spec: DataSpec, k: 
     inputs equal an answered row's after Arabic normalization, so that no row is ever shown its own answer."""
     if k < 0:
         raise UserError(f"--shots {k}: must be 0 or more")
-    answered_keys = {normalized_key(row, spec.inputs) for row in answered.to_dict("records")}
+
+    def key(row: dict) -> tuple:
+        return tuple(tuple(words(row.get(name, ""))) for name in spec.inputs)
+
+    answered_keys = {key(row) for row in answered.to_dict("records")}
     records = pool.to_dict("records")
     order = np.random.RandomState(seed).permutation(len(records))
-    chosen = [int(i) for i in order if normalized_key(records[i], spec.inputs) not in answered_keys][:k]
+    chosen = [int(i) for i in order if key(records[i]) not in answered_keys][:k]
     if len(chosen) < k:
         raise UserError(
             f"--shots {k}: the training split has only {len(chosen)} rows whose inputs differ from every answered row"

@@ -9,7 +9,6 @@ import pandas as pd
 
 from arabic_sft.data.columns import DataSpec, Split, data_spec, select
 from arabic_sft.data.formats import load_dataset_split, read_table
-from arabic_sft.data.leakage import report_overlap
 from arabic_sft.runtime.errors import UserError
 
 
@@ -140,7 +139,7 @@ def load_training_splits(
     recipe, seed: int, dropped: Callable | None = None
 ) -> tuple[dict[str, pd.DataFrame], DataSpec, dict | None]:
     """The recipe's train (and validation, when it has one) frames, subsampled, its DataSpec and the fraction split's
-    record; before any model loads. Rows repeated across splits are reported (the test split is read for that).
+    record; before any model loads. `dropped` sees the test split too (the data check compares train with it).
     `dropped(splits, spec)`, when given, names training rows (positions in the train frame) to leave out."""
     splits, spec, record = read_as_trained(recipe, seed)
     if dropped is not None and (drop := set(dropped(splits, spec))):
@@ -149,8 +148,4 @@ def load_training_splits(
         frame = train.frame.iloc[keep].reset_index(drop=True)
         splits["train"] = replace(train, frame=frame, positions=tuple(train.positions[i] for i in keep))
     frames = {name: splits[name].frame for name in ("train", "validation") if name in splits}
-    if "validation" in splits:
-        report_overlap(frames["train"], frames["validation"], splits["validation"].source, spec, "validation")
-    if "test" in splits:
-        report_overlap(splits["train"].frame, splits["test"].frame, splits["test"].source, spec, "test")
     return frames, spec, record

@@ -38,7 +38,7 @@ CACHE = ".cache"  # lm-eval's answer cache of each side, under the general folde
 
 
 @dataclass(frozen=True)
-class Settings:
+class GeneralSettings:
     """What both sides share: the tasks, few-shot, batch, chat template, backend, seed and question limit."""
 
     tasks: tuple[str, ...]
@@ -151,7 +151,7 @@ def backend_args(side: Side, backend: str) -> dict:
     return args
 
 
-def cache_key(side: Side, settings: Settings) -> str:
+def cache_key(side: Side, settings: GeneralSettings) -> str:
     """What the answers depend on: the model (arguments, and its files' names, sizes and modification times), the
     settings. lm-eval keys its cache by request only; a new model under the same path must not reuse its answers."""
     stats = [(path, os.stat(path).st_size, os.stat(path).st_mtime_ns) for path in side.weights]
@@ -159,7 +159,7 @@ def cache_key(side: Side, settings: Settings) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def make_model(side: Side, settings: Settings):
+def make_model(side: Side, settings: GeneralSettings):
     """lm-eval's model object for a side; a model that does not load is one line."""
     from lm_eval.api.registry import get_model
 
@@ -178,7 +178,7 @@ def make_model(side: Side, settings: Settings):
         raise UserError(f"{side.name} model {args.get('pretrained')}: does not load ({reason})") from None
 
 
-def evaluate_side(side: Side, settings: Settings, tasks: list, manager, folder: Path, overwrite: bool) -> dict:
+def evaluate_side(side: Side, settings: GeneralSettings, tasks: list, manager, folder: Path, overwrite: bool) -> dict:
     """Run lm-eval on one side and write folder/<side>/ whole: lm-eval's results (results.json), its per-question
     samples (samples_TASK.jsonl) and the manifest. Answers are cached as they come (folder/.cache/), so the same
     command after a stop asks the model only what is missing. Returns lm-eval's results."""

@@ -28,7 +28,7 @@ from arabic_sft.runtime.errors import Stopped, UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, changed_files, now, write_json_atomic
 from arabic_sft.runtime.partial import PartialWriter, partial_path, read_done, remove_partial
-from arabic_sft.runtime.preemption import StopRequest, die_with_launcher, stopped_by
+from arabic_sft.runtime.stopping import StopRequest, die_with_launcher, stopped_by
 
 
 def data_arguments(args, recipe: Recipe | None) -> RecipeArguments:

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from arabic_sft.runtime.errors import UserError
-from arabic_sft.runtime.preemption import Stopped, StopRequest
+from arabic_sft.runtime.stopping import Stopped, StopRequest
 
 
 class AnswerCache:

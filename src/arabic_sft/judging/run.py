@@ -23,7 +23,7 @@ from arabic_sft.judging.verdicts import (
 from arabic_sft.runs import beside
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
-from arabic_sft.runtime.preemption import StopRequest
+from arabic_sft.runtime.stopping import StopRequest
 from arabic_sft.scoring import metrics
 from arabic_sft.scoring.predictions import prediction_rows, questions
 

@@ -17,8 +17,7 @@ from pathlib import Path
 from arabic_sft import named
 from arabic_sft.named import read_yaml
 from arabic_sft.recipe.defaults import project_defaults
-from arabic_sft.recipe.load import read_preset
-from arabic_sft.recipe.schema import RecipeArguments
+from arabic_sft.recipe.schema import PRESET_FIELDS, RecipeArguments
 from arabic_sft.runtime.errors import UserError
 
 
@@ -32,6 +31,18 @@ LIBRARY_CLASSES = (
 )
 NO_DEFAULT = object()  # a default that is not a literal (a factory, a computed value): load_recipe knows it
 TRUE, FALSE = {"true", "yes", "t", "y", "1"}, {"false", "no", "f", "n", "0"}  # HfArgumentParser's string_to_bool
+
+
+def read_preset(task: str, source: str | Path = "arguments") -> dict:
+    """The fields of a task preset: `recipes/tasks/<task>.yaml`, or a YAML file's path."""
+    try:
+        path = named.find("task", task)
+    except UserError as error:
+        raise UserError(f"{source}: {error}") from None
+    preset = read_yaml(path, "task preset")
+    if not set(preset) <= set(PRESET_FIELDS):
+        raise UserError(f"{path}: a task preset is a mapping of {', '.join(PRESET_FIELDS)}")
+    return preset
 
 
 @dataclass(frozen=True)
@@ -141,7 +152,12 @@ def check_recipe(path: str | Path) -> dict:
     """The recipe's fields as its file, its preset and the project's defaults set them (not TRL's defaults, which
     are left to `load_recipe`), checked; a recipe `load_recipe` would refuse is refused here, in one line."""
     path = named.find("recipe", str(path))
-    values = read_yaml(path)
+    return check_values(path, read_yaml(path))
+
+
+def check_values(path: str | Path, values: dict) -> dict:
+    """`check_recipe` of the values already read from the recipe file `path` (a process reads its recipe once)."""
+    values = dict(values)
     known = known_fields()
     if unknown := sorted(set(values) - set(known) - {"env"}):
         hints = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, known, 1)) else key

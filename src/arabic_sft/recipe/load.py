@@ -16,11 +16,11 @@ from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 
-from arabic_sft import named
 from arabic_sft.named import read_yaml
+from arabic_sft.recipe.check import check_values, read_preset
 from arabic_sft.recipe.defaults import project_defaults
 from arabic_sft.recipe.help import DESCRIPTION, USAGE, short_help
-from arabic_sft.recipe.schema import PRESET_FIELDS, RECIPES_DIR, RecipeArguments
+from arabic_sft.recipe.schema import RECIPES_DIR, RecipeArguments
 from arabic_sft.runtime.errors import UserError
 
 
@@ -45,18 +45,6 @@ def make_parser(source: str | None = None):
 
     parser.error = one_line_error
     return parser
-
-
-def read_preset(task: str, source: str | Path = "arguments") -> dict:
-    """The fields of a task preset: `recipes/tasks/<task>.yaml`, or a YAML file's path."""
-    try:
-        path = named.find("task", task)
-    except UserError as error:
-        raise UserError(f"{source}: {error}") from None
-    preset = read_yaml(path, "task preset")
-    if not set(preset) <= set(PRESET_FIELDS):
-        raise UserError(f"{path}: a task preset is a mapping of {', '.join(PRESET_FIELDS)}")
-    return preset
 
 
 def _flag_value(args: list[str], flag: str) -> str | None:
@@ -172,9 +160,7 @@ def load_recipe(args: list[str] | None = None) -> Recipe:
         )
     values = read_yaml(path) if path else {}
     if path:
-        from arabic_sft.recipe.check import check_recipe
-
-        check_recipe(path)  # a mistyped recipe refused in a second, before TRL is imported
+        check_values(path, values)  # a mistyped recipe refused in a second, before TRL is imported
     parser = make_parser(path)
     known = {action.dest for action in parser._actions}
     if unknown := sorted(set(values) - known - {"env"}):

@@ -192,7 +192,7 @@ class EvaluationArguments:
     )
     eval_generation_max_new_tokens: int = _field("evaluation", 64, "Token limit of those answers.")
     eval_generation_batch_size: int = _field("evaluation", 16, "Prompts per batch for those answers.")
-    published_baseline: str | None = _field(
+    paper_baseline: str | None = _field(
         "evaluation",
         None,
         "A paper's results shown beside this recipe's (a file in data/paper_results/).",

@@ -8,22 +8,11 @@ import sys
 import threading
 from collections.abc import Callable
 
+from arabic_sft.runtime.stopping import EXIT_INTERRUPTED, Stopped
+
 
 class UserError(Exception):
     """Input the user can fix (a file, a column, a recipe key); its message names what is wrong."""
-
-
-class Stopped(Exception):
-    """SIGTERM or Ctrl-C stopped the work; what was done is saved where the same command picks it up. Its exit
-    status is 128 + the signal, what a shell reports for a process ended by it (a scheduler sees an interruption)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-    @property
-    def status(self) -> int:
-        return 128 + self.signum
 
 
 class LostContact(Exception):
@@ -64,7 +53,7 @@ def run_cli(main: Callable[[], object]) -> None:
     except KeyboardInterrupt:
         if main_process:
             print("stopped by Ctrl-C", file=sys.stderr)
-        status, leave_group = 130, False
+        status, leave_group = EXIT_INTERRUPTED, False
     exit_process(status, leave_group=leave_group)
 
 

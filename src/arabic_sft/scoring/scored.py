@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from arabic_sft import named
 from arabic_sft.runs import RecipeResults, beside, is_split_file, metrics_files, seed_number
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.scoring.metrics import CORPUS_KEYS, METRIC_KEYS
@@ -63,7 +64,7 @@ class Run:
     name: str
     path: Path
     metrics: dict
-    references: list[str] | None  # None: published figures without per-example scores
+    references: list[str] | None  # None: a paper's figures, without per-example scores
     scores: dict[str, np.ndarray]  # metric -> per-example values (NaN where undefined)
     predictions: list[str] | None = None
     seeds: list["Run"] | None = None  # one system trained with several seeds: a scored run per seed (seed_system)
@@ -218,13 +219,19 @@ def default_name(path: Path) -> str:
     return path.parent.name if is_split_file(path, "metrics") else f"{path.parent.name}/{path.stem.split('_', 1)[-1]}"
 
 
-def published_run(name: str, split: str) -> Run:
-    from arabic_sft.scoring.tables import published
+def paper_figures(name: str) -> dict:
+    """A paper's results (`data/paper_results/<name>.yaml`): title, note, and figures per split."""
+    if named.is_path(name):
+        raise UserError(f"paper results '{name}': give a name (known: {', '.join(named.names('paper'))})")
+    return named.read("paper", name)[1]
 
-    source = published(name)
+
+def paper_run(name: str, split: str) -> Run:
+    """A paper's figures for `split` as a run without per-example scores."""
+    source = paper_figures(name)
     figures = source["splits"].get(split)
     if figures is None:
-        raise UserError(f"--published {name}: no figures for the {split} split")
+        raise UserError(f"--paper {name}: no figures for the {split} split")
     return Run(source["title"], Path(name), dict(figures), None, {})
 
 

@@ -9,18 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from arabic_sft import named
 from arabic_sft.runs import beside
-from arabic_sft.runtime.errors import UserError
 from arabic_sft.scoring.compare import MIN_GROUP_ROWS
-from arabic_sft.scoring.scored import Run, judge_beside, metric_keys
-
-
-def published(name: str) -> dict:
-    """A paper's results (`data/paper_results/<name>.yaml`): title, note, and figures per split."""
-    if named.is_path(name):
-        raise UserError(f"paper results '{name}': give a name (known: {', '.join(named.names('paper'))})")
-    return named.read("paper", name)[1]
+from arabic_sft.scoring.scored import Run, judge_beside, metric_keys, paper_figures
 
 
 LABELS = {
@@ -52,8 +43,8 @@ def figure(value, low=None, high=None) -> str:
 
 
 def metrics_table(metrics: dict, title: str, baseline: str | None = None, split: str | None = None) -> str:
-    """A markdown table of `metrics` (fractions), with a published baseline's column when one is named."""
-    source = published(baseline) if baseline else {}
+    """A markdown table of `metrics` (fractions), with a paper's figures in a column when one is named."""
+    source = paper_figures(baseline) if baseline else {}
     figures = source.get("splits", {}).get(split or "test")
     header = ["Metric", "This run"] + ([source["title"]] if figures else [])
     lines = [

@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     """Serve the page as `args` (this stage's command line) say, until stopped; writes nothing."""
     from arabic_sft.publishing.upload import trained_run
     from arabic_sft.runtime.ports import check_port
-    from arabic_sft.runtime.preemption import StopRequest
+    from arabic_sft.runtime.stopping import StopRequest
 
     check_port(args.port)
     recipe, trained = trained_run(args.config, args.seed)

@@ -2,10 +2,10 @@
 difference, its interval and a paired bootstrap p-value, over the same examples.
 
     python scripts/compare.py results/demo --baseline results/demo/baseline-zero-shot --out results/demo/compare.md
-    # a recipe's fine-tuned run against its baselines (make baseline), and the published figures it names
+    # a recipe's fine-tuned run against its baselines (make baseline), and the paper figures it names
     python scripts/compare.py --config recipes/demo.yaml          # -> results/demo/compare_test.md
     python scripts/compare.py results/jais_shefaa --baseline results/jais_shefaa/baseline-zero-shot \\
-        --published shefaa --out results/jais_shefaa/compare.md
+        --paper shefaa --out results/jais_shefaa/compare.md
 
 A RUN is a metrics JSON written by score.py, or the directory holding it; its per-example scores (.examples.csv)
 must be beside it. Writes FILE.md, FILE.csv (one row per run and metric) and FILE.png (each metric with its intervals);
@@ -28,7 +28,7 @@ from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path
 from arabic_sft.scoring.compare import compare, compare_groups
 from arabic_sft.scoring.plots import plot
-from arabic_sft.scoring.scored import group_labels, identical_predictions, load_system, published_run, recipe_runs
+from arabic_sft.scoring.scored import group_labels, identical_predictions, load_system, paper_run, recipe_runs
 from arabic_sft.scoring.tables import few_seeds, group_markdown, judge_section, markdown
 
 
@@ -42,14 +42,14 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         help="instead of RUNs: the recipe's fine-tuned run (results/<recipe>) against its "
-        "zero-shot baseline, with its few-shot baselines and published figures; out "
+        "zero-shot baseline, with its few-shot baselines and a paper's figures; out "
         "results/<recipe>/compare_<split>.md",
     )
     parser.add_argument(
         "--names", nargs="+", help="names for the baseline and the runs, in that order (default: their directories)"
     )
-    parser.add_argument("--published", help="a published result without per-example scores, shown as a row (shefaa)")
-    parser.add_argument("--split", default="test", help="with --config or --published: the split compared")
+    parser.add_argument("--paper", help="a paper's figures without per-example scores, shown as a row (shefaa)")
+    parser.add_argument("--split", default="test", help="with --config or --paper: the split compared")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the resampling: the same inputs give the same intervals"
@@ -65,7 +65,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def from_recipe(args) -> None:
-    """Fill runs, baseline, out and published from a recipe's results directory."""
+    """Fill runs, baseline, out and paper from a recipe's results directory."""
     from arabic_sft.recipe import load_recipe
 
     if args.runs or args.baseline:
@@ -76,7 +76,7 @@ def from_recipe(args) -> None:
     args.baseline, args.runs = str(baseline), runs  # a list among the runs: one system trained with several seeds
     results = RecipeResults(Path(args.config).stem)
     args.out = args.out or str(results.compare(args.split))
-    args.published = args.published or recipe.published_baseline
+    args.paper = args.paper or recipe.paper_baseline
     args.group_column = args.group_column or recipe.group_column
     data_source(recipe.data_source)  # the model card's: a wrong name fails before any work
     fields = args.recipe.fields
@@ -107,8 +107,8 @@ def run(args: argparse.Namespace) -> list[Path]:
         raise UserError(f"--names: {len(args.names)} names for {len(paths)} runs (the baseline first)")
     names = args.names or [None] * len(paths)
     baseline, *runs = [load_system(path, name) for path, name in zip(paths, names)]
-    if args.published:
-        runs.append(published_run(args.published, args.split))
+    if args.paper:
+        runs.append(paper_run(args.paper, args.split))
     if len({run.name for run in [baseline, *runs]}) < len(runs) + 1:
         raise UserError("two runs have the same name; give --names")
     outputs = [out, out.with_suffix(".csv"), out.with_suffix(".png")]

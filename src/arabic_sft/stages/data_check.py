@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> list[Path]:
 
     sizes = ", ".join(f"{name} {rows} rows" for name, rows in result.rows.items())
     settings = result.settings
-    print(f"data check of {recipe.name} ({sizes}; near: Jaccard >= {settings['threshold']} over "
-          f"{settings['shingle_size']}-word shingles; contamination: {settings['ngram']}-word spans)")  # fmt: skip
+    print(f"data check of {recipe.name} ({sizes}; near: Jaccard >= {settings['near_duplicate_threshold']} over "
+          f"{settings['shingle_size']}-word shingles; contamination: {settings['contamination_ngram']}-word spans)")  # fmt: skip
     if result.tasks:
         print(f"general tasks compared: {', '.join(result.tasks)}")
     if result.skipped:

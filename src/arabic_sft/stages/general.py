@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     from arabic_sft.general.harness import (
         CACHE,
         DEFAULT_TASKS,
-        Settings,
+        GeneralSettings,
         evaluate_side,
         load_tasks,
         model_sides,
@@ -77,14 +77,14 @@ def run(args: argparse.Namespace) -> list[Path]:
     from arabic_sft.recipe import load_recipe, one_run
     from arabic_sft.runs import RecipeResults
     from arabic_sft.runtime.locks import exclusive_output
-    from arabic_sft.runtime.preemption import Stopped, stop_raises, stopped_by
+    from arabic_sft.runtime.stopping import Stopped, stop_raises, stopped_by
 
     recipe = load_recipe(["--config", args.config])
     if args.side != "base":
         one_run(recipe, "general")
     fields = recipe.args
     names = [name for item in args.tasks or fields.general_tasks or DEFAULT_TASKS for name in item.split(",") if name]
-    settings = Settings(
+    settings = GeneralSettings(
         tasks=tuple(dict.fromkeys(names)),
         num_fewshot=fields.general_num_fewshot if args.num_fewshot is None else args.num_fewshot,
         batch_size=args.batch_size or fields.general_batch_size,

@@ -35,7 +35,7 @@ from arabic_sft.recipe import RecipeArguments, add_field_arguments, load_recipe,
 from arabic_sft.runs import RecipeResults
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
-from arabic_sft.runtime.preemption import Stopped, stopped_by
+from arabic_sft.runtime.stopping import Stopped, stopped_by
 
 
 JUDGE_FIELDS = [name for name in vars(RecipeArguments()) if name.startswith("judge_")]

@@ -2,7 +2,7 @@
 
     # a predictions CSV from generate.py (columns found by name) -> metrics_test.json, .md and .examples.csv beside it
     python scripts/score.py results/demo/predictions_test.csv
-    # a recipe's predictions for a split, with the published baseline it names beside ours (what `make eval` runs)
+    # a recipe's predictions for a split, with the paper's figures it names beside ours (what `make eval` runs)
     python scripts/score.py --config recipes/jais_shefaa.yaml --split test
     # two text files with one example per line (SHEFAA's layout)
     python scripts/score.py --predictions preds.txt --references refs.txt --out results/shefaa/metrics.json
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from arabic_sft.data.leakage import normalize_arabic
+from arabic_sft.data.arabic import normalize_arabic
 from arabic_sft.named import names
 from arabic_sft.recipe import load_recipe, one_run
 from arabic_sft.runs import RecipeResults, beside, split_of
@@ -113,7 +113,7 @@ def resolve_inputs(args) -> tuple[list[str], list[str], dict]:
         loaded = load_recipe(["--config", args.config])
         one_run(loaded, "eval")
         recipe = loaded.args
-        baseline = baseline or recipe.published_baseline
+        baseline = baseline or recipe.paper_baseline
         args.bertscore_model = args.bertscore_model or recipe.bertscore_model
         args.semantic_model = args.semantic_model or recipe.semantic_model
         path = str(RecipeResults(Path(args.config).stem).tuned.predictions(args.split or "test"))

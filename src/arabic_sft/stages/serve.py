@@ -25,7 +25,7 @@ from pathlib import Path
 
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.ports import check_port, port_is_free  # noqa: F401 (port_is_free: the tests' probe)
-from arabic_sft.runtime.preemption import StopRequest
+from arabic_sft.runtime.stopping import StopRequest
 
 
 def make_parser() -> argparse.ArgumentParser:

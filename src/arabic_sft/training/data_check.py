@@ -3,10 +3,9 @@ compared by arabic_sft.data.cleaning, with the questions of its lm-eval general 
 loading, as make general reads them); what training drops when the recipe asks. make data-check writes it; training
 runs it first (the general tasks only when it decontaminates: loading lm-eval's task index takes seconds)."""
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
-from arabic_sft.data.cleaning import NUM_PERM, Pair, check, counts, dropped_rows
-from arabic_sft.data.cleaning import Settings as CleaningSettings
+from arabic_sft.data.cleaning import NUM_PERM, CheckSettings, Pair, check, counts, dropped_rows
 
 
 @dataclass
@@ -37,14 +36,16 @@ class DataCheck:
         """One line of what was found (None when nothing was), and what training does about it."""
         if not self.pairs:
             return None
-        found = counts(self.pairs)
-        parts = [f"{sum(where.values())} {kind}" for kind, where in found.items()]
+        parts = [f"{number} {kind} {where}" for kind, by in counts(self.pairs).items() for where, number in by.items()]
         action = (
             f"training leaves out {len(self.dropped)} of {self.rows['train']} training rows"
             if self.dropped
             else "nothing dropped (deduplicate, decontaminate)"
         )
-        return f"data check: {', '.join(parts)} pair(s) of rows; {action}; make data-check lists them"
+        return (
+            f"data check: {', '.join(parts)} pair(s) of rows (compared after Arabic normalization); {action}; "
+            "make data-check lists them"
+        )
 
 
 def general_task_names(args) -> list[str]:
@@ -57,8 +58,7 @@ def general_task_names(args) -> list[str]:
 def run_check(args, splits: dict, spec, with_general: bool) -> DataCheck:
     """The check of `splits` (read_as_trained's) by the recipe's fields `args`; `with_general`: the general tasks'
     questions too."""
-    settings = CleaningSettings(args.near_duplicate_threshold, args.shingle_size, args.contamination_ngram,
-                                args.deduplicate, args.decontaminate)  # fmt: skip
+    settings = CheckSettings(**{item.name: getattr(args, item.name) for item in fields(CheckSettings)})
     questions, tasks, skipped = {}, [], []
     if with_general:
         from arabic_sft.general.harness import task_questions

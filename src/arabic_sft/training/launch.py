@@ -12,9 +12,11 @@ one line. `scripts/sft.py` runs the same recipe checks in each process when star
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
@@ -25,8 +27,40 @@ from transformers.utils import is_torch_bf16_gpu_available
 
 from arabic_sft.recipe import Recipe, load_recipe
 from arabic_sft.runtime.errors import LostContact, UserError, run_cli
-from arabic_sft.runtime.preemption import EXIT_INTERRUPTED, EXIT_STOPPED
+from arabic_sft.runtime.stopping import EXIT_INTERRUPTED, EXIT_STOPPED
 from arabic_sft.training.model import check_sharded_4bit_storage
+
+
+# gloo's words when another process is gone (its connection closed), and when it stopped answering: the operation
+# waiting on it timed out, or another one did first and closed the connection ("Application timeout caused pair
+# closure").
+CONNECTION_CLOSED = (
+    "Connection closed by peer", "Connection reset by peer", "Remote peer closed the connection", "Socket closed",
+    "Broken pipe",
+)  # fmt: skip
+NO_ANSWER = ("Timed out waiting", "Application timeout caused pair closure")
+
+
+def lost_contact(error: BaseException) -> str | None:
+    """What a failed step says when another process of the run is gone or stopped answering (None for any other
+    error): torch's distributed errors, and gloo's, which torch raises as plain RuntimeErrors — matched by their words
+    (`CONNECTION_CLOSED`, `NO_ANSWER`: gloo's TCP pair errors, read from libtorch_cpu.so's strings, and the system's
+    socket errors), gloo giving no type of its own."""
+    words = (*CONNECTION_CLOSED, *NO_ANSWER, "NCCL")
+    if not isinstance(error, torch.distributed.DistError) and not (
+        isinstance(error, RuntimeError) and any(word in str(error) for word in words)
+    ):
+        return None
+    first = re.sub(r"^\[[^\]]*\]\s*", "", (str(error).strip().splitlines() or [""])[0])  # gloo's "[file.cc:553] "
+    return f"{type(error).__name__}: {first.split('. ')[0].rstrip('.')}"
+
+
+def wait_for_lost_processes(seconds: float) -> None:
+    """How long a process of a multi-process run waits for another that stopped answering (`ddp_timeout`):
+    transformers passes it for GPUs and DeepSpeed but not when it sets up CPU processes (gloo would wait its default
+    30 minutes), so it is set on the process group made; torch's one call for that is `_set_pg_timeout`."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.distributed_c10d._set_pg_timeout(timedelta(seconds=seconds))
 
 
 # Configs whose processes are one per GPU (each config file says 8; the machine decides).

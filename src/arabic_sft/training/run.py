@@ -13,6 +13,7 @@ from pathlib import Path
 
 import datasets
 import pandas as pd
+import torch
 import transformers
 from trl import SFTTrainer, get_peft_config, get_quantization_config
 
@@ -28,7 +29,7 @@ from arabic_sft.runs import LOG_HISTORY, MANIFEST
 from arabic_sft.runtime.errors import LostContact, Stopped, UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import build_manifest, changed_files, now, write_json_atomic
-from arabic_sft.runtime.preemption import SaveAndStopOnSigterm, lost_contact, stopped_by, wait_for_lost_processes
+from arabic_sft.runtime.stopping import StopRequest, stopped_by
 from arabic_sft.training import eval_generation
 from arabic_sft.training.checkpoints import (
     changed_settings,
@@ -41,7 +42,7 @@ from arabic_sft.training.checkpoints import (
     whole_run_train_loss,
 )
 from arabic_sft.training.data_check import run_check
-from arabic_sft.training.launch import check_in_process
+from arabic_sft.training.launch import check_in_process, lost_contact, wait_for_lost_processes
 from arabic_sft.training.loss_curve import plot_loss_curve
 from arabic_sft.training.model import (
     cast_trainable,
@@ -68,6 +69,37 @@ class TrainingData:
     conversational: bool
     held_out: dict | None  # a fraction split's rows, recorded for generation
     cleaning: dict | None = None  # the data check before training: counts, settings, the training rows left out
+
+
+class SaveAndStopOnSigterm(transformers.TrainerCallback):
+    """On SIGTERM or a first Ctrl-C, training ends at the next step boundary with a complete checkpoint. Under a
+    multi-process launch the request is shared at every step end (one tiny all-reduce), so that every rank stops at
+    the same step and the checkpoint is the same for all."""
+
+    def __init__(self, accelerator):
+        self.accelerator = accelerator
+        self.request = StopRequest(
+            "stopping at the end of this step with a checkpoint", say=accelerator.is_main_process
+        )
+        self.stopped_at: int | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        requested = torch.tensor([float(self.request.signal or 0)], device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:  # the signal any process received (on another machine, maybe)
+            requested = self.accelerator.gather(requested).max()
+            if self.request.signal is None and requested.item() > 0:
+                self.request.signal = int(requested.item())  # this process stops for it too, and says which
+        if requested.item() > 0:
+            self.stopped_at = state.global_step
+            control.should_save = True
+            control.should_evaluate = False  # the grace period is for saving
+            control.should_training_stop = True
+        return control
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.stopped_at is not None:  # the epoch was cut short: no end-of-epoch evaluation, no second save
+            control.should_evaluate = control.should_save = False
+        return control
 
 
 def set_up_logging(training) -> Callable[[str], None]:

@@ -301,7 +301,8 @@ def test_a_process_of_a_group_exits_without_the_interpreter_s_teardown_and_leave
     test, whose status 75 became -6). After work finished or stopped at a step it leaves the group first; after a lost
     process, bad input or Ctrl-C it does not (another process may wait in a collective)."""
     from arabic_sft.runtime import errors
-    from arabic_sft.runtime.errors import LostContact, Stopped, UserError, run_cli
+    from arabic_sft.runtime.errors import LostContact, UserError, run_cli
+    from arabic_sft.runtime.stopping import Stopped
 
     ended = []
 
@@ -318,14 +319,10 @@ def test_a_process_of_a_group_exits_without_the_interpreter_s_teardown_and_leave
                 store = torch.distributed.FileStore(str(tmp_path / f"store-{outcome}"), 1)
                 torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
                 torch.distributed.all_reduce(torch.ones(1))
-            if outcome == "stopped":
-                raise Stopped(signal.SIGTERM)
-            if outcome == "lost":
-                raise LostContact("lost another process")
-            if outcome == "bad input":
-                raise UserError("no such column")
-            if outcome == "Ctrl-C":
-                raise KeyboardInterrupt
+            raised = {"stopped": Stopped(signal.SIGTERM), "lost": LostContact("lost another process"),
+                      "bad input": UserError("no such column"), "Ctrl-C": KeyboardInterrupt()}  # fmt: skip
+            if outcome in raised:
+                raise raised[outcome]
 
         return main
 

@@ -187,6 +187,21 @@ def compared_fields(spec, other: str) -> list[str]:
     return inputs if other == "test" else [*inputs, spec.answer if spec.kind != "prompt_completion" else "completion"]
 
 
+def contamination_sources(splits: dict, rows: dict, spec, questions: dict[str, list[str]]) -> tuple[dict, dict]:
+    """What training rows must not contain: ({source: each item's words}, {source: each item's text}), the sources
+    being the test inputs ("test") and each general task's questions ("general:TASK")."""
+    sources: dict[str, list[list[str]]] = {}
+    texts: dict[str, list[str]] = {}
+    inputs = compared_fields(spec, "test")
+    if "test" in splits and all(field in splits["test"].frame.columns for field in inputs):
+        sources["test"] = [row_words(row, inputs) for row in rows["test"]]
+        texts["test"] = [row_text(row, inputs) for row in rows["test"]]
+    for task, items in questions.items():
+        sources[f"general:{task}"] = [words(item) for item in items]
+        texts[f"general:{task}"] = list(items)
+    return sources, texts
+
+
 def check(splits: dict, spec, settings: CheckSettings, questions: dict[str, list[str]] | None = None) -> list[Pair]:
     """Every exact, near and contaminated pair in the recipe's `splits` (arabic_sft.data.splits.read_as_trained),
     most similar first; `questions`: benchmark questions by task name, checked for contamination too."""
@@ -214,16 +229,7 @@ def check(splits: dict, spec, settings: CheckSettings, questions: dict[str, list
         for a, b, similarity, exact in duplicates_across(mine, theirs, threshold, size, near):
             add("exact" if exact else "near", "train", train.positions[a], name, splits[name].positions[b],
                 similarity, row_text(rows["train"][a], fields), row_text(rows[name][b], fields))  # fmt: skip
-    sources: dict[str, list[list[str]]] = {}
-    texts: dict[str, list[str]] = {}
-    if "test" in splits:
-        inputs = compared_fields(spec, "test")
-        if all(field in splits["test"].frame.columns for field in inputs):
-            sources["test"] = [row_words(row, inputs) for row in rows["test"]]
-            texts["test"] = [row_text(row, inputs) for row in rows["test"]]
-    for task, items in (questions or {}).items():
-        sources[f"general:{task}"] = [words(item) for item in items]
-        texts[f"general:{task}"] = list(items)
+    sources, texts = contamination_sources(splits, rows, spec, questions or {})
     for a, source, b, similarity in contamination(train_full, sources, settings.contamination_ngram):
         row_b = splits["test"].positions[b] if source == "test" else b
         add("contaminated", "train", train.positions[a], source, row_b, similarity,

@@ -152,55 +152,21 @@ def select(
             f"{source}: has a header but no rows" if source.lower().endswith(".csv") else f"{source}: has no rows"
         )
     found = columns_by_name(frame)
-    selected = {}
-    for name, accepted in spec.accepted.items():
-        match = next((found[alias] for alias in accepted if alias in found), None)
-        if match is not None:
-            selected[name] = match
-        elif name != spec.answer or require_answer:
-            raise UserError(
-                f"{source}: no column for '{name}' (found: {', '.join(map(str, frame.columns))}; "
-                f"accepted: {', '.join(accepted)}, in any case)"
-            )
+    selected = _matched_columns(frame, found, source, spec, require_answer)
     csv = source.lower().endswith(".csv")
 
     def line(index) -> str:  # a CSV's line (1-based, after the header), else the row's number (1-based)
         return f"line {int(index) + 2}" if csv else f"row {int(index) + 1}"
 
-    if spec.kind == "messages":
-        column = selected["messages"]
-        data = pd.DataFrame(
-            {"messages": [_messages(v, source, line(i)) for i, v in frame[column].items()]}, index=frame.index
-        )
-        empty = data["messages"].isna()
-    else:
-        is_chat = spec.kind == "prompt_completion" and any(
-            isinstance(v, (list, np.ndarray)) for v in frame[selected["prompt"]]
-        )
-        if is_chat:  # TRL's conversational prompt/completion: kept as chat turns
-            data = pd.DataFrame(
-                {
-                    name: [_messages(v, source, line(i)) for i, v in frame[column].items()]
-                    for name, column in selected.items()
-                },
-                index=frame.index,
-            )
-            empty = data.isna().any(axis=1)
-        else:
-            data = pd.DataFrame(
-                {name: frame[column].map(_text) for name, column in selected.items()}, index=frame.index
-            )
-            empty = (data == "").any(axis=1)
+    data, empty = _field_values(frame, selected, spec, lambda value: _messages(value[1], source, line(value[0])))
     carried = []
     for name in keep:
         column = found.get(name.replace("\ufeff", "").strip().lower())
-        if column is None and keep_if_present:
-            continue
-        if column is None:
+        if column is None and not keep_if_present:
             raise UserError(
                 f"{source}: no column '{name}' (group_column; found: {', '.join(map(str, frame.columns))})"
             )
-        if column not in selected.values():
+        if column is not None and column not in selected.values():
             label = str(column).replace("\ufeff", "").strip()
             data[label] = frame[column].map(_text)
             carried.append(label)
@@ -215,6 +181,37 @@ def select(
     names = {name: str(column).replace("\ufeff", "").strip() for name, column in selected.items()}
     positions = tuple(int(index) for index in data.index)
     return Split(data.reset_index(drop=True), names, source, tuple(carried), positions)
+
+
+def _matched_columns(frame: pd.DataFrame, found: dict, source: str, spec: DataSpec, require_answer: bool) -> dict:
+    """field -> the frame's column for it (a field's accepted names, in any case); a missing one is one line."""
+    selected = {}
+    for name, accepted in spec.accepted.items():
+        match = next((found[alias] for alias in accepted if alias in found), None)
+        if match is not None:
+            selected[name] = match
+        elif name != spec.answer or require_answer:
+            raise UserError(
+                f"{source}: no column for '{name}' (found: {', '.join(map(str, frame.columns))}; "
+                f"accepted: {', '.join(accepted)}, in any case)"
+            )
+    return selected
+
+
+def _field_values(frame: pd.DataFrame, selected: dict, spec: DataSpec, turns) -> tuple[pd.DataFrame, pd.Series]:
+    """(the fields' values: stripped text, or chat turns read by `turns((index, value))`; which rows have an empty
+    one)."""
+    chat = spec.kind == "messages" or (
+        spec.kind == "prompt_completion" and any(isinstance(v, (list, np.ndarray)) for v in frame[selected["prompt"]])
+    )  # TRL's conversational prompt/completion: kept as chat turns
+    if chat:
+        data = pd.DataFrame(
+            {name: [turns(item) for item in frame[column].items()] for name, column in selected.items()},
+            index=frame.index,
+        )
+        return data, data.isna().any(axis=1)
+    data = pd.DataFrame({name: frame[column].map(_text) for name, column in selected.items()}, index=frame.index)
+    return data, (data == "").any(axis=1)
 
 
 def load_file(

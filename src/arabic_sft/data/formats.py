@@ -30,6 +30,20 @@ def where_data_comes_from(path: Path) -> str:
     return ""
 
 
+def _json_lines(path: Path) -> bool:
+    """Whether a .json/.jsonl file is JSON Lines (a .jsonl, or a .json that is not one array)."""
+    return path.suffix.lower() == ".jsonl" or not path.read_text(encoding="utf-8-sig").lstrip().startswith("[")
+
+
+# Every CSV cell as text: "NA" or "0" in an answer is an answer, not a missing value or a number.
+READERS = {
+    ".csv": lambda path, encoding: pd.read_csv(path, encoding=encoding, dtype=str, keep_default_na=False),
+    ".jsonl": lambda path, encoding: pd.read_json(path, lines=_json_lines(path), dtype=False, encoding="utf-8-sig"),
+    ".parquet": lambda path, encoding: pd.read_parquet(path),
+}
+READERS[".json"] = READERS[".jsonl"]
+
+
 def read_table(path: str | Path, encoding: str = "utf-8-sig") -> pd.DataFrame:
     """A data file or saved dataset as a frame, by extension: CSV (every cell as text), JSON Lines / JSON, Parquet,
     or a `save_to_disk` directory. A missing, empty, undecodable or malformed source is a `UserError` naming it."""
@@ -40,38 +54,35 @@ def read_table(path: str | Path, encoding: str = "utf-8-sig") -> pd.DataFrame:
         raise UserError(f"{path}: file not found{where_data_comes_from(path)}")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: file is empty")
-    suffix = path.suffix.lower()
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise UserError(f"{path}: unsupported file type '{path.suffix.lower() or path.name}' (accepted: {FORMATS})")
     try:
+        return reader(path, encoding)
+    except (ValueError, OSError) as error:  # pandas' and pyarrow's errors are ValueErrors and OSErrors
+        raise _unreadable(path, encoding, error) from None
+
+
+def _unreadable(path: Path, encoding: str, error: Exception) -> Exception:
+    """The one line for a file its reader refused (or the error itself, when it is not the file's fault)."""
+    suffix = path.suffix.lower()
+    if isinstance(error, UnicodeDecodeError):
         if suffix == ".csv":
-            # Everything as text: "NA" or "0" in an answer is an answer, not a missing value or a number.
-            return pd.read_csv(path, encoding=encoding, dtype=str, keep_default_na=False)
-        if suffix in (".jsonl", ".json"):
-            text = path.read_text(encoding="utf-8-sig")
-            lines = suffix == ".jsonl" or not text.lstrip().startswith("[")
-            return pd.read_json(path, lines=lines, dtype=False, encoding="utf-8-sig")
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-    except UnicodeDecodeError as error:
-        hint = (
-            "; if the file is in another encoding (e.g. Arabic Windows cp1256), set `csv_encoding` in the recipe"
-            if suffix == ".csv"
-            else "; JSON must be UTF-8"
-        )
-        raise UserError(
-            f"{path}: not valid {encoding if suffix == '.csv' else 'UTF-8'} text (byte {error.start}){hint}"
-        ) from None
-    except pd.errors.EmptyDataError:
-        raise UserError(f"{path}: file is empty") from None
-    except pd.errors.ParserError as error:
-        raise UserError(f"{path}: malformed CSV ({str(error).strip().splitlines()[-1]})") from None
-    except (ValueError, OSError) as error:  # pyarrow's errors for a damaged Parquet file are both
-        reason = str(error).splitlines()[0].split("': ")[-1]  # without the path again
-        if suffix in (".jsonl", ".json"):
-            raise UserError(f"{path}: malformed JSON ({_json_line_error(path) if lines else reason})") from None
-        if suffix == ".parquet":
-            raise UserError(f"{path}: not a readable Parquet file ({reason})") from None
-        raise
-    raise UserError(f"{path}: unsupported file type '{suffix or path.name}' (accepted: {FORMATS})")
+            hint = (
+                "; if the file is in another encoding (e.g. Arabic Windows cp1256), set `csv_encoding` in the recipe"
+            )
+            return UserError(f"{path}: not valid {encoding} text (byte {error.start}){hint}")
+        return UserError(f"{path}: not valid UTF-8 text (byte {error.start}); JSON must be UTF-8")
+    if isinstance(error, pd.errors.EmptyDataError):
+        return UserError(f"{path}: file is empty")
+    if isinstance(error, pd.errors.ParserError):
+        return UserError(f"{path}: malformed CSV ({str(error).strip().splitlines()[-1]})")
+    reason = str(error).splitlines()[0].split("': ")[-1]  # without the path again
+    if suffix in (".jsonl", ".json"):
+        return UserError(f"{path}: malformed JSON ({_json_line_error(path) if _json_lines(path) else reason})")
+    if suffix == ".parquet":
+        return UserError(f"{path}: not a readable Parquet file ({reason})")
+    return error
 
 
 def _read_saved_dataset(path: Path) -> pd.DataFrame:

@@ -47,6 +47,11 @@ def new_text(tokenizer, new_ids) -> str:
     return tokenizer.decode(new_ids, skip_special_tokens=True).strip()
 
 
+def new_token_counts(rows: list[list[int]], eos_token_id: int | None) -> list[int]:
+    """Each row's number of new tokens, up to and including its first EOS."""
+    return [row.index(eos_token_id) + 1 if eos_token_id in row else len(row) for row in rows]
+
+
 @torch.no_grad()
 def iter_generations(
     model,
@@ -103,10 +108,7 @@ def iter_generations(
             return generate(batch[:half]) + generate(batch[half:])
         texts = [new_text(tokenizer, row) for row in output[:, width:]]
         if token_counts is not None:
-            for index, row in zip(batch, output[:, width:].tolist()):
-                token_counts[index] = (
-                    row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
-                )
+            token_counts.update(zip(batch, new_token_counts(output[:, width:].tolist(), tokenizer.eos_token_id)))
         return list(zip(batch, texts))
 
     for number, batch in enumerate(length_sorted_batches(prompts, batch_size)):

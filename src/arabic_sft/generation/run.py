@@ -24,11 +24,11 @@ from arabic_sft.prompts.builder import build_model_prompt, is_conversational, pr
 from arabic_sft.prompts.truncation import count_long_prompts
 from arabic_sft.recipe import Recipe, RecipeArguments, fields_in, load_recipe, one_run, read_preset
 from arabic_sft.runs import MANIFEST, RecipeResults
-from arabic_sft.runtime.errors import Stopped, UserError
+from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, changed_files, now, write_json_atomic
 from arabic_sft.runtime.partial import PartialWriter, partial_path, read_done, remove_partial
-from arabic_sft.runtime.stopping import StopRequest, die_with_launcher, stopped_by
+from arabic_sft.runtime.stopping import Stopped, StopRequest, die_with_launcher, stopped_by
 
 
 def data_arguments(args, recipe: Recipe | None) -> RecipeArguments:
@@ -186,14 +186,8 @@ def run(args) -> list[Path]:
         return generate(settings, data, args.overwrite, started, state, group_given=args.group_column is not None)
 
 
-def generate(
-    settings: GenerationSettings, data: RecipeArguments, overwrite: bool, started: str, state, group_given=False
-) -> list[Path]:
-    out = Path(settings.out_path)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
-    if overwrite and state.is_main_process:
-        remove_partial(out)
+def rows_to_answer(settings: GenerationSettings, data: RecipeArguments, say: bool, group_given: bool) -> tuple:
+    """(the splits read, their DataSpec, the held-out record, the split answered, its rows: `--limit` of them)."""
     wanted = (settings.split, "train") if settings.shots else (settings.split,)
     keep = (data.group_column,) if data.group_column else ()  # carried into the predictions for per-group results
     splits, spec, record = load_splits(
@@ -202,7 +196,7 @@ def generate(
     held_out_as_trained(settings, record)
     split = splits[settings.split]
     fields = {alias.lower() for accepted in spec.accepted.values() for alias in accepted}
-    if keep and keep[0] not in split.carried and keep[0].lower() not in fields and state.is_main_process:
+    if keep and keep[0] not in split.carried and keep[0].lower() not in fields and say:
         print(f"note: {split.source} has no column '{keep[0]}' (group_column): the answers carry no groups",
               file=sys.stderr)  # fmt: skip
     frame = split.frame
@@ -210,7 +204,18 @@ def generate(
         if not 0 < settings.limit <= len(frame):
             raise UserError(f"--limit {settings.limit}: {split.source} has {len(frame)} rows")
         frame = frame.sample(n=settings.limit, random_state=settings.seed).sort_index().reset_index(drop=True)
+    return splits, spec, record, split, frame
 
+
+def generate(
+    settings: GenerationSettings, data: RecipeArguments, overwrite: bool, started: str, state, group_given=False
+) -> list[Path]:
+    out = Path(settings.out_path)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
+    if overwrite and state.is_main_process:
+        remove_partial(out)
+    splits, spec, record, split, frame = rows_to_answer(settings, data, state.is_main_process, group_given)
     state.wait_for_everyone()  # --overwrite's removal is done before anyone reads
     key = settings.resume_key()
     done = read_done(out, key)

@@ -248,7 +248,8 @@ def cleaning_note(config: dict) -> str | None:
     )
     return (
         f"Before training, the data check (after Arabic normalization; near: word-shingle Jaccard >= "
-        f"{settings['threshold']}; contamination: {settings['ngram']}-word spans shared with a test input"
+        f"{settings['near_duplicate_threshold']}; contamination: {settings['contamination_ngram']}-word spans shared "
+        "with a test input"
         f"{' or a general-ability question' if settings['decontaminate'] else ''}) found {kinds} pair(s) of "
         f"duplicate or contaminated rows; {action}."
     )

@@ -27,13 +27,20 @@ def compare(runs: list[Run], baseline: Run, resamples: int = 1000, seed: int = 0
     seeded = {run.name: np.random.default_rng([seed, 1]).integers(0, len(run.seeds), (resamples, len(run.seeds)))
               for run in runs if run.seeds}  # fmt: skip
     keys = metric_keys(key for run in [baseline, *runs] for key in run.metrics)
-    # Every column whose resampled means a row needs (a run's scores, each seed's, their differences from the
-    # baseline's), averaged over the resamples in one pass.
+    columns = bootstrap_columns([baseline, *runs], baseline, keys, seeded)
+    means = resampled(columns, len(scored[0].references) if scored else 0, resamples, seed)
+    rows = [
+        metric_row(run, baseline, key, means, seeded.get(run.name), level) for run in [baseline, *runs] for key in keys
+    ]
+    return pd.DataFrame([row for row in rows if row is not None])
+
+
+def bootstrap_columns(runs: list[Run], baseline: Run, keys: list[str], seeded: dict) -> dict[tuple, np.ndarray]:
+    """Every column whose resampled means a row needs (a run's scores, each seed's, their differences from the
+    baseline's), to be averaged over the resamples in one pass: (run, metric, "value"|"diff", part) -> values."""
     columns: dict[tuple, np.ndarray] = {}
-    for run in [baseline, *runs]:
-        for key in keys:
-            if key not in run.scores:
-                continue
+    for run in runs:
+        for key in (key for key in keys if key in run.scores):
             differs = run is not baseline and key in baseline.scores and run.metrics.get(key) is not None
             differs = differs and baseline.metrics.get(key) is not None
             parts = [seed_run.scores[key] for seed_run in run.seeds] if run.name in seeded else [run.scores[key]]
@@ -41,55 +48,52 @@ def compare(runs: list[Run], baseline: Run, resamples: int = 1000, seed: int = 0
                 columns[(run.name, key, "value", part)] = values
                 if differs:
                     columns[(run.name, key, "diff", part)] = values - baseline.scores[key]
-    means = resampled(columns, len(scored[0].references) if scored else 0, resamples, seed)
-    rows = []
-    for run in [baseline, *runs]:
-        for key in keys:
-            value = run.metrics.get(key)
-            row = {
-                "run": run.name,
-                "metric": key,
-                "value": value,
-                "ci_low": None,
-                "ci_high": None,
-                "diff": None,
-                "diff_ci_low": None,
-                "diff_ci_high": None,
-                "p_value": None,
-            }
-            seeds = run.name in seeded and key in run.scores  # two levels: the seeds, then the rows within them
-            if seeds:
-                per_seed = [seed_run.metrics.get(key) for seed_run in run.seeds]
-                row.update(
-                    seeds=len(run.seeds), seed_sd=float(np.std(per_seed, ddof=1)) if None not in per_seed else None
-                )
-            if key in run.scores:
-                stacked = np.stack([seed_run.scores[key] for seed_run in run.seeds]) if seeds else None
-                samples = (
-                    two_level(stacked, means[(run.name, key, "value")], seeded[run.name])["both"]
-                    if seeds
-                    else means[(run.name, key, "value")][:, 0]
-                )
-                row["ci_low"], row["ci_high"] = interval(samples, level)
-            if run is not baseline and value is not None and baseline.metrics.get(key) is not None:
-                row["diff"] = value - baseline.metrics[key]
-                if key in run.scores and key in baseline.scores:
-                    differences = (stacked if seeds else run.scores[key]) - baseline.scores[key]
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)
-                        by_row = np.nanmean(differences, axis=0) if seeds else differences  # seeds averaged
-                    observed = float(np.nanmean(by_row)) if not np.isnan(by_row).all() else np.nan
-                    if seeds:
-                        parts = two_level(differences, means[(run.name, key, "diff")], seeded[run.name])
-                        samples, row["seed_share"] = parts["both"], seed_share(parts)
-                    else:
-                        samples = means[(run.name, key, "diff")][:, 0]
-                    row["diff"] = observed  # paired: over the examples where both runs have a score
-                    row["diff_ci_low"], row["diff_ci_high"] = interval(samples, level)
-                    row["p_value"] = paired_p_value(samples, observed)
-            if value is not None or key in run.scores:
-                rows.append(row)
-    return pd.DataFrame(rows)
+    return columns
+
+
+def metric_row(run: Run, baseline: Run, key: str, means: dict, seeded, level: float) -> dict | None:
+    """`compare`'s row of one run and metric (None when the run has neither its value nor its scores); `seeded`: the
+    run's resampled seeds when it is a system of several seeds."""
+    value = run.metrics.get(key)
+    if value is None and key not in run.scores:
+        return None
+    row = {"run": run.name, "metric": key, "value": value, "ci_low": None, "ci_high": None, "diff": None,
+           "diff_ci_low": None, "diff_ci_high": None, "p_value": None}  # fmt: skip
+    seeds = seeded is not None and key in run.scores  # two levels: the seeds, then the rows within them
+    stacked = np.stack([seed_run.scores[key] for seed_run in run.seeds]) if seeds else None
+    if seeds:
+        per_seed = [seed_run.metrics.get(key) for seed_run in run.seeds]
+        row.update(seeds=len(run.seeds), seed_sd=float(np.std(per_seed, ddof=1)) if None not in per_seed else None)
+    if key in run.scores:
+        values = means[(run.name, key, "value")]
+        samples = two_level(stacked, values, seeded)["both"] if seeds else values[:, 0]
+        row["ci_low"], row["ci_high"] = interval(samples, level)
+    if run is not baseline and value is not None and baseline.metrics.get(key) is not None:
+        row["diff"] = value - baseline.metrics[key]
+        if key in run.scores and key in baseline.scores:
+            scores = stacked if seeds else run.scores[key]
+            diffs = means[(run.name, key, "diff")]
+            row.update(paired_difference(scores, baseline.scores[key], diffs, seeded if seeds else None, level))
+    return row
+
+
+def paired_difference(scores: np.ndarray, baseline: np.ndarray, means: np.ndarray, seeded, level: float) -> dict:
+    """The paired difference of `scores` (per row; or seeds x rows with `seeded`) from the baseline's, over the rows
+    where both have a score, with its interval and p-value from the resampled `means` of the differences."""
+    differences = scores - baseline
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        by_row = np.nanmean(differences, axis=0) if seeded is not None else differences  # seeds averaged
+    observed = float(np.nanmean(by_row)) if not np.isnan(by_row).all() else np.nan
+    found = {"diff": observed}  # paired: over the examples where both runs have a score
+    if seeded is not None:
+        parts = two_level(differences, means, seeded)
+        samples, found["seed_share"] = parts["both"], seed_share(parts)
+    else:
+        samples = means[:, 0]
+    found["diff_ci_low"], found["diff_ci_high"] = interval(samples, level)
+    found["p_value"] = paired_p_value(samples, observed)
+    return found
 
 
 def resampled(columns: dict[tuple, np.ndarray], n: int, resamples: int, seed: int) -> dict[tuple, np.ndarray]:

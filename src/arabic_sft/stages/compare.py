@@ -28,7 +28,7 @@ from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path
 from arabic_sft.scoring.compare import compare, compare_groups
 from arabic_sft.scoring.plots import plot
-from arabic_sft.scoring.scored import group_labels, identical_predictions, load_system, paper_run, recipe_runs
+from arabic_sft.scoring.scored import Run, group_labels, identical_predictions, load_system, paper_run, recipe_runs
 from arabic_sft.scoring.tables import few_seeds, group_markdown, judge_section, markdown
 
 
@@ -95,11 +95,30 @@ def run(args: argparse.Namespace) -> list[Path]:
     card refreshed too."""
     if args.config:
         from_recipe(args)
+    baseline, runs = systems(args)
+    out = Path(args.out)
+    outputs = [out, out.with_suffix(".csv"), out.with_suffix(".png")]
+    outputs += [out.with_suffix(".groups.csv")] if args.group_column else []
+    outputs += [out.with_suffix(".general.csv")] if args.general else []
+    if not args.overwrite and (existing := [path for path in outputs if path.exists()]):
+        raise UserError(f"{existing[0]}: already exists (pass --overwrite to replace it)")
+    with exclusive_output(out):
+        text = write_comparison(args, baseline, runs, outputs)
+    print(text)
+    print(f"wrote {', '.join(map(str, outputs[:-1]))} and {outputs[-1]}")
+    if args.config:  # the trained model's card, with these results
+        for card in refresh_cards(args.recipe, args.split):
+            print(f"refreshed the model card {card}")
+            outputs.append(card)
+    return outputs
+
+
+def systems(args: argparse.Namespace) -> tuple[Run, list[Run]]:
+    """(the baseline, the runs compared with it: a paper's figures last), the options checked first."""
     if not (args.runs and args.baseline and args.out):
         raise UserError("give RUN [RUN ...] --baseline RUN --out FILE.md, or --config RECIPE")
-    out = Path(args.out)
-    if out.suffix != ".md":
-        raise UserError(f"--out {out}: give a .md file (the .csv and .png go beside it)")
+    if Path(args.out).suffix != ".md":
+        raise UserError(f"--out {args.out}: give a .md file (the .csv and .png go beside it)")
     if args.resamples < 100:
         raise UserError(f"--resamples {args.resamples}: use at least 100 (1,000 or more for 95% intervals)")
     paths = [args.baseline, *args.runs]
@@ -111,44 +130,38 @@ def run(args: argparse.Namespace) -> list[Path]:
         runs.append(paper_run(args.paper, args.split))
     if len({run.name for run in [baseline, *runs]}) < len(runs) + 1:
         raise UserError("two runs have the same name; give --names")
-    outputs = [out, out.with_suffix(".csv"), out.with_suffix(".png")]
-    if args.group_column:
-        outputs.append(out.with_suffix(".groups.csv"))
+    return baseline, runs
+
+
+def write_comparison(args: argparse.Namespace, baseline: Run, runs: list[Run], outputs: list[Path]) -> str:
+    """The comparison's table, chart, groups' and general ability's tables written to `outputs`; the markdown."""
+    if args.group_column:  # read before any file is written: a missing group column fails first
         labels = group_labels(runs[-1] if runs[-1].references is not None else baseline, args.group_column)
-    if args.general:
-        outputs.append(out.with_suffix(".general.csv"))
-    if not args.overwrite and (existing := [path for path in outputs if path.exists()]):
-        raise UserError(f"{existing[0]}: already exists (pass --overwrite to replace it)")
-    with exclusive_output(out):
-        table = compare(runs, baseline, args.resamples, args.seed)
-        if warning := few_seeds(table):
-            print(f"warning: {warning}", file=sys.stderr)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(outputs[1]) as temporary:
-            table.to_csv(temporary, index=False, encoding="utf-8")
-        plot(table, outputs[2])
-        notes = identical_predictions([baseline, *runs])
-        more = judge_section([baseline, *runs])
-        if args.group_column:
-            groups = compare_groups(runs, baseline, labels, args.resamples, args.seed)
-            with atomic_path(outputs[3]) as temporary:
-                groups.to_csv(temporary, index=False, encoding="utf-8")
-            more = group_markdown(groups, args.group_column, baseline.name) + more
-        if args.general:  # make general's two sides, compared question by question
-            general = general_comparison(args.general, args.resamples, args.seed)
-            with atomic_path(outputs[-1]) as temporary:
-                general.to_csv(temporary, index=False, encoding="utf-8")
-            more = more + general_markdown(general, args.resamples, args.seed)
-        text = markdown(table, baseline.name, args.resamples, args.seed, notes=notes, more=more)
-        with atomic_path(out) as temporary:
-            temporary.write_text(text, encoding="utf-8")
-    print(text)
-    print(f"wrote {', '.join(map(str, outputs[:-1]))} and {outputs[-1]}")
-    if args.config:  # the trained model's card, with these results
-        for card in refresh_cards(args.recipe, args.split):
-            print(f"refreshed the model card {card}")
-            outputs.append(card)
-    return outputs
+    table = compare(runs, baseline, args.resamples, args.seed)
+    if warning := few_seeds(table):
+        print(f"warning: {warning}", file=sys.stderr)
+    outputs[0].parent.mkdir(parents=True, exist_ok=True)
+    write_csv(table, outputs[1])
+    plot(table, outputs[2])
+    notes = identical_predictions([baseline, *runs])
+    more = judge_section([baseline, *runs])
+    if args.group_column:
+        groups = compare_groups(runs, baseline, labels, args.resamples, args.seed)
+        write_csv(groups, outputs[3])
+        more = group_markdown(groups, args.group_column, baseline.name) + more
+    if args.general:  # make general's two sides, compared question by question
+        general = general_comparison(args.general, args.resamples, args.seed)
+        write_csv(general, outputs[-1])
+        more = more + general_markdown(general, args.resamples, args.seed)
+    text = markdown(table, baseline.name, args.resamples, args.seed, notes=notes, more=more)
+    with atomic_path(outputs[0]) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return text
+
+
+def write_csv(table, path: Path) -> None:
+    with atomic_path(path) as temporary:
+        table.to_csv(temporary, index=False, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

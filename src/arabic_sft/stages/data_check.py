@@ -82,8 +82,9 @@ def run(args: argparse.Namespace) -> list[Path]:
 
     sizes = ", ".join(f"{name} {rows} rows" for name, rows in result.rows.items())
     settings = result.settings
-    print(f"data check of {recipe.name} ({sizes}; near: Jaccard >= {settings['near_duplicate_threshold']} over "
-          f"{settings['shingle_size']}-word shingles; contamination: {settings['contamination_ngram']}-word spans)")  # fmt: skip
+    near = f"Jaccard >= {settings['near_duplicate_threshold']} over {settings['shingle_size']}-word shingles"
+    print(f"data check of {recipe.name} ({sizes}; near: {near}; contamination: {settings['contamination_ngram']}-word "
+          "spans)")  # fmt: skip
     if result.tasks:
         print(f"general tasks compared: {', '.join(result.tasks)}")
     if result.skipped:

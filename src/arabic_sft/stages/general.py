@@ -57,15 +57,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     """Evaluate general ability as `args` (this stage's command line) say; the folders and files written: each side's
     lm-eval results (and the paired comparison once both sides are there). Raises `Stopped` when SIGTERM or Ctrl-C
     stopped it with the answers computed kept."""
-    from arabic_sft.general.harness import (
-        CACHE,
-        DEFAULT_TASKS,
-        GeneralSettings,
-        evaluate_side,
-        load_tasks,
-        model_sides,
-        task_manager,
-    )
+    from arabic_sft.general.harness import task_manager
 
     quiet_lm_eval()
     if args.list_tasks is not None:
@@ -76,12 +68,56 @@ def run(args: argparse.Namespace) -> list[Path]:
         raise UserError("give --config recipes/NAME.yaml (its base model and output_dir are the two sides)")
     from arabic_sft.recipe import load_recipe, one_run
     from arabic_sft.runs import RecipeResults
-    from arabic_sft.runtime.locks import exclusive_output
-    from arabic_sft.runtime.stopping import Stopped, stop_raises, stopped_by
 
     recipe = load_recipe(["--config", args.config])
     if args.side != "base":
         one_run(recipe, "general")
+    settings = general_settings(args, recipe)
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes > 1 and settings.device == "cpu":
+        raise UserError("lm-eval shares questions between processes on GPUs only: run one process on a CPU")
+    main_process = os.environ.get("RANK", "0") == "0"
+    results = RecipeResults(recipe.name)
+    folder = results.general
+    sides = sides_to_evaluate(args, recipe, results, settings, main_process)
+    evaluate_sides(sides, settings, folder, main_process)
+    if not main_process:
+        return []
+    written = [folder / side.name for side in sides]
+    if all((folder / side).is_dir() for side in ("base", "tuned")):
+        written += write_comparison(folder, args.resamples, args.seed)
+    return written
+
+
+def evaluate_sides(sides: list, settings, folder: Path, say: bool) -> None:
+    """lm-eval on each side, every task checked and its data loaded before any model; stopped by SIGTERM or Ctrl-C
+    with the answers computed kept (`Stopped`)."""
+    from arabic_sft.general.harness import CACHE, evaluate_side, load_tasks, task_manager
+    from arabic_sft.runtime.locks import exclusive_output
+    from arabic_sft.runtime.stopping import Stopped, stop_raises, stopped_by
+
+    manager = task_manager()
+    try:
+        with exclusive_output(folder, enabled=say), stop_raises():
+            load_tasks(settings.tasks, manager)  # every task checked and its data loaded before any model
+            for side in sides:
+                if say:
+                    print(f"general ability, {side.name}: {', '.join(settings.tasks)}", file=sys.stderr)
+                evaluate_side(side, settings, load_tasks(settings.tasks, manager), manager, folder, True)
+    except Stopped as stop:
+        if say:
+            print(
+                f"stopped by {stopped_by(stop.signum)}; the answers computed are kept in {folder / CACHE}: the same "
+                "command continues",
+                file=sys.stderr,
+            )
+        raise
+
+
+def general_settings(args: argparse.Namespace, recipe):
+    """What both sides share, from the recipe's general fields and this command line's options, checked."""
+    from arabic_sft.general.harness import DEFAULT_TASKS, GeneralSettings
+
     fields = recipe.args
     names = [name for item in args.tasks or fields.general_tasks or DEFAULT_TASKS for name in item.split(",") if name]
     settings = GeneralSettings(
@@ -95,45 +131,25 @@ def run(args: argparse.Namespace) -> list[Path]:
     )
     if settings.num_fewshot < 0 or settings.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise UserError("--num_fewshot must be 0 or more, --batch_size and --limit 1 or more")
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
-    if processes > 1 and settings.device == "cpu":
-        raise UserError("lm-eval shares questions between processes on GPUs only: run one process on a CPU")
-    main_process = os.environ.get("RANK", "0") == "0"
-    results = RecipeResults(recipe.name)
-    folder = results.general
+    return settings
+
+
+def sides_to_evaluate(args: argparse.Namespace, recipe, results, settings, say: bool) -> list:
+    """The sides asked for that are not already evaluated, by this model as it is now and with these settings."""
+    from arabic_sft.general.harness import model_sides
+
     sides = []
     for side in model_sides(recipe, ("base", "tuned") if args.side == "both" else (args.side,)):
         path, model = results.general_side(side.name), side.model_args.get("peft") or side.model_args["pretrained"]
         stale = results.stale_general(side.name, model) or other_settings(path, settings)
         if path.exists() and not args.overwrite and not stale:
-            if main_process:
+            if say:
                 print(f"{path} exists and is {model}'s: kept (--overwrite, or OVERWRITE=1, evaluates it again)")
             continue
-        if path.exists() and not args.overwrite and main_process:
+        if path.exists() and not args.overwrite and say:
             print(f"{path}: {stale}: evaluating it again")
         sides.append(side)
-    manager = task_manager()
-    try:
-        with exclusive_output(folder, enabled=main_process), stop_raises():
-            load_tasks(settings.tasks, manager)  # every task checked and its data loaded before any model
-            for side in sides:
-                if main_process:
-                    print(f"general ability, {side.name}: {', '.join(settings.tasks)}", file=sys.stderr)
-                evaluate_side(side, settings, load_tasks(settings.tasks, manager), manager, folder, True)
-    except Stopped as stop:
-        if main_process:
-            print(
-                f"stopped by {stopped_by(stop.signum)}; the answers computed are kept in {folder / CACHE}: the same "
-                "command continues",
-                file=sys.stderr,
-            )
-        raise
-    if not main_process:
-        return []
-    written = [folder / side.name for side in sides]
-    if all((folder / side).is_dir() for side in ("base", "tuned")):
-        written += write_comparison(folder, args.resamples, args.seed)
-    return written
+    return sides
 
 
 def other_settings(side: Path, settings) -> str | None:

@@ -107,10 +107,8 @@ def report(summary: dict, paths: dict) -> None:
     print(f"wrote {paths['summary']} and {paths['examples']}")
 
 
-def run(args: argparse.Namespace) -> list[Path]:
-    """Judge as `args` (this stage's command line) say; the files written: the summary and the per-row CSV (none
-    in the other processes of a multi-process launch). Raises `Stopped` when SIGTERM or Ctrl-C stopped it with the
-    answers received kept."""
+def judge_settings(args: argparse.Namespace) -> tuple[str, dict]:
+    """(the predictions judged, the judge's fields: the recipe's with this command line's overrides), checked."""
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: give 1 or more")
     loaded = load_recipe(["--config", args.config]) if args.config else None
@@ -131,6 +129,14 @@ def run(args: argparse.Namespace) -> list[Path]:
         raise UserError("no judge: give --judge_model (and --judge_url if it is served), or judge_model in the recipe")
     if fields["judge_language"] not in ("en", "ar"):
         raise UserError(f"--judge_language {fields['judge_language']}: not en or ar")
+    return path, fields
+
+
+def run(args: argparse.Namespace) -> list[Path]:
+    """Judge as `args` (this stage's command line) say; the files written: the summary and the per-row CSV (none
+    in the other processes of a multi-process launch). Raises `Stopped` when SIGTERM or Ctrl-C stopped it with the
+    answers received kept."""
+    path, fields = judge_settings(args)
     rubric = load_rubric(fields["judge_rubric"])
     if fields["judge_url"] and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under accelerate launch
         if os.environ.get("RANK", "0") != "0":

@@ -77,17 +77,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     stop = StopRequest("stopping the server")
     try:
         url = f"http://127.0.0.1:{args.port}/v1"
-        started = time.monotonic()
-        while not stop.requested:
-            if server.poll() is not None:
-                raise UserError(f"transformers serve stopped (exit {server.returncode}) before it answered")
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{args.port}/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() - started > args.startup_timeout:
-                    raise UserError(f"transformers serve did not answer within {args.startup_timeout:.0f} s") from None
-                time.sleep(0.5)
+        wait_until_answering(server, args.port, args.startup_timeout, stop)
         if not stop.requested:
             curl = shlex.join(["curl", f"{url}{route}", "-H", "Content-Type: application/json", "-d",
                                json.dumps(body, ensure_ascii=False)])  # fmt: skip
@@ -100,17 +90,37 @@ def run(args: argparse.Namespace) -> list[Path]:
             time.sleep(0.2)
     finally:
         stop.close()
-        if server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        end_server(server)
     if stop.requested:
         print(f"stopped the server ({signal.Signals(stop.signal).name})", file=sys.stderr)
         return []
     raise UserError(f"transformers serve stopped (exit {server.returncode})")
+
+
+def wait_until_answering(server: subprocess.Popen, port: int, timeout: float, stop: StopRequest) -> None:
+    """Until the server answers /health (or a stop is requested); one line when it exits or is silent `timeout` s."""
+    started = time.monotonic()
+    while not stop.requested:
+        if server.poll() is not None:
+            raise UserError(f"transformers serve stopped (exit {server.returncode}) before it answered")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return
+        except OSError:
+            if time.monotonic() - started > timeout:
+                raise UserError(f"transformers serve did not answer within {timeout:.0f} s") from None
+            time.sleep(0.5)
+
+
+def end_server(server: subprocess.Popen) -> None:
+    """Terminate the server, killed when it has not exited 30 s later."""
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

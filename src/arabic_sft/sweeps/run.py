@@ -21,8 +21,9 @@ from transformers import TrainerCallback
 from arabic_sft.named import read_yaml
 from arabic_sft.recipe import load_recipe
 from arabic_sft.runs import RecipeResults
-from arabic_sft.runtime.errors import Stopped, UserError
+from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.manifest import atomic_path, read_json, write_json_atomic
+from arabic_sft.runtime.stopping import Stopped
 from arabic_sft.sweeps.spec import Sweep
 
 

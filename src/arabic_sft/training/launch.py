@@ -197,9 +197,10 @@ def check_and_fill_processes(args, settings: dict, gpus: int) -> None:
         args.num_processes = gpus * settings["num_machines"]
 
 
-def launch(argv: list[str]) -> int:
-    """Check, then run `accelerate launch argv`; returns the exit status of the launch."""
-    from accelerate.commands.launch import launch_command, launch_command_parser
+def checked_launch(argv: list[str]):
+    """`accelerate launch argv`'s arguments, checked against the recipe and this machine, with what the recipe and
+    the machine choose filled in (launch config, precision, processes, threads, port)."""
+    from accelerate.commands.launch import launch_command_parser
 
     args = launch_command_parser().parse_args(argv)
     if not args.training_script:
@@ -229,6 +230,14 @@ def launch(argv: list[str]) -> int:
         args.num_cpu_threads_per_process = max(1, (os.cpu_count() or 1) // processes)
     # torch's launcher sets it to 1 for each process and prints a banner about it when it is not set.
     os.environ.setdefault("OMP_NUM_THREADS", str(args.num_cpu_threads_per_process))
+    return args
+
+
+def launch(argv: list[str]) -> int:
+    """Check, then run `accelerate launch argv`; returns the exit status of the launch."""
+    from accelerate.commands.launch import launch_command
+
+    args = checked_launch(argv)
     args.quiet = False  # accelerate then reports a single process's exit status (as CalledProcessError)
     # The processes report their own errors; torch's elastic agent would add a summary of each failure.
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
@@ -255,7 +264,13 @@ def launch(argv: list[str]) -> int:
             return 1
     else:
         return 0
-    for said in (2, LostContact.status, EXIT_STOPPED, EXIT_INTERRUPTED):  # a process said what happened, in one line
+    return failed_launch_status(codes)
+
+
+def failed_launch_status(codes: list[int]) -> int:
+    """The launch's exit status from its processes' (`codes`): the status of a process that said what happened, in
+    one line (bad input, a lost process, a stop), else the last code, with one line pointing at the error above."""
+    for said in (2, LostContact.status, EXIT_STOPPED, EXIT_INTERRUPTED):
         if said in codes:
             return said
     print(

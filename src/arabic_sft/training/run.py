@@ -26,10 +26,10 @@ from arabic_sft.prompts.masks import describe_examples, format_example
 from arabic_sft.prompts.truncation import apply_truncation_policy
 from arabic_sft.recipe import Recipe
 from arabic_sft.runs import LOG_HISTORY, MANIFEST
-from arabic_sft.runtime.errors import LostContact, Stopped, UserError
+from arabic_sft.runtime.errors import LostContact, UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import build_manifest, changed_files, now, write_json_atomic
-from arabic_sft.runtime.stopping import StopRequest, stopped_by
+from arabic_sft.runtime.stopping import Stopped, StopRequest, stopped_by
 from arabic_sft.training import eval_generation
 from arabic_sft.training.checkpoints import (
     changed_settings,

@@ -17,7 +17,7 @@
         export/                        the model as one folder for from_pretrained             make export
         data_check.json, data_check_pairs.csv      near-duplicates and contamination   make data-check
         published.json                 make publish's record
-    results/sweeps/<sweep>/            make sweep
+    results/bench/                     make bench's figures    results/sweeps/<sweep>/            make sweep
 
 Every stage asks this module for a path; nobody else spells `results/` or a file name. It imports nothing of the
 package, so every part may use it.
@@ -39,6 +39,11 @@ TRAINER_STATE = "trainer_state.json"
 # The model card, beside the model.
 CARD = "README.md"
 RANDOM_WEIGHTS = "random_weights.json"  # beside a tiny model's weights (arabic_sft.tiny): its weights are random
+# A checkpoint's sum of training losses so far (training.checkpoints): a resumed run's mean loss over the whole run.
+LOSS_SUM = "loss_sum.json"
+EXPORT_MANIFEST = "export_manifest.json"  # in make export's folder: the run it came from
+MERGE_MANIFEST = "merge_manifest.json"  # in a merged model's folder: the adapter and base it came from
+SIDE_MANIFEST = "manifest.json"  # in each of make general's side folders
 MODEL = "model"
 GENERAL = "general"
 SPLITS = ("test", "validation")
@@ -59,6 +64,16 @@ def beside(path: str | Path, kind: str) -> Path:
     for other in OUTPUT_KINDS:
         name = name.removesuffix(f".{other}")
     return path.with_name(f"{name}.{kind}.json")
+
+
+def manifest_of(path: str | Path) -> Path:
+    """The manifest beside a file a stage wrote (predictions_test.csv -> predictions_test.manifest.json)."""
+    return Path(path).with_suffix(".manifest.json")
+
+
+def examples_of(path: str | Path) -> Path:
+    """The per-example rows beside a summary (metrics_test.json -> metrics_test.examples.csv)."""
+    return Path(path).with_suffix(".examples.csv")
 
 
 def split_of(path: str | Path, default: str = "test") -> str:
@@ -129,7 +144,7 @@ class RunFolder:
         return self.path / f"predictions_{split}.csv"
 
     def generation_manifest(self, split: str = "test") -> Path:
-        return self.path / f"predictions_{split}.manifest.json"
+        return manifest_of(self.predictions(split))
 
     def metrics(self, split: str = "test") -> Path:
         return self.path / f"metrics_{split}.json"
@@ -157,8 +172,8 @@ class RunFolder:
     def files(self, split: str = "test") -> list[Path]:
         """What make eval writes here for `split` (those that exist): answers, scores, judgements."""
         predictions, metrics, judge = self.predictions(split), self.metrics(split), self.judge(split)
-        paths = [metrics, metrics.with_suffix(".md"), metrics.with_suffix(".examples.csv"), predictions,
-                 self.generation_manifest(split), judge, judge.with_suffix(".examples.csv")]  # fmt: skip
+        paths = [metrics, metrics.with_suffix(".md"), examples_of(metrics), predictions,
+                 self.generation_manifest(split), judge, examples_of(judge)]  # fmt: skip
         return [path for path in paths if path.is_file()]
 
     @property
@@ -244,7 +259,7 @@ class RecipeResults:
 
     def general_made_by(self, side: str) -> tuple[str | None, str]:
         """(the model directory or id general/<side> evaluated: an adapter, else the full model; when it started)."""
-        record = read_record(self.general_side(side) / "manifest.json")
+        record = read_record(self.general_side(side) / SIDE_MANIFEST)
         model_args = ((record.get("config") or {}).get("general") or {}).get("model_args") or {}
         return model_args.get("peft") or model_args.get("pretrained"), record.get("started", "")
 
@@ -278,6 +293,11 @@ class RecipeResults:
     @property
     def report(self) -> Path:
         return self.path / "report.html"
+
+
+def bench_figures(kind: str, root: str | Path = RESULTS) -> Path:
+    """make bench's figures of `kind` (cpu, data_check, eval): results/bench/KIND.json, with a .md beside it."""
+    return Path(root) / "bench" / f"{kind}.json"
 
 
 def sweep_dir(name: str, root: str | Path = RESULTS) -> Path:

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from arabic_sft.models import check_model_source
+from arabic_sft.runs import SIDE_MANIFEST
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.manifest import build_manifest, now, write_json_atomic
 
@@ -237,7 +238,7 @@ def evaluate_side(side: Side, settings: GeneralSettings, tasks: list, manager, f
         "general": {**asdict(settings), "side": side.name, "model_args": side.model_args},
         "timing": {"questions": questions, "seconds": round(seconds, 3)},
     }
-    write_json_atomic(staging / "manifest.json", build_manifest(configs, [], started))
+    write_json_atomic(staging / SIDE_MANIFEST, build_manifest(configs, [], started))
     if out.exists():
         shutil.rmtree(out)
     os.replace(staging, out)

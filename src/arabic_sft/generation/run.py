@@ -23,7 +23,7 @@ from arabic_sft.models import context_length, load_for_generation
 from arabic_sft.prompts.builder import build_model_prompt, is_conversational, predictions_table, prompt_token_ids
 from arabic_sft.prompts.truncation import count_long_prompts
 from arabic_sft.recipe import Recipe, RecipeArguments, fields_in, load_recipe, one_run, read_preset
-from arabic_sft.runs import MANIFEST, RecipeResults
+from arabic_sft.runs import MANIFEST, RecipeResults, manifest_of
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, changed_files, now, write_json_atomic
@@ -289,6 +289,6 @@ def generate(
     files = [getattr(data, f"{name}_file") for name in ("train", settings.split) if getattr(data, f"{name}_file")]
     record_of_run = {**settings.record(), "num_processes": state.num_processes, "rows_per_process": counts}
     configs = {"generation": record_of_run, "held_out": record, "shots": shots or None}
-    write_json_atomic(out.with_suffix(".manifest.json"), build_manifest(configs, files, started))
+    write_json_atomic(manifest_of(out), build_manifest(configs, files, started))
     print(f"wrote {len(predictions)} predictions to {out}")
-    return [out, out.with_suffix(".manifest.json")]
+    return [out, manifest_of(out)]

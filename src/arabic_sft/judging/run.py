@@ -20,7 +20,7 @@ from arabic_sft.judging.verdicts import (
     problem_counts,
     winner_verdict,
 )
-from arabic_sft.runs import beside
+from arabic_sft.runs import beside, examples_of
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
 from arabic_sft.runtime.stopping import StopRequest
@@ -46,7 +46,7 @@ def judge_paths(predictions_csv: str | Path, against: str | Path | None = None) 
         summary = first.with_name(f"{first.stem}.vs_{name}.json")
     return {
         "summary": summary,
-        "examples": summary.with_suffix(".examples.csv"),
+        "examples": examples_of(summary),
         "cache": summary.with_suffix(".cache.jsonl"),
     }
 

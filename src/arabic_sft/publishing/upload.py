@@ -25,7 +25,7 @@ from arabic_sft.publishing.card import (
     trained_runs,
 )
 from arabic_sft.recipe import Recipe
-from arabic_sft.runs import CARD, LOG_HISTORY, MANIFEST, RecipeResults, RunFolder
+from arabic_sft.runs import CARD, LOG_HISTORY, MANIFEST, MERGE_MANIFEST, SIDE_MANIFEST, RecipeResults, RunFolder
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.hub import endpoint_answers
 from arabic_sft.runtime.manifest import build_manifest, now, read_json, write_json_atomic
@@ -130,7 +130,7 @@ def merged_model(run: TrainedRun) -> Path:
     """The adapter merged into its base by scripts/merge_adapter.py, in the run's results folder (merged/); a merge
     made from this training is reused."""
     out = RunFolder(run.results).merged
-    record = read_json(out / "merge_manifest.json") or {}
+    record = read_json(out / MERGE_MANIFEST) or {}
     settings = (record.get("config") or {}).get("merge") or {}
     if Path(settings.get("adapter_dir") or "/nonexistent").resolve() == run.model_dir.resolve() and record.get(
         "started", ""
@@ -201,7 +201,7 @@ def run_files(run: TrainedRun, recipe: Recipe, split: str) -> list[Upload]:
         folder = results.general
         paths = [folder / "comparison.md", folder / "comparison.csv"]
         paths.append(results.compare(split).with_suffix(".general.csv"))
-        paths += [folder / side / name for side in ("base", "tuned") for name in ("manifest.json", "results.json")]
+        paths += [folder / side / name for side in ("base", "tuned") for name in (SIDE_MANIFEST, "results.json")]
         uploads += [Upload(in_repo(path), path, what="general ability") for path in paths if path.is_file()]
     return uploads
 

@@ -14,7 +14,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from arabic_sft.data.columns import template_fields
-from arabic_sft.runs import LOG_HISTORY, MANIFEST, TRAINER_STATE, RecipeResults, beside
+from arabic_sft.runs import LOG_HISTORY, MANIFEST, TRAINER_STATE, RecipeResults, beside, manifest_of
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.manifest import read_json
 from arabic_sft.scoring.compare import compare, compare_groups
@@ -158,8 +158,7 @@ def provenance(recipe_path: Path, output_dir: Path, runs: list[Run]) -> dict:
     config = manifest.get("config", {})
     model = config.get("model", {})
     generations = [
-        {"run": run.name, "manifest": read_json(beside(run.path, "predictions").with_suffix(".manifest.json"))}
-        for run in runs
+        {"run": run.name, "manifest": read_json(manifest_of(beside(run.path, "predictions")))} for run in runs
     ]
     return {
         "recipe": recipe_path.read_text(encoding="utf-8") if recipe_path.is_file() else "",

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from arabic_sft import named
-from arabic_sft.runs import RecipeResults, beside, is_split_file, metrics_files, seed_number
+from arabic_sft.runs import RecipeResults, beside, examples_of, is_split_file, metrics_files, seed_number
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.scoring.metrics import CORPUS_KEYS, METRIC_KEYS
 
@@ -50,7 +50,7 @@ def add_judge_scores(metrics_path: Path, metrics: dict, scores: dict, references
     if judged is None:
         return
     summary = json.loads(judged.read_text(encoding="utf-8"))
-    examples = pd.read_csv(judged.with_suffix(".examples.csv"), keep_default_na=False, na_values=[""], dtype=str)
+    examples = pd.read_csv(examples_of(judged), keep_default_na=False, na_values=[""], dtype=str)
     if examples["reference"].fillna("").tolist() != references:
         raise UserError(f"{judged}: judged other examples than {metrics_path} scored; judge the predictions again")
     for key in summary:
@@ -173,7 +173,7 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise UserError(f"{path}: not a metrics JSON ({error.msg})") from None
-    examples_path = path.with_suffix(".examples.csv")
+    examples_path = examples_of(path)
     if not examples_path.is_file():
         raise UserError(
             f"{examples_path}: not found; compare needs the per-example scores score.py writes beside {path.name}"

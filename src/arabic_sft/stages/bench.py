@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from arabic_sft.recipe import field_choices
-from arabic_sft.runs import RESULTS
+from arabic_sft.runs import bench_figures
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
 
@@ -60,9 +60,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="recipe: data, prompt, max_length, learning rate")
     parser.add_argument("--model", help="model directory or id (default: the recipe's model_name_or_path)")
-    parser.add_argument(
-        "--out", default=str(RESULTS / "bench" / "cpu.json"), help="results JSON (a .md summary beside it)"
-    )
+    parser.add_argument("--out", default=str(bench_figures("cpu")), help="results JSON (a .md summary beside it)")
     parser.add_argument("--train_examples", type=int, default=333, help="training examples (one epoch)")
     parser.add_argument("--batch_size", type=int, default=8, help="training batch size, both sides")
     parser.add_argument("--gen_examples", type=int, default=100, help="test prompts to generate for")

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from arabic_sft.runs import RESULTS
+from arabic_sft.runs import bench_figures
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 
 
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> list[Path]:
         found = ", ".join(f"{sum(where.values())} {kind}" for kind, where in figure["counts"].items())
         lines.append(f"| {figure['train_rows']:,} | {figure['test_rows']} | {figure['seconds']} | "
                      f"{figure['peak_rss_mb']} | {found} |")  # fmt: skip
-    out = Path(args.out) if args.out else RESULTS / "bench" / "data_check.json"
+    out = Path(args.out) if args.out else bench_figures("data_check")
     return write_figures(out, {"sizes": figures, "cpus": os.cpu_count()}, lines, started)
 
 

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from arabic_sft.runs import RESULTS, RecipeResults
+from arabic_sft.runs import RESULTS, RecipeResults, bench_figures
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.stages.bench_data import sample_folder, write_figures
 
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     for rows in args.rows:
         figures.append(one_size(rows, code, args.seed, args.open_timeout))
         print(markdown(figures)[-1], flush=True)
-    out = Path(args.out) if args.out else RESULTS / "bench" / "eval.json"
+    out = Path(args.out) if args.out else bench_figures("eval")
     bench = {"sizes": figures, "cpus": os.cpu_count(), "code": str(code)}
     return write_figures(out, bench, markdown(figures), started)
 

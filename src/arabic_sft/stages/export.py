@@ -20,13 +20,12 @@ from pathlib import Path
 from arabic_sft.generation.answering import eval_decoding
 from arabic_sft.publishing.card import build_card
 from arabic_sft.publishing.upload import merged_model, trained_run
-from arabic_sft.runs import CARD, RunFolder, not_made_by
+from arabic_sft.runs import CARD, EXPORT_MANIFEST, RunFolder, not_made_by
 from arabic_sft.runtime.errors import ScriptParser, run_cli
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import build_manifest, now, read_json, write_json_atomic
 
 
-EXPORT_MANIFEST = "export_manifest.json"
 # What a model folder holds that a user of the model needs; the rest (checkpoints, logs, the optimizer) stays.
 MODEL_FILES = ("*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json", "tokenizer*",
                "special_tokens_map.json", "chat_template.jinja", "*.model", "vocab.*", "merges.txt")  # fmt: skip

@@ -157,9 +157,10 @@ def other_settings(side: Path, settings) -> str | None:
     import json
     from dataclasses import asdict
 
+    from arabic_sft.runs import SIDE_MANIFEST
     from arabic_sft.runtime.manifest import read_json
 
-    recorded = (((read_json(side / "manifest.json") or {}).get("config") or {}).get("general")) or {}
+    recorded = (((read_json(side / SIDE_MANIFEST) or {}).get("config") or {}).get("general")) or {}
     wanted = json.loads(json.dumps(asdict(settings), default=str))
     differ = [name for name, value in wanted.items() if recorded.get(name) != value and name != "batch_size"]
     return f"evaluated with other {', '.join(differ)}" if differ else None

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from arabic_sft.models import adapter_base, load_model, model_tokenizer, training_quantization
+from arabic_sft.runs import MERGE_MANIFEST
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import build_manifest, now, permissions_of_new, write_json_atomic
@@ -77,7 +78,7 @@ def merge(args, adapter: Path, out: Path, started: str):
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         settings = {**vars(args), "base_id": base_id, "dequantized_from_4bit": quantized}
-        write_json_atomic(staging / "merge_manifest.json", build_manifest({"merge": settings}, [], started))
+        write_json_atomic(staging / MERGE_MANIFEST, build_manifest({"merge": settings}, [], started))
         staging.chmod(permissions_of_new(0o777))  # mkdtemp's 0700 would hide the model from colleagues
         if out.exists():
             shutil.rmtree(out)

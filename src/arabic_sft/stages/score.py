@@ -23,7 +23,7 @@ import pandas as pd
 from arabic_sft.data.arabic import normalize_arabic
 from arabic_sft.named import names
 from arabic_sft.recipe import load_recipe, one_run
-from arabic_sft.runs import RecipeResults, beside, split_of
+from arabic_sft.runs import RecipeResults, beside, examples_of, split_of
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
 from arabic_sft.runtime.hub import hub_is_reachable, is_local
 from arabic_sft.runtime.locks import exclusive_output
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 def score(args, predictions: list[str], references: list[str], inputs: dict, started: str) -> list[Path]:
     out = Path(args.out)
-    existing = [path for path in (out, out.with_suffix(".md"), out.with_suffix(".examples.csv")) if path.exists()]
+    existing = [path for path in (out, out.with_suffix(".md"), examples_of(out)) if path.exists()]
     if existing and not args.overwrite:
         raise UserError(f"{existing[0]}: already exists (pass --overwrite to replace it)")
     if args.normalize:
@@ -245,7 +245,7 @@ def score(args, predictions: list[str], references: list[str], inputs: dict, sta
     settings["semantic_similarity_computed"] = summary["semantic_similarity"] is not None
     files = [inputs.get("predictions_csv"), inputs.get("predictions"), inputs.get("references")]
     examples = pd.DataFrame({"prediction": predictions, "reference": references, **per_example})
-    with atomic_path(out.with_suffix(".examples.csv")) as temporary:
+    with atomic_path(examples_of(out)) as temporary:
         examples.to_csv(temporary, index=False, encoding="utf-8")
     table = metrics_table(
         summary, f"Scores of {inputs.get('predictions_csv') or inputs['predictions']}", args.baseline, args.split
@@ -254,8 +254,8 @@ def score(args, predictions: list[str], references: list[str], inputs: dict, sta
         temporary.write_text(table, encoding="utf-8")
     write_json_atomic(out, {**summary, "settings": build_manifest({"scoring": settings}, files, started)})
     print(table)
-    print(f"wrote {out}, {out.with_suffix('.md')} and {out.with_suffix('.examples.csv')}")
-    return [out, out.with_suffix(".md"), out.with_suffix(".examples.csv")]
+    print(f"wrote {out}, {out.with_suffix('.md')} and {examples_of(out)}")
+    return [out, out.with_suffix(".md"), examples_of(out)]
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
-from arabic_sft.runs import CARD, LOG_HISTORY, MANIFEST, TRAINER_STATE
+from arabic_sft.runs import CARD, LOG_HISTORY, LOSS_SUM, MANIFEST, TRAINER_STATE
 from arabic_sft.runtime.errors import UserError
 
 
@@ -123,7 +123,6 @@ def clear_previous_run(output_dir: str | Path) -> list[str]:
 
 # The sum of the training losses of every step up to a checkpoint, saved in it. Written by hand: the Trainer keeps
 # this sum in memory only, so after a resume its `train_loss` is the mean of the resumed steps alone.
-LOSS_SUM = "loss_sum.json"
 
 
 def keep_loss_sum(trainer, resumed_from: str | None) -> None:

@@ -2,11 +2,11 @@
 
     python scripts/bench_data_check.py [--rows 10000 30000 100000]      # part of make bench
 
-The stage is `arabic_sft.stages.bench_data` (its --help says how the rows are built); this file is its command line.
+The benchmark is `arabic_sft.bench.data_check` (its --help says how the rows are built); this file is its command line.
 """
 
+from arabic_sft.bench.data_check import main
 from arabic_sft.runtime.errors import run_cli
-from arabic_sft.stages.bench_data import main
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 
     python scripts/bench_eval.py                  # results/bench/eval.{json,md}
 
-The stage is `arabic_sft.stages.bench_eval` (its --help says every option); this file is its command line.
+The benchmark is `arabic_sft.bench.evaluation` (its --help says every option); this file is its command line.
 """
 
+from arabic_sft.bench.evaluation import main
 from arabic_sft.runtime.errors import run_cli
-from arabic_sft.stages.bench_eval import main
 
 
 if __name__ == "__main__":

@@ -42,3 +42,9 @@ def test_the_ground_floor_imports_nothing_heavy():
     )
     heavy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert heavy == ""
+
+
+def test_no_stage_imports_another_stage():
+    edges = module_graph()
+    stages = {module for module in edges if module.startswith("arabic_sft.stages.")}
+    assert {(module, other) for module in stages for other in edges[module] & stages} == set()

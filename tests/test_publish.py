@@ -132,8 +132,9 @@ def test_the_card_of_a_compared_run_round_trips_and_its_numbers_are_the_run_s_fi
 
 
 def test_a_card_leaves_out_results_that_are_not_this_training_s(compared, monkeypatch):
-    from arabic_sft.publishing.card import build_card, run_in
+    from arabic_sft.publishing.card import build_card
     from arabic_sft.recipe import load_recipe
+    from arabic_sft.runs import RecipeResults
 
     monkeypatch.chdir(compared)
     recipe = load_recipe(["--config", "medqa.yaml"])
@@ -141,7 +142,7 @@ def test_a_card_leaves_out_results_that_are_not_this_training_s(compared, monkey
     kept = manifest.read_text()
     manifest.write_text(json.dumps({**json.loads(kept), "finished": "9999-01-01T00:00:00+00:00"}))  # trained again
     try:
-        card = build_card(run_in(recipe, "results/medqa/model"), recipe)
+        card = build_card(RecipeResults(recipe.name).trained_run_in("results/medqa/model"), recipe)
     finally:
         manifest.write_text(kept)
     assert card.data.eval_results is None and "model-index" not in str(card)
@@ -150,8 +151,9 @@ def test_a_card_leaves_out_results_that_are_not_this_training_s(compared, monkey
 
 
 def test_the_card_of_an_adapter_is_written_when_training_finishes(adapter, monkeypatch):
-    from arabic_sft.publishing.card import build_card, run_in
+    from arabic_sft.publishing.card import build_card
     from arabic_sft.recipe import load_recipe
+    from arabic_sft.runs import RecipeResults
 
     card, metadata, text = read_card(adapter / "results" / "lora" / "model" / "README.md")
     assert card.data.library_name == "peft" and "lora" in card.data.tags and "model-index" not in metadata
@@ -169,7 +171,7 @@ def test_the_card_of_an_adapter_is_written_when_training_finishes(adapter, monke
     # the same run with a base on the Hub: base_model names it, and the card links it
     monkeypatch.chdir(adapter)
     recipe = load_recipe(["--config", "lora.yaml"])
-    run = run_in(recipe, "results/lora/model")
+    run = RecipeResults(recipe.name).trained_run_in("results/lora/model")
     model = {**run.manifest["config"]["model"], "model_name_or_path": "inceptionai/Jais-family-256m"}
     run.manifest = {**run.manifest, "config": {**run.manifest["config"], "model": model}}
     hub = build_card(run, recipe, hub_id="someone/lora-proverbs", merged=True)
@@ -243,15 +245,16 @@ def test_publish_refuses_in_one_line_before_sending_anything(compared, monkeypat
     assert_one_error_line(result, "HF_HUB_OFFLINE is set")  # as the helper runs scripts
     assert "hf_not_a_real_token" not in result.stdout + result.stderr
     # online but nothing answers: the check itself (the helper above runs scripts offline)
-    from arabic_sft.publishing.upload import check_can_publish, choose_run
+    from arabic_sft.publishing.upload import check_can_publish
     from arabic_sft.recipe import load_recipe
+    from arabic_sft.runs import trained_model
     from arabic_sft.runtime.errors import UserError
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     recipe = load_recipe(["--config", "medqa.yaml"])
     with pytest.raises(UserError, match=r"^the Hugging Face Hub \(http://127.0.0.1:9\) cannot be reached"):
-        check_can_publish(recipe, choose_run(recipe, None), "me/x", merged=False, dry_run=False)
+        check_can_publish(recipe, trained_model(recipe), "me/x", merged=False, dry_run=False)
     assert not (compared / "results" / "medqa" / "published.json").exists()
 
 
@@ -294,7 +297,7 @@ def test_the_upload_sends_one_commit_of_exactly_the_dry_run_s_files(compared, mo
     operations = api.create_commit.call_args.kwargs["operations"]
     added = {op.path_in_repo: op for op in operations if isinstance(op, huggingface_hub.CommitOperationAdd)}
     deleted = [op.path_in_repo for op in operations if isinstance(op, huggingface_hub.CommitOperationDelete)]
-    planned = upload.plan(upload.choose_run(recipe, None), recipe, "me/medqa", "test", None)
+    planned = upload.plan(upload.trained_model(recipe), recipe, "me/medqa", "test", None)
     assert set(added) == {item.path_in_repo for item in planned} and deleted == ["adapter_config.json"]
     with added[CARD].as_file() as handle:
         card = handle.read().decode("utf-8")

@@ -27,15 +27,12 @@ from arabic_sft import named
 from arabic_sft.recipe import check_recipe, read_fields
 from arabic_sft.runs import RecipeResults, RunFolder
 from arabic_sft.runtime.errors import UserError, run_cli
+from arabic_sft.stages import chat, data_check, export, publish, serve  # their own options (add_options)
 
 
 SCRIPTS = Path("scripts")
 # The fields of a recipe that decide what eval and baseline run besides generation and scoring.
 EVAL_FIELDS = ("judge_model", "bertscore_model", "semantic_model", "seeds")
-
-
-# --show: print each stage's command instead of running it (as `make -n` did).
-SHOW = False
 
 
 class StageFailed(Exception):
@@ -55,10 +52,10 @@ def script(name: str) -> str:
     return str(path if path.is_file() else named.PROJECT_ROOT / path)
 
 
-def step(command: list[str]) -> None:
+def step(command: list[str], show: bool = False) -> None:
     """Run one stage's command to its end, printed first; SIGTERM is passed on to it (Ctrl-C reaches it by itself),
-    and a stage that fails ends the program with its status."""
-    if SHOW:
+    and a stage that fails ends the program with its status. `show` (--show): print the command only, as `make -n`."""
+    if show:
         print(shlex.join(command), flush=True)
         return
     print("+ " + shlex.join(command), file=sys.stderr, flush=True)
@@ -82,6 +79,7 @@ class Pipeline:
 
     def __init__(self, options: argparse.Namespace):
         self.options = options
+        self.show = options.show
         self.recipe = options.recipe
         self.path = named.find("recipe", options.recipe) if options.recipe else None
         if self.path:
@@ -97,6 +95,17 @@ class Pipeline:
     @property
     def python(self) -> list[str]:
         return [sys.executable]
+
+    def step(self, command: list[str]) -> None:
+        step(command, self.show)
+
+    def own_options(self) -> list[str]:
+        """The stage's own options (declared by the stage: its add_options), as its command line takes them."""
+        arguments = []
+        for option, dest, switch in self.options.own_options:
+            value = getattr(self.options, dest)
+            arguments += ([option] if value else []) if switch else flag(option, value)
+        return arguments
 
     def launch(self) -> list[str]:
         """One process, or `accelerate launch` with --launch_args (e.g. "--num_processes 8": one per GPU)."""
@@ -133,7 +142,7 @@ class Pipeline:
         seeds = list(options.seeds or read_fields(self.path, "seeds")["seeds"] or [])
         for seed in seeds or [None]:
             model = None if seed is None else self.results.seed(seed).model
-            step([*command, *flag("--seed", seed), *flag("--output_dir", model), *options.fields])
+            self.step([*command, *flag("--seed", seed), *flag("--output_dir", model), *options.fields])
 
     def recipe_value(self, name: str):
         """A field as the recipe file sets it (output_dir, model_name_or_path), read without loading TRL."""
@@ -150,12 +159,12 @@ class Pipeline:
             if stale and not options.overwrite:
                 print(f"{predictions}: {stale}: generating it again", file=sys.stderr)
             again = ["--overwrite"] if stale and not options.overwrite else []
-            step([*self.launch(), script("generate"), *generate, "--split", options.split, *self.common(), *again,
+            self.step([*self.launch(), script("generate"), *generate, "--split", options.split, *self.common(), *again,
                   *shlex.split(options.generate_args or "")])  # fmt: skip
-        step([*self.python, script("score"), *score, "--split", options.split, "--overwrite", *self.model_metrics(),
-              *shlex.split(options.score_args or "")])  # fmt: skip
+        self.step([*self.python, script("score"), *score, "--split", options.split, "--overwrite",
+                   *self.model_metrics(), *shlex.split(options.score_args or "")])  # fmt: skip
         if self.fields()["judge_model"]:
-            step([*self.launch(), script("judge"), str(predictions), "--config", str(self.path), "--overwrite",
+            self.step([*self.launch(), script("judge"), str(predictions), "--config", str(self.path), "--overwrite",
                   *shlex.split(options.judge_args or "")])  # fmt: skip
 
     def eval(self) -> None:
@@ -179,58 +188,39 @@ class Pipeline:
         against = (
             RunFolder(self.results.path / options.pairwise).predictions(options.split) if options.pairwise else None
         )
-        step([*self.launch(), script("judge"), "--config", str(self.path), "--split", options.split, "--overwrite",
-              *flag("--against", against), *flag("--limit", options.limit),
-              *shlex.split(options.judge_args or "")])  # fmt: skip
+        self.step([*self.launch(), script("judge"), "--config", str(self.path), "--split", options.split,
+                   "--overwrite", *flag("--against", against), *flag("--limit", options.limit),
+                   *shlex.split(options.judge_args or "")])  # fmt: skip
 
     def general(self) -> None:
         options = self.options
-        step([*self.launch(), script("general"), "--config", str(self.path),
+        self.step([*self.launch(), script("general"), "--config", str(self.path),
               *(["--tasks", *options.tasks] if options.tasks else []), *self.common(),
               *shlex.split(options.general_args or "")])  # fmt: skip
 
     def compare(self) -> None:
         split = self.options.split
-        step([*self.python, script("compare"), "--config", str(self.path), "--split", split, "--overwrite"])
+        self.step([*self.python, script("compare"), "--config", str(self.path), "--split", split, "--overwrite"])
 
     def report(self) -> None:
         screenshot = self.options.screenshot
         if screenshot == "auto":
             screenshot = "yes" if shutil.which("chromium") and shutil.which("chromedriver") else "no"
-        step([*self.python, script("report"), "--config", str(self.path), "--split", self.options.split,
+        self.step([*self.python, script("report"), "--config", str(self.path), "--split", self.options.split,
               "--overwrite", *(["--screenshot"] if screenshot == "yes" else [])])  # fmt: skip
 
-    def export(self) -> None:
-        options = self.options
-        step([*self.python, script("export"), "--config", str(self.path), *flag("--seed", options.seed),
-              *(["--overwrite"] if options.overwrite else [])])  # fmt: skip
-
-    def serve(self) -> None:
-        options = self.options
-        step([*self.python, script("serve"), "--config", str(self.path), *flag("--seed", options.seed),
-              "--port", str(options.port)])  # fmt: skip
-
-    def chat(self) -> None:
-        options = self.options
-        step([*self.python, script("chat"), "--config", str(self.path), *flag("--seed", options.seed),
-              "--port", str(options.port), "--split", options.split])  # fmt: skip
-
-    def data_check(self) -> None:
-        step([*self.python, script("data_check"), "--config", str(self.path)])
-
-    def publish(self) -> None:
-        options = self.options
-        switches = [f"--{name}" for name in ("merged", "private", "dry_run") if getattr(options, name)]
-        step([*self.python, script("publish"), "--config", str(self.path), *flag("--hub_id", options.hub_id),
-              *switches, *flag("--seed", options.seed), "--split", options.split])  # fmt: skip
+    def own_stage(self) -> None:
+        """A stage whose options are its own (export, serve, chat, publish, data-check), run with them."""
+        name = self.options.stage.replace("-", "_")
+        self.step([*self.python, script(name), "--config", str(self.path), *self.own_options()])
 
 
 def sweep(options: argparse.Namespace) -> None:
     """Optuna over a sweep file: checked once, then --workers processes on this machine sharing one study."""
     path = named.find("sweep", options.sweep)
-    step([sys.executable, script("sweep"), "--sweep", str(path), "--check"])
+    step([sys.executable, script("sweep"), "--sweep", str(path), "--check"], options.show)
     command = [sys.executable, script("sweep"), "--sweep", str(path)]
-    if SHOW:
+    if options.show:
         print(f"{options.workers} x {shlex.join(command)}")
         return
     print(f"+ {options.workers} x {shlex.join(command)}", file=sys.stderr, flush=True)
@@ -261,12 +251,12 @@ def demo_recipe() -> str:
 def demo(options: argparse.Namespace) -> None:
     """The whole flow on a tiny local model trained on the proverbs, on this CPU: the real proverbs when they can be
     had (a shared copy, or GitHub), else the shipped sample rows (recipes/demo_offline.yaml), said first."""
-    recipe = "demo" if SHOW else demo_recipe()
+    recipe = "demo" if options.show else demo_recipe()
     step([sys.executable, script("make_tiny_model"), "--config", f"recipes/{recipe}.yaml", "--vocab_size", "4000",
-          "--hidden_size", "128", "--num_layers", "4"])  # fmt: skip
+          "--hidden_size", "128", "--num_layers", "4"], options.show)  # fmt: skip
     stages = ["train", "eval", "baseline", "general", "compare", "report"]
     for name in stages:
-        getattr(Pipeline(parse([name, recipe])), name)()
+        getattr(Pipeline(parse([*(["--show"] if options.show else []), name, recipe])), name)()
     results = RecipeResults(recipe).path
     shot = results / "report.png"
     print(
@@ -278,13 +268,14 @@ def demo(options: argparse.Namespace) -> None:
 
 def bench(options: argparse.Namespace) -> None:
     """The CPU benchmark on a few-million-parameter Llama, so that compute (not Python overhead) dominates."""
-    step([sys.executable, script("make_tiny_model"), "--config", "recipes/demo.yaml", "--out", "models/bench-llama",
-          "--vocab_size", "4000", "--hidden_size", "256", "--num_layers", "4", "--num_heads", "4"])  # fmt: skip
-    step([sys.executable, script("benchmark"), "--config", "recipes/demo.yaml", "--model", "models/bench-llama"])
+    model = "models/bench-llama"
+    step([sys.executable, script("make_tiny_model"), "--config", "recipes/demo.yaml", "--out", model, "--vocab_size",
+          "4000", "--hidden_size", "256", "--num_layers", "4", "--num_heads", "4"], options.show)  # fmt: skip
+    step([sys.executable, script("benchmark"), "--config", "recipes/demo.yaml", "--model", model], options.show)
     # (its --out: the benchmark's default, results/bench/cpu.json); then the data check at 10k, 30k, 100k rows, and
     # score, compare and report (and the page in chromium) at 1k, 10k, 100k test rows
-    step([sys.executable, script("bench_data_check")])
-    step([sys.executable, script("bench_eval")])
+    step([sys.executable, script("bench_data_check")], options.show)
+    step([sys.executable, script("bench_eval")], options.show)
 
 
 STAGES = {
@@ -303,11 +294,38 @@ STAGES = {
 }
 
 
+# The options the program gives several stages of its own orchestration: (flag, argparse settings, those stages).
+SHARED_OPTIONS = (
+    ("--launch_args", {"help": 'accelerate launch flags, e.g. "--num_processes 8" (one per GPU)'},
+     ("train", "eval", "baseline", "judge", "general")),
+    ("--seeds", {"nargs": "+", "type": int, "help": "one run per training seed (default: the recipe's)"},
+     ("train", "eval")),
+    ("--limit", {"type": int, "help": "the first N examples (questions per task for general)"},
+     ("eval", "baseline", "general", "judge")),
+    ("--overwrite", {"action": "store_true", "help": "generate (evaluate) again though it exists"},
+     ("eval", "baseline", "general")),
+    ("--generate_args", {"help": "more flags for generate.py, e.g. '--batch_size 32'"}, ("eval", "baseline")),
+    ("--score_args", {"help": "more flags for score.py, e.g. '--no_bertscore'"}, ("eval", "baseline")),
+    ("--judge_args", {"help": "more flags for judge.py"}, ("eval", "baseline", "judge")),
+)  # fmt: skip
+# The stages whose options the stage declares (its add_options): the program passes them on as they are given.
+OWN_OPTIONS = {"publish": publish, "export": export, "serve": serve, "chat": chat, "data-check": data_check}
+
+
 class OneLineParser(argparse.ArgumentParser):
     """A bad argument is one `error:` line (exit 2), not argparse's usage block."""
 
     def error(self, message: str):
         raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def add_own_options(sub: argparse.ArgumentParser, stage) -> None:
+    """The options the `stage` module declares (its add_options), recorded as (flag, name, switch) for passing on."""
+    before = len(sub._actions)  # argparse's list of the parser's arguments
+    stage.add_options(sub)
+    switch = argparse._StoreTrueAction
+    added = [(action.option_strings[0], action.dest, isinstance(action, switch)) for action in sub._actions[before:]]
+    sub.set_defaults(own_options=added)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -320,24 +338,15 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--show", action="store_true", default=argparse.SUPPRESS, help="print the commands only")
         if recipe:
             sub.add_argument("recipe", help="recipes/NAME.yaml, NAME, or a recipe's path")
+        if recipe and name not in OWN_OPTIONS:
             sub.add_argument("--split", default="test", choices=["test", "validation"])
         return sub
 
     for name, help in STAGES.items():
         sub = add(name, help)
-        if name in ("train", "eval", "baseline", "judge", "general"):
-            sub.add_argument("--launch_args", help='accelerate launch flags, e.g. "--num_processes 8" (one per GPU)')
-        if name in ("train", "eval"):
-            sub.add_argument("--seeds", nargs="+", type=int, help="one run per training seed (default: the recipe's)")
-        if name in ("eval", "baseline", "general", "judge"):
-            sub.add_argument("--limit", type=int, help="the first N examples (questions per task for general)")
-        if name in ("eval", "baseline", "general"):
-            sub.add_argument("--overwrite", action="store_true", help="generate (evaluate) again though it exists")
-        if name in ("eval", "baseline"):
-            sub.add_argument("--generate_args", help="more flags for generate.py, e.g. '--batch_size 32'")
-            sub.add_argument("--score_args", help="more flags for score.py, e.g. '--no_bertscore'")
-        if name in ("eval", "baseline", "judge"):
-            sub.add_argument("--judge_args", help="more flags for judge.py")
+        for option, settings, stages_with_it in SHARED_OPTIONS:
+            if name in stages_with_it:
+                sub.add_argument(option, **settings)
     stages.choices["train"].add_argument(
         "--accelerate_config", help="a config in accelerate_configs/ (default: the recipe's)"
     )
@@ -350,18 +359,8 @@ def parser() -> argparse.ArgumentParser:
     stages.choices["report"].add_argument(
         "--screenshot", choices=["auto", "yes", "no"], default="auto", help="report.png too (auto: with chromium)"
     )
-    stages.choices["export"].add_argument("--seed", type=int, help="which seed's run, for a recipe with seeds")
-    stages.choices["export"].add_argument("--overwrite", action="store_true", help="export again")
-    stages.choices["serve"].add_argument("--seed", type=int, help="which seed's run, for a recipe with seeds")
-    stages.choices["serve"].add_argument("--port", type=int, default=8000, help="on 127.0.0.1 (default 8000)")
-    stages.choices["chat"].add_argument("--seed", type=int, help="which seed's run, for a recipe with seeds")
-    stages.choices["chat"].add_argument("--port", type=int, default=7860, help="on 127.0.0.1 (default 7860)")
-    publish = stages.choices["publish"]
-    publish.add_argument("--hub_id", help="org/name on the Hub")
-    publish.add_argument("--merged", action="store_true", help="the adapter merged into its base")
-    publish.add_argument("--private", action="store_true")
-    publish.add_argument("--dry_run", action="store_true", help="list the files and sizes, send nothing")
-    publish.add_argument("--seed", type=int, help="which seed's run, for a recipe trained with several")
+    for name, module in OWN_OPTIONS.items():
+        add_own_options(stages.choices[name], module)
     sweep_parser = add(
         "sweep", "Optuna over recipes/sweeps/NAME.yaml; the best as recipes/NAME_best.yaml", recipe=False
     )
@@ -392,8 +391,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
-    global SHOW
-    SHOW = options.show
     try:
         if options.stage == "sweep":
             sweep(options)
@@ -406,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
 
             fetch.run()
         else:
-            getattr(Pipeline(options), options.stage.replace("-", "_"))()
+            pipeline = Pipeline(options)
+            getattr(pipeline, options.stage.replace("-", "_"), pipeline.own_stage)()
     except StageFailed as failed:
         return failed.status
     return 0

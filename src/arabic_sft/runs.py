@@ -19,11 +19,13 @@
         published.json                 make publish's record
     results/bench/                     make bench's figures    results/sweeps/<sweep>/            make sweep
 
-Every stage asks this module for a path; nobody else spells `results/` or a file name. It imports nothing of the
-package, so every part may use it.
+Every stage asks this module for a path; nobody else spells `results/`, a file name or a suffix. It also finds "the
+recipe's trained model (seed N)" (`trained_model`) for export, serve, chat and publish. It imports nothing of the
+package but runtime/, so every part may use it.
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from arabic_sft.runtime.errors import UserError
@@ -107,6 +109,11 @@ def read_record(path: str | Path) -> dict:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+def finished_run(output_dir: str | Path) -> dict | None:
+    """When `output_dir` holds a finished training, the manifest it wrote last; else None."""
+    return read_record(Path(output_dir) / MANIFEST) or None
 
 
 def same_path(a, b) -> bool:
@@ -197,6 +204,22 @@ class RunFolder:
         return self.path / "published.json"
 
 
+@dataclass
+class TrainedRun:
+    """A finished training of a recipe: its model directory, the results folder make eval writes for it, its seed
+    when the recipe was trained with several (results/NAME/seed-N/), and the manifest training wrote last."""
+
+    recipe: str
+    model_dir: Path
+    results: Path
+    seed: int | None
+    manifest: dict
+
+    @property
+    def display(self) -> str:
+        return self.recipe + (f" (seed {self.seed})" if self.seed is not None else "")
+
+
 class RecipeResults:
     """Everything a recipe's runs write: `results/<name>/`."""
 
@@ -216,6 +239,43 @@ class RecipeResults:
     def model(self) -> Path:
         """The default output_dir of a recipe's training."""
         return self.path / MODEL
+
+    def trained_run_in(self, model_dir: str | Path) -> TrainedRun | None:
+        """The finished training in `model_dir`, with its results folder: results/NAME/seed-N for a seed's model
+        (results/NAME/seed-N/model, make train SEEDS=...), the folder above a model elsewhere in results/ (a sweep's
+        trial), else results/NAME, where make eval writes; None when it has not finished."""
+        model_dir = Path(model_dir)
+        if not (manifest := finished_run(model_dir)):
+            return None
+        folder = model_dir.parent
+        if folder.name.startswith("seed-") and folder.parent == self.path:
+            return TrainedRun(self.name, model_dir, folder, seed_number(folder), manifest)
+        if in_results(model_dir) and not model_dir.resolve().is_relative_to(self.path.resolve()):
+            return TrainedRun(self.name, model_dir, folder, None, manifest)  # elsewhere in results/: a sweep's trial
+        return TrainedRun(self.name, model_dir, self.path, None, manifest)
+
+    def trained_runs(self, output_dir: str | Path | None) -> list[TrainedRun]:
+        """The recipe's finished trainings: its `output_dir`, and each seed's results/NAME/seed-N/model."""
+        seeds = [model for seed in self.seeds() if (model := self.seed(seed).model).is_dir()]
+        models = list(dict.fromkeys([*([Path(output_dir)] if output_dir else []), *seeds]))
+        return [run for model in models if (run := self.trained_run_in(model))]
+
+    def trained_run(self, output_dir: str | Path | None, seed: int | None = None) -> TrainedRun:
+        """The recipe's trained model: its `output_dir`'s, or with `seed` results/NAME/seed-N/model's; one line when
+        there is none, or when there is one per seed and no `seed` says which."""
+        runs = self.trained_runs(output_dir)
+        if seed is not None:
+            if not (runs := [run for run in runs if run.seed == seed]):
+                raise UserError(
+                    f"{self.seed(seed).model}: no finished training; make train RECIPE={self.name} SEEDS={seed} first"
+                )
+            return runs[0]
+        if plain := [run for run in runs if run.seed is None]:
+            return plain[0]
+        if runs:
+            seeds = ", ".join(str(run.seed) for run in runs)
+            raise UserError(f"{self.path}: one finished training per seed ({seeds}): say which, SEED=N")
+        raise UserError(f"{output_dir}: no finished training (no {MANIFEST}): make train RECIPE={self.name} first")
 
     def seed(self, seed: int) -> RunFolder:
         return RunFolder(self.path / f"seed-{seed}")
@@ -307,3 +367,11 @@ def sweep_dir(name: str, root: str | Path = RESULTS) -> Path:
 
 def in_results(path: str | Path, root: str | Path = RESULTS) -> bool:
     return Path(path).resolve().is_relative_to(Path(root).resolve())
+
+
+def trained_model(recipe, seed: int | None = None) -> TrainedRun:
+    """The `recipe`'s (a loaded `arabic_sft.recipe.Recipe`) trained model, seed `seed`'s when given: what export,
+    serve, chat and publish use."""
+    if recipe.name is None:
+        raise UserError("--config: give a recipe file")
+    return RecipeResults(recipe.name).trained_run(getattr(recipe.fields, "output_dir", None), seed)

@@ -18,7 +18,7 @@ from arabic_sft.data.columns import prediction_columns
 from arabic_sft.data.fewshot import choose_shots
 from arabic_sft.data.splits import has_source, load_splits
 from arabic_sft.generation.batched import deal_batches, iter_generations
-from arabic_sft.generation.settings import GenerationSettings
+from arabic_sft.generation.settings import GenerateOptions, GenerationSettings
 from arabic_sft.models import context_length, load_for_generation
 from arabic_sft.prompts.builder import build_model_prompt, is_conversational, predictions_table, prompt_token_ids
 from arabic_sft.prompts.truncation import count_long_prompts
@@ -31,7 +31,7 @@ from arabic_sft.runtime.partial import PartialWriter, partial_path, read_done, r
 from arabic_sft.runtime.stopping import Stopped, StopRequest, die_with_launcher, stopped_by
 
 
-def data_arguments(args, recipe: Recipe | None) -> RecipeArguments:
+def data_arguments(args: GenerateOptions, recipe: Recipe | None) -> RecipeArguments:
     """The data and prompt fields: the recipe's (`--config`), replaced by a `--task` preset's and the flags given."""
     changes = read_preset(args.task) if args.task else {}
     flags = ("prompt_template", "chat_format")
@@ -46,8 +46,8 @@ def data_arguments(args, recipe: Recipe | None) -> RecipeArguments:
         raise UserError(f"{args.config or 'arguments'}: {error}") from None
 
 
-def resolve(args) -> tuple[GenerationSettings, RecipeArguments]:
-    """(settings, the data fields): the command line, with the recipe's values where a flag is not given."""
+def resolve(args: GenerateOptions) -> tuple[GenerationSettings, RecipeArguments]:
+    """(settings, the data fields): what `args` ask, with the recipe's values where they do not say."""
     if args.baseline and not args.config:
         raise UserError("--baseline needs --config (the recipe names the base model); without a recipe use --base_id")
     if not (args.config or args.checkpoint_dir or args.base_id):
@@ -64,10 +64,10 @@ def resolve(args) -> tuple[GenerationSettings, RecipeArguments]:
             if args.config
             else "--test_path is required without --config"
         )
-    if recipe and not args.out_path:
-        results = RecipeResults(recipe.name)
-        args.out_path = str((results.baseline(args.shots) if args.baseline else results.tuned).predictions(args.split))
     out_path = args.out_path
+    if recipe and not out_path:
+        results = RecipeResults(recipe.name)
+        out_path = str((results.baseline(args.shots) if args.baseline else results.tuned).predictions(args.split))
     if not out_path:
         raise UserError("--out_path is required without --config")
     if recipe is None:
@@ -170,7 +170,7 @@ def wait_for_all(state: PartialState, out: Path, bar, generated: int) -> list[in
     return gather_object([generated])
 
 
-def run(args) -> list[Path]:
+def run(args: GenerateOptions) -> list[Path]:
     """Generate as the command line says: one process alone, or under `accelerate launch` each process a share of
     the rows. Returns the files written (the main process's: the predictions and their manifest); raises `Stopped`
     (128 + the signal) when SIGTERM or Ctrl-C stopped it (the same command continues)."""

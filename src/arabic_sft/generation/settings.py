@@ -1,4 +1,5 @@
-"""What a generation run is: its settings, typed, and the part of them a partial run must share to be resumed."""
+"""What a generation run is asked (`GenerateOptions`: generate.py's command line, or a stage's call), what it is
+(`GenerationSettings`: resolved with the recipe, typed) and the part of that a partial run must share to resume."""
 
 from dataclasses import asdict, dataclass, field, fields
 
@@ -42,3 +43,34 @@ class GenerationSettings:
 
     def record(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """What a generation is asked: generate.py's flags (scripts/generate.py --help says each), or what a stage asks
+    for (make chat's sides: the recipe's baseline, its few-shot baselines, a seed's model). `generation.run.resolve`
+    fills the rest from the recipe."""
+
+    config: str | None = None
+    checkpoint_dir: str | None = None
+    base_id: str | None = None
+    adapter_dir: str | None = None
+    split: str = "test"
+    test_path: str | None = None
+    out_path: str | None = None
+    task: str | None = None
+    prompt_template: str | None = None
+    chat_format: str | None = None
+    group_column: str | None = None
+    baseline: bool = False
+    shots: int = 0
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    batch_size: int = 16
+    device_map: str | None = None
+    static_cache: bool = False
+    limit: int | None = None
+    seed: int = 42
+    overwrite: bool = False
+    accept_changed_data: bool = False

@@ -11,7 +11,6 @@ the versions installed when the card is written rather than those the run used.
 
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -20,13 +19,12 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from arabic_sft.general.paired import display_rows
 from arabic_sft.named import PROJECT_ROOT, data_source
 from arabic_sft.recipe import Recipe
-from arabic_sft.runs import CARD, LOG_HISTORY, RANDOM_WEIGHTS, RecipeResults, RunFolder, in_results, seed_number
+from arabic_sft.runs import CARD, LOG_HISTORY, RANDOM_WEIGHTS, RecipeResults, RunFolder, TrainedRun
 from arabic_sft.runtime.hub import is_local
 from arabic_sft.runtime.manifest import atomic_path, read_json
 from arabic_sft.scoring.metrics import CORPUS_KEYS, METRIC_KEYS
 from arabic_sft.scoring.scored import default_name, system_name
 from arabic_sft.scoring.tables import ComparisonTable, figure, label
-from arabic_sft.training.checkpoints import finished_run
 
 
 logger = logging.getLogger(__name__)
@@ -44,47 +42,6 @@ HYPERPARAMETERS = [
 ]  # fmt: skip
 LORA = ["lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "use_rslora", "use_dora"]
 QUANTIZATION = ["load_in_4bit", "bnb_4bit_quant_type", "use_bnb_nested_quant", "load_in_8bit"]
-
-
-@dataclass
-class TrainedRun:
-    """A finished training of a recipe: its model directory, the results folder make eval writes for it, its seed
-    when the recipe was trained with several (results/NAME/seed-N/), and the manifest training wrote last."""
-
-    recipe: str
-    model_dir: Path
-    results: Path
-    seed: int | None
-    manifest: dict
-
-    @property
-    def display(self) -> str:
-        return self.recipe + (f" (seed {self.seed})" if self.seed is not None else "")
-
-
-def run_in(recipe: Recipe, model_dir: str | Path) -> TrainedRun | None:
-    """The finished training in `model_dir`, with its results folder: results/NAME/seed-N for a seed's model
-    (results/NAME/seed-N/model, make train SEEDS=...), the folder above a model elsewhere in results/ (a sweep's
-    trial), else results/NAME, where make eval writes; None when it has not finished."""
-    model_dir = Path(model_dir)
-    if not (manifest := finished_run(model_dir)):
-        return None
-    name = recipe.name or model_dir.name
-    folder, home = model_dir.parent, RecipeResults(name).path
-    if folder.name.startswith("seed-") and folder.parent == home:
-        return TrainedRun(name, model_dir, folder, seed_number(folder), manifest)
-    if in_results(model_dir) and not model_dir.resolve().is_relative_to(home.resolve()):
-        return TrainedRun(name, model_dir, folder, None, manifest)  # elsewhere in results/: a sweep's trial
-    return TrainedRun(name, model_dir, home, None, manifest)
-
-
-def trained_runs(recipe: Recipe) -> list[TrainedRun]:
-    """The recipe's finished trainings: its output_dir, and each seed's results/NAME/seed-N/model."""
-    output_dir = getattr(recipe.fields, "output_dir", None)
-    results = RecipeResults(recipe.name)
-    seeds = [model for seed in results.seeds() if (model := results.seed(seed).model).is_dir()]
-    models = list(dict.fromkeys([*([Path(output_dir)] if output_dir else []), *seeds]))
-    return [run for model in models if (run := run_in(recipe, model))]
 
 
 def evaluation(run: TrainedRun, split: str) -> tuple[dict | None, str | None]:
@@ -374,10 +331,13 @@ def build_card(
     return ModelCard.from_template(data, template_path=str(TEMPLATE), **context)
 
 
-def write_card(run: TrainedRun, recipe: Recipe, split: str = "test") -> Path:
-    """Write (or refresh) `run`'s card, README.md in its model directory, whole or not at all."""
-    card = build_card(run, recipe, split)
-    path = run.model_dir / CARD
+def write_card(
+    run: TrainedRun, recipe: Recipe, split: str = "test", folder: Path | None = None, merged: bool = False
+) -> Path:
+    """Write (or refresh) `run`'s card, README.md in its model directory (or `folder`: make export's, a `merged`
+    model's), whole or not at all."""
+    card = build_card(run, recipe, split, merged=merged)
+    path = (folder or run.model_dir) / CARD
     with atomic_path(path) as temporary:
         temporary.write_text(str(card), encoding="utf-8")
     return path
@@ -385,7 +345,8 @@ def write_card(run: TrainedRun, recipe: Recipe, split: str = "test") -> Path:
 
 def refresh_cards(recipe: Recipe, split: str = "test") -> list[Path]:
     """Refresh the card of each of the recipe's finished trainings (make compare, make report)."""
-    return [write_card(run, recipe, split) for run in trained_runs(recipe)]
+    runs = RecipeResults(recipe.name).trained_runs(getattr(recipe.fields, "output_dir", None))
+    return [write_card(run, recipe, split) for run in runs]
 
 
 def write_card_after_training(recipe: Recipe, output_dir: str | Path) -> None:
@@ -393,6 +354,6 @@ def write_card_after_training(recipe: Recipe, output_dir: str | Path) -> None:
     any evaluation: compare and report refresh it with the results. A card that cannot be written costs the run
     nothing: the model and its manifest are saved, and the next refresh tries again."""
     try:
-        write_card(run_in(recipe, output_dir), recipe)
+        write_card(RecipeResults(recipe.name or Path(output_dir).name).trained_run_in(output_dir), recipe)
     except Exception as error:  # noqa: BLE001 - the trained model matters more than its card
         logger.warning("the model card could not be written (%s); make compare writes it", error)

@@ -16,16 +16,19 @@ from pathlib import Path
 
 from arabic_sft import named
 from arabic_sft.named import PROJECT_ROOT
-from arabic_sft.publishing.card import (
-    TrainedRun,
-    build_card,
-    comparison,
-    evaluation,
-    general,
-    trained_runs,
-)
+from arabic_sft.publishing.card import build_card, comparison, evaluation, general
 from arabic_sft.recipe import Recipe
-from arabic_sft.runs import CARD, LOG_HISTORY, MANIFEST, MERGE_MANIFEST, SIDE_MANIFEST, RecipeResults, RunFolder
+from arabic_sft.runs import (
+    CARD,
+    LOG_HISTORY,
+    MANIFEST,
+    MERGE_MANIFEST,
+    SIDE_MANIFEST,
+    RecipeResults,
+    RunFolder,
+    TrainedRun,
+    trained_model,
+)
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.hub import endpoint_answers
 from arabic_sft.runtime.manifest import build_manifest, now, read_json, write_json_atomic
@@ -49,40 +52,6 @@ class Upload:
     @property
     def size(self) -> int:
         return len(self.content) if self.content is not None else self.source.stat().st_size
-
-
-def choose_run(recipe: Recipe, seed: int | None) -> TrainedRun:
-    """The finished training to publish: the recipe's output_dir, or with `seed` results/NAME/seed-N/model."""
-    runs = trained_runs(recipe)
-    if seed is not None:
-        runs = [run for run in runs if run.seed == seed]
-        if not runs:
-            raise UserError(
-                f"{RecipeResults(recipe.name).seed(seed).model}: no finished training; make train "
-                f"RECIPE={recipe.name} SEEDS={seed} first"
-            )
-        return runs[0]
-    plain = [run for run in runs if run.seed is None]
-    if plain:
-        return plain[0]
-    if runs:
-        seeds = ", ".join(str(run.seed) for run in runs)
-        folder = RecipeResults(recipe.name).path
-        raise UserError(f"{folder}: one finished training per seed ({seeds}): say which, SEED=N")
-    raise UserError(
-        f"{recipe.fields.output_dir}: no finished training (no run_manifest.json): make train RECIPE={recipe.name} "
-        "first"
-    )
-
-
-def trained_run(config: str, seed: int | None) -> tuple[Recipe, TrainedRun]:
-    """(the recipe file `config`, its finished training: `choose_run`'s), for the stages that use a trained model."""
-    from arabic_sft.recipe import load_recipe
-
-    recipe = load_recipe(["--config", config])
-    if recipe.name is None:
-        raise UserError("--config: give a recipe file")
-    return recipe, choose_run(recipe, seed)  # a recipe never trained, a seed not trained: one line
 
 
 def check_hub_id(hub_id: str | None) -> str:
@@ -286,7 +255,7 @@ def publish(
     recipe: Recipe, hub_id: str, split: str, seed: int | None, merged: bool, private: bool, dry_run: bool
 ) -> list[Path]:
     started = now()
-    run = choose_run(recipe, seed)
+    run = trained_model(recipe, seed)
     token = check_can_publish(recipe, run, hub_id, merged, dry_run)
     merged_dir = merged_model(run) if merged else None
     uploads = plan(run, recipe, hub_id, split, merged_dir)

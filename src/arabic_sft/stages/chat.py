@@ -35,6 +35,11 @@ PAGE_CSS = """
 def make_parser() -> argparse.ArgumentParser:
     parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="the recipe whose trained model answers")
+    return add_options(parser)
+
+
+def add_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """This stage's options but --config (the console program takes them from here)."""
     parser.add_argument("--seed", type=int, help="of a recipe trained with several seeds: results/<recipe>/seed-N")
     parser.add_argument("--port", type=int, default=7860, help="on 127.0.0.1 (default 7860)")
     parser.add_argument("--split", choices=["test", "validation"], default="test", help="the rows to pick from")
@@ -44,25 +49,25 @@ def make_parser() -> argparse.ArgumentParser:
 def answerer(config: str, recipe, trained, split: str = "test"):
     """The sides make eval and make baseline answered with: the base zero-shot, each few-shot baseline made, and
     the fine-tuned model (`trained`), each with the settings generate.py resolves for it."""
-    from arabic_sft.generation import run as generation
     from arabic_sft.generation.answering import Answerer, generation_record
+    from arabic_sft.generation.run import resolve
+    from arabic_sft.generation.settings import GenerateOptions
     from arabic_sft.runs import RecipeResults, RunFolder
-    from arabic_sft.stages import generate
 
-    def settings(*argv: str):
-        return generation.resolve(generate.make_parser().parse_args(["--config", config, "--split", split, *argv]))
+    def settings(**asked):
+        return resolve(GenerateOptions(config=config, split=split, **asked))
 
     results = RecipeResults(recipe.name)
-    base, data = settings("--baseline")
+    base, data = settings(baseline=True)
     sides = [("base model (zero-shot)", base, results.baseline(0))]
     for folder in results.few_shot_baselines():
         record = generation_record(folder, split).get("generation") or {}
         if record.get("shots"):
-            shots = settings("--baseline", "--shots", str(record["shots"]), "--seed", str(record.get("seed", 42)))[0]
+            shots = settings(baseline=True, shots=record["shots"], seed=record.get("seed", 42))[0]
             sides.append((f"base model ({record['shots']}-shot)", shots, folder))
-    where = ["--checkpoint_dir", str(trained.model_dir)] if trained.seed is not None else []
+    where = {"checkpoint_dir": str(trained.model_dir)} if trained.seed is not None else {}
     label = "fine-tuned" + (f" (seed {trained.seed})" if trained.seed is not None else "")
-    sides.append((label, settings(*where)[0], RunFolder(trained.results)))
+    sides.append((label, settings(**where)[0], RunFolder(trained.results)))
     return Answerer(sides, data, split)
 
 
@@ -133,12 +138,14 @@ def build_page(recipe, answering, split: str = "test"):
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Serve the page as `args` (this stage's command line) say, until stopped; writes nothing."""
-    from arabic_sft.publishing.upload import trained_run
+    from arabic_sft.recipe import load_recipe
+    from arabic_sft.runs import trained_model
     from arabic_sft.runtime.ports import check_port
     from arabic_sft.runtime.stopping import StopRequest
 
     check_port(args.port)
-    recipe, trained = trained_run(args.config, args.seed)
+    recipe = load_recipe(["--config", args.config])
+    trained = trained_model(recipe, args.seed)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing sent outside this machine
     answering = answerer(args.config, recipe, trained, args.split)
     page = build_page(recipe, answering, args.split)

@@ -26,6 +26,11 @@ KINDS = ("exact", "near", "contaminated")
 def make_parser() -> argparse.ArgumentParser:
     parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="the recipe whose data is checked")
+    return add_options(parser)
+
+
+def add_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """This stage's options but --config (the console program takes them from here)."""
     parser.add_argument("--no_general", action="store_true", help="skip the lm-eval tasks' questions (no lm-eval)")
     parser.add_argument("--examples", type=int, default=3, help="pairs printed per kind (default 3)")
     return parser

@@ -20,6 +20,7 @@ import argparse
 from pathlib import Path
 
 from arabic_sft.generation import run as generation
+from arabic_sft.generation.settings import GenerateOptions
 from arabic_sft.recipe import add_field_arguments
 from arabic_sft.runtime.errors import ScriptParser, run_cli
 
@@ -87,14 +88,14 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(options: argparse.Namespace) -> list[Path]:
-    """Generate as `options` (this stage's command line) say; the files written: the predictions and their
-    manifest. Raises `Stopped` when SIGTERM or Ctrl-C stopped it with its rows saved."""
+def run(options: GenerateOptions) -> list[Path]:
+    """Generate as `options` say; the files written: the predictions and their manifest. Raises `Stopped` when
+    SIGTERM or Ctrl-C stopped it with its rows saved."""
     return generation.run(options)
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
-    return run(make_parser().parse_args(argv))
+    return run(GenerateOptions(**vars(make_parser().parse_args(argv))))
 
 
 if __name__ == "__main__":

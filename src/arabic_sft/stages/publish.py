@@ -14,14 +14,17 @@ the Hub's validator rejects. Writes results/<recipe>/published.json (the commit 
 import argparse
 from pathlib import Path
 
-from arabic_sft.publishing.upload import publish
-from arabic_sft.recipe import load_recipe
-from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, run_cli
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="the recipe whose trained model is published")
+    return add_options(parser)
+
+
+def add_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """This stage's options but --config (the console program takes them from here)."""
     parser.add_argument("--hub_id", help="the Hub repository, org/name (created if it does not exist)")
     parser.add_argument("--merged", action="store_true", help="publish the adapter merged into its base model")
     parser.add_argument("--private", action="store_true", help="a private repository (when it is created)")
@@ -34,9 +37,10 @@ def make_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> list[Path]:
     """Publish as `args` (this stage's command line) say; the files written here: the publish record (and the merged
     model with --merged); nothing on a dry run."""
+    from arabic_sft.publishing.upload import publish
+    from arabic_sft.recipe import load_recipe
+
     recipe = load_recipe(["--config", args.config])
-    if recipe.name is None:
-        raise UserError("--config: give a recipe file")
     return publish(recipe, args.hub_id, args.split, args.seed, args.merged, args.private, args.dry_run)
 
 

@@ -31,6 +31,11 @@ from arabic_sft.runtime.stopping import StopRequest
 def make_parser() -> argparse.ArgumentParser:
     parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="the recipe whose trained model is served")
+    return add_options(parser)
+
+
+def add_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """This stage's options but --config (the console program takes them from here)."""
     parser.add_argument("--seed", type=int, help="of a recipe trained with several seeds: results/<recipe>/seed-N")
     parser.add_argument("--port", type=int, default=8000, help="on 127.0.0.1 (default 8000)")
     parser.add_argument("--startup_timeout", type=float, default=300, help="seconds to wait for the server")
@@ -59,13 +64,14 @@ def first_request(recipe, folder: Path, decoding: dict) -> tuple[str, dict]:
 def run(args: argparse.Namespace) -> list[Path]:
     """Serve as `args` (this stage's command line) say, until stopped; writes nothing but make export's folder."""
     from arabic_sft.generation.answering import eval_decoding
-    from arabic_sft.publishing.upload import trained_run
-    from arabic_sft.runs import RunFolder
-    from arabic_sft.stages import export
+    from arabic_sft.publishing.export import exported
+    from arabic_sft.recipe import load_recipe
+    from arabic_sft.runs import RunFolder, trained_model
 
     check_port(args.port)
-    recipe, trained = trained_run(args.config, args.seed)
-    folder = export.exported(recipe, trained).resolve()
+    recipe = load_recipe(["--config", args.config])
+    trained = trained_model(recipe, args.seed)
+    folder = exported(recipe, trained).resolve()
     decoding = eval_decoding(RunFolder(trained.results))
     route, body = first_request(recipe, folder, decoding)
     import torch

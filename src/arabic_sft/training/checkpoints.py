@@ -68,14 +68,6 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | bool | None, output_
     return str(resume_from_checkpoint)
 
 
-def finished_run(output_dir: str | Path) -> dict | None:
-    """When `output_dir` holds a finished run, its manifest; else None."""
-    try:
-        return json.loads((Path(output_dir) / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 # Fields that may differ between a finished run and the same recipe run again: how it was launched or resumed, what
 # the run filled in itself, and where it writes (the same directory, by construction).
 NOT_SETTINGS = {

@@ -371,7 +371,7 @@ def run_generation(args) -> dict:
 
 def run_part(args, part: str, examples_file: Path | None = None) -> dict:
     """One measurement in a fresh process, so that each side's peak memory is its own."""
-    command = [sys.executable, "-m", "arabic_sft.stages.bench", "--part", part, *sys.argv[1:]]
+    command = [sys.executable, "-m", "arabic_sft.bench.cpu", "--part", part, *sys.argv[1:]]
     if examples_file is not None:
         command += ["--examples_file", str(examples_file)]
     result = subprocess.run(

@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> list[Path]:
         command = [
             sys.executable,
             "-m",
-            "arabic_sft.stages.bench_data",
+            "arabic_sft.bench.data_check",
             "--one",
             "--rows",
             str(rows),

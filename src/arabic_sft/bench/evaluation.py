@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from arabic_sft.bench.data_check import sample_folder, write_figures
 from arabic_sft.runs import RESULTS, RecipeResults, bench_figures
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
-from arabic_sft.stages.bench_data import sample_folder, write_figures
 
 
 SIZES = (1_000, 10_000, 100_000)

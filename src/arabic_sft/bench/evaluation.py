@@ -24,7 +24,7 @@ from pathlib import Path
 
 from arabic_sft.bench.data_check import sample_folder, write_figures
 from arabic_sft.runs import RESULTS, RecipeResults, bench_figures
-from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, UserError
 
 
 SIZES = (1_000, 10_000, 100_000)
@@ -197,7 +197,3 @@ def run(args: argparse.Namespace) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     return run(make_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from arabic_sft.runtime.errors import ScriptParser, run_cli
+from arabic_sft.runtime.errors import ScriptParser
 
 
 PAGE_CSS = """
@@ -166,7 +166,3 @@ def run(args: argparse.Namespace) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     return run(make_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -23,7 +23,7 @@ from arabic_sft.general.paired import general_comparison, general_markdown
 from arabic_sft.named import data_source
 from arabic_sft.publishing.card import refresh_cards
 from arabic_sft.runs import RecipeResults
-from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path
 from arabic_sft.scoring.compare import compare, compare_groups
@@ -64,29 +64,26 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def from_recipe(args) -> None:
-    """Fill runs, baseline, out and paper from a recipe's results directory."""
+def from_recipe(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with runs, baseline, out, paper, group column and general ability filled in from a recipe's results
+    directory (a copy: `args` stays as given)."""
     from arabic_sft.recipe import load_recipe
 
     if args.runs or args.baseline:
         raise UserError("--config finds the runs itself: give it without RUN or --baseline")
-    args.recipe = load_recipe(["--config", args.config])
-    recipe = args.recipe.args
-    baseline, runs = recipe_runs(Path(args.config).stem, args.split)
-    args.baseline, args.runs = str(baseline), runs  # a list among the runs: one system trained with several seeds
+    loaded = load_recipe(["--config", args.config])
+    recipe, fields = loaded.args, loaded.fields
+    baseline, runs = recipe_runs(Path(args.config).stem, args.split)  # a list among the runs: one system of seeds
     results = RecipeResults(Path(args.config).stem)
-    args.out = args.out or str(results.compare(args.split))
-    args.paper = args.paper or recipe.paper_baseline
-    args.group_column = args.group_column or recipe.group_column
     data_source(recipe.data_source)  # the model card's: a wrong name fails before any work
-    fields = args.recipe.fields
-    args.general = (
-        results.general
-        if results.current_general(
-            fields.model_name_or_path, fields.output_dir, any(isinstance(r, list) for r in runs)
-        )
-        else None
-    )
+    seeded = any(isinstance(run, list) for run in runs)
+    current = results.current_general(fields.model_name_or_path, fields.output_dir, seeded)
+    filled = {
+        "recipe": loaded, "baseline": str(baseline), "runs": runs, "out": args.out or str(results.compare(args.split)),
+        "paper": args.paper or recipe.paper_baseline, "group_column": args.group_column or recipe.group_column,
+        "general": results.general if current else None,
+    }  # fmt: skip
+    return argparse.Namespace(**{**vars(args), **filled})
 
 
 def run(args: argparse.Namespace) -> list[Path]:
@@ -94,7 +91,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     groups' and general ability's CSVs when there are groups and make general's two sides); with --config the model
     card refreshed too."""
     if args.config:
-        from_recipe(args)
+        args = from_recipe(args)
     baseline, runs = systems(args)
     out = Path(args.out)
     outputs = [out, out.with_suffix(".csv"), out.with_suffix(".png")]
@@ -166,7 +163,3 @@ def write_csv(table, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     return run(make_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, UserError
 
 
 KINDS = ("exact", "near", "contaminated")
@@ -107,7 +107,3 @@ def run(args: argparse.Namespace) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     return run(make_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    run_cli(main)

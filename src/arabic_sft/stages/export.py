@@ -16,7 +16,7 @@ GGUF (llama.cpp, Ollama): convert this folder with llama.cpp's own converter (do
 import argparse
 from pathlib import Path
 
-from arabic_sft.runtime.errors import ScriptParser, run_cli
+from arabic_sft.runtime.errors import ScriptParser
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -44,7 +44,3 @@ def run(args: argparse.Namespace) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     return run(make_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    run_cli(main)

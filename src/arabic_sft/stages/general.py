@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, UserError
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -183,7 +183,3 @@ def write_comparison(folder: Path, resamples: int, seed: int) -> list[Path]:
     print(text)
     print(f"wrote {folder / 'comparison.md'} and {folder / 'comparison.csv'}")
     return [folder / "comparison.md", folder / "comparison.csv"]
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -22,7 +22,7 @@ from pathlib import Path
 from arabic_sft.generation import run as generation
 from arabic_sft.generation.settings import GenerateOptions
 from arabic_sft.recipe import add_field_arguments
-from arabic_sft.runtime.errors import ScriptParser, run_cli
+from arabic_sft.runtime.errors import ScriptParser
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -96,7 +96,3 @@ def run(options: GenerateOptions) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     return run(GenerateOptions(**vars(make_parser().parse_args(argv))))
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -33,7 +33,7 @@ from arabic_sft.judging.rubric import load_rubric
 from arabic_sft.judging.run import WORD_METRICS, judge_file, judge_paths, pairwise_file, refuse_existing
 from arabic_sft.recipe import RecipeArguments, add_field_arguments, load_recipe, one_run, with_overrides
 from arabic_sft.runs import RecipeResults
-from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.stopping import Stopped, stopped_by
 
@@ -170,7 +170,3 @@ def run(args: argparse.Namespace) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     return run(make_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -19,7 +19,7 @@ import torch
 
 from arabic_sft.models import adapter_base, load_model, model_tokenizer, training_quantization
 from arabic_sft.runs import MERGE_MANIFEST
-from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import build_manifest, now, permissions_of_new, write_json_atomic
 
@@ -86,7 +86,3 @@ def merge(args, adapter: Path, out: Path, started: str):
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"merged {adapter} into {base_id}{' (dequantized from 4-bit)' if quantized else ''}: {out}")
-
-
-if __name__ == "__main__":
-    run_cli(main)

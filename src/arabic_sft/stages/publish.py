@@ -14,7 +14,7 @@ the Hub's validator rejects. Writes results/<recipe>/published.json (the commit 
 import argparse
 from pathlib import Path
 
-from arabic_sft.runtime.errors import ScriptParser, run_cli
+from arabic_sft.runtime.errors import ScriptParser
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -46,7 +46,3 @@ def run(args: argparse.Namespace) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     return run(make_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    run_cli(main)

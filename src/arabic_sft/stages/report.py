@@ -18,7 +18,7 @@ from arabic_sft.recipe import load_recipe
 from arabic_sft.reporting.browser import headless_chromium
 from arabic_sft.reporting.build import build_report
 from arabic_sft.runs import RecipeResults
-from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path
 
@@ -87,7 +87,3 @@ def screenshot(page: Path, path: Path, width: int = 1400) -> None:
             temporary.write_bytes(image)
     finally:
         driver.quit()
-
-
-if __name__ == "__main__":
-    run_cli(main)

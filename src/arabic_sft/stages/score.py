@@ -24,7 +24,7 @@ from arabic_sft.data.arabic import normalize_arabic
 from arabic_sft.named import names
 from arabic_sft.recipe import load_recipe, one_run
 from arabic_sft.runs import RecipeResults, beside, examples_of, split_of
-from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, UserError
 from arabic_sft.runtime.hub import hub_is_reachable, is_local
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
@@ -93,8 +93,9 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_inputs(args) -> tuple[list[str], list[str], dict]:
-    """(predictions, references, settings that name the input) from whichever input was given."""
+def resolve_inputs(args) -> tuple[list[str], list[str], dict, dict]:
+    """(predictions, references, settings that name the input, the options the input fills in: out, baseline, split,
+    the recipe's metric models) from whichever input was given; `args` is left as it is."""
     given = [name for name in ("predictions_csv", "config", "predictions") if getattr(args, name)]
     if len(given) != 1:
         raise UserError(
@@ -106,25 +107,22 @@ def resolve_inputs(args) -> tuple[list[str], list[str], dict]:
         if not args.out:
             raise UserError("--out is required with --predictions")
         predictions, references = load_text_pairs(args.predictions, args.references)
-        return predictions, references, {"predictions": args.predictions, "references": args.references}
-    baseline = args.baseline
+        return predictions, references, {"predictions": args.predictions, "references": args.references}, {}
+    baseline, filled = args.baseline, {}
     path = args.predictions_csv
     if args.config:
         loaded = load_recipe(["--config", args.config])
         one_run(loaded, "eval")
         recipe = loaded.args
         baseline = baseline or recipe.paper_baseline
-        args.bertscore_model = args.bertscore_model or recipe.bertscore_model
-        args.semantic_model = args.semantic_model or recipe.semantic_model
+        filled["bertscore_model"] = args.bertscore_model or recipe.bertscore_model
+        filled["semantic_model"] = args.semantic_model or recipe.semantic_model
         path = str(RecipeResults(Path(args.config).stem).tuned.predictions(args.split or "test"))
         if not Path(path).is_file():
             raise UserError(f"{path}: not found; generate it first (make eval, or scripts/generate.py --config)")
-    if not args.out:
-        args.out = str(beside(path, "metrics"))
     predictions, references, columns = load_predictions(path, args.reference_column, args.prediction_column)
-    args.baseline = baseline
-    args.split = args.split or split_of(path)
-    return predictions, references, {"predictions_csv": path, "columns": columns}
+    filled.update(out=args.out or str(beside(path, "metrics")), baseline=baseline, split=args.split or split_of(path))
+    return predictions, references, {"predictions_csv": path, "columns": columns}, filled
 
 
 def optional_metric(label: str, model: str, required: bool, compute):
@@ -175,7 +173,8 @@ def run(options: argparse.Namespace) -> list[Path]:
             file=sys.stderr,
         )
     started = now()
-    predictions, references, inputs = resolve_inputs(options)
+    predictions, references, inputs, filled = resolve_inputs(options)
+    options = argparse.Namespace(**{**vars(options), **filled})  # a filled copy: the caller's options stay as given
     options.bertscore_model = options.bertscore_model or metrics.BERTSCORE_MODEL
     options.semantic_model = options.semantic_model or metrics.SEMANTIC_MODEL
     with exclusive_output(options.out):  # one scorer per metrics file
@@ -256,7 +255,3 @@ def score(args, predictions: list[str], references: list[str], inputs: dict, sta
     print(table)
     print(f"wrote {out}, {out.with_suffix('.md')} and {examples_of(out)}")
     return [out, out.with_suffix(".md"), examples_of(out)]
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -23,7 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
+from arabic_sft.runtime.errors import ScriptParser, UserError
 from arabic_sft.runtime.ports import check_port, port_is_free  # noqa: F401 (port_is_free: the tests' probe)
 from arabic_sft.runtime.stopping import StopRequest
 
@@ -131,7 +131,3 @@ def end_server(server: subprocess.Popen) -> None:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     return run(make_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -7,7 +7,7 @@ arabic-sft train demo                    # the recipe's seeds, one run each
 from pathlib import Path
 
 from arabic_sft.recipe import Recipe, load_recipe
-from arabic_sft.runtime.errors import UserError, run_cli
+from arabic_sft.runtime.errors import UserError
 
 
 def run(recipe: Recipe) -> list[Path]:
@@ -32,7 +32,3 @@ def write_card(*args) -> None:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     return run(load_recipe(argv))
-
-
-if __name__ == "__main__":
-    run_cli(main)

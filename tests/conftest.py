@@ -14,6 +14,7 @@ from helpers import (
     ROOT,
     SAMPLE_FILES,
     ScriptedJudge,
+    build_tiny_bert,
     cpu_recipe,
     generate_command,
     run_here,
@@ -23,7 +24,7 @@ from helpers import (
     write_recipe,
 )
 
-from arabic_sft.tiny import build_tiny_bert, build_tiny_model
+from arabic_sft.tiny import build_tiny_model
 
 
 def repository_entries() -> set[str]:

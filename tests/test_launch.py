@@ -14,8 +14,6 @@ import torch
 from helpers import cpu_recipe, launch, run_here, run_script
 from transformers import AutoModelForCausalLM
 
-from arabic_sft.training.launch import CONNECTION_CLOSED, NO_ANSWER
-
 
 pytestmark = pytest.mark.slow  # make test-fast skips this file
 
@@ -319,10 +317,9 @@ def test_a_machine_killed_or_frozen_ends_the_other_in_one_line_and_the_next_star
     log = (tmp_path / "first" / "machine-0.log").read_text()
     assert code == 75, log[-3000:]
     said = [line for line in log.splitlines() if re.search(r"error|Traceback|Error", line)]
+    # gloo's own words for it (a closed connection, a timeout: training.launch.lost_contact reads them) are not
+    # asserted here: the status, our one line and the checkpoint it names are what a user and a scheduler act on
     assert len(said) == 1 and said[0].startswith("error: lost another process of this 2-process run after step"), said
-    # the killed machine: its connection closed; the frozen one: no answer (a timeout, which gloo words two ways)
-    words = CONNECTION_CLOSED if how == "SIGKILL" else NO_ANSWER
-    assert any(word in said[0] for word in words), said[0]
     step, checkpoint = re.search(r"after step (\d+) .* resumes from (\S+)$", said[0]).groups()
     assert (Path(checkpoint) / "trainer_state.json").is_file()  # complete: written last
     assert Path(checkpoint).parent == tmp_path / "two" and 3 <= int(checkpoint.split("-")[-1]) <= int(step)

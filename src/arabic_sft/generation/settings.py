@@ -45,32 +45,55 @@ class GenerationSettings:
         return asdict(self)
 
 
+def _asked(default=None, help: str = "", **flag):
+    """A generate.py flag: default, help, argparse settings (`recipe_field`: typed and documented by the schema)."""
+    return field(default=default, metadata={"help": help, **flag})
+
+
+MODEL = "model (one of)"  # generate.py's --help group of the ways to name the model
+
+
 @dataclass(frozen=True)
 class GenerateOptions:
-    """What a generation is asked: generate.py's flags (scripts/generate.py --help says each), or what a stage asks
-    for (make chat's sides: the recipe's baseline, its few-shot baselines, a seed's model). `generation.run.resolve`
-    fills the rest from the recipe."""
+    """What a generation is asked: generate.py's flags (stages.generate builds its parser from these fields), or
+    what a stage asks for (make chat's sides: the recipe's baseline, its few-shot baselines, a seed's model).
+    `generation.run.resolve` fills the rest from the recipe."""
 
-    config: str | None = None
-    checkpoint_dir: str | None = None
-    base_id: str | None = None
-    adapter_dir: str | None = None
-    split: str = "test"
-    test_path: str | None = None
-    out_path: str | None = None
-    task: str | None = None
-    prompt_template: str | None = None
-    chat_format: str | None = None
-    group_column: str | None = None
-    baseline: bool = False
-    shots: int = 0
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    batch_size: int = 16
-    device_map: str | None = None
-    static_cache: bool = False
-    limit: int | None = None
-    seed: int = 42
-    overwrite: bool = False
-    accept_changed_data: bool = False
+    config: str | None = _asked(help="recipe: generate with its trained output_dir, test_file and prompt", group=MODEL)
+    checkpoint_dir: str | None = _asked(help="full model (or adapter) directory", group=MODEL)
+    base_id: str | None = _asked(help="base model id or path, with --adapter_dir", group=MODEL)
+    adapter_dir: str | None = _asked(help="LoRA adapter directory, merged into --base_id", group=MODEL)
+    split: str = _asked(
+        "test", "with --config: the recipe's test_file or validation_file", choices=["test", "validation"]
+    )
+    test_path: str | None = _asked(help="test data, any format sft.py reads (default: the recipe's for --split)")
+    out_path: str | None = _asked(help="predictions CSV (default: results/<recipe>/predictions_<split>.csv)")
+    task: str | None = _asked(help="a task preset (recipes/tasks/NAME.yaml): its columns and prompt")
+    prompt_template: str | None = _asked(recipe_field=True)
+    chat_format: str | None = _asked(recipe_field=True)
+    group_column: str | None = _asked(recipe_field=True)  # --group_column '': none (a file of new questions)
+    baseline: bool = _asked(
+        False,
+        "with --config: generate with the recipe's base model (model_name_or_path), "
+        "untrained; default output results/<recipe>/baseline-<zero|K>-shot/predictions_<split>.csv",
+    )
+    shots: int = _asked(
+        0,
+        "few-shot: K solved training rows before each prompt (chat turns, or prompt + answer "
+        "blocks), drawn once with --seed and the same for every row, never one whose inputs are an "
+        "answered row's",
+    )
+    max_new_tokens: int = _asked(256)
+    temperature: float = _asked(0.0, "0 = greedy")
+    top_p: float = _asked(1.0)
+    batch_size: int = _asked(16, "prompts per batch; a batch that runs out of memory is generated in halves")
+    device_map: str | None = _asked(
+        help="spread a model too large for one GPU over this process's GPUs (one process only)", choices=["auto"]
+    )
+    static_cache: bool = _asked(False, "preallocated KV cache; on a GPU the decoding step is then compiled")
+    limit: int | None = _asked(help="generate for N examples, chosen reproducibly with --seed")
+    seed: int = _asked(42)
+    overwrite: bool = _asked(False, "replace an existing output (and its partial run)")
+    accept_changed_data: bool = _asked(
+        False, "generate on data files whose sha256 differs from what the training run recorded"
+    )

@@ -1,6 +1,5 @@
-"""make export's folder: results/<recipe>/export/ (results/<recipe>/seed-N/export/ for a seed), the model as one folder
-that loads with plain `from_pretrained` and answers as `make eval` did (stages/export.py says what it holds); made
-once per training, written beside and renamed when complete. make serve serves it."""
+"""make export's folder (stages/export.py says what it holds), made once per training, written beside and renamed when
+complete; make serve serves it."""
 
 import shutil
 from pathlib import Path

@@ -1,17 +1,10 @@
 """The recipe: its schema (`schema`: our fields, one dataclass per stage), the project's defaults (`defaults`),
 `--help` (`help`), the one loader (`load`) and its quick check without TRL (`check`). Import from here."""
 
-from arabic_sft.recipe.check import check_recipe, read_fields
+from arabic_sft.recipe.check import check_recipe, read_fields, read_preset
 from arabic_sft.recipe.defaults import EVAL_DEFAULTS, LORA_LEARNING_RATE, PROJECT_DEFAULTS, project_defaults
 from arabic_sft.recipe.help import short_help
-from arabic_sft.recipe.load import (
-    Recipe,
-    load_recipe,
-    make_parser,
-    one_run,
-    read_preset,
-    recipe_path,
-)
+from arabic_sft.recipe.load import Recipe, load_recipe, make_parser, one_run, recipe_path
 from arabic_sft.recipe.schema import (
     GROUPS,
     PRESET_FIELDS,

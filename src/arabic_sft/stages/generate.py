@@ -17,6 +17,7 @@ stopped, with any number of processes.
 """
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
 from arabic_sft.generation import run as generation
@@ -26,65 +27,20 @@ from arabic_sft.runtime.errors import ScriptParser
 
 
 def make_parser() -> argparse.ArgumentParser:
+    """generate.py's flags: `GenerateOptions`' fields, each with its help, default and type."""
     parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_argument_group("model (one of)")
-    source.add_argument("--config", help="recipe: generate with its trained output_dir, test_file and prompt")
-    source.add_argument("--checkpoint_dir", help="full model (or adapter) directory")
-    source.add_argument("--base_id", help="base model id or path, with --adapter_dir")
-    source.add_argument("--adapter_dir", help="LoRA adapter directory, merged into --base_id")
-    parser.add_argument(
-        "--split",
-        choices=["test", "validation"],
-        default="test",
-        help="with --config: the recipe's test_file or validation_file (default: test)",
-    )
-    parser.add_argument("--test_path", help="test data, any format sft.py reads (default: the recipe's for --split)")
-    parser.add_argument("--out_path", help="predictions CSV (default: results/<recipe>/predictions_<split>.csv)")
-    parser.add_argument("--task", help="a task preset (recipes/tasks/NAME.yaml): its columns and prompt")
-    add_field_arguments(
-        parser, ("prompt_template", "chat_format", "group_column"), "the prompt: the recipe's fields of these names"
-    )  # --group_column '': none (a file of new questions)
-    parser.add_argument(
-        "--baseline",
-        action="store_true",
-        help="with --config: generate with the recipe's base model (model_name_or_path), untrained; "
-        "default output results/<recipe>/baseline-<zero|K>-shot/predictions_<split>.csv",
-    )
-    parser.add_argument(
-        "--shots",
-        type=int,
-        default=0,
-        help="few-shot: K solved training rows before each prompt (chat turns, or prompt + answer "
-        "blocks), drawn once with --seed and the same for every row, never one whose inputs are an "
-        "answered row's",
-    )
-    parser.add_argument("--max_new_tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    parser.add_argument("--top_p", type=float, default=1.0)
-    parser.add_argument(
-        "--batch_size",
-        type=int,
-        default=16,
-        help="prompts per batch; a batch that runs out of memory is generated in halves",
-    )
-    parser.add_argument(
-        "--device_map",
-        choices=["auto"],
-        help="spread a model too large for one GPU over this process's GPUs (one process only)",
-    )
-    parser.add_argument(
-        "--static_cache",
-        action="store_true",
-        help="preallocated KV cache; on a GPU the decoding step is then compiled (torch.compile)",
-    )
-    parser.add_argument("--limit", type=int, help="generate for N examples, chosen reproducibly with --seed")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output (and its partial run)")
-    parser.add_argument(
-        "--accept_changed_data",
-        action="store_true",
-        help="generate on data files whose sha256 differs from what the training run recorded",
-    )
+    groups, recipe_fields = {}, []
+    for item in fields(GenerateOptions):
+        flag = dict(item.metadata)
+        if flag.pop("recipe_field", False):
+            recipe_fields.append(item.name)
+            continue
+        group = flag.pop("group", None)
+        where = groups.setdefault(group, parser.add_argument_group(group)) if group else parser
+        kind = next(kind for kind in getattr(item.type, "__args__", (item.type,)) if kind is not type(None))
+        typed = {"action": "store_true"} if kind is bool else {"type": kind}
+        where.add_argument(f"--{item.name}", default=item.default, **typed, **flag)
+    add_field_arguments(parser, recipe_fields, "the prompt: the recipe's fields of these names")
     return parser
 
 

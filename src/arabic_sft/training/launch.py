@@ -247,7 +247,7 @@ def launch(argv: list[str]) -> int:
     # A Ctrl-C reaches every process of the terminal's foreground group: the training processes stop themselves (a
     # checkpoint at the next step; a second Ctrl-C, at once) and this one waits for them. torch's agent would send
     # them a second SIGINT of its own.
-    signal.signal(signal.SIGINT, let_the_processes_stop)
+    signal.signal(signal.SIGINT, lambda signum, frame: None)  # a handler, not SIG_IGN: the processes get the default
     os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = "SIGTERM,SIGHUP,SIGQUIT"
     try:
         launch_command(args)
@@ -277,10 +277,6 @@ def failed_launch_status(codes: list[int]) -> int:
         f"error: training failed (exit code {', '.join(map(str, codes))}); its error is printed above", file=sys.stderr
     )
     return codes[-1] if codes[-1] > 0 else 1
-
-
-def let_the_processes_stop(signum, frame):
-    pass
 
 
 def forward_to_children(signum, frame):

@@ -25,7 +25,7 @@ from arabic_sft.prompts.builder import build_dataset, check_assistant_masks, is_
 from arabic_sft.prompts.masks import describe_examples, format_example
 from arabic_sft.prompts.truncation import apply_truncation_policy
 from arabic_sft.recipe import Recipe
-from arabic_sft.runs import LOG_HISTORY, MANIFEST
+from arabic_sft.runs import LOG_HISTORY, MANIFEST, finished_run
 from arabic_sft.runtime.errors import LostContact, UserError
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import build_manifest, changed_files, now, write_json_atomic
@@ -34,7 +34,6 @@ from arabic_sft.training import eval_generation
 from arabic_sft.training.checkpoints import (
     changed_settings,
     clear_previous_run,
-    finished_run,
     keep_loss_sum,
     last_complete_checkpoint,
     remove_draft_card,

@@ -17,7 +17,8 @@
         export/                        the model as one folder for from_pretrained             make export
         data_check.json, data_check_pairs.csv      near-duplicates and contamination   make data-check
         published.json                 make publish's record
-    results/bench/                     make bench's figures    results/sweeps/<sweep>/            make sweep
+    results/bench/                     make bench's figures
+    results/sweeps/<sweep>/            make sweep
 
 Every stage asks this module for a path; nobody else spells `results/`, a file name or a suffix. It also finds "the
 recipe's trained model (seed N)" (`trained_model`) for export, serve, chat and publish. It imports nothing of the

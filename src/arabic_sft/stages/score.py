@@ -211,27 +211,17 @@ def score(args, predictions: list[str], references: list[str], inputs: dict, sta
     per_example, corpus, signatures = metrics.score_texts(
         predictions, references, args.rouge_tokenizer, args.num_workers
     )
-    if not args.no_bertscore:
-        scores = optional_metric(
-            "BERTScore",
-            args.bertscore_model,
-            args.require_bertscore,
-            lambda: metrics.bertscore_scores(
-                predictions, references, args.bertscore_model, args.bertscore_layers, args.batch_size, device
-            ),
-        )
-        per_example.update(scores or {})
-    if not args.no_semantic_similarity:
-        scores = optional_metric(
-            "semantic similarity",
-            args.semantic_model,
-            args.require_semantic_similarity,
-            lambda: metrics.semantic_similarities(
-                predictions, references, args.semantic_model, args.batch_size, device
-            ),
-        )
-        if scores is not None:
-            per_example["semantic_similarity"] = scores
+    model_metrics = [  # (its name, skipped, model, required, its per-example scores by key)
+        ("BERTScore", args.no_bertscore, args.bertscore_model, args.require_bertscore,
+         lambda: metrics.bertscore_scores(predictions, references, args.bertscore_model, args.bertscore_layers,
+                                          args.batch_size, device)),
+        ("semantic similarity", args.no_semantic_similarity, args.semantic_model, args.require_semantic_similarity,
+         lambda: {"semantic_similarity": metrics.semantic_similarities(predictions, references, args.semantic_model,
+                                                                       args.batch_size, device)}),
+    ]  # fmt: skip
+    for name, skipped, model, required, compute in model_metrics:
+        if not skipped:
+            per_example.update(optional_metric(name, model, required, compute) or {})
     summary = metrics.summarize(per_example)
     for warning in small_data_warnings(summary["n"], summary["empty_rate"]):
         print(f"warning: {warning}", file=sys.stderr)

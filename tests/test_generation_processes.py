@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 from helpers import OPTIONS, ROOT, generate_command, run_script
 
@@ -53,6 +54,14 @@ def test_two_processes_write_the_file_one_process_writes(tiny_llama, long_genera
     assert not partial_paths(out)
 
 
+def ended(process: psutil.Process) -> bool:
+    """Gone, or a zombie (dead: its parent, the killed launcher, cannot reap it)."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def test_a_killed_launch_is_completed_by_one_process(tiny_llama, long_generation, tmp_path):
     test_path, reference = long_generation
     out = tmp_path / "killed.csv"
@@ -63,9 +72,12 @@ def test_a_killed_launch_is_completed_by_one_process(tiny_llama, long_generation
     while time.time() < deadline and launcher.poll() is None and len(read_done(out)) < 8:
         time.sleep(0.05)
     assert launcher.poll() is None, "the launch ended before it could be killed"
+    processes = psutil.Process(launcher.pid).children(recursive=True)
     launcher.send_signal(signal.SIGKILL)  # the launcher only: its processes die with it (PR_SET_PDEATHSIG)
     launcher.wait()
-    time.sleep(1)
+    while time.time() < deadline and not all(map(ended, processes)):  # by their pids, not for a while
+        time.sleep(0.05)
+    assert all(map(ended, processes))
     written = len(read_done(out))
     assert 8 <= written < 48 and not out.exists()
     assert len(partial_paths(out)) == 2  # both processes had saved rows

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-CLI := $(PY) -m arabic_sft
+CLI := ARABIC_SFT_FRONT=make $(PY) -m arabic_sft
 RECIPE ?=
 # Recipe field overrides for make train (ARGS='--num_train_epochs 1'); accelerate flags (LAUNCH_ARGS='--num_processes 4')
 ARGS ?=

@@ -18,7 +18,8 @@ import torch
 import yaml
 from trl import SFTConfig, SFTTrainer
 
-from arabic_sft.data.columns import DataSpec, data_spec, load_file
+from arabic_sft.data.columns import DataSpec, Split, data_spec, select
+from arabic_sft.data.formats import read_table
 from arabic_sft.prompts.builder import build_dataset, build_example, example_text
 from arabic_sft.recipe import RecipeArguments, read_preset
 
@@ -41,6 +42,17 @@ CPU_TRAINING = {
     "disable_tqdm": True,
     "seed": 0,
 }
+
+
+def load_file(
+    path: str | Path,
+    spec: DataSpec,
+    require_answer: bool = True,
+    empty_cells: str = "drop",
+    encoding: str = "utf-8-sig",
+) -> Split:
+    """One data file read and checked under `spec`, as the data loader reads each split (`select`)."""
+    return select(read_table(path, encoding), str(path), spec, require_answer, empty_cells)
 
 
 def preset_spec(task: str) -> DataSpec:

@@ -96,10 +96,15 @@ def test_the_exported_folder_answers_as_make_eval_did(exported):
     assert "has random weights" in card
 
 
-def test_an_export_of_this_training_is_kept_and_an_unknown_seed_is_one_line(exported, script_in_process):
+def test_an_export_of_this_training_is_kept_and_an_unknown_seed_is_one_line(exported, script_in_process, monkeypatch):
     work, name = exported
     kept = script_in_process("export.py", "--config", f"{name}.yaml", cwd=work)
-    assert kept.returncode == 0 and "is this training's export already: kept" in kept.stdout
+    assert kept.returncode == 0 and "is this training's export already: kept (--overwrite makes it" in kept.stdout
+    for front, hint in (("make", "OVERWRITE=1"), ("arabic-sft", "--overwrite")):  # the form that works from there
+        monkeypatch.setenv("ARABIC_SFT_FRONT", front)
+        assert f"kept ({hint} makes it again)" in script_in_process("export.py", "--config", f"{name}.yaml",
+                                                                      cwd=work).stdout  # fmt: skip
+    monkeypatch.delenv("ARABIC_SFT_FRONT")
     for script in ("export.py", "serve.py", "chat.py"):
         missing = script_in_process(script, "--config", f"{name}.yaml", "--seed", "7", cwd=work)
         assert_one_error_line(missing, "seed-7/model: no finished training")

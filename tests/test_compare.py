@@ -361,3 +361,21 @@ def test_few_seeds_are_said_to_be_few():
 
     assert "Few seeds: 3." in "\n".join(seed_markdown(table(3), "base"))
     assert "Few seeds" not in "\n".join(seed_markdown(table(5), "base"))
+
+
+def test_a_difference_whose_interval_holds_zero_is_coloured_neither_gain_nor_loss():
+    from arabic_sft.scoring.tables import ComparisonTable
+
+    rows = [  # (metric, diff, its interval): float noise of a zero difference; intervals across, above, below 0
+        ("bleu1", 9.4e-14, 0.0, 0.0), ("rougeL", 0.05, -0.01, 0.1), ("rouge1", 0.05, 0.01, 0.1),
+        ("rouge2", -0.05, -0.1, -0.01), ("empty_rate", -0.05, -0.1, -0.01),  # fewer empty answers: a gain
+        ("chrf", 1e-13, None, None), ("sacrebleu", 3.0, None, None),  # corpus-level: no interval, the sign as shown
+    ]  # fmt: skip
+    frame = pd.DataFrame(
+        [{"run": "tuned", "metric": metric, "value": 0.5, "ci_low": None, "ci_high": None, "diff": diff,
+          "diff_ci_low": low, "diff_ci_high": high, "p_value": 1.0} for metric, diff, low, high in rows]
+        + [{"run": "base", "metric": metric, "value": 0.5} for metric, *_ in rows]
+    )  # fmt: skip
+    table = ComparisonTable(frame, "base")
+    tones = {metric: table.cells["tuned", metric].tone for metric, *_ in rows}
+    assert tones == {"bleu1": 0, "rougeL": 0, "rouge1": 1, "rouge2": -1, "empty_rate": 1, "chrf": 0, "sacrebleu": 1}

@@ -193,3 +193,16 @@ def test_a_training_process_reads_its_recipe_once(tiny_llama, make_recipe, scrip
     result = script_in_process("sft.py", "--config", recipe, "--inspect", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     assert reads.count(str(recipe)) == 1 and len(parsers) == 1
+
+
+def test_the_recipe_check_counts_the_fields_the_recipe_sets_and_names_the_rest(tmp_path):
+    recipe = tmp_path / "mine.yaml"  # 3 keys; the proverbs preset and the project's defaults fill more
+    recipe.write_text("model_name_or_path: org/model\ntask: proverbs\noutput_dir: results/mine/model\n", "utf-8")
+    command = [sys.executable, "-m", "arabic_sft.recipe", str(recipe)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    added = sorted([*read_preset("proverbs"), "logging_first_step"])
+    assert result.stdout.strip() == (
+        f"{recipe}: 3 fields set, every one known and of its type; its task preset and the project's defaults set "
+        f"{len(added)} more: {', '.join(added)}"
+    )

@@ -6,10 +6,10 @@ import json
 import datasets
 import pandas as pd
 import pytest
-from helpers import ROOT, SAMPLES, assert_one_error_line, run_in_this_process
+from helpers import ROOT, SAMPLES, assert_one_error_line, load_file, run_in_this_process
 from transformers import AutoTokenizer
 
-from arabic_sft.data.columns import data_spec, load_file, prediction_columns
+from arabic_sft.data.columns import data_spec, prediction_columns
 from arabic_sft.data.splits import held_out_rows, load_splits, read_as_trained
 from arabic_sft.prompts.builder import build_dataset, build_example, build_model_prompt, predictions_table
 from arabic_sft.prompts.truncation import apply_truncation_policy, count_long_prompts, count_truncated

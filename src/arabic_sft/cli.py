@@ -26,7 +26,7 @@ from pathlib import Path
 from arabic_sft import named
 from arabic_sft.recipe import check_recipe, read_fields
 from arabic_sft.runs import RecipeResults, RunFolder
-from arabic_sft.runtime.errors import UserError, run_cli
+from arabic_sft.runtime.errors import FRONT, UserError, run_cli
 from arabic_sft.stages import chat, data_check, export, publish, serve  # their own options (add_options)
 
 
@@ -52,6 +52,11 @@ def script(name: str) -> str:
     return str(path if path.is_file() else named.PROJECT_ROOT / path)
 
 
+def stage_environment() -> dict:
+    """A stage's environment: this one's, and the user's door (make's, else ours) for its hints (`as_given`)."""
+    return {**os.environ, FRONT: os.environ.get(FRONT, "arabic-sft")}
+
+
 def step(command: list[str], show: bool = False) -> None:
     """Run one stage's command to its end, printed first; SIGTERM is passed on to it (Ctrl-C reaches it by itself),
     and a stage that fails ends the program with its status. `show` (--show): print the command only, as `make -n`."""
@@ -59,7 +64,7 @@ def step(command: list[str], show: bool = False) -> None:
         print(shlex.join(command), flush=True)
         return
     print("+ " + shlex.join(command), file=sys.stderr, flush=True)
-    process = subprocess.Popen(command)
+    process = subprocess.Popen(command, env=stage_environment())
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum))
     try:
         while True:
@@ -226,7 +231,7 @@ def sweep(options: argparse.Namespace) -> None:
     print(f"+ {options.workers} x {shlex.join(command)}", file=sys.stderr, flush=True)
     # Workers sharing one terminal: their progress bars would redraw over each other's lines (a trial's "complete"
     # line was lost under another's bar); each trial's start and end lines are the progress then.
-    environment = {**os.environ, "ARABIC_SFT_SWEEP_WORKERS": str(options.workers)}
+    environment = {**stage_environment(), "ARABIC_SFT_SWEEP_WORKERS": str(options.workers)}
     workers = [subprocess.Popen(command, env=environment) for _ in range(options.workers)]
     statuses = [worker.wait() for worker in workers]
     if failed := next((status for status in statuses if status != 0), None):

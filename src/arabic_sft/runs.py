@@ -42,8 +42,7 @@ TRAINER_STATE = "trainer_state.json"
 # The model card, beside the model.
 CARD = "README.md"
 RANDOM_WEIGHTS = "random_weights.json"  # beside a tiny model's weights (arabic_sft.tiny): its weights are random
-# A checkpoint's sum of training losses so far (training.checkpoints): a resumed run's mean loss over the whole run.
-LOSS_SUM = "loss_sum.json"
+LOSS_SUM = "loss_sum.json"  # a checkpoint's training-loss sum so far: a resumed run's mean over the whole run
 EXPORT_MANIFEST = "export_manifest.json"  # in make export's folder: the run it came from
 MERGE_MANIFEST = "merge_manifest.json"  # in a merged model's folder: the adapter and base it came from
 SIDE_MANIFEST = "manifest.json"  # in each of make general's side folders

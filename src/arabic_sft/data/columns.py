@@ -10,12 +10,10 @@ import json
 import logging
 import string
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from arabic_sft.data.formats import read_table
 from arabic_sft.runtime.errors import UserError
 
 
@@ -212,17 +210,6 @@ def _field_values(frame: pd.DataFrame, selected: dict, spec: DataSpec, turns) ->
         return data, data.isna().any(axis=1)
     data = pd.DataFrame({name: frame[column].map(_text) for name, column in selected.items()}, index=frame.index)
     return data, (data == "").any(axis=1)
-
-
-def load_file(
-    path: str | Path,
-    spec: DataSpec,
-    require_answer: bool = True,
-    empty_cells: str = "drop",
-    encoding: str = "utf-8-sig",
-) -> Split:
-    """One data file read and checked under `spec` (see `select`)."""
-    return select(read_table(path, encoding), str(path), spec, require_answer, empty_cells)
 
 
 def prediction_columns(spec: DataSpec, names: dict[str, str]) -> dict[str, str]:

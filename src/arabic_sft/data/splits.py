@@ -115,12 +115,6 @@ def subsample_rows(num_rows: int, fraction: float, seed: int) -> list[int]:
     return sorted(int(i) for i in pd.RangeIndex(num_rows).to_series().sample(n=keep, random_state=seed).index)
 
 
-def subsample(data: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
-    """A reproducible random `fraction` of the rows, in their original order (the SHEFAA baseline used 10%)."""
-    rows = subsample_rows(len(data), fraction, seed)
-    return data if len(rows) == len(data) else data.iloc[rows].reset_index(drop=True)
-
-
 def read_as_trained(recipe, seed: int) -> tuple[dict[str, Split], DataSpec, dict | None]:
     """The recipe's splits as training and generation read them: train and validation subsampled as training reads
     them, test as generation reads it; each Split's `positions` say where its rows are in their file."""

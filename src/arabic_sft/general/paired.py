@@ -112,15 +112,16 @@ def general_comparison(folder: Path, resamples: int = 1000, seed: int = 0) -> pd
 
 def display_rows(table: pd.DataFrame) -> list[dict]:
     """The comparison's rows as every table shows them (compare's markdown, the report, the model card): the task (a
-    group marked), its questions, both sides and the difference with their intervals, p; `tuned_value` and `diff`
-    unformatted."""
+    group marked), its questions, both sides and the difference with their intervals, p; `tuned_value`, `diff` and
+    its interval (`diff_low`, `diff_high`) unformatted."""
     from arabic_sft.scoring.tables import figure
 
     return [{"task": f"{row.task} (group)" if row.kind == "group" else row.task, "questions": int(row.questions),
              "metric": row.metric, "base": figure(row.base, row.base_ci_low, row.base_ci_high),
              "tuned": figure(row.tuned, row.tuned_ci_low, row.tuned_ci_high),
              "difference": figure(row.diff, row.diff_ci_low, row.diff_ci_high), "p": f"{row.p_value:.3f}",
-             "tuned_value": float(row.tuned), "diff": float(row.diff)}
+             "tuned_value": float(row.tuned), "diff": float(row.diff), "diff_low": float(row.diff_ci_low),
+             "diff_high": float(row.diff_ci_high)}
             for row in table.itertuples()]  # fmt: skip
 
 

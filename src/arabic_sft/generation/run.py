@@ -24,7 +24,7 @@ from arabic_sft.prompts.builder import build_model_prompt, is_conversational, pr
 from arabic_sft.prompts.truncation import count_long_prompts
 from arabic_sft.recipe import Recipe, RecipeArguments, fields_in, load_recipe, one_run, read_preset
 from arabic_sft.runs import MANIFEST, RecipeResults, manifest_of
-from arabic_sft.runtime.errors import UserError
+from arabic_sft.runtime.errors import UserError, as_given
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, changed_files, now, write_json_atomic
 from arabic_sft.runtime.partial import PartialWriter, partial_path, read_done, remove_partial
@@ -106,10 +106,12 @@ def data_as_trained(settings: GenerationSettings, data: RecipeArguments) -> None
     to a test file after training, or a changed training file behind a fraction split, is refused."""
     paths = [getattr(data, f"{split}_file") for split in ("train", settings.split)]
     if changed := changed_files(training_manifest(settings), paths):
+        accept = as_given(
+            "--accept_changed_data", "GENERATE_ARGS=--accept_changed_data", "--generate_args=--accept_changed_data"
+        )
         raise UserError(
             f"{changed[0]}: changed since the training run in {settings.model_dir or settings.adapter_dir} (its "
-            "sha256 differs from the one the run manifest records); pass --accept_changed_data to generate on "
-            "it anyway"
+            f"sha256 differs from the one the run manifest records); pass {accept} to generate on it anyway"
         )
 
 

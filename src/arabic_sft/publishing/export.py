@@ -8,6 +8,7 @@ from arabic_sft.generation.answering import eval_decoding
 from arabic_sft.publishing.card import write_card
 from arabic_sft.publishing.upload import merged_model
 from arabic_sft.runs import EXPORT_MANIFEST, RunFolder, not_made_by
+from arabic_sft.runtime.errors import as_given
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import build_manifest, now, read_json, write_json_atomic
 
@@ -26,7 +27,8 @@ def exported(recipe, trained, overwrite: bool = False) -> Path:
     source = ((record.get("config") or {}).get("export") or {}).get("model_dir")
     if out.is_dir() and not overwrite and source:
         if not (stale := not_made_by(source, record.get("started", ""), trained.model_dir, "exported")):
-            print(f"{out} is this training's export already: kept (--overwrite makes it again)")
+            again = as_given("--overwrite", "OVERWRITE=1")
+            print(f"{out} is this training's export already: kept ({again} makes it again)")
             return out
         print(f"{out}: {stale}: exporting again")
     with exclusive_output(out):

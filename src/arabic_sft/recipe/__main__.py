@@ -23,7 +23,12 @@ def main() -> None:
     path = named.find("recipe", options.recipe)
     values, known = check_recipe(path), known_fields()
     if not options.field:
-        print(f"{path}: {len(values)} fields set, every one known and of its type")
+        written = set(named.read_yaml(path)) - {"env"}
+        more = sorted(set(values) - written)  # a task preset's fields, the project's defaults
+        print(
+            f"{path}: {len(written)} fields set, every one known and of its type"
+            + (f"; its task preset and the project's defaults set {len(more)} more: {', '.join(more)}" if more else "")
+        )
         return
     for name in options.field:
         if name not in known:

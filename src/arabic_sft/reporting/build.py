@@ -22,7 +22,7 @@ from arabic_sft.scoring.metrics import arabic_share
 from arabic_sft.scoring.plots import interval_figure
 from arabic_sft.scoring.predictions import prediction_rows
 from arabic_sft.scoring.scored import Run, group_labels, load_run, load_system, metric_keys, recipe_runs
-from arabic_sft.scoring.tables import ComparisonTable, better, figure, judge_section, label, seed_markdown
+from arabic_sft.scoring.tables import ComparisonTable, figure, judge_section, label, seed_markdown, tone
 from arabic_sft.training.loss_curve import generation_figure, loss_figure
 
 
@@ -64,7 +64,7 @@ def comparison_rows(table: pd.DataFrame, baseline: str) -> tuple[list[str], list
     """(metric labels, a row per run with each metric's value and interval, a row per run and metric against the
     baseline): the table model's cells (`scoring.tables.ComparisonTable`), as markdown and the card show them."""
     view = ComparisonTable(table, baseline)
-    against = [{"run": cell.run, "metric": cell.label, "sign": cell.better, "difference": cell.difference,
+    against = [{"run": cell.run, "metric": cell.label, "sign": cell.tone, "difference": cell.difference,
                 "p": cell.p} for cell in view.differences()]  # fmt: skip
     return view.labels, view.value_rows(), against
 
@@ -83,7 +83,7 @@ def group_rows(groups: pd.DataFrame, baseline: str) -> tuple[list[str], list[dic
             row = by_metric.loc[key]
             difference = "" if pd.isna(row["diff"]) else figure(row["diff"], row["diff_ci_low"], row["diff_ci_high"])
             cells.append({"value": figure(row["value"]), "difference": difference,
-                          "sign": 0 if pd.isna(row["diff"]) else better(key, row["diff"])})  # fmt: skip
+                          "sign": tone(key, row["diff"], row["diff_ci_low"], row["diff_ci_high"])})  # fmt: skip
         size, small = int(part["group_rows"].iloc[0]), bool(part["too_small"].iloc[0])
         rows.append({"group": group, "rows": size, "too_small": small, "run": run, "cells": cells, **direction(group)})
     return [label(key) for key in metrics], rows
@@ -193,7 +193,7 @@ def general_rows(results: RecipeResults, fields, seeds, resamples: int, seed: in
         return None
     rows = display_rows(general_comparison(results.general, resamples, seed))
     for row in rows:
-        row["sign"] = better(row["metric"], row["diff"])
+        row["sign"] = tone(row["metric"], row["diff"], row["diff_low"], row["diff_high"])
     return rows
 
 

@@ -23,6 +23,15 @@ class LostContact(Exception):
     status = 75
 
 
+FRONT = "ARABIC_SFT_FRONT"  # the user's door: "make", "arabic-sft" (the console program), unset: a script
+
+
+def as_given(flag: str, make: str, program: str | None = None) -> str:
+    """A stage's option in the form that works from the user's door: `make`, `program` (else `flag`), or `flag`."""
+    front = os.environ.get(FRONT)
+    return make if front == "make" else (program or flag) if front == "arabic-sft" else flag
+
+
 class ScriptParser(argparse.ArgumentParser):
     """The scripts' argument parser: a bad argument is one `UserError` line, not the usage block argparse prints."""
 

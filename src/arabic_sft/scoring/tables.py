@@ -150,18 +150,22 @@ def missing(value) -> bool:
     return value is None or value != value  # None or NaN
 
 
-def better(metric: str, difference: float) -> int:
-    """1 when `difference` (run − baseline) is an improvement, -1 when it is a loss, 0 for none."""
-    sign = int(np.sign(difference))
-    return -sign if metric in LOWER_IS_BETTER else sign
-
-
 def significance(metric: str, low, high) -> int:
     """1 when a difference's interval lies on the better side of 0, -1 on the worse side, else 0."""
     if missing(low) or missing(high):
         return 0
     low, high = (-high, -low) if metric in LOWER_IS_BETTER else (low, high)
     return 1 if low > 0 else -1 if high < 0 else 0
+
+
+def tone(metric: str, difference, low=None, high=None) -> int:
+    """A difference's colour, 1 a gain, -1 a loss, 0 neither: its interval's side of 0, else its sign as shown."""
+    if missing(difference):
+        return 0
+    if not (missing(low) or missing(high)):
+        return significance(metric, low, high)
+    shown = round(difference, 4 if abs(difference) <= 1 else 2)  # run − baseline, as the tables show it
+    return int(np.sign(-shown if metric in LOWER_IS_BETTER else shown))
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,7 @@ class Cell:
     bare: str  # the value alone
     difference: str  # from the baseline, with its interval; "" when there is none
     p: str  # the paired p-value; "" when there is none
-    better: int  # the difference's direction: 1 an improvement, -1 a loss, 0 none
+    tone: int  # how the difference is coloured (`tone`): 1 a gain, -1 a loss, 0 neither
     significant: int  # 1 / -1 when the difference's interval excludes 0 on the better / worse side
 
 
@@ -198,7 +202,7 @@ class ComparisonTable:
                 bare=figure(row.value),
                 difference=figure(row.diff, row.diff_ci_low, row.diff_ci_high) if has_difference else "",
                 p="" if missing(row.p_value) or not has_difference else f"{row.p_value:.3f}",
-                better=better(row.metric, row.diff) if has_difference else 0,
+                tone=tone(row.metric, row.diff, row.diff_ci_low, row.diff_ci_high) if has_difference else 0,
                 significant=significance(row.metric, row.diff_ci_low, row.diff_ci_high) if has_difference else 0,
             )
 

@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from arabic_sft.runtime.errors import ScriptParser, UserError
+from arabic_sft.runtime.errors import ScriptParser, UserError, as_given
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -144,7 +144,8 @@ def sides_to_evaluate(args: argparse.Namespace, recipe, results, settings, say: 
         stale = results.stale_general(side.name, model) or other_settings(path, settings)
         if path.exists() and not args.overwrite and not stale:
             if say:
-                print(f"{path} exists and is {model}'s: kept (--overwrite, or OVERWRITE=1, evaluates it again)")
+                print(f"{path} exists and is {model}'s: kept ({as_given('--overwrite', 'OVERWRITE=1')} evaluates it "
+                      "again)")  # fmt: skip
             continue
         if path.exists() and not args.overwrite and say:
             print(f"{path}: {stale}: evaluating it again")

@@ -26,7 +26,7 @@ from arabic_sft.prompts.masks import describe_examples, format_example
 from arabic_sft.prompts.truncation import apply_truncation_policy
 from arabic_sft.recipe import Recipe
 from arabic_sft.runs import LOG_HISTORY, MANIFEST, finished_run
-from arabic_sft.runtime.errors import LostContact, UserError
+from arabic_sft.runtime.errors import LostContact, UserError, as_given
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import build_manifest, changed_files, now, write_json_atomic
 from arabic_sft.runtime.stopping import Stopped, StopRequest, stopped_by
@@ -130,7 +130,8 @@ def check_before_loading(recipe: Recipe) -> str | None:
     if args.inspect or args.overwrite_output_dir or not (manifest := finished_run(training.output_dir)):
         return None
     finished = manifest.get("finished", "unknown time")
-    ways_out = "to train again from scratch pass --overwrite_output_dir true, or choose another --output_dir"
+    again = as_given("--overwrite_output_dir true", "ARGS='--overwrite_output_dir true'")
+    ways_out = f"to train again from scratch pass {again}, or choose another {as_given('--output_dir', 'output_dir')}"
     current = {"recipe": asdict(args), "model": asdict(recipe.model), "training": training.to_dict()}
     changed = changed_settings(manifest.get("config", {}), current)
     changed += [

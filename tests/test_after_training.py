@@ -239,9 +239,12 @@ def test_the_chat_page_s_api_answers_each_side_as_make_eval_and_make_baseline_di
     ]
     client = Client(url, verbose=False)
     spec = preset_spec(task)
+    keys = {"base": "base", "2-shot": "base_2_shot", "tuned": "tuned"}
     for number, row in enumerate(sample_rows(task)):
-        answers = client.predict(*[row[field] for field in spec.inputs], api_name="/answer")  # a script's call
+        answers = client.predict(*[row[field] for field in spec.inputs], api_name="/answer")  # the page's button
         assert list(answers) == [expected[side][number] for side in sides], number
+        named = client.predict(fields={field: row[field] for field in spec.inputs}, api_name="/answers")  # a script's
+        assert named == {keys[side]: expected[side][number] for side in sides}, number
 
 
 @pytest.fixture(scope="module")

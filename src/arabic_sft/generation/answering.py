@@ -67,6 +67,13 @@ class Side:
     conversational: bool
     examples: list = field(default_factory=list)  # the solved rows of a few-shot prompt
 
+    @property
+    def key(self) -> str:
+        """The side's name in a script's answers: base, base_K_shot or tuned (whatever other sides there are)."""
+        if not self.settings.baseline:
+            return "tuned"
+        return f"base_{self.settings.shots}_shot" if self.settings.shots else "base"
+
     def prompt(self, row: dict, spec) -> list[int]:
         return prompt_token_ids(self.tokenizer, build_model_prompt(row, spec, self.conversational, self.examples))
 
@@ -146,6 +153,13 @@ class Answerer:
         if self.spec.kind == "messages":
             values = [build_model_prompt(row, self.spec, True)]
         return [as_field(value) for value in values], as_field(reference_answer(row, self.spec))
+
+    def answers(self, fields: dict[str, str]) -> dict[str, str]:
+        """Every side's answer to the row whose input `fields` are given by name, by side (`Side.key`)."""
+        texts = [""] * len(self.sides)
+        for texts in self.stream([fields.get(name, "") for name in self.fields]):  # noqa: B007 - the last is kept
+            pass
+        return {side.key: text for side, text in zip(self.sides, texts)}
 
     def stream(self, values: list[str]) -> Iterator[list[str]]:
         """Every side's answer to the row `values` make, one side after another, as each is generated: the texts

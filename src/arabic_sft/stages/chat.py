@@ -12,7 +12,7 @@ which model, adapter, decoding and prompt each side uses.
 
 A script asks the same function through Gradio's API:
     from gradio_client import Client
-    Client("http://127.0.0.1:7860/").predict(*input_fields, api_name="/answer")   # one answer per side
+    Client("http://127.0.0.1:7860/").predict(fields={"proverb": "..."}, api_name="/answers")  # {base, tuned, ...}
 
 Ctrl-C or SIGTERM stops it.
 """
@@ -133,6 +133,12 @@ def build_page(recipe, answering, split: str = "test"):
 
         picker.change(pick, inputs=picker, outputs=[*fields, reference], api_visibility="private")
         ask.click(answer, inputs=fields, outputs=sides, api_name="answer")
+
+        def answers(fields: dict[str, str]) -> dict[str, str]:
+            """The answers of every side by name (base, base_K_shot, tuned) to the input fields given by name."""
+            return answering.answers(fields)
+
+        gr.api(answers, api_name="answers")
     return page
 
 

@@ -186,3 +186,20 @@ def test_the_ahqad_sample_s_check_as_docs_data_md_reports_it(tmp_path, script_in
     assert summary["config"]["data_check"]["counts"] == {"contaminated": {"train-test": 1}}
     pairs = pd.read_csv(tmp_path / "results" / "ahqad" / "data_check_pairs.csv")
     assert pairs[["row_a", "row_b"]].values.tolist() == [[108, 497]]
+
+
+@pytest.mark.slow  # lm-eval's task index
+def test_the_data_check_fetches_only_the_tasks_the_recipe_names_and_asks_an_unreachable_hub_once(tiny_llama, tmp_path):
+    from helpers import run_script
+
+    cpu_recipe(tmp_path / "none.yaml", tiny_llama, output_dir="results/none/model")  # names no general task
+    cpu_recipe(tmp_path / "hub.yaml", tiny_llama, output_dir="results/hub/model", general_tasks=["arabicmmlu"])
+    offline = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0"}  # refused
+    for name, skipped in (("none", []), ("hub", ["arabicmmlu"])):
+        result = run_script("data_check.py", "--config", f"{name}.yaml", env=offline, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        record = json.loads((tmp_path / "results" / name / "data_check.json").read_text(encoding="utf-8"))
+        check = record["config"]["data_check"]
+        assert check["general_tasks"] == ["arabic_sft_mcq"]
+        assert [task.split()[0] for task in check["general_tasks_skipped"]] == skipped
+        assert "Retry" not in result.stderr and "retry" not in result.stderr, result.stderr[-2000:]

@@ -20,11 +20,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import datasets
 import torch
 
 from arabic_sft.models import check_model_source
 from arabic_sft.runs import SIDE_MANIFEST
 from arabic_sft.runtime.errors import UserError
+from arabic_sft.runtime.hub import hub_is_reachable
 from arabic_sft.runtime.manifest import build_manifest, now, write_json_atomic
 
 
@@ -107,6 +109,8 @@ def task_questions(names, manager=None) -> tuple[dict[str, list[str]], list[str]
     their data could not be had here, e.g. on the Hub without a connection). Groups and tags give their tasks."""
     manager = manager or task_manager()
     check_task_names(names, manager)
+    if set(names) - {LOCAL_TASK} and not hub_is_reachable():  # asked once; offline, a Hub task fails at once
+        datasets.config.HF_HUB_OFFLINE = True  # read by `datasets` when imported: no retries, no retry lines
     questions, skipped = {}, []
     for name in names:
         try:

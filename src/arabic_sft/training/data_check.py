@@ -49,10 +49,10 @@ class DataCheck:
 
 
 def general_task_names(args) -> list[str]:
-    """The recipe's general tasks (make general's default when it names none) and the local task, always."""
-    from arabic_sft.general.harness import DEFAULT_TASKS, LOCAL_TASK
+    """The general tasks the recipe names (`general_tasks`; none asked for, none fetched) and the local task."""
+    from arabic_sft.general.harness import LOCAL_TASK
 
-    return list(dict.fromkeys([*(args.general_tasks or DEFAULT_TASKS), LOCAL_TASK]))
+    return list(dict.fromkeys([*(args.general_tasks or []), LOCAL_TASK]))
 
 
 def run_check(args, splits: dict, spec, with_general: bool) -> DataCheck:

@@ -20,7 +20,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import datasets
 import torch
 
 from arabic_sft.models import check_model_source
@@ -109,8 +108,8 @@ def task_questions(names, manager=None) -> tuple[dict[str, list[str]], list[str]
     their data could not be had here, e.g. on the Hub without a connection). Groups and tags give their tasks."""
     manager = manager or task_manager()
     check_task_names(names, manager)
-    if set(names) - {LOCAL_TASK} and not hub_is_reachable():  # asked once; offline, a Hub task fails at once
-        datasets.config.HF_HUB_OFFLINE = True  # read by `datasets` when imported: no retries, no retry lines
+    if set(names) - {LOCAL_TASK}:
+        hub_is_reachable()  # asked once; unreachable, offline from now on: a Hub task fails at once, no retries
     questions, skipped = {}, []
     for name in names:
         try:

@@ -156,9 +156,7 @@ class Answerer:
 
     def answers(self, fields: dict[str, str]) -> dict[str, str]:
         """Every side's answer to the row whose input `fields` are given by name, by side (`Side.key`)."""
-        texts = [""] * len(self.sides)
-        for texts in self.stream([fields.get(name, "") for name in self.fields]):  # noqa: B007 - the last is kept
-            pass
+        *_, texts = self.stream([fields.get(name, "") for name in self.fields])  # the last: every side's whole answer
         return {side.key: text for side, text in zip(self.sides, texts)}
 
     def stream(self, values: list[str]) -> Iterator[list[str]]:

@@ -31,8 +31,10 @@ def hub_is_reachable(timeout: float = 3.0) -> bool:
         return False
     if endpoint_answers(timeout):
         return True
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_HUB_OFFLINE"] = "1"  # what `datasets` reads when it is imported later
     hub_constants.HF_HUB_OFFLINE = True  # what huggingface_hub and transformers read from now on
+    if "datasets" in sys.modules:  # imported already: its own flag, or it retries each download
+        sys.modules["datasets"].config.HF_HUB_OFFLINE = True
     host = urlparse(hub_constants.ENDPOINT).hostname
     print(f"note: {host} cannot be reached: offline, using locally cached models only", file=sys.stderr)
     return False

@@ -133,12 +133,7 @@ def build_page(recipe, answering, split: str = "test"):
 
         picker.change(pick, inputs=picker, outputs=[*fields, reference], api_visibility="private")
         ask.click(answer, inputs=fields, outputs=sides, api_name="answer")
-
-        def answers(fields: dict[str, str]) -> dict[str, str]:
-            """The answers of every side by name (base, base_K_shot, tuned) to the input fields given by name."""
-            return answering.answers(fields)
-
-        gr.api(answers, api_name="answers")
+        gr.api(answering.answers, api_name="answers")  # for scripts: the fields by name in, the sides by name out
     return page
 
 

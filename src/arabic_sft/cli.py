@@ -26,7 +26,7 @@ from pathlib import Path
 from arabic_sft import named
 from arabic_sft.recipe import check_recipe, read_fields
 from arabic_sft.runs import RecipeResults, RunFolder
-from arabic_sft.runtime.errors import FRONT, UserError, run_cli
+from arabic_sft.runtime.errors import FRONT, ScriptParser, UserError, run_cli
 from arabic_sft.stages import chat, data_check, export, publish, serve  # their own options (add_options)
 
 
@@ -38,7 +38,7 @@ EVAL_FIELDS = ("judge_model", "bertscore_model", "semantic_model", "seeds")
 class StageFailed(Exception):
     def __init__(self, status: int):
         super().__init__(status)
-        self.status = status
+        self.status = status if status > 0 else 128 - status  # killed by signal N: the shell's 128 + N
 
 
 def flag(name: str, value) -> list[str]:
@@ -66,17 +66,17 @@ def step(command: list[str], show: bool = False) -> None:
     print("+ " + shlex.join(command), file=sys.stderr, flush=True)
     process = subprocess.Popen(command, env=stage_environment())
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum))
+    status = None
     try:
-        while True:
+        while status is None:
             try:
                 status = process.wait()
-                break
             except KeyboardInterrupt:  # the stage has the same Ctrl-C: let it stop as it does
-                continue
+                pass
     finally:
         signal.signal(signal.SIGTERM, previous)
     if status != 0:
-        raise StageFailed(status if status > 0 else 128 - status)
+        raise StageFailed(status)
 
 
 class Pipeline:
@@ -97,10 +97,6 @@ class Pipeline:
             self._fields = read_fields(self.path, *EVAL_FIELDS)
         return self._fields
 
-    @property
-    def python(self) -> list[str]:
-        return [sys.executable]
-
     def step(self, command: list[str]) -> None:
         step(command, self.show)
 
@@ -116,7 +112,7 @@ class Pipeline:
         """One process, or `accelerate launch` with --launch_args (e.g. "--num_processes 8": one per GPU)."""
         extra = shlex.split(self.options.launch_args or "")
         if not extra:
-            return self.python
+            return [sys.executable]
         accelerate = str(Path(sys.executable).parent / "accelerate")
         config = named.PROJECT_ROOT / "accelerate_configs" / "ddp.yaml"
         # one machine: a free port (accelerate's 0), so that two launches on it never meet at the default 29500
@@ -141,11 +137,10 @@ class Pipeline:
     def train(self) -> None:
         options = self.options
         config = options.accelerate_config and f"accelerate_configs/{options.accelerate_config}.yaml"
-        launcher = [*self.python, "-m", "arabic_sft.training.launch", *flag("--config_file", config)]
+        launcher = [sys.executable, "-m", "arabic_sft.training.launch", *flag("--config_file", config)]
         launcher += shlex.split(options.launch_args or "")
         command = [*launcher, script("sft"), "--config", str(self.path)]
-        seeds = list(options.seeds or read_fields(self.path, "seeds")["seeds"] or [])
-        for seed in seeds or [None]:
+        for seed in self.seeds() or [None]:
             model = None if seed is None else self.results.seed(seed).model
             self.step([*command, *flag("--seed", seed), *flag("--output_dir", model), *options.fields])
 
@@ -166,7 +161,7 @@ class Pipeline:
             again = ["--overwrite"] if stale and not options.overwrite else []
             self.step([*self.launch(), script("generate"), *generate, "--split", options.split, *self.common(), *again,
                   *shlex.split(options.generate_args or "")])  # fmt: skip
-        self.step([*self.python, script("score"), *score, "--split", options.split, "--overwrite",
+        self.step([sys.executable, script("score"), *score, "--split", options.split, "--overwrite",
                    *self.model_metrics(), *shlex.split(options.score_args or "")])  # fmt: skip
         if self.fields()["judge_model"]:
             self.step([*self.launch(), script("judge"), str(predictions), "--config", str(self.path), "--overwrite",
@@ -205,19 +200,19 @@ class Pipeline:
 
     def compare(self) -> None:
         split = self.options.split
-        self.step([*self.python, script("compare"), "--config", str(self.path), "--split", split, "--overwrite"])
+        self.step([sys.executable, script("compare"), "--config", str(self.path), "--split", split, "--overwrite"])
 
     def report(self) -> None:
         screenshot = self.options.screenshot
         if screenshot == "auto":
             screenshot = "yes" if shutil.which("chromium") and shutil.which("chromedriver") else "no"
-        self.step([*self.python, script("report"), "--config", str(self.path), "--split", self.options.split,
+        self.step([sys.executable, script("report"), "--config", str(self.path), "--split", self.options.split,
               "--overwrite", *(["--screenshot"] if screenshot == "yes" else [])])  # fmt: skip
 
     def own_stage(self) -> None:
         """A stage whose options are its own (export, serve, chat, publish, data-check), run with them."""
         name = self.options.stage.replace("-", "_")
-        self.step([*self.python, script(name), "--config", str(self.path), *self.own_options()])
+        self.step([sys.executable, script(name), "--config", str(self.path), *self.own_options()])
 
 
 def sweep(options: argparse.Namespace) -> None:
@@ -235,7 +230,7 @@ def sweep(options: argparse.Namespace) -> None:
     workers = [subprocess.Popen(command, env=environment) for _ in range(options.workers)]
     statuses = [worker.wait() for worker in workers]
     if failed := next((status for status in statuses if status != 0), None):
-        raise StageFailed(failed if failed > 0 else 128 - failed)
+        raise StageFailed(failed)
 
 
 def demo_recipe() -> str:
@@ -271,6 +266,12 @@ def demo(options: argparse.Namespace) -> None:
     )
 
 
+def data(options: argparse.Namespace) -> None:
+    from arabic_sft.data import fetch
+
+    fetch.run()
+
+
 def bench(options: argparse.Namespace) -> None:
     """The CPU benchmark on a few-million-parameter Llama, so that compute (not Python overhead) dominates."""
     model = "models/bench-llama"
@@ -283,6 +284,8 @@ def bench(options: argparse.Namespace) -> None:
     step([sys.executable, script("bench_eval")], options.show)
 
 
+# The commands that are not one recipe's stages.
+WHOLE_PROGRAMS = {"sweep": sweep, "demo": demo, "bench": bench, "data": data}
 STAGES = {
     "train": "train the recipe (one run per seed with --seeds or the recipe's seeds)",
     "eval": "generate on the split, score (and judge, when the recipe names a judge): results/<recipe>/",
@@ -317,13 +320,6 @@ SHARED_OPTIONS = (
 OWN_OPTIONS = {"publish": publish, "export": export, "serve": serve, "chat": chat, "data-check": data_check}
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """A bad argument is one `error:` line (exit 2), not argparse's usage block."""
-
-    def error(self, message: str):
-        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
 def add_own_options(sub: argparse.ArgumentParser, stage) -> None:
     """The options the `stage` module declares (its add_options), recorded as (flag, name, switch) for passing on."""
     before = len(sub._actions)  # argparse's list of the parser's arguments
@@ -334,9 +330,9 @@ def add_own_options(sub: argparse.ArgumentParser, stage) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = OneLineParser(prog="arabic-sft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    main = ScriptParser(prog="arabic-sft", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     main.add_argument("--show", action="store_true", help="print the stages' commands, run nothing")
-    stages = main.add_subparsers(dest="stage", required=True, metavar="STAGE", parser_class=OneLineParser)
+    stages = main.add_subparsers(dest="stage", required=True, metavar="STAGE", parser_class=ScriptParser)
 
     def add(name: str, help: str, recipe: bool = True) -> argparse.ArgumentParser:
         sub = stages.add_parser(name, help=help, description=help, allow_abbrev=False)
@@ -397,16 +393,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
     try:
-        if options.stage == "sweep":
-            sweep(options)
-        elif options.stage == "demo":
-            demo(options)
-        elif options.stage == "bench":
-            bench(options)
-        elif options.stage == "data":
-            from arabic_sft.data import fetch
-
-            fetch.run()
+        if options.stage in WHOLE_PROGRAMS:
+            WHOLE_PROGRAMS[options.stage](options)
         else:
             pipeline = Pipeline(options)
             getattr(pipeline, options.stage.replace("-", "_"), pipeline.own_stage)()

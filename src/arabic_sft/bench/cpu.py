@@ -156,36 +156,32 @@ def tokenized_examples(args, work: Path) -> Path:
     return path
 
 
-class StepTimer:
-    """Wall time of every optimizer step and of the whole training loop (a Trainer callback)."""
+def step_timer():
+    """Wall time of every optimizer step (`.steps`) and of the whole training loop (`.total`): a Trainer callback."""
+    from transformers import TrainerCallback
 
-    def __init__(self):
-        from transformers import TrainerCallback
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.steps, self.total = [], 0.0
 
-        timer = self
-
-        def sync():  # CUDA runs asynchronously: a step has ended when the GPU has finished it
+        def now(self) -> float:  # CUDA runs asynchronously: a step has ended when the GPU has finished it
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
+            return time.perf_counter()
 
-        class Callback(TrainerCallback):
-            def on_train_begin(self, *_, **__):
-                sync()
-                timer.started = time.perf_counter()
+        def on_train_begin(self, *_, **__):
+            self.started = self.now()
 
-            def on_step_begin(self, *_, **__):
-                sync()
-                timer.step_started = time.perf_counter()
+        def on_step_begin(self, *_, **__):
+            self.step_started = self.now()
 
-            def on_step_end(self, *_, **__):
-                sync()
-                timer.steps.append(time.perf_counter() - timer.step_started)
+        def on_step_end(self, *_, **__):
+            self.steps.append(self.now() - self.step_started)
 
-            def on_train_end(self, *_, **__):
-                sync()
-                timer.total = time.perf_counter() - timer.started
+        def on_train_end(self, *_, **__):
+            self.total = self.now() - self.started
 
-        self.steps, self.total, self.callback = [], 0.0, Callback()
+    return StepTimer()
 
 
 def base_parameters(model_path: str) -> int:
@@ -243,7 +239,7 @@ def run_training(args, part: str) -> dict:
         quantization_config=get_quantization_config(model_args),
         device_map={"": 0} if torch.cuda.is_available() else None,
     )
-    timer = StepTimer()
+    timer = step_timer()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if part == "train_baseline":
         rows = []
@@ -266,7 +262,7 @@ def run_training(args, part: str) -> dict:
             args=TrainingArguments(**common),
             train_dataset=Dataset.from_list(rows),
             data_collator=default_data_collator,
-            callbacks=[timer.callback],
+            callbacks=[timer],
         )
         padded = len(rows) * max_length
     else:
@@ -284,7 +280,7 @@ def run_training(args, part: str) -> dict:
             train_dataset=Dataset.from_list(examples),
             processing_class=tokenizer,
             peft_config=lora,
-            callbacks=[timer.callback],
+            callbacks=[timer],
         )
         padded = None
         if args.peft != "none":

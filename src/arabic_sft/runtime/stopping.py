@@ -65,10 +65,6 @@ class StopRequest:
     def requested(self) -> bool:
         return self.signal is not None
 
-    @property
-    def exit_code(self) -> int:
-        return status_of(self.signal or signal.SIGTERM)
-
     def close(self) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)

@@ -84,6 +84,35 @@ def sharp_random_model(path: Path):
     return model, AutoTokenizer.from_pretrained(path)
 
 
+def answering_with_a_space(model, last: int, space: int) -> None:
+    """Change `model` (a Llama or a GPT-2) so that after token `last` it always says `space`, a whitespace token, and
+    elsewhere answers as before: its answers to prompts ending in `last` start with whitespace, as a real model's may.
+    The residual stream's dimension 0 holds a large value at `last`'s positions and 0 everywhere else (no embedding
+    and no layer writes it), and only `space`'s row of the LM head (untied from the embedding) reads it."""
+    with torch.no_grad():
+        if model.config.tie_word_embeddings:
+            model.config.tie_word_embeddings = False
+            model.get_output_embeddings().weight = torch.nn.Parameter(model.get_output_embeddings().weight.clone())
+        embeddings = model.get_input_embeddings().weight
+        embeddings[:, 0] = 0
+        embeddings[last, 0] = 1e4
+        for name, module in model.named_modules():
+            if name.endswith(("o_proj", "down_proj")):  # Llama's outputs into the residual stream (out x in)
+                module.weight[0] = 0
+            elif name.endswith("c_proj"):  # GPT-2's (Conv1D: in x out, with a bias)
+                module.weight[:, 0], module.bias[0] = 0, 0
+        if hasattr(model, "transformer"):  # GPT-2's position embeddings and final LayerNorm
+            model.transformer.wpe.weight[:, 0] = 0
+            final = model.transformer.ln_f
+            final.bias[0] = 0
+        else:
+            final = model.model.norm
+        final.weight[0] = 1
+        head = model.get_output_embeddings().weight
+        head[:, 0] = 0
+        head[space, 0] = 100
+
+
 def write_recipe(path: Path, **fields) -> Path:
     path.write_text(yaml.safe_dump(fields, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path

@@ -4,6 +4,7 @@ AutoModelForCausalLM with its own generation_config.json), make serve (transform
 chat (the Gradio page's API through gradio_client, and the page itself in Debian's chromium)."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -11,6 +12,7 @@ import torch
 from helpers import (
     ROOT,
     SAMPLE_FILES,
+    answering_with_a_space,
     assert_one_error_line,
     cpu_recipe,
     preset_spec,
@@ -40,6 +42,10 @@ def exported(request, tmp_path_factory):
     name = request.param
     model, task, _ = KINDS[name]
     base, tokenizer = sharp_random_model(request.getfixturevalue(model))  # its answers are text, not EOS at once
+    spec, chat = preset_spec(task), KINDS[name][2]
+    last = {prompt_token_ids(tokenizer, build_model_prompt(row, spec, chat))[-1] for row in sample_rows(task)}
+    assert len(last) == 1  # every prompt ends in the same token: the model answers it with a space first
+    answering_with_a_space(base, last.pop(), tokenizer.convert_tokens_to_ids("Ġ"))
     base.save_pretrained(work / "base")
     tokenizer.save_pretrained(work / "base")
     mark_random(work / "base", model)
@@ -71,7 +77,11 @@ def made_by_eval(work, name: str) -> dict[str, list[str]]:
         path = work / "results" / name / folder / "predictions_test.csv"
         if path.is_file():
             answers[side] = pd.read_csv(path, keep_default_na=False).iloc[:, -1].tolist()  # generated: last column
-            assert sum(map(bool, answers[side])) > len(answers[side]) / 2, (side, answers[side])  # text to compare
+            assert sum(bool(answer.strip()) for answer in answers[side]) > len(answers[side]) / 2, (
+                side,
+                answers[side],
+            )
+            assert all(answer[:1].isspace() for answer in answers[side]), (side, answers[side])  # as the model said
     return answers
 
 
@@ -89,7 +99,7 @@ def test_the_exported_folder_answers_as_make_eval_did(exported):
         ids = torch.tensor([prompt_token_ids(tokenizer, build_model_prompt(row, spec, chat))])
         with torch.no_grad():
             output = model.generate(ids, attention_mask=torch.ones_like(ids))  # its own generation_config
-        assert tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True).strip() == expected
+        assert tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True) == expected
     manifest = json.loads((folder / "export_manifest.json").read_text(encoding="utf-8"))
     assert manifest["config"]["export"]["merged"] is (name == "lora")
     card = (folder / "README.md").read_text(encoding="utf-8")
@@ -136,7 +146,8 @@ def test_the_served_model_answers_any_openai_client_as_make_eval_did(exported):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--config", f"{name}.yaml", "--port", str(port)]
-    stage = subprocess.Popen(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    fresh = {**os.environ, "HF_HUB_CACHE": str(work / "no-cache")}  # a machine with no Hugging Face cache
+    stage = subprocess.Popen(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fresh)
     printed = []
     reader = threading.Thread(target=lambda: printed.extend(stage.stdout), daemon=True)  # its lines as they come
     reader.start()
@@ -148,6 +159,8 @@ def test_the_served_model_answers_any_openai_client_as_make_eval_did(exported):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
         folder = str((work / "results" / name / "export").resolve())
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none")
+        assert [model.id for model in client.models.list()] == [folder]  # what a client lists first: the served model
+        assert f"model name: {folder})" in "".join(printed)  # the name make serve says to send
         tokenizer = AutoTokenizer.from_pretrained(folder)
         for row, expected in zip(sample_rows(task), made_by_eval(work, name)["tuned"], strict=True):
             prompt = build_model_prompt(row, preset_spec(task), chat)
@@ -158,7 +171,7 @@ def test_the_served_model_answers_any_openai_client_as_make_eval_did(exported):
                 text = (
                     client.completions.create(model=folder, prompt=prompt, temperature=0, max_tokens=8).choices[0].text
                 )
-            assert text.strip() == expected, (text, expected)
+            assert text == expected, (text, expected)
         assert tokenizer.chat_template is not None or not chat
         if not chat:  # a plain-prompt model asked through the chat route: refused, and the server keeps serving
             import openai

@@ -43,8 +43,10 @@ def decoding_options(tokenizer, max_new_tokens: int, temperature: float, top_p: 
 
 
 def new_text(tokenizer, new_ids) -> str:
-    """The answer in a row of new token ids: decoded without special tokens (EOS, padding), stripped."""
-    return tokenizer.decode(new_ids, skip_special_tokens=True).strip()
+    """The answer in a row of new token ids: decoded without special tokens (EOS, padding), and nothing else done to
+    it, whitespace included: the text every runtime gives (transformers serve, llama.cpp, an endpoint), so that each
+    path answers the same; scoring strips it (`scoring.predictions`)."""
+    return tokenizer.decode(new_ids, skip_special_tokens=True)
 
 
 def new_token_counts(rows: list[list[int]], eos_token_id: int | None) -> list[int]:
@@ -168,7 +170,7 @@ def stream_generation(
     try:
         for piece in streamer:
             text += piece
-            yield text.strip()
+            yield text
     finally:
         closed.set()
         worker.join()

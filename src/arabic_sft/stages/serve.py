@@ -7,7 +7,8 @@ decoding as trained), prints the base URL, the model name to send and one `curl`
 and runs until Ctrl-C or SIGTERM, which stop the server with it. A chat-format recipe answers on
 `/v1/chat/completions` with the messages the project's prompt builder makes; a plain-prompt recipe (no chat template)
 on `/v1/completions` with the rendered prompt. A request with the row's prompt, temperature 0 and make eval's
-max_new_tokens (`max_tokens`) gets exactly the answer make eval wrote.
+max_new_tokens (`max_tokens`) gets exactly the answer make eval wrote. `GET /v1/models` lists that model, by the
+name to send (transformers serve alone lists the Hugging Face cache: `arabic_sft.publishing.serving`).
 
 On a GPU with vLLM installed, `vllm serve results/<recipe>/export` serves the same folder (docs/after_training.md).
 """
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     route, body = first_request(recipe, folder, decoding)
     import torch
 
-    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(folder), "--host", "127.0.0.1",
+    command = [sys.executable, "-m", "arabic_sft.publishing.serving", str(folder), "--host", "127.0.0.1",
                "--port", str(args.port), "--device", "cuda" if torch.cuda.is_available() else "cpu"]  # fmt: skip
     print(f"+ {shlex.join(command)}", file=sys.stderr, flush=True)
     server = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})

@@ -126,30 +126,15 @@ def load_setup(args):
 
 def tokenized_examples(args, work: Path) -> Path:
     """Tokenize the training examples once, as TRL does for sft.py (prompt masked, answer + EOS trained)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-    from trl import SFTConfig, SFTTrainer
-
     from arabic_sft.data.splits import load_splits
     from arabic_sft.prompts.builder import build_dataset
+    from arabic_sft.training.run import stand_in_trainer
 
     recipe, training, _, tokenizer, conversational = load_setup(args)
     splits, spec, _ = load_splits(recipe, training.seed, wanted=("train",))
     dataset = build_dataset(splits["train"].frame.head(args.train_examples), spec, conversational)
-    config = SFTConfig(
-        output_dir=str(work / "tokenize"),
-        max_length=training.max_length,
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        gradient_checkpointing=False,
-    )
-    # TRL's tokenization depends on the tokenizer and config only: a one-layer stand-in spares loading a 7B model here.
-    stand_in = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
-        )
-    )
-    prepared = SFTTrainer(model=stand_in, args=config, train_dataset=dataset, processing_class=tokenizer).train_dataset
+    # TRL's tokenization reads the tokenizer and the settings only: no 7B model is loaded here
+    prepared = stand_in_trainer(training, dataset, tokenizer, work / "tokenize").train_dataset
     examples = [{"input_ids": row["input_ids"], "labels": row["labels"]} for row in prepared]
     path = work / "examples.json"
     path.write_text(json.dumps({"examples": examples, "max_length": training.max_length}), encoding="utf-8")
@@ -323,7 +308,7 @@ def run_generation(args) -> dict:
                                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                                         **options)[0, len(prompt):].tolist()  # fmt: skip
                 count += len(output)
-                texts.append(tokenizer.decode(output, skip_special_tokens=True).strip())
+                texts.append(tokenizer.decode(output, skip_special_tokens=True))
         return texts, count
 
     def timed(function, *arguments):

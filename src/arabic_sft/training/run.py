@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -199,13 +200,7 @@ def build_trainer(
     generation metrics attached when the recipe asks for them; the `ModelConfig` it loaded the model with)."""
     args, tokenizer = recipe.args, data.tokenizer
     init_kwargs, model = model_loading(recipe.model, recipe.training)
-    # `messages` data: every assistant turn is trained, the rest masked
-    training = replace(
-        recipe.training,
-        model_init_kwargs=init_kwargs,
-        assistant_only_loss=recipe.training.assistant_only_loss
-        or (data.spec.kind == "messages" and check_assistant_masks(tokenizer)),
-    )
+    training = replace(data_settings(recipe, data), model_init_kwargs=init_kwargs)
     dtype = trainable_dtype(args.adapter_dtype, model, training)  # checked before the model loads
     check_padding_free(training)
     trainer = SFTTrainer(
@@ -248,6 +243,27 @@ def build_trainer(
             "%d trainable parameter tensors kept in %s (%s)", cast, str(dtype).removeprefix("torch."), reason
         )
     return trainer, model
+
+
+def data_settings(recipe: Recipe, data: TrainingData):
+    """The recipe's `SFTConfig` as TRL prepares its data with it: for `messages` data every assistant turn is
+    trained and the rest masked."""
+    assistant_turns = data.spec.kind == "messages" and check_assistant_masks(data.tokenizer)
+    return replace(recipe.training, assistant_only_loss=recipe.training.assistant_only_loss or assistant_turns)
+
+
+def stand_in_trainer(training, dataset, tokenizer, scratch: str | Path) -> SFTTrainer:
+    """An `SFTTrainer` for its prepared data only: TRL's templates, masks and truncation of `dataset` as `training`
+    asks. TRL reads the tokenizer and the settings, not the model, so a one-layer Llama stands in for it, on this CPU,
+    with `scratch` as its output_dir: --inspect needs neither a 7B model's weights nor the GPU its recipe trains on."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    shape = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+    stand_in = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), **shape))
+    on_cpu = replace(training, output_dir=str(scratch), use_cpu=True, bf16=False, fp16=False, report_to="none",
+                     gradient_checkpointing=False, eval_strategy="no", save_strategy="no",
+                     load_best_model_at_end=False, model_init_kwargs=None)  # fmt: skip
+    return SFTTrainer(model=stand_in, args=on_cpu, train_dataset=dataset, processing_class=tokenizer)
 
 
 class QuietTiedWeights(logging.Filter):
@@ -432,7 +448,10 @@ def train(recipe: Recipe, callbacks: Sequence = (), on_finish: Callable | None =
     more `TrainerCallback`s (a sweep's trial reporting its evaluations); `on_finish(recipe, output_dir)`: called by
     the main process once the run is saved and marked finished (the model card's writer). One training per
     output_dir: the main process holds its lock for the whole run (--inspect writes nothing there)."""
-    check_in_process(recipe)  # the machine's choices (precision) and checks, before SFTConfig is built
+    if recipe.args.inspect:  # inspecting reads the tokenizer and prepares the data: on any machine, on its CPU
+        recipe.choose({"use_cpu": True, "bf16": False, "fp16": False})
+    else:
+        check_in_process(recipe)  # the machine's choices (precision) and checks, before SFTConfig is built
     training = recipe.training
     wait_for_lost_processes(training.ddp_timeout)
     with exclusive_output(training.output_dir, enabled=training.process_index == 0 and not recipe.args.inspect):
@@ -447,10 +466,12 @@ def _train(recipe: Recipe, callbacks: Sequence, on_finish: Callable | None) -> l
         say(finished)
         return [output_dir]
     data = load_data(recipe, say)
-    trainer, model = build_trainer(recipe, data, say, callbacks)
     if recipe.args.inspect:
-        inspect(trainer, recipe.args.inspect, recipe.args.inspect_json)
+        with tempfile.TemporaryDirectory() as scratch:  # nothing written in output_dir
+            trainer = stand_in_trainer(data_settings(recipe, data), data.datasets["train"], data.tokenizer, scratch)
+            inspect(trainer, recipe.args.inspect, recipe.args.inspect_json)
         return [Path(recipe.args.inspect_json)] if recipe.args.inspect_json else []
+    trainer, model = build_trainer(recipe, data, say, callbacks)
     if recipe.args.check_loss_parity and (losses := check_loss_parity(trainer)):
         say(
             "loss parity check passed: the trainer's loss {:.4f} = the model's own {:.4f} on one batch".format(*losses)

@@ -100,3 +100,53 @@ def test_an_unknown_flag_is_one_line_for_every_script(script_in_process):
         result = script_in_process(script, *required.get(script, ()), "--no_such_flag", "1")
         assert_one_error_line(result, "--no_such_flag")
         assert "usage:" not in result.stderr, script
+
+
+# What each refusal that needs no model says (bench.refusals' cases, by the words their names start with).
+REFUSED_WITH = {"recipe typo": "learning_rat", "renamed column": "no column for 'proverb'", "never trained (eval)":
+                "does not exist: train it first", "never trained": "no finished training", "port in use": "is in use",
+                "GPU recipe": "needs a GPU"}  # fmt: skip
+
+
+# A process started with this as its sitecustomize finds torch, transformers and TRL (the recipe check reads their
+# sources) but cannot import them.
+BLOCK_IMPORTS = """
+import importlib.abc, importlib.machinery, sys
+
+class Refuse(importlib.abc.Loader):
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise ImportError(module.__name__ + " imported before the refusal")
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        spec = None
+        if name.split(".")[0] in ("torch", "transformers", "trl"):
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            if spec is not None:
+                spec.loader = Refuse()
+        return spec
+
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_every_refusal_that_needs_no_model_comes_before_torch_transformers_or_trl_is_imported(tmp_path):
+    """The console program as make runs it, each stage in its own process, with torch, transformers and TRL made
+    unimportable: every refusal is still its one line (the seconds it takes are `make bench`'s figure)."""
+    import os
+
+    from arabic_sft.bench.refusals import refusal_cases, refuse
+
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "sitecustomize.py").write_text(BLOCK_IMPORTS, encoding="utf-8")  # found, not importable
+    environment = {**os.environ, "PYTHONPATH": str(blocked)}
+    (tmp_path / "work").mkdir()
+    with refusal_cases(tmp_path / "work") as cases:
+        assert len(cases) >= 10
+        for case, arguments in cases.items():
+            words = next(words for start, words in REFUSED_WITH.items() if case.startswith(start))
+            assert_one_error_line(refuse(arguments, environment), words)

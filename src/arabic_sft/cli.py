@@ -25,8 +25,10 @@ from pathlib import Path
 
 from arabic_sft import named
 from arabic_sft.recipe import check_recipe, read_fields
-from arabic_sft.runs import RecipeResults, RunFolder
+from arabic_sft.recipe.check import our_fields, precision_refusal, recipe_arguments
+from arabic_sft.runs import RecipeResults, RunFolder, untrained
 from arabic_sft.runtime.errors import FRONT, ScriptParser, UserError, run_cli
+from arabic_sft.runtime.machine import surely_no_gpu
 from arabic_sft.stages import chat, data_check, export, publish, serve  # their own options (add_options)
 
 
@@ -130,6 +132,27 @@ class Pipeline:
             *flag("--semantic_model", fields["semantic_model"]),
         ]
 
+    def refuse_quickly(self, splits: tuple[str, ...], models: list[str] = ()) -> None:
+        """The refusals that need no model, in the command's first second (each stage checks again, after its
+        imports): a GPU precision on a machine with no GPU device (train), a fine-tuned `models` folder missing
+        (eval), a data file among `splits` missing or without a column the recipe reads (on its first rows). What a
+        train override (--FIELD VALUE) sets is left to the stage."""
+        if self.show:
+            return
+        given = {item.split("=")[0].removeprefix("--") for item in self.options.fields if item.startswith("--")}
+        values = check_recipe(self.path)
+        if self.options.stage == "train" and {"bf16", "fp16"} & set(values) - given and surely_no_gpu():
+            fields = argparse.Namespace(**{name: values.get(name) for name in ("bf16", "fp16", "use_cpu")})
+            if refusal := precision_refusal(str(self.path), fields, gpu=False, bf16_gpu=False):
+                raise UserError(refusal)
+        for model in models:
+            if not Path(model).is_dir():
+                raise untrained(model, self.results.name)
+        if not given & set(our_fields()):
+            from arabic_sft.data.splits import check_first_rows  # pandas: only when there is data to read
+
+            check_first_rows(recipe_arguments(self.path), splits)
+
     def common(self) -> list[str]:
         return [*flag("--limit", self.options.limit), *(["--overwrite"] if self.options.overwrite else [])]
 
@@ -139,6 +162,7 @@ class Pipeline:
         config = options.accelerate_config and f"accelerate_configs/{options.accelerate_config}.yaml"
         launcher = [sys.executable, "-m", "arabic_sft.training.launch", *flag("--config_file", config)]
         launcher += shlex.split(options.launch_args or "")
+        self.refuse_quickly(("train", "validation"))
         command = [*launcher, script("sft"), "--config", str(self.path)]
         for seed in self.seeds() or [None]:
             model = None if seed is None else self.results.seed(seed).model
@@ -169,7 +193,10 @@ class Pipeline:
 
     def eval(self) -> None:
         recipe, split = ["--config", str(self.path)], self.options.split
-        for seed in self.seeds() or [None]:
+        seeds = self.seeds()
+        models = [str(self.results.seed(seed).model) for seed in seeds]
+        self.refuse_quickly((split,), models or [read_fields(self.path, "output_dir")["output_dir"]])
+        for seed in seeds or [None]:
             if seed is None:
                 self.generate_and_score(self.results.tuned, recipe, recipe, self.recipe_value("output_dir"))
                 continue
@@ -178,6 +205,7 @@ class Pipeline:
             self.generate_and_score(folder, [*recipe, *where], [str(folder.predictions(split))], folder.model)
 
     def baseline(self) -> None:
+        self.refuse_quickly((self.options.split,))
         folder = self.results.baseline(self.options.shots)
         generate = ["--config", str(self.path), "--baseline", "--shots", str(self.options.shots)]
         model = self.recipe_value("model_name_or_path")

@@ -369,6 +369,11 @@ def in_results(path: str | Path, root: str | Path = RESULTS) -> bool:
     return Path(path).resolve().is_relative_to(Path(root).resolve())
 
 
+def untrained(model_dir: str | Path, name: str) -> UserError:
+    """The one line for a fine-tuned model folder that is not there."""
+    return UserError(f"{model_dir} does not exist: train it first with make train RECIPE={name}")
+
+
 def trained_model(recipe, seed: int | None = None) -> TrainedRun:
     """The `recipe`'s (a loaded `arabic_sft.recipe.Recipe`) trained model, seed `seed`'s when given: what export,
     serve, chat and publish use."""

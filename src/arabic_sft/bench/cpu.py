@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from arabic_sft.bench.refusals import refusal_results
 from arabic_sft.recipe import field_choices
 from arabic_sft.runs import bench_figures
 from arabic_sft.runtime.errors import ScriptParser, UserError, run_cli
@@ -456,8 +457,10 @@ def run(args: argparse.Namespace) -> list[Path]:
         parts["generate"] = run_part(args, "generate")
         results.update(generation_results(parts["generate"]))
     if "recipe" in args.parts:
-        print("timing the recipe check")
+        print("timing the recipe check and the refusals that need no model")
         results.update(recipe_check_results(args.config))
+        with tempfile.TemporaryDirectory() as work:
+            results.update(refusal_results(Path(work)))
     manifest = build_manifest({"benchmark": vars(args)}, [], started)
     results.update(
         parts=parts,

@@ -35,18 +35,26 @@ def _json_lines(path: Path) -> bool:
     return path.suffix.lower() == ".jsonl" or not path.read_text(encoding="utf-8-sig").lstrip().startswith("[")
 
 
+def _json(path: Path, encoding: str, rows: int | None) -> pd.DataFrame:
+    lines = _json_lines(path)
+    return pd.read_json(path, lines=lines, dtype=False, encoding="utf-8-sig", nrows=rows if lines else None)
+
+
 # Every CSV cell as text: "NA" or "0" in an answer is an answer, not a missing value or a number.
 READERS = {
-    ".csv": lambda path, encoding: pd.read_csv(path, encoding=encoding, dtype=str, keep_default_na=False),
-    ".jsonl": lambda path, encoding: pd.read_json(path, lines=_json_lines(path), dtype=False, encoding="utf-8-sig"),
-    ".parquet": lambda path, encoding: pd.read_parquet(path),
+    ".csv": lambda path, encoding, rows: pd.read_csv(
+        path, encoding=encoding, dtype=str, keep_default_na=False, nrows=rows
+    ),  # fmt: skip
+    ".jsonl": _json,
+    ".json": _json,
+    ".parquet": lambda path, encoding, rows: pd.read_parquet(path),
 }
-READERS[".json"] = READERS[".jsonl"]
 
 
-def read_table(path: str | Path, encoding: str = "utf-8-sig") -> pd.DataFrame:
+def read_table(path: str | Path, encoding: str = "utf-8-sig", rows: int | None = None) -> pd.DataFrame:
     """A data file or saved dataset as a frame, by extension: CSV (every cell as text), JSON Lines / JSON, Parquet,
-    or a `save_to_disk` directory. A missing, empty, undecodable or malformed source is a `UserError` naming it."""
+    or a `save_to_disk` directory; `rows`: the first rows only where the format reads them alone (CSV, JSON Lines).
+    A missing, empty, undecodable or malformed source is a `UserError` naming it."""
     path = Path(path)
     if path.is_dir():
         return _read_saved_dataset(path)
@@ -58,7 +66,7 @@ def read_table(path: str | Path, encoding: str = "utf-8-sig") -> pd.DataFrame:
     if reader is None:
         raise UserError(f"{path}: unsupported file type '{path.suffix.lower() or path.name}' (accepted: {FORMATS})")
     try:
-        return reader(path, encoding)
+        return reader(path, encoding, rows)
     except (ValueError, OSError) as error:  # pandas' and pyarrow's errors are ValueErrors and OSErrors
         raise _unreadable(path, encoding, error) from None
 

@@ -32,6 +32,17 @@ def read_source(recipe, split: str) -> tuple[pd.DataFrame, str] | None:
     return None
 
 
+def check_first_rows(recipe, wanted=SPLITS, rows: int = 5) -> None:
+    """The local data files the recipe names among `wanted`, checked on their first `rows` rows as loading checks
+    them (a missing file, a renamed column, an empty answer there: the same one line), without reading them whole:
+    the console program refuses those in the command's first second. Hub datasets are left to the full load."""
+    for split in wanted:
+        if path := getattr(recipe, f"{split}_file"):
+            frame = read_table(path, recipe.csv_encoding, rows)
+            spec = data_spec(recipe, [str(column) for column in frame.columns])
+            select(frame, str(path), spec, split != "test", recipe.empty_cells)
+
+
 def held_out_rows(num_rows: int, validation_fraction: float, test_fraction: float, seed: int) -> dict[str, list[int]]:
     """Row positions of a file split into train/validation/test by fractions: a seeded permutation, test rows first,
     then validation; each part keeps the file's order. The same inputs give the same split on every machine."""

@@ -23,7 +23,7 @@ from arabic_sft.models import context_length, load_for_generation
 from arabic_sft.prompts.builder import build_model_prompt, is_conversational, predictions_table, prompt_token_ids
 from arabic_sft.prompts.truncation import count_long_prompts
 from arabic_sft.recipe import Recipe, RecipeArguments, fields_in, load_recipe, one_run, read_preset
-from arabic_sft.runs import MANIFEST, RecipeResults, manifest_of
+from arabic_sft.runs import MANIFEST, RecipeResults, manifest_of, untrained
 from arabic_sft.runtime.errors import UserError, as_given
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import atomic_path, build_manifest, changed_files, now, write_json_atomic
@@ -76,7 +76,7 @@ def resolve(args: GenerateOptions) -> tuple[GenerationSettings, RecipeArguments]
         trained = recipe.model.model_name_or_path if args.baseline else recipe.fields.output_dir
         model_dir = args.checkpoint_dir or (None if args.base_id else trained)
         if model_dir == recipe.fields.output_dir and not Path(model_dir).is_dir():
-            raise UserError(f"{model_dir} does not exist: train it first with make train RECIPE={recipe.name}")
+            raise untrained(model_dir, recipe.name)
     resolved = {"model_dir", "revision", "trust_remote_code", "split_seed", "out_path"}
     given = {
         item.name: getattr(args, item.name)

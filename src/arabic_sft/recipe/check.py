@@ -186,3 +186,38 @@ def read_fields(path: str | Path, *names: str) -> dict:
     if seeds is not None and not (isinstance(seeds, list) and all(isinstance(seed, int) for seed in seeds)):
         raise UserError(f"{path}: seeds: a list of whole numbers, got {seeds!r}")
     return chosen
+
+
+def recipe_precision(fields) -> str:
+    """The recipe's mixed precision as accelerate names it: 'bf16', 'fp16' or 'no' (TRL: bf16 unless fp16)."""
+    if fields.fp16:
+        return "fp16"
+    return "no" if fields.bf16 is False else "bf16"
+
+
+def precision_refusal(source: str, fields, gpu: bool, bf16_gpu: bool) -> str | None:
+    """Why a machine with a GPU (`gpu`) with bf16 (`bf16_gpu`), or without, cannot train the recipe's precision
+    (`fields`: bf16, fp16, use_cpu); None when it can."""
+    precision = recipe_precision(fields)
+    make = 'make train: ARGS="--bf16 false --use_cpu true" ACCELERATE_CONFIG=cpu'
+    hint = f"on a CPU: --bf16 false --use_cpu true ({make})"
+    if precision == "bf16" and not fields.use_cpu and not bf16_gpu:
+        found = "its GPU has none (Ampere or newer has)" if gpu else "this machine has no GPU"
+        return f"{source}: bf16 mixed precision needs a GPU with bf16 and {found}; {hint}"
+    if precision == "fp16" and not fields.use_cpu and not gpu:
+        return f"{source}: fp16 mixed precision needs a GPU and this machine has none; {hint}"
+    return None
+
+
+def recipe_arguments(path: str | Path) -> RecipeArguments:
+    """The project's fields of a checked recipe (data, prompt, output_dir...) without loading TRL."""
+    return RecipeArguments(**{name: value for name, value in check_recipe(path).items() if name in our_fields()})
+
+
+def trained_model_of(path: str | Path, seed: int | None = None):
+    """The recipe file's trained model (seed `seed`'s when given), found by the owner of a run's files from the
+    recipe's output_dir read without loading TRL: export, serve, chat and publish refuse a recipe never trained in
+    the command's first second."""
+    from arabic_sft.runs import RecipeResults
+
+    return RecipeResults(Path(path).stem).trained_run(read_fields(path, "output_dir")["output_dir"], seed)

@@ -139,14 +139,15 @@ def build_page(recipe, answering, split: str = "test"):
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Serve the page as `args` (this stage's command line) say, until stopped; writes nothing."""
-    from arabic_sft.recipe import load_recipe
-    from arabic_sft.runs import trained_model
+    from arabic_sft.recipe.check import trained_model_of
     from arabic_sft.runtime.ports import check_port
     from arabic_sft.runtime.stopping import StopRequest
 
     check_port(args.port)
+    trained = trained_model_of(args.config, args.seed)  # a recipe never trained: one line, before loading TRL
+    from arabic_sft.recipe import load_recipe
+
     recipe = load_recipe(["--config", args.config])
-    trained = trained_model(recipe, args.seed)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing sent outside this machine
     answering = answerer(args.config, recipe, trained, args.split)
     page = build_page(recipe, answering, args.split)

@@ -34,12 +34,13 @@ def add_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Export as `args` (this stage's command line) say; what it wrote: the folder."""
+    from arabic_sft.recipe.check import trained_model_of
+
+    trained = trained_model_of(args.config, args.seed)  # a recipe never trained: one line, before the imports below
     from arabic_sft.publishing.export import exported
     from arabic_sft.recipe import load_recipe
-    from arabic_sft.runs import trained_model
 
-    recipe = load_recipe(["--config", args.config])
-    return [exported(recipe, trained_model(recipe, args.seed), args.overwrite)]
+    return [exported(load_recipe(["--config", args.config]), trained, args.overwrite)]
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

@@ -37,6 +37,9 @@ def add_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> list[Path]:
     """Publish as `args` (this stage's command line) say; the files written here: the publish record (and the merged
     model with --merged); nothing on a dry run."""
+    from arabic_sft.recipe.check import trained_model_of
+
+    trained_model_of(args.config, args.seed)  # a recipe never trained: one line, before the imports below
     from arabic_sft.publishing.upload import publish
     from arabic_sft.recipe import load_recipe
 

@@ -64,14 +64,16 @@ def first_request(recipe, folder: Path, decoding: dict) -> tuple[str, dict]:
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Serve as `args` (this stage's command line) say, until stopped; writes nothing but make export's folder."""
+    from arabic_sft.recipe.check import trained_model_of
+
+    check_port(args.port)  # a port in use, a recipe never trained: one line, before the imports below
+    trained = trained_model_of(args.config, args.seed)
     from arabic_sft.generation.answering import eval_decoding
     from arabic_sft.publishing.export import exported
     from arabic_sft.recipe import load_recipe
-    from arabic_sft.runs import RunFolder, trained_model
+    from arabic_sft.runs import RunFolder
 
-    check_port(args.port)
     recipe = load_recipe(["--config", args.config])
-    trained = trained_model(recipe, args.seed)
     folder = exported(recipe, trained).resolve()
     decoding = eval_decoding(RunFolder(trained.results))
     route, body = first_request(recipe, folder, decoding)

@@ -26,6 +26,7 @@ from torch.distributed.elastic.multiprocessing.api import SignalException
 from transformers.utils import is_torch_bf16_gpu_available
 
 from arabic_sft.recipe import Recipe, load_recipe
+from arabic_sft.recipe.check import precision_refusal, recipe_precision
 from arabic_sft.runtime.errors import LostContact, UserError, run_cli
 from arabic_sft.runtime.stopping import EXIT_INTERRUPTED, EXIT_STOPPED
 from arabic_sft.training.model import check_sharded_4bit_storage
@@ -65,13 +66,6 @@ def wait_for_lost_processes(seconds: float) -> None:
 
 # Configs whose processes are one per GPU (each config file says 8; the machine decides).
 PER_GPU = {"MULTI_GPU", "DEEPSPEED", "FSDP"}
-
-
-def recipe_precision(fields) -> str:
-    """The recipe's mixed precision as accelerate names it: 'bf16', 'fp16' or 'no' (TRL: bf16 unless fp16)."""
-    if fields.fp16:
-        return "fp16"
-    return "no" if fields.bf16 is False else "bf16"
 
 
 def fit_to_machine(recipe: Recipe, launch_config_given: bool = False) -> str | None:
@@ -117,16 +111,9 @@ def as_overrides(recipe: Recipe, names) -> list[str]:
 
 def check_recipe_on_this_machine(recipe: Recipe) -> None:
     """The recipe's precision is one this machine can run (what `SFTConfig` would refuse in every process)."""
-    fields, name = recipe.fields, recipe.source
-    precision = recipe_precision(fields)
-    cpu_hint = (
-        'on a CPU: --bf16 false --use_cpu true (make train: ARGS="--bf16 false --use_cpu true" ACCELERATE_CONFIG=cpu)'
-    )
-    if precision == "bf16" and not fields.use_cpu and not is_torch_bf16_gpu_available():
-        found = "its GPU has none (Ampere or newer has)" if torch.cuda.is_available() else "this machine has no GPU"
-        raise UserError(f"{name}: bf16 mixed precision needs a GPU with bf16 and {found}; {cpu_hint}")
-    if precision == "fp16" and not fields.use_cpu and not torch.cuda.is_available():
-        raise UserError(f"{name}: fp16 mixed precision needs a GPU and this machine has none; {cpu_hint}")
+    if refusal := precision_refusal(recipe.source, recipe.fields, torch.cuda.is_available(),
+                                    is_torch_bf16_gpu_available()):  # fmt: skip
+        raise UserError(refusal)
 
 
 def check_launch_precision(recipe: Recipe, launch_precision: str | None, launch: str) -> None:

@@ -84,8 +84,9 @@ def yaml_error(error: yaml.YAMLError) -> str:
     return f"not valid YAML{where}: {what or str(error).splitlines()[0]}; check the quotes and indentation there"
 
 
-# What a data source file (data/sources/NAME.yaml) holds: what the model card says of the data.
-SOURCE_FIELDS = ("title", "url", "license", "hub_id", "citation")
+# What a data source file (data/sources/NAME.yaml) holds: what the model card says of the data, and where its files
+# go in a clone (`folder`) with how to get them (`get`: what a missing file's error says).
+SOURCE_FIELDS = ("title", "url", "license", "hub_id", "citation", "folder", "get")
 
 
 def data_source(name: str | None) -> dict | None:
@@ -103,3 +104,14 @@ def data_source(name: str | None) -> dict | None:
     if not source.get("title"):
         raise UserError(f"{path}: a data source needs a title")
     return {field: source.get(field) for field in SOURCE_FIELDS}
+
+
+def data_source_holding(path: str | Path) -> dict | None:
+    """The data source whose `folder` holds the data file `path`, None when none does."""
+    where = Path(path).resolve()
+    for name in names("source"):
+        source = data_source(name)
+        if source["folder"] and any(where.is_relative_to((base / source["folder"]).resolve())
+                                    for base in (Path.cwd(), PROJECT_ROOT)):  # fmt: skip
+            return source
+    return None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from arabic_sft.named import data_source_holding
 from arabic_sft.runtime.errors import UserError
 
 
@@ -23,7 +24,10 @@ def _json_line_error(path: Path) -> str:
 
 
 def where_data_comes_from(path: Path) -> str:
-    """For a missing file under the project's data/ folder: where data/README.md says it comes from."""
+    """For a missing file: how to get it, when a data source's folder holds it; else, under the project's data/
+    folder, where data/README.md says it comes from."""
+    if (source := data_source_holding(path)) and source["get"]:
+        return f"; {source['get']}"
     readme = Path("data") / "README.md"
     if path.parts[:1] == ("data",) and readme.is_file():
         return f"; {readme} says where this data comes from and how to get it (make data for the proverbs)"

@@ -29,6 +29,8 @@ MERGED ?=
 PRIVATE ?=
 DRY_RUN ?=
 SEED ?=
+FORMAT ?=
+QUANT ?=
 # Real data: linked from ../shared/data when it is there (SHARED_DATA=), else downloaded at a pinned commit.
 export SHARED_DATA ?= ../shared/data
 opt = $(if $(strip $(2)),$(1)="$(strip $(2))")
@@ -36,28 +38,22 @@ EVAL_OPTS = --split $(SPLIT) $(call opt,--limit,$(LIMIT)) $(if $(OVERWRITE),--ov
 	$(call opt,--launch_args,$(LAUNCH_ARGS)) $(call opt,--generate_args,$(GENERATE_ARGS)) \
 	$(call opt,--score_args,$(SCORE_ARGS)) $(call opt,--judge_args,$(JUDGE_ARGS))
 
-.PHONY: help setup data demo train eval baseline judge general sweep compare report publish export serve chat data-check browser slurm bench bench-gpu \
-	lint format test test-fast test-machines clean
-
+.PHONY: help setup data demo train eval baseline judge general sweep compare report publish export serve chat data-check browser slurm golang \
+	gguf bench bench-gpu lint format test test-fast test-machines test-gguf clean
 help:
-	@echo "make setup | demo | test | test-fast | test-machines | lint | format | bench | bench-gpu | data | browser | slurm | clean"
-	@echo "make data-check RECIPE=<name>: near-duplicate and contaminated rows (the recipe's deduplicate/decontaminate)"
-	@echo "make train RECIPE=<name> [SEEDS='1 2 3'] [ARGS='--field value'] [ACCELERATE_CONFIG=zero2] [LAUNCH_ARGS=...]"
+	@echo "make setup | demo | data | gguf | test | test-fast | test-machines | test-gguf | lint | format | bench | bench-gpu | clean"
+	@echo "make data-check | train RECIPE=<name> [SEEDS='1 2 3'] [ARGS='--field value'] [ACCELERATE_CONFIG=zero2] [LAUNCH_ARGS=...]"
 	@echo "make eval | baseline [SHOTS=K] | judge [PAIRWISE=run] | general [TASKS=...] | compare | report RECIPE=<name>"
 	@echo "     (SPLIT=validation, LIMIT=N, OVERWRITE=1, GENERATE_ARGS=, SCORE_ARGS=, JUDGE_ARGS=, GENERAL_ARGS=)"
 	@echo "make sweep SWEEP=<name> [WORKERS=2]; make publish RECIPE=<name> HUB_ID=org/name [MERGED=1 PRIVATE=1 DRY_RUN=1 SEED=N]"
-	@echo "make chat [PORT=7860] | serve [PORT=8000] | export RECIPE=<name> [SEED=N]: base vs tuned page; OpenAI API; folder"
+	@echo "make chat | serve [PORT=] | export [FORMAT=gguf QUANT=q8_0] RECIPE=<name> [SEED=N]; make clean: .venv and models/"
 	@echo "Each is 'arabic-sft STAGE RECIPE ...' (.venv/bin/python -m arabic_sft --help); SHARED_DATA= where the real data is."
-	@echo "make clean removes .venv and models/ (results/ is kept; remove a run's folder by hand)."
-
 setup: $(VENV)/.installed
-
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
-
 data: setup
 	$(CLI) data
 demo: setup
@@ -81,7 +77,7 @@ report: setup
 publish: setup
 	$(CLI) publish $(RECIPE) --split $(SPLIT) $(call opt,--hub_id,$(HUB_ID)) $(if $(MERGED),--merged) $(if $(PRIVATE),--private) $(if $(DRY_RUN),--dry_run) $(call opt,--seed,$(SEED))
 export: setup
-	$(CLI) export $(RECIPE) $(call opt,--seed,$(SEED)) $(if $(OVERWRITE),--overwrite)
+	$(CLI) export $(RECIPE) $(call opt,--seed,$(SEED)) $(if $(OVERWRITE),--overwrite) $(call opt,--format,$(FORMAT)) $(call opt,--quant,$(QUANT))
 serve: setup
 	$(CLI) serve $(RECIPE) $(call opt,--seed,$(SEED)) $(call opt,--port,$(PORT))
 chat: setup
@@ -93,28 +89,31 @@ bench: setup data browser
 # The GPU figures (random-weight ALLaM-7B / Jais-256m shapes; needs a CUDA GPU): results/bench/gpu-*.{json,md,log}.
 bench-gpu: setup data
 	PYTHON=$(PY) bash scripts/bench_gpu.sh
-
+# llama.cpp's converter, quantizer and runtime from the pinned llama-cpp-python source (built once: minutes)
+gguf: setup
+	bash scripts/install_gguf_tools.sh $(PY)
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
-
-# Debian packages for tests, installed when missing (CI runs as root): the browser's, and Slurm's (local_cluster.py)
+# Debian packages for tests, installed when missing (CI runs as root): the browser's, Slurm's (local_cluster.py), Go's
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-browser slurm: DEBS = $(if $(filter slurm,$@),slurm-wlm munge,chromium chromium-driver)
-browser slurm:
-	@which $(if $(filter slurm,$@),sbatch slurmctld slurmd munged,chromium chromedriver) >/dev/null || { \
+browser slurm golang: DEBS = $(if $(filter slurm,$@),slurm-wlm munge,$(if $(filter golang,$@),golang-go,chromium chromium-driver))
+browser slurm golang:
+	@which $(if $(filter slurm,$@),sbatch slurmctld slurmd munged,$(if $(filter golang,$@),go,chromium chromedriver)) >/dev/null || { \
 		echo "installing $(DEBS) ($@ tests)"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $(DEBS); }
-
 # make test: lint, then every test but several machines' (two at a time); test-fast: the inner loop; CI: both
 test: lint browser
-	$(PY) -m pytest tests -m "not machines" -n 2 --dist loadfile
+	$(PY) -m pytest tests -m "not machines and not gguf" -n 2 --dist loadfile
 test-fast: setup
-	$(PY) -m pytest tests -m "not slow and not machines"
+	$(PY) -m pytest tests -m "not slow and not machines and not gguf"
 test-machines: setup slurm
 	$(PY) -m pytest tests -m machines
+# GGUF: llama.cpp's tools built once, Go's text/template for the Ollama Modelfile (CI runs it after make test)
+test-gguf: gguf golang
+	$(PY) -m pytest tests -m gguf
 clean:
 	rm -rf $(VENV) models .pytest_cache

@@ -41,6 +41,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dtype", choices=["float32", "bfloat16", "float16"], default="float32", help="weights as created and saved"
     )
+    parser.add_argument(
+        "--tokenizer", choices=["sentencepiece", "bpe"],
+        help="sentencepiece (a Llama's tokenizer.model, as ALLaM has; llama.cpp converts it: the Llama's default) "
+        "or a byte-level BPE (the GPT-2's and Jais-2's default)",
+    )  # fmt: skip
+    parser.add_argument("--plain", action="store_true", help="no chat template (a base model's plain prompts)")
     parser.add_argument("--device", default="cpu", help="where to create the weights (cuda: much faster for 7B)")
     parser.add_argument("--overwrite", action="store_true", help="rebuild even if the output directory has a model")
     return parser
@@ -62,12 +68,12 @@ def main():
         if args.shape
         else {"hidden_size": args.hidden_size, "num_layers": args.num_layers, "num_heads": args.num_heads}
     )
-    build_tiny_model(
-        args.arch, texts, out, args.vocab_size, **shape, dtype=getattr(torch, args.dtype), device=args.device
-    )
+    tokenizer = args.tokenizer or ("sentencepiece" if args.arch == "llama" else "bpe")
+    build_tiny_model(args.arch, texts, out, args.vocab_size, **shape, dtype=getattr(torch, args.dtype),
+                     device=args.device, tokenizer=tokenizer, chat=False if args.plain else None)  # fmt: skip
     print(
-        f"built a random-weight {args.arch} model ({args.shape or 'tiny'} shape) with a tokenizer trained on "
-        f"{len(texts)} rows of {splits['train'].source} in {out}"
+        f"built a random-weight {args.arch} model ({args.shape or 'tiny'} shape) with a {tokenizer} tokenizer "
+        f"trained on {len(texts)} rows of {splits['train'].source} in {out}"
     )
 
 

@@ -33,6 +33,7 @@ ELSEWHERE = {
     ".venv/bin/pip install ": "an optional tracker, installed by hand when wanted",
     "GPUS_PER_NODE=": "Slurm: tests/test_slurm.py",
     "sed ": "writes a recipe: run by the check of each command after it that names the recipe",
+    "ollama ": "Ollama, not installed here: tests/test_gguf.py renders its Modelfile with Go's text/template",
 }
 
 # Recipe (and sweep) names a page uses for a file the reader has or makes: where the page says so.

@@ -40,11 +40,12 @@ def test_what_stages_write_beside_predictions_is_named_one_way():
 def test_no_module_but_runs_spells_a_run_s_file_names():
     spelled = re.compile(
         r"""["'](?:results/|run_manifest\.json|log_history\.json|predictions_(?!csv)|metrics_|judge_\{|pairwise_\{|"""
-        r"""\.manifest\.json|\.examples\.csv|(?:export_|merge_)?manifest\.json|loss_sum\.json|trainer_state\.json|"""
+        r"""\.manifest\.json|\.examples\.csv|(?:export_|merge_|gguf_)?manifest\.json|export-gguf|loss_sum\.json|trainer_state\.json|"""
         r"""data_check(?:_pairs)?\.|report\.html["']|published\.json|bench/)"""
     )
     names = ("results/", "run_manifest.json", "log_history.json", "predictions_test", "metrics_test", "judge_{split}",
              ".manifest.json", ".examples.csv", "export_manifest.json", "merge_manifest.json", "manifest.json",
+             "gguf_manifest.json", "export-gguf",
              "loss_sum.json", "trainer_state.json", "data_check.json", "data_check_pairs.csv", "report.html",
              "published.json", "bench/cpu.json")  # fmt: skip
     assert all(spelled.search(f'x = "{name}"') for name in names)  # every name runs.py owns is looked for

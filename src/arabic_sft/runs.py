@@ -44,6 +44,7 @@ CARD = "README.md"
 RANDOM_WEIGHTS = "random_weights.json"  # beside a tiny model's weights (arabic_sft.tiny): its weights are random
 LOSS_SUM = "loss_sum.json"  # a checkpoint's training-loss sum so far: a resumed run's mean over the whole run
 EXPORT_MANIFEST = "export_manifest.json"  # in make export's folder: the run it came from
+GGUF_MANIFEST = "gguf_manifest.json"  # in make export FORMAT=gguf's folder: its source, tools, files, agreement
 MERGE_MANIFEST = "merge_manifest.json"  # in a merged model's folder: the adapter and base it came from
 SIDE_MANIFEST = "manifest.json"  # in each of make general's side folders
 MODEL = "model"
@@ -192,6 +193,11 @@ class RunFolder:
     def export(self) -> Path:
         """make export's folder: the model as one folder that loads with AutoModelForCausalLM.from_pretrained."""
         return self.path / "export"
+
+    @property
+    def export_gguf(self) -> Path:
+        """make export FORMAT=gguf's folder: the model in GGUF (llama.cpp, Ollama, LM Studio) and a Modelfile."""
+        return self.path / "export-gguf"
 
     @property
     def merged(self) -> Path:

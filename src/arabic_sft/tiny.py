@@ -96,6 +96,43 @@ def train_tokenizer(
     return tokenizer
 
 
+def train_sentencepiece(
+    texts: Iterable[str], vocab_size: int, chat_template: str | None, role_tokens: list[str], out_dir: Path
+):
+    """A SentencePiece BPE tokenizer trained on `texts`, as Llama-family models (ALLaM among them) have: its
+    `tokenizer.model` written in `out_dir` (what llama.cpp's converter reads), byte fallback so that any Unicode
+    survives, `role_tokens` as pieces of their own; loaded back as transformers' Llama tokenizer with
+    `chat_template`."""
+    import io
+
+    import sentencepiece
+    from transformers import AutoTokenizer
+
+    texts = list(texts)
+    model = io.BytesIO()
+    ids = {"unk": 0, "bos": 1, "eos": 2, "pad": 3}
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=model, vocab_size=max(vocab_size, 400), model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, hard_vocab_limit=False, user_defined_symbols=role_tokens,
+        **{f"{name}_id": number for name, number in ids.items()},
+        **{f"{name}_piece": SPECIAL_TOKENS[f"{name}_token"] for name in ids}, minloglevel=2,
+    )  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "tokenizer.model").write_bytes(model.getvalue())
+    settings = {
+        "tokenizer_class": "LlamaTokenizer",
+        "legacy": False,
+        "add_bos_token": True,
+        "add_prefix_space": False,
+        **SPECIAL_TOKENS,
+    }
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(settings), encoding="utf-8")
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    tokenizer.add_special_tokens({"additional_special_tokens": role_tokens})  # their own ids: control tokens
+    tokenizer.chat_template = chat_template
+    return tokenizer
+
+
 def construct(model_class, config, dtype: torch.dtype, device: str):
     """The model with its random weights created in `dtype` on `device` (a 7B model never exists in fp32)."""
     previous = torch.get_default_dtype()
@@ -123,19 +160,25 @@ def build_tiny_model(
     tie_word_embeddings: bool = True,
     dtype: torch.dtype = torch.float32,
     device: str = "cpu",
+    tokenizer: str = "bpe",
+    chat: bool | None = None,
 ) -> Path:
     """Build and save a random-weight `arch` model and its tokenizer trained on `texts`; returns the directory.
 
     Defaults make a tiny model (MLP width 2 x hidden, half as many KV heads as heads, embedding rows = tokenizer
     size); the keyword arguments give any other shape (SHAPES). `device="cuda"` initializes large models quickly.
+    `tokenizer`: "bpe" (byte-level, trained by `tokenizers`) or "sentencepiece" (a Llama's `tokenizer.model`, which
+    llama.cpp converts); `chat`: with a chat template (default: the Llama and Jais-2 have one, the GPT-2 has none).
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
     torch.manual_seed(seed)
-    if arch == "jais2":
-        tokenizer = train_tokenizer(texts, vocab_size, JAIS2_CHAT_TEMPLATE, JAIS2_ROLE_TOKENS)
+    template, roles = (JAIS2_CHAT_TEMPLATE, JAIS2_ROLE_TOKENS) if arch == "jais2" else (CHAT_TEMPLATE, ROLE_TOKENS)
+    template = template if (arch != "gpt2" if chat is None else chat) else None
+    if tokenizer == "sentencepiece":
+        tokenizer = train_sentencepiece(texts, vocab_size, template, roles, Path(out_dir))
     else:
-        tokenizer = train_tokenizer(texts, vocab_size, CHAT_TEMPLATE if arch == "llama" else None)
+        tokenizer = train_tokenizer(texts, vocab_size, template, roles)
     if model_vocab_size is not None and model_vocab_size < len(tokenizer):
         raise ValueError(
             f"model_vocab_size {model_vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens"

@@ -10,7 +10,10 @@ trained, `generation_config.json` with the decoding `make eval` generated with (
 max_new_tokens) and the model card; `export_manifest.json` says where it came from. An export of this training is
 kept; one of an earlier training is made again. Written beside the folder and renamed when complete.
 
-GGUF (llama.cpp, Ollama): convert this folder with llama.cpp's own converter (docs/after_training.md).
+    arabic-sft export demo --format gguf --quant q8_0   # make export RECIPE=demo FORMAT=gguf QUANT=q8_0
+
+also writes results/<recipe>/export-gguf/ (`publishing.gguf`): the model in GGUF at 16 bits by llama.cpp's own
+converter, the quantized file when asked, an Ollama Modelfile, and what llama.cpp answered on make eval's test rows.
 """
 
 import argparse
@@ -29,18 +32,39 @@ def add_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """This stage's options but --config (the console program takes them from here)."""
     parser.add_argument("--seed", type=int, help="of a recipe trained with several seeds: results/<recipe>/seed-N")
     parser.add_argument("--overwrite", action="store_true", help="export again though this training's export exists")
+    parser.add_argument(
+        "--format",
+        choices=["hf", "gguf"],
+        default="hf",
+        help="gguf: also results/<recipe>/export-gguf/ for llama.cpp, Ollama, LM Studio (make gguf)",
+    )
+    parser.add_argument("--quant", help="with --format gguf: a quantized file too (q8_0, q4_k_m, ...: llama.cpp's)")
     return parser
 
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Export as `args` (this stage's command line) say; what it wrote: the folder."""
     from arabic_sft.recipe.check import trained_model_of
+    from arabic_sft.runtime.errors import UserError
 
+    if args.quant and args.format != "gguf":
+        raise UserError(f"--quant {args.quant}: a GGUF quantization; give --format gguf too (make: FORMAT=gguf)")
     trained = trained_model_of(args.config, args.seed)  # a recipe never trained: one line, before the imports below
+    if args.format == "gguf":
+        from arabic_sft.publishing.gguf import check_quantization, converter
+
+        converter()  # llama.cpp's tools are here, and the quantization is one it has: before any work
+        check_quantization(args.quant)
     from arabic_sft.publishing.export import exported
     from arabic_sft.recipe import load_recipe
 
-    return [exported(load_recipe(["--config", args.config]), trained, args.overwrite)]
+    recipe = load_recipe(["--config", args.config])
+    folder = exported(recipe, trained, args.overwrite)
+    if args.format != "gguf":
+        return [folder]
+    from arabic_sft.publishing.gguf import exported_gguf
+
+    return [folder, exported_gguf(recipe, trained, folder, args.quant, args.overwrite)]
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

@@ -38,12 +38,12 @@ EVAL_OPTS = --split $(SPLIT) $(call opt,--limit,$(LIMIT)) $(if $(OVERWRITE),--ov
 	$(call opt,--launch_args,$(LAUNCH_ARGS)) $(call opt,--generate_args,$(GENERATE_ARGS)) \
 	$(call opt,--score_args,$(SCORE_ARGS)) $(call opt,--judge_args,$(JUDGE_ARGS))
 
-.PHONY: help setup data demo train eval baseline judge general sweep compare report publish export serve chat data-check browser slurm golang \
+.PHONY: help setup data demo train eval baseline endpoint judge general sweep compare report publish export serve chat data-check browser slurm golang \
 	gguf bench bench-gpu lint format test test-fast test-machines test-gguf clean
 help:
 	@echo "make setup | demo | data | gguf | test | test-fast | test-machines | test-gguf | lint | format | bench | bench-gpu | clean"
 	@echo "make data-check | train RECIPE=<name> [SEEDS='1 2 3'] [ARGS='--field value'] [ACCELERATE_CONFIG=zero2] [LAUNCH_ARGS=...]"
-	@echo "make eval | baseline [SHOTS=K] | judge [PAIRWISE=run] | general [TASKS=...] | compare | report RECIPE=<name>"
+	@echo "make eval | baseline [SHOTS=K] | endpoint URL= MODEL= [NAME= KEY_ENV= CONCURRENCY=] | judge [PAIRWISE=run] | general [TASKS=...] | compare | report RECIPE=<name>"
 	@echo "     (SPLIT=validation, LIMIT=N, OVERWRITE=1, GENERATE_ARGS=, SCORE_ARGS=, JUDGE_ARGS=, GENERAL_ARGS=)"
 	@echo "make sweep SWEEP=<name> [WORKERS=2]; make publish RECIPE=<name> HUB_ID=org/name [MERGED=1 PRIVATE=1 DRY_RUN=1 SEED=N]"
 	@echo "make chat | serve [PORT=] | export [FORMAT=gguf QUANT=q8_0] RECIPE=<name> [SEED=N]; make clean: .venv and models/"
@@ -76,6 +76,8 @@ report: setup
 	$(CLI) report $(RECIPE) --split $(SPLIT)
 publish: setup
 	$(CLI) publish $(RECIPE) --split $(SPLIT) $(call opt,--hub_id,$(HUB_ID)) $(if $(MERGED),--merged) $(if $(PRIVATE),--private) $(if $(DRY_RUN),--dry_run) $(call opt,--seed,$(SEED))
+endpoint: setup
+	$(CLI) endpoint $(RECIPE) --url "$(URL)" --model "$(MODEL)" $(call opt,--name,$(NAME)) $(call opt,--key_env,$(KEY_ENV)) $(call opt,--concurrency,$(CONCURRENCY)) $(EVAL_OPTS)
 export: setup
 	$(CLI) export $(RECIPE) $(call opt,--seed,$(SEED)) $(if $(OVERWRITE),--overwrite) $(call opt,--format,$(FORMAT)) $(call opt,--quant,$(QUANT))
 serve: setup
@@ -93,11 +95,9 @@ bench-gpu: setup data
 gguf: setup
 	bash scripts/install_gguf_tools.sh $(PY)
 lint: setup
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 format: setup
-	$(VENV)/bin/ruff check --fix .
-	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 # Debian packages for tests, installed when missing (CI runs as root): the browser's, Slurm's (local_cluster.py), Go's
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 browser slurm golang: DEBS = $(if $(filter slurm,$@),slurm-wlm munge,$(if $(filter golang,$@),golang-go,chromium chromium-driver))

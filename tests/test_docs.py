@@ -118,7 +118,8 @@ def written_recipes(writers: tuple[str, ...], folder: Path) -> dict[str, str]:
 def check_make(words: list[str], said: str) -> None:
     dry = subprocess.run(["make", "-n", *words], cwd=ROOT, capture_output=True, text=True)
     assert dry.returncode == 0, dry.stderr
-    variables = set(re.findall(r"^(\w+) \??=", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M))
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    variables = set(re.findall(r"^(\w+) \??=", makefile, re.M)) | set(re.findall(r"\$\((\w+)\)", makefile))
     for word in words[1:]:
         assert word.split("=")[0] in variables, f"{word}: not a variable of the Makefile"
     line = next((line for line in dry.stdout.splitlines() if " -m arabic_sft " in f"{line} "), None)

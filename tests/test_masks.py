@@ -68,6 +68,7 @@ def test_inspect_without_the_tokenizer_is_one_line(tmp_path, script_in_process):
     sample = str(SAMPLE_FILES["proverbs"])
     result = script_in_process(
         "sft.py", "--config", ROOT / "recipes" / "jais2_proverbs_qlora.yaml", "--model_name_or_path",
-        tmp_path / "absent-model", "--train_file", sample, "--inspect", 3,
+        tmp_path / "absent-model", "--train_file", sample, "--validation_file", sample, "--test_file", sample,
+        "--inspect", 3,
     )  # fmt: skip
     assert_one_error_line(result, "absent-model")

@@ -112,7 +112,7 @@ class Pipeline:
 
     def launch(self) -> list[str]:
         """One process, or `accelerate launch` with --launch_args (e.g. "--num_processes 8": one per GPU)."""
-        extra = shlex.split(self.options.launch_args or "")
+        extra = shlex.split(getattr(self.options, "launch_args", None) or "")  # endpoint: one process asks
         if not extra:
             return [sys.executable]
         accelerate = str(Path(sys.executable).parent / "accelerate")
@@ -210,6 +210,17 @@ class Pipeline:
         generate = ["--config", str(self.path), "--baseline", "--shots", str(self.options.shots)]
         model = self.recipe_value("model_name_or_path")
         self.generate_and_score(folder, generate, [str(folder.predictions(self.options.split))], model)
+
+    def endpoint(self) -> None:
+        """A model behind an OpenAI-compatible endpoint asked the test rows as eval asks (generate.py's endpoint
+        backend), then scored and judged as every other run: results/<recipe>/endpoint-NAME/."""
+        options, split = self.options, self.options.split
+        folder = self.results.endpoint(options.name or options.model)
+        self.refuse_quickly((split,))
+        ask = ["--config", str(self.path), "--endpoint_url", options.url, "--endpoint_model", options.model,
+               "--out_path", str(folder.predictions(split)), *flag("--endpoint_key_env", options.key_env),
+               *flag("--concurrency", options.concurrency)]  # fmt: skip
+        self.generate_and_score(folder, ask, [str(folder.predictions(split))], None)
 
     def judge(self) -> None:
         options = self.options
@@ -318,6 +329,8 @@ STAGES = {
     "train": "train the recipe (one run per seed with --seeds or the recipe's seeds)",
     "eval": "generate on the split, score (and judge, when the recipe names a judge): results/<recipe>/",
     "baseline": "the untrained base model, generated and scored like eval (--shots K: K solved rows shown)",
+    "endpoint": "a model behind any OpenAI-compatible endpoint (--url, --model), asked and scored like eval: "
+    "results/<recipe>/endpoint-NAME/",
     "judge": "an LLM judge scores each answer (the recipe's judge_model); --pairwise RUN: against that run",
     "general": "general ability, base against fine-tuned, through lm-evaluation-harness",
     "compare": "the fine-tuned run against its baselines, with intervals and paired tests",
@@ -337,12 +350,13 @@ SHARED_OPTIONS = (
     ("--seeds", {"nargs": "+", "type": int, "help": "one run per training seed (default: the recipe's)"},
      ("train", "eval")),
     ("--limit", {"type": int, "help": "the first N examples (questions per task for general)"},
-     ("eval", "baseline", "general", "judge")),
+     ("eval", "baseline", "endpoint", "general", "judge")),
     ("--overwrite", {"action": "store_true", "help": "generate (evaluate) again though it exists"},
-     ("eval", "baseline", "general")),
-    ("--generate_args", {"help": "more flags for generate.py, e.g. '--batch_size 32'"}, ("eval", "baseline")),
-    ("--score_args", {"help": "more flags for score.py, e.g. '--no_bertscore'"}, ("eval", "baseline")),
-    ("--judge_args", {"help": "more flags for judge.py"}, ("eval", "baseline", "judge")),
+     ("eval", "baseline", "endpoint", "general")),
+    ("--generate_args", {"help": "more flags for generate.py, e.g. '--batch_size 32'"},
+     ("eval", "baseline", "endpoint")),
+    ("--score_args", {"help": "more flags for score.py, e.g. '--no_bertscore'"}, ("eval", "baseline", "endpoint")),
+    ("--judge_args", {"help": "more flags for judge.py"}, ("eval", "baseline", "endpoint", "judge")),
 )  # fmt: skip
 # The stages whose options the stage declares (its add_options): the program passes them on as they are given.
 OWN_OPTIONS = {"publish": publish, "export": export, "serve": serve, "chat": chat, "data-check": data_check}
@@ -380,6 +394,12 @@ def parser() -> argparse.ArgumentParser:
         "--accelerate_config", help="a config in accelerate_configs/ (default: the recipe's)"
     )
     stages.choices["baseline"].add_argument("--shots", type=int, default=0, help="solved training rows shown (0)")
+    endpoint = stages.choices["endpoint"]
+    endpoint.add_argument("--url", required=True, help="the endpoint's base URL, e.g. http://127.0.0.1:8000/v1")
+    endpoint.add_argument("--model", required=True, help="the model name it serves")
+    endpoint.add_argument("--name", help="the system's name: results/<recipe>/endpoint-NAME/ (default: the model's)")
+    endpoint.add_argument("--key_env", help="the environment variable holding its API key (never written)")
+    endpoint.add_argument("--concurrency", type=int, help="requests in flight (default 8)")
     stages.choices["judge"].add_argument(
         "--pairwise", metavar="RUN", help="a run's folder name, e.g. baseline-zero-shot"
     )
@@ -413,7 +433,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
             f"{options.stage}: unrecognized arguments: {' '.join(fields)} (see arabic-sft {options.stage} --help)"
         )
     options.fields = fields
-    if options.stage in ("eval", "baseline", "general", "judge") and options.limit is not None and options.limit < 1:
+    if (
+        options.stage in ("eval", "baseline", "endpoint", "general", "judge")
+        and options.limit is not None
+        and options.limit < 1
+    ):
         raise UserError(f"--limit {options.limit}: give 1 or more")
     return options
 

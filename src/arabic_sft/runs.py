@@ -26,6 +26,7 @@ package but runtime/, so every part may use it.
 """
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -296,6 +297,12 @@ class RecipeResults:
 
     def baseline(self, shots: int = 0) -> RunFolder:
         return RunFolder(self.path / f"baseline-{shots or 'zero'}-shot")
+
+    def endpoint(self, name: str) -> RunFolder:
+        """make endpoint's folder: a model behind an OpenAI-compatible endpoint (`name`: what make endpoint calls it,
+        else its model name), asked the recipe's test rows."""
+        safe = re.sub(r"[^\w.-]+", "-", name).strip("-") or "model"  # a model name may hold / or :
+        return RunFolder(self.path / f"endpoint-{safe}")
 
     def few_shot_baselines(self) -> list[RunFolder]:
         """The few-shot baselines' folders, in order of their shots."""

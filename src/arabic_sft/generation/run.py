@@ -18,8 +18,9 @@ from arabic_sft.data.columns import prediction_columns
 from arabic_sft.data.fewshot import choose_shots
 from arabic_sft.data.splits import has_source, load_splits
 from arabic_sft.generation.batched import deal_batches, iter_generations
+from arabic_sft.generation.endpoint import Endpoint
 from arabic_sft.generation.settings import GenerateOptions, GenerationSettings
-from arabic_sft.models import context_length, load_for_generation
+from arabic_sft.models import context_length, get_tokenizer, load_for_generation
 from arabic_sft.prompts.builder import build_model_prompt, is_conversational, predictions_table, prompt_token_ids
 from arabic_sft.prompts.truncation import count_long_prompts
 from arabic_sft.recipe import Recipe, RecipeArguments, fields_in, load_recipe, one_run, read_preset
@@ -46,17 +47,32 @@ def data_arguments(args: GenerateOptions, recipe: Recipe | None) -> RecipeArgume
         raise UserError(f"{args.config or 'arguments'}: {error}") from None
 
 
-def resolve(args: GenerateOptions) -> tuple[GenerationSettings, RecipeArguments]:
-    """(settings, the data fields): what `args` ask, with the recipe's values where they do not say."""
+def check_model_given(args: GenerateOptions) -> None:
+    """One way of naming the model, and what it needs."""
     if args.baseline and not args.config:
         raise UserError("--baseline needs --config (the recipe names the base model); without a recipe use --base_id")
-    if not (args.config or args.checkpoint_dir or args.base_id):
-        raise UserError("give a model: --config, --checkpoint_dir, or --base_id [--adapter_dir]")
+    if bool(args.endpoint_url) != bool(args.endpoint_model):
+        raise UserError("an endpoint is --endpoint_url and --endpoint_model together")
+    if args.endpoint_url and (args.checkpoint_dir or args.base_id or args.adapter_dir or args.baseline):
+        raise UserError("--endpoint_url answers instead of a local model: drop --checkpoint_dir/--base_id/--baseline")
+    if not (args.config or args.checkpoint_dir or args.base_id or args.endpoint_url):
+        raise UserError("give a model: --config, --checkpoint_dir, --base_id [--adapter_dir], or --endpoint_url")
+
+
+def resolve(args: GenerateOptions) -> tuple[GenerationSettings, RecipeArguments]:
+    """(settings, the data fields): what `args` ask, with the recipe's values where they do not say."""
+    check_model_given(args)
     recipe = load_recipe(["--config", args.config]) if args.config else None
-    if recipe and not (args.checkpoint_dir or args.base_id or args.baseline):
+    local = not args.endpoint_url
+    if recipe and local and not (args.checkpoint_dir or args.base_id or args.baseline):
         one_run(recipe, "eval")
     data = data_arguments(args, recipe)
-    if recipe and not recipe.fields.output_dir and not (args.checkpoint_dir or args.base_id or args.baseline):
+    if (
+        recipe
+        and local
+        and not recipe.fields.output_dir
+        and not (args.checkpoint_dir or args.base_id or args.baseline)
+    ):
         raise UserError(f"{args.config}: output_dir is not set, so there is no trained model to load")
     if not has_source(data, args.split) and not getattr(data, f"{args.split}_fraction"):
         raise UserError(
@@ -67,10 +83,14 @@ def resolve(args: GenerateOptions) -> tuple[GenerationSettings, RecipeArguments]
     out_path = args.out_path
     if recipe and not out_path:
         results = RecipeResults(recipe.name)
-        out_path = str((results.baseline(args.shots) if args.baseline else results.tuned).predictions(args.split))
+        folder = results.baseline(args.shots) if args.baseline else results.tuned
+        out_path = str((results.endpoint(args.endpoint_model) if args.endpoint_url else folder)
+                       .predictions(args.split))  # fmt: skip
     if not out_path:
         raise UserError("--out_path is required without --config")
-    if recipe is None:
+    if not local:
+        model_dir, prompt_model = None, recipe.model.model_name_or_path if recipe else None
+    elif recipe is None:
         model_dir = args.checkpoint_dir
     else:
         trained = recipe.model.model_name_or_path if args.baseline else recipe.fields.output_dir
@@ -88,9 +108,10 @@ def resolve(args: GenerateOptions) -> tuple[GenerationSettings, RecipeArguments]
         data={key: getattr(data, key) for key in fields_in("data", "prompt")},
         split_seed=recipe.fields.seed if recipe else 42,
         model_dir=model_dir,
-        revision=recipe.model.model_revision if recipe else None,
+        revision=recipe.model.model_revision if recipe and local else None,
         trust_remote_code=bool(recipe and recipe.fields.trust_remote_code),
         out_path=out_path,
+        prompt_model=None if local else prompt_model,
     )
     return settings, data
 
@@ -221,6 +242,8 @@ def generate(
     state.wait_for_everyone()  # --overwrite's removal is done before anyone reads
     key = settings.resume_key()
     done = read_done(out, key)
+    if settings.endpoint_url:
+        return ask_endpoint(settings, data, out, started, done, (splits, spec, record, split, frame))
     model, tokenizer = load_for_generation(
         settings.model_dir,
         settings.base_id,
@@ -272,25 +295,82 @@ def generate(
     bar.close()
     if not state.is_main_process:
         return []
-    done = read_done(out, key)
-    if len(done) < len(rows):
-        if not stop.requested:
-            raise UserError(f"{out}: {len(rows) - len(done)} rows are missing after generation")
-        print(
-            f"stopped by {stopped_by(stop.signal)} after {len(done)} of {len(rows)} rows (saved in "
-            f"{partial_path(out)}); the same command continues",
-            file=sys.stderr,
-        )
-        raise Stopped(stop.signal or signal.SIGTERM)
+    done = every_row_or_stop(out, key, len(rows), stop)
 
+    record_of_run = {**settings.record(), "num_processes": state.num_processes, "rows_per_process": counts}
+    return write_predictions(out, data, spec, split, rows, done, started,
+                             {"generation": record_of_run, "held_out": record, "shots": shots or None})  # fmt: skip
+
+
+def every_row_or_stop(out: Path, key: dict, count: int, stop: StopRequest) -> dict[int, str]:
+    """The answers of all `count` rows; after a stop with rows missing, one line and `Stopped` (they are saved)."""
+    done = read_done(out, key)
+    if len(done) < count:
+        if not stop.requested:
+            raise UserError(f"{out}: {count - len(done)} rows are missing after generation")
+        saved = partial_path(out)
+        print(f"stopped by {stopped_by(stop.signal)} after {len(done)} of {count} rows (saved in {saved}); the same "
+              "command continues", file=sys.stderr)  # fmt: skip
+        raise Stopped(stop.signal or signal.SIGTERM)
+    return done
+
+
+def write_predictions(out: Path, data, spec, split, rows: list, done: dict, started: str, configs: dict) -> list[Path]:
+    """The predictions CSV in input order, written whole, then its manifest (`configs`); the partial run removed."""
     names = prediction_columns(spec, split.names)
     predictions = predictions_table(rows, spec, names, [done[i] for i in range(len(rows))], split.carried)
     with atomic_path(out) as temporary:
         predictions.to_csv(temporary, index=False, encoding="utf-8")
     remove_partial(out)
-    files = [getattr(data, f"{name}_file") for name in ("train", settings.split) if getattr(data, f"{name}_file")]
-    record_of_run = {**settings.record(), "num_processes": state.num_processes, "rows_per_process": counts}
-    configs = {"generation": record_of_run, "held_out": record, "shots": shots or None}
+    files = [getattr(data, f"{name}_file") for name in ("train", configs["generation"]["split"])
+             if getattr(data, f"{name}_file")]  # fmt: skip
     write_json_atomic(manifest_of(out), build_manifest(configs, files, started))
     print(f"wrote {len(predictions)} predictions to {out}")
     return [out, manifest_of(out)]
+
+
+def endpoint_chat(model: str | None, chat_format: str, spec) -> bool:
+    """Whether an endpoint is sent chat messages: as make eval decides for the recipe's model (chat_format, and for
+    `auto` its tokenizer's chat template); `auto` without that tokenizer here (a hosted model's recipe): chat."""
+    if chat_format != "auto" and spec.kind != "messages":
+        return chat_format == "chat"
+    try:
+        tokenizer = get_tokenizer(model) if model else None
+    except UserError:
+        tokenizer = None
+    return True if tokenizer is None else is_conversational(tokenizer, chat_format, spec)
+
+
+def ask_endpoint(settings: GenerationSettings, data, out: Path, started: str, done: dict, read: tuple) -> list[Path]:
+    """Generation by an OpenAI-compatible endpoint's model (`generation.endpoint`): the recipe's prompts (chat
+    messages unless the recipe's chat_format is plain), each answer saved as it arrives; SIGTERM or Ctrl-C sends
+    nothing more, keeps the answers on their way and stops (the same command continues)."""
+    splits, spec, record, split, frame = read
+    endpoint = Endpoint(settings.endpoint_url, settings.endpoint_model, settings.endpoint_key_env,
+                        settings.concurrency, settings.max_failures, settings.endpoint_timeout,
+                        settings.endpoint_retries)  # fmt: skip
+    chat = endpoint_chat(settings.prompt_model, data.chat_format, spec)
+    rows = frame.to_dict("records")
+    examples, shots = few_shot(settings, splits, frame, spec, chat)
+    prompts = [build_model_prompt(row, spec, chat, examples) for row in rows]
+    decoding = {
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "max_new_tokens": settings.max_new_tokens,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stop = StopRequest("stopping once the answers on their way have arrived")
+    writer = PartialWriter(out, 0, settings.resume_key())
+    bar = tqdm(total=len(rows), initial=len(done), unit="ex", desc=f"asking {endpoint.model}")
+    try:
+        for index, text in endpoint.answers(prompts, done, decoding, lambda: stop.requested):
+            writer.write([(index, text)])
+            bar.update(1)
+    finally:
+        stop.close()
+        writer.close()
+        bar.close()
+    done = every_row_or_stop(out, settings.resume_key(), len(rows), stop)
+    asked = {**settings.record(), "prompt": "chat messages" if chat else "plain text", "usage": endpoint.usage}
+    return write_predictions(out, data, spec, split, rows, done, started,
+                             {"generation": asked, "held_out": record, "shots": shots or None})  # fmt: skip

@@ -2,6 +2,17 @@
 (`GenerationSettings`: resolved with the recipe, typed) and the part of that a partial run must share to resume."""
 
 from dataclasses import asdict, dataclass, field, fields
+from urllib.parse import urlsplit, urlunsplit
+
+
+def without_credentials(url: str | None) -> str | None:
+    """A URL as it may be written down: no user or password, no query (where some services put a key)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(
+        (parts.scheme, (parts.hostname or "") + (f":{parts.port}" if parts.port else ""), parts.path, "", "")
+    )
 
 
 def _resumes(default=None):
@@ -26,6 +37,8 @@ class GenerationSettings:
     revision: str | None = _resumes(None)
     trust_remote_code: bool = _resumes(False)
     baseline: bool = _resumes(False)
+    endpoint_url: str | None = _resumes(None)  # an OpenAI-compatible server's model instead of a local one
+    endpoint_model: str | None = _resumes(None)
     # Which prompts and which text
     shots: int = _resumes(0)
     seed: int = _resumes(42)
@@ -37,12 +50,19 @@ class GenerationSettings:
     out_path: str | None = None
     device_map: str | None = None
     static_cache: bool = False
+    endpoint_key_env: str | None = None  # the variable's name only: the key is never written
+    prompt_model: str | None = None  # an endpoint run's recipe model, whose tokenizer decides chat_format auto
+    concurrency: int = 8
+    endpoint_timeout: float = 120.0
+    endpoint_retries: int = 4
+    max_failures: int = 3
 
     def resume_key(self) -> dict:
-        return {item.name: getattr(self, item.name) for item in fields(self) if item.metadata.get("resume")}
+        key = {item.name: getattr(self, item.name) for item in fields(self) if item.metadata.get("resume")}
+        return {**key, "endpoint_url": without_credentials(self.endpoint_url)}  # written down: no credentials
 
     def record(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "endpoint_url": without_credentials(self.endpoint_url)}
 
 
 def _asked(default=None, help: str = "", **flag):
@@ -51,6 +71,7 @@ def _asked(default=None, help: str = "", **flag):
 
 
 MODEL = "model (one of)"  # generate.py's --help group of the ways to name the model
+ENDPOINT = "an OpenAI-compatible endpoint instead of a local model"
 
 
 @dataclass(frozen=True)
@@ -96,4 +117,21 @@ class GenerateOptions:
     overwrite: bool = _asked(False, "replace an existing output (and its partial run)")
     accept_changed_data: bool = _asked(
         False, "generate on data files whose sha256 differs from what the training run recorded"
+    )
+    endpoint_url: str | None = _asked(
+        help="an OpenAI-compatible endpoint's base URL (.../v1): its model answers the recipe's prompts (chat "
+        "messages; /v1/completions for a plain-prompt recipe) instead of a local model",
+        group=ENDPOINT,
+    )
+    endpoint_model: str | None = _asked(help="the model name the endpoint serves", group=ENDPOINT)
+    endpoint_key_env: str | None = _asked(
+        help="the environment variable holding the endpoint's API key (read there only, never written)", group=ENDPOINT
+    )
+    concurrency: int = _asked(8, "requests in flight to the endpoint", group=ENDPOINT)
+    endpoint_timeout: float = _asked(120.0, "seconds a request may take before the client asks again", group=ENDPOINT)
+    endpoint_retries: int = _asked(
+        4, "the client's retries of a request (429, 5xx, timeouts; backoff)", group=ENDPOINT
+    )
+    max_failures: int = _asked(
+        3, "failed requests in a row (after the retries) that stop the run, the rows answered kept", group=ENDPOINT
     )

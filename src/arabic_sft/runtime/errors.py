@@ -14,6 +14,15 @@ from arabic_sft.runtime.stopping import EXIT_INTERRUPTED, Stopped
 class UserError(Exception):
     """Input the user can fix (a file, a column, a recipe key); its message names what is wrong."""
 
+    status = 2
+
+
+class Unavailable(UserError):
+    """A server the run depends on stopped answering (an endpoint failing request after request): one line, exit
+    status 75 (sysexits' EX_TEMPFAIL: try again later — the same command continues where it stopped)."""
+
+    status = 75
+
 
 class LostContact(Exception):
     """Another process of a multi-process run died or stopped answering (a machine killed or frozen, a network cut):
@@ -58,7 +67,7 @@ def run_cli(main: Callable[[], object]) -> None:
     except UserError as error:
         if main_process:
             print(f"error: {error}", file=sys.stderr)
-        status, leave_group = 2, False
+        status, leave_group = error.status, False
     except KeyboardInterrupt:
         if main_process:
             print("stopped by Ctrl-C", file=sys.stderr)

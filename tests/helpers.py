@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import huggingface_hub.constants as hub_constants
@@ -392,3 +393,33 @@ def build_tiny_bert(
     BertModel(config).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+@contextmanager
+def transformers_serve(model: Path | str, log: Path, timeout: float = 240) -> Iterator[str]:
+    """`transformers serve` of `model` (through make serve's `arabic_sft.publishing.serving`) on a free port of
+    127.0.0.1, offline, its output in `log`, until the block ends; yields its base URL (.../v1) once it answers."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "arabic_sft.publishing.serving", str(model), "--host", "127.0.0.1", "--port",
+               str(port), "--device", "cpu", "--log-level", "info"]  # fmt: skip
+    with open(log, "w", encoding="utf-8") as handle:
+        server = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, log.read_text(encoding="utf-8")[-2000:]
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.terminate()
+        server.wait(timeout=60)

@@ -6,17 +6,15 @@ client's retries and then one line (exit 75) with the rows answered kept, and th
 file an uninterrupted run writes; the key is read from the environment and written nowhere."""
 
 import json
-import os
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
-from helpers import ROOT, SAMPLE_FILES, cpu_recipe, run_script, sharp_random_model
+from helpers import ROOT, SAMPLE_FILES, cpu_recipe, run_script, sharp_random_model, transformers_serve
 
 from arabic_sft.tiny import mark_random
 
@@ -26,14 +24,6 @@ SECRET = "sk-test-NEVER-WRITTEN-4242"
 
 def generated(path) -> list[str]:
     return pd.read_csv(path, keep_default_na=False).iloc[:, -1].tolist()  # the generated column: the last
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def written_anywhere(folder, text: str) -> list[str]:
@@ -53,33 +43,18 @@ def test_the_base_model_served_by_transformers_serve_answers_as_make_baseline_di
                output_dir="results/r/model")  # fmt: skip
     made = run_script("generate.py", "--config", "r.yaml", "--baseline", "--max_new_tokens", "8", cwd=tmp_path)
     assert made.returncode == 0, made.stderr[-2000:]
-    port, folder = free_port(), str((tmp_path / "base").resolve())
-    command = [sys.executable, "-m", "arabic_sft.publishing.serving", folder, "--host", "127.0.0.1", "--port",
-               str(port), "--device", "cpu"]  # fmt: skip
-    server = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
-    try:
-        deadline = time.time() + 240
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, server.stderr.read()[-3000:]
-                time.sleep(0.3)
-        asked = run_script("generate.py", "--config", "r.yaml", "--endpoint_url", f"http://127.0.0.1:{port}/v1",
-                           "--endpoint_model", folder, "--endpoint_key_env", "SERVER_KEY", "--max_new_tokens", "8",
-                           cwd=tmp_path, env={"SERVER_KEY": SECRET})  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+    folder = str((tmp_path / "base").resolve())
+    with transformers_serve(folder, tmp_path / "server.log") as url:
+        asked = run_script("generate.py", "--config", "r.yaml", "--endpoint_url", url, "--endpoint_model", folder,
+                           "--endpoint_key_env", "SERVER_KEY", "--max_new_tokens", "8", cwd=tmp_path,
+                           env={"SERVER_KEY": SECRET})  # fmt: skip
     assert asked.returncode == 0, asked.stderr[-2000:]
     results = tmp_path / "results" / "r"
     (answers,) = list(results.glob("endpoint-*/predictions_test.csv"))
     assert generated(answers) == generated(results / "baseline-zero-shot" / "predictions_test.csv")
     manifest = json.loads(answers.with_name("predictions_test.manifest.json").read_text(encoding="utf-8"))
     record = manifest["config"]["generation"]
-    assert record["endpoint_url"] == f"http://127.0.0.1:{port}/v1" and record["endpoint_key_env"] == "SERVER_KEY"
+    assert record["endpoint_url"] == url and record["endpoint_key_env"] == "SERVER_KEY"
     assert record["prompt"] == ("chat messages" if task == "proverbs" else "plain text")
     assert record["usage"]["requests"] == 12 and record["usage"]["completion_tokens"] > 0
     assert written_anywhere(tmp_path, SECRET) == []  # the key is in no file the run wrote

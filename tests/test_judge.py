@@ -3,7 +3,6 @@ Arabic digits; out-of-range scores and missing criteria are counted, re-asked on
 verdict that flips with the order is a tie and an inconsistency."""
 
 import json
-import os
 import socket
 from contextlib import contextmanager
 
@@ -208,34 +207,11 @@ def test_pairwise_summary_equals_hand_computed_shares_and_intervals():
 @pytest.fixture(scope="module")
 def served(tiny_llama, tmp_path_factory):
     """(URL, served model name, server log path) of `transformers serve` on a free local port."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    from helpers import transformers_serve
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     log = tmp_path_factory.mktemp("server") / "server.log"
-    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(tiny_llama)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--log-level", "info"]
-    with open(log, "w", encoding="utf-8") as handle:
-        server = subprocess.Popen(
-            command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"}
-        )
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, log.read_text(encoding="utf-8")[-2000:]
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1", str(tiny_llama), log
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+    with transformers_serve(tiny_llama, log, timeout=180) as url:
+        yield url, str(tiny_llama), log
 
 
 def requests_received(log) -> int:

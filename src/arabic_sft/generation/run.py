@@ -222,12 +222,16 @@ def rows_to_answer(settings: GenerationSettings, data: RecipeArguments, say: boo
     if keep and keep[0] not in split.carried and keep[0].lower() not in fields and say:
         print(f"note: {split.source} has no column '{keep[0]}' (group_column): the answers carry no groups",
               file=sys.stderr)  # fmt: skip
-    frame = split.frame
-    if settings.limit is not None:
-        if not 0 < settings.limit <= len(frame):
-            raise UserError(f"--limit {settings.limit}: {split.source} has {len(frame)} rows")
-        frame = frame.sample(n=settings.limit, random_state=settings.seed).sort_index().reset_index(drop=True)
-    return splits, spec, record, split, frame
+    if settings.limit is not None and not 0 < settings.limit <= len(split.frame):
+        raise UserError(f"--limit {settings.limit}: {split.source} has {len(split.frame)} rows")
+    return splits, spec, record, split, limited(split.frame, settings.limit, settings.seed)
+
+
+def limited(frame, limit: int | None, seed: int):
+    """The rows a generation with `--limit` answers: `limit` of them drawn with `seed`, in file order."""
+    if limit is None:
+        return frame
+    return frame.sample(n=limit, random_state=seed).sort_index().reset_index(drop=True)
 
 
 def generate(

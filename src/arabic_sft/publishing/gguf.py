@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from arabic_sft.runs import EXPORT_MANIFEST, GGUF_MANIFEST, RunFolder, not_made_by
+from arabic_sft.runs import EXPORT_MANIFEST, GGUF_MANIFEST, RunFolder, manifest_of, not_made_by
 from arabic_sft.runtime.errors import UserError, as_given
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import build_manifest, now, read_json, write_json_atomic
@@ -146,14 +146,18 @@ def llama_cpp_answers(path: Path, prompts: list[list[int]], max_new_tokens: int)
     return answers
 
 
-def test_prompts(recipe, tokenizer) -> tuple[object, bool, list]:
-    """(the recipe's DataSpec, chat or plain, the test rows' prompts as make eval builds them)."""
+def test_prompts(recipe, tokenizer, folder: RunFolder) -> tuple[object, bool, list]:
+    """(the recipe's DataSpec, chat or plain, the prompts of the test rows make eval answered, as it built them: all
+    of them, or the ones its --limit drew)."""
     from arabic_sft.data.splits import load_splits
+    from arabic_sft.generation.run import limited
     from arabic_sft.prompts.builder import build_model_prompt, is_conversational
 
     splits, spec, _ = load_splits(recipe.args, recipe.fields.seed, wanted=("test",), require_answer=False)
     chat = is_conversational(tokenizer, recipe.args.chat_format, spec)
-    return spec, chat, [build_model_prompt(row, spec, chat) for row in splits["test"].frame.to_dict("records")]
+    asked = (read_json(manifest_of(folder.predictions("test"))) or {}).get("config", {}).get("generation") or {}
+    rows = limited(splits["test"].frame, asked.get("limit"), asked.get("seed", 42)).to_dict("records")
+    return spec, chat, [build_model_prompt(row, spec, chat) for row in rows]
 
 
 def agreement(answers: list[str], evaluated: list[str]) -> dict:
@@ -204,7 +208,7 @@ def make_gguf(recipe, trained, folder: RunFolder, export: Path, out: Path, quant
         shutil.rmtree(source)
         tokenizer = AutoTokenizer.from_pretrained(export)
         decoding = (read_json(export / EXPORT_MANIFEST) or {}).get("config", {}).get("export", {}).get("decoding", {})
-        spec, chat, prompts = test_prompts(recipe, tokenizer)
+        spec, chat, prompts = test_prompts(recipe, tokenizer, folder)
         served = files[quant] if quant else files[outtype]
         text = modelfile(served.name, tokenizer, spec, chat, decoding, prompts if chat else [])
         (staging / "Modelfile").write_text(text, encoding="utf-8")
@@ -245,17 +249,9 @@ def verify(folder: RunFolder, tokenizer, files: dict[str, Path], decoding: dict,
     if not predictions.is_file():
         return {"all": f"not compared: no {predictions} yet (make eval first)"}
     evaluated = pd.read_csv(predictions, keep_default_na=False).iloc[:, -1].tolist()  # generated: the last column
-    tokens = [prompt_token_ids(tokenizer, prompt) for prompt in prompts[: len(evaluated)]]
+    if len(evaluated) != len(prompts):
+        return {"all": f"not compared: {predictions} answers {len(evaluated)} rows, the recipe's test split has "
+                       f"{len(prompts)} (made from another file?)"}  # fmt: skip
+    tokens = [prompt_token_ids(tokenizer, prompt) for prompt in prompts]
     return {path.name: agreement(llama_cpp_answers(path, tokens, decoding["max_new_tokens"]), evaluated)
             for path in files.values()}  # fmt: skip
-
-
-def gguf_metadata(path: Path) -> dict:
-    """The GGUF file's metadata (strings and numbers), as llama.cpp reads it."""
-    from llama_cpp import Llama
-
-    model = Llama(model_path=str(path), n_ctx=64, verbose=False, vocab_only=True)
-    try:
-        return dict(model.metadata)
-    finally:
-        model.close()

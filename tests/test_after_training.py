@@ -219,14 +219,14 @@ def free_port() -> int:
 def chat_page(exported, monkeypatch):
     """(the page's URL, its Answerer): make chat's page for this training, launched in this process on 127.0.0.1."""
     from arabic_sft.recipe import load_recipe
-    from arabic_sft.runs import trained_model
+    from arabic_sft.recipe.check import trained_model_of
     from arabic_sft.stages import chat
 
     work, name = exported
     monkeypatch.chdir(work)
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     recipe = load_recipe(["--config", f"{name}.yaml"])
-    answering = chat.answerer(f"{name}.yaml", recipe, trained_model(recipe))
+    answering = chat.answerer(f"{name}.yaml", recipe, trained_model_of(f"{name}.yaml"))
     page = chat.build_page(recipe, answering)
     port = free_port()
     page.queue(default_concurrency_limit=1)

@@ -247,14 +247,14 @@ def test_publish_refuses_in_one_line_before_sending_anything(compared, monkeypat
     # online but nothing answers: the check itself (the helper above runs scripts offline)
     from arabic_sft.publishing.upload import check_can_publish
     from arabic_sft.recipe import load_recipe
-    from arabic_sft.runs import trained_model
+    from arabic_sft.recipe.check import trained_model_of
     from arabic_sft.runtime.errors import UserError
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     recipe = load_recipe(["--config", "medqa.yaml"])
     with pytest.raises(UserError, match=r"^the Hugging Face Hub \(http://127.0.0.1:9\) cannot be reached"):
-        check_can_publish(recipe, trained_model(recipe), "me/x", merged=False, dry_run=False)
+        check_can_publish(recipe, trained_model_of(recipe.path), "me/x", merged=False, dry_run=False)
     assert not (compared / "results" / "medqa" / "published.json").exists()
 
 
@@ -276,6 +276,7 @@ def test_the_upload_sends_one_commit_of_exactly_the_dry_run_s_files(compared, mo
     from arabic_sft.publishing import upload
     from arabic_sft.publishing.card import CARD
     from arabic_sft.recipe import load_recipe
+    from arabic_sft.recipe.check import trained_model_of
 
     api = mock.create_autospec(huggingface_hub.HfApi, instance=True)
     api.list_repo_files.return_value = [".gitattributes", "README.md", "adapter_config.json"]  # an earlier upload
@@ -288,7 +289,8 @@ def test_the_upload_sends_one_commit_of_exactly_the_dry_run_s_files(compared, mo
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
     monkeypatch.chdir(compared)
     recipe = load_recipe(["--config", "medqa.yaml"])
-    upload.publish(recipe, "me/medqa", "test", None, merged=False, private=True, dry_run=False)
+    upload.publish(recipe, trained_model_of(recipe.path), "me/medqa", "test", None, merged=False, private=True,
+                   dry_run=False)  # fmt: skip
 
     huggingface_hub.HfApi.assert_called_once_with(token="hf_not_a_real_token")
     validate.assert_called_once()  # the Hub's validator saw the card before anything was sent
@@ -297,7 +299,7 @@ def test_the_upload_sends_one_commit_of_exactly_the_dry_run_s_files(compared, mo
     operations = api.create_commit.call_args.kwargs["operations"]
     added = {op.path_in_repo: op for op in operations if isinstance(op, huggingface_hub.CommitOperationAdd)}
     deleted = [op.path_in_repo for op in operations if isinstance(op, huggingface_hub.CommitOperationDelete)]
-    planned = upload.plan(upload.trained_model(recipe), recipe, "me/medqa", "test", None)
+    planned = upload.plan(trained_model_of(recipe.path), recipe, "me/medqa", "test", None)
     assert set(added) == {item.path_in_repo for item in planned} and deleted == ["adapter_config.json"]
     with added[CARD].as_file() as handle:
         card = handle.read().decode("utf-8")

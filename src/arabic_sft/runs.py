@@ -21,7 +21,8 @@
     results/sweeps/<sweep>/            make sweep
 
 Every stage asks this module for a path; nobody else spells `results/`, a file name or a suffix. It also finds "the
-recipe's trained model (seed N)" (`trained_model`) for export, serve, chat and publish. It imports nothing of the
+recipe's trained model (seed N)" (`RecipeResults.trained_run`; `recipe.check.trained_model_of` from a recipe file)
+for export, serve, chat and publish. It imports nothing of the
 package but runtime/, so every part may use it.
 """
 
@@ -385,11 +386,3 @@ def in_results(path: str | Path, root: str | Path = RESULTS) -> bool:
 def untrained(model_dir: str | Path, name: str) -> UserError:
     """The one line for a fine-tuned model folder that is not there."""
     return UserError(f"{model_dir} does not exist: train it first with make train RECIPE={name}")
-
-
-def trained_model(recipe, seed: int | None = None) -> TrainedRun:
-    """The `recipe`'s (a loaded `arabic_sft.recipe.Recipe`) trained model, seed `seed`'s when given: what export,
-    serve, chat and publish use."""
-    if recipe.name is None:
-        raise UserError("--config: give a recipe file")
-    return RecipeResults(recipe.name).trained_run(getattr(recipe.fields, "output_dir", None), seed)

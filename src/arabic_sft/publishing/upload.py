@@ -27,7 +27,6 @@ from arabic_sft.runs import (
     RecipeResults,
     RunFolder,
     TrainedRun,
-    trained_model,
 )
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.runtime.hub import endpoint_answers
@@ -252,10 +251,17 @@ def record(run: TrainedRun, hub_id: str, url: str, uploads: list[Upload], settin
 
 
 def publish(
-    recipe: Recipe, hub_id: str, split: str, seed: int | None, merged: bool, private: bool, dry_run: bool
+    recipe: Recipe,
+    run: TrainedRun,
+    hub_id: str,
+    split: str,
+    seed: int | None,
+    merged: bool,
+    private: bool,
+    dry_run: bool,
 ) -> list[Path]:
+    """Publish the recipe's finished training `run` (its seed `seed`'s) as the stage's command line says."""
     started = now()
-    run = trained_model(recipe, seed)
     token = check_can_publish(recipe, run, hub_id, merged, dry_run)
     merged_dir = merged_model(run) if merged else None
     uploads = plan(run, recipe, hub_id, split, merged_dir)

@@ -39,12 +39,12 @@ def run(args: argparse.Namespace) -> list[Path]:
     model with --merged); nothing on a dry run."""
     from arabic_sft.recipe.check import trained_model_of
 
-    trained_model_of(args.config, args.seed)  # a recipe never trained: one line, before the imports below
+    trained = trained_model_of(args.config, args.seed)  # a recipe never trained: one line, before the imports below
     from arabic_sft.publishing.upload import publish
     from arabic_sft.recipe import load_recipe
 
     recipe = load_recipe(["--config", args.config])
-    return publish(recipe, args.hub_id, args.split, args.seed, args.merged, args.private, args.dry_run)
+    return publish(recipe, trained, args.hub_id, args.split, args.seed, args.merged, args.private, args.dry_run)
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

@@ -26,8 +26,6 @@ SWEEP ?= demo
 WORKERS ?= 1
 HUB_ID ?=
 MERGED ?=
-PRIVATE ?=
-DRY_RUN ?=
 SEED ?=
 FORMAT ?=
 QUANT ?=
@@ -38,12 +36,13 @@ EVAL_OPTS = --split $(SPLIT) $(call opt,--limit,$(LIMIT)) $(if $(OVERWRITE),--ov
 	$(call opt,--launch_args,$(LAUNCH_ARGS)) $(call opt,--generate_args,$(GENERATE_ARGS)) \
 	$(call opt,--score_args,$(SCORE_ARGS)) $(call opt,--judge_args,$(JUDGE_ARGS))
 
-.PHONY: help setup data demo train eval baseline endpoint judge general sweep compare report publish export serve chat data-check browser slurm golang \
+.PHONY: help setup data demo train eval baseline endpoint judge general sweep compare board report publish export serve chat data-check browser slurm golang \
 	gguf bench bench-gpu lint format test test-fast test-machines test-gguf clean
 help:
 	@echo "make setup | demo | data | gguf | test | test-fast | test-machines | test-gguf | lint | format | bench | bench-gpu | clean"
 	@echo "make data-check | train RECIPE=<name> [SEEDS='1 2 3'] [ARGS='--field value'] [ACCELERATE_CONFIG=zero2] [LAUNCH_ARGS=...]"
 	@echo "make eval | baseline [SHOTS=K] | endpoint URL= MODEL= [NAME= KEY_ENV= CONCURRENCY=] | judge [PAIRWISE=run] | general [TASKS=...] | compare | report RECIPE=<name>"
+	@echo "make board RECIPE=<name> (or RECIPES='a b': the first's test rows) [METRIC=chrf EACH_SEED=1]: every system, ranked"
 	@echo "     (SPLIT=validation, LIMIT=N, OVERWRITE=1, GENERATE_ARGS=, SCORE_ARGS=, JUDGE_ARGS=, GENERAL_ARGS=)"
 	@echo "make sweep SWEEP=<name> [WORKERS=2]; make publish RECIPE=<name> HUB_ID=org/name [MERGED=1 PRIVATE=1 DRY_RUN=1 SEED=N]"
 	@echo "make chat | serve [PORT=] | export [FORMAT=gguf QUANT=q8_0] RECIPE=<name> [SEED=N]; make clean: .venv and models/"
@@ -72,6 +71,8 @@ sweep: setup
 	$(CLI) sweep $(SWEEP) --workers $(WORKERS)
 compare: setup
 	$(CLI) compare $(RECIPE) --split $(SPLIT)
+board: setup
+	$(CLI) board $(or $(strip $(RECIPES)),$(RECIPE)) --split $(SPLIT) $(call opt,--metric,$(METRIC)) $(if $(EACH_SEED),--each_seed)
 report: setup
 	$(CLI) report $(RECIPE) --split $(SPLIT)
 publish: setup

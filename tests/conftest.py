@@ -159,6 +159,7 @@ def report(tiny_llama, tmp_path_factory):
     judge_file(predictions, rubric, ScriptedJudge([5 if i in EXACT else 1 for i in range(len(frame))]), "en", False)
     baseline = folder / "results" / "medqa" / "baseline-zero-shot" / "predictions_test.csv"
     judge_file(baseline, rubric, ScriptedJudge([2] * len(frame)), "en", False)
+    assert run_here("board.py", recipe, cwd=folder).returncode == 0  # the report shows it
     assert run_here("report.py", "--config", recipe, "--screenshot", cwd=folder).returncode == 0
     tuned = pd.read_csv(folder / "results" / "medqa" / "metrics_test.examples.csv")
     base = pd.read_csv(folder / "results" / "medqa" / "baseline-zero-shot" / "metrics_test.examples.csv")

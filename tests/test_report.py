@@ -145,6 +145,19 @@ def test_the_report_shows_the_comparison_the_groups_the_plots_and_its_provenance
     assert pixels.shape[0] > 2000  # the whole page, not the first screen
 
 
+def test_the_report_shows_the_leaderboard_as_make_board_printed_it(report, opened):
+    from selenium.webdriver.common.by import By
+
+    printed = (report[0] / "results" / "medqa" / "board_test.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(printed) if line.startswith("| # | System"))
+    table = printed[start + 2 : printed.index("", start)]
+    expected = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in table]
+    shown = [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
+             for row in opened.find_elements(By.CSS_SELECTOR, "#board-table tbody tr")]  # fmt: skip
+    assert shown == expected and [row[1] for row in shown] == ["medqa", "medqa/baseline-zero-shot"]
+    assert "Judge: correctness" in opened.find_element(By.ID, "board-table").text  # the judge's scores too
+
+
 def test_report_refuses_a_recipe_without_results_in_one_line(tmp_path, monkeypatch, capsys):
     recipe = write_recipe(tmp_path / "nothing.yaml", task="proverbs", output_dir="results/nothing/model")
     result = run_in_this_process(monkeypatch, capsys, "report.py", "--config", recipe, cwd=tmp_path)

@@ -29,6 +29,7 @@ from arabic_sft.recipe.check import our_fields, precision_refusal, recipe_argume
 from arabic_sft.runs import RecipeResults, RunFolder, untrained
 from arabic_sft.runtime.errors import FRONT, ScriptParser, UserError, run_cli
 from arabic_sft.runtime.machine import surely_no_gpu
+from arabic_sft.stages import board as board_stage  # noqa: I001 (its options: add_options)
 from arabic_sft.stages import chat, data_check, export, publish, serve  # their own options (add_options)
 
 
@@ -272,6 +273,13 @@ def sweep(options: argparse.Namespace) -> None:
         raise StageFailed(failed)
 
 
+def board(options: argparse.Namespace) -> None:
+    """The leaderboard of one recipe's systems, or of several recipes' on the first's test rows."""
+    arguments = [*options.recipes, "--split", options.split, "--metric", options.metric, "--resamples",
+                 str(options.resamples), "--seed", str(options.seed), "--overwrite"]  # fmt: skip
+    step([sys.executable, script("board"), *arguments, *(["--each_seed"] if options.each_seed else [])], options.show)
+
+
 def demo_recipe() -> str:
     """The demo's recipe: `demo` once the real proverbs are in data/ (fetched now if need be), else `demo_offline`
     (the shipped sample rows), with a note saying why."""
@@ -324,7 +332,7 @@ def bench(options: argparse.Namespace) -> None:
 
 
 # The commands that are not one recipe's stages.
-WHOLE_PROGRAMS = {"sweep": sweep, "demo": demo, "bench": bench, "data": data}
+WHOLE_PROGRAMS = {"sweep": sweep, "board": board, "demo": demo, "bench": bench, "data": data}
 STAGES = {
     "train": "train the recipe (one run per seed with --seeds or the recipe's seeds)",
     "eval": "generate on the split, score (and judge, when the recipe names a judge): results/<recipe>/",
@@ -415,6 +423,11 @@ def parser() -> argparse.ArgumentParser:
     )
     sweep_parser.add_argument("sweep", help="recipes/sweeps/NAME.yaml, or NAME")
     sweep_parser.add_argument("--workers", type=int, default=1, help="processes sharing the study on this machine")
+    board_parser = add("board", "every system of the recipes on the same test rows (the first's), ranked, each "
+                       "against the best with paired tests: results/<recipe>/board_<split>.{md,csv,json}",
+                       recipe=False)  # fmt: skip
+    board_parser.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipes/NAME.yaml or NAME")
+    board_stage.add_options(board_parser)
     add("demo", "a tiny model trained on the proverbs on this CPU, then eval, baseline, general, compare, report",
         recipe=False)  # fmt: skip
     add("data", "the real Yemeni proverbs into data/yemeni_proverbs/ ($SHARED_DATA's copy, else GitHub), checked",

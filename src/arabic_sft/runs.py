@@ -12,6 +12,8 @@
         seed-<N>/                      make train SEEDS=...: model/ and the same files, per training seed
         general/{base,tuned}/, general/comparison.{md,csv}                           make general
         compare_<split>.{md,csv,png,groups.csv,general.csv}                           make compare
+        endpoint-<name>/               make endpoint: a model behind an OpenAI-compatible endpoint, as a run
+        board_<split>.{md,csv,json}    make board: every system on the same test rows, ranked
         report.html, report.png        make report
         merged/                        the adapter merged into its base (make publish MERGED=1)
         export/                        the model as one folder for from_pretrained             make export
@@ -305,6 +307,10 @@ class RecipeResults:
         safe = re.sub(r"[^\w.-]+", "-", name).strip("-") or "model"  # a model name may hold / or :
         return RunFolder(self.path / f"endpoint-{safe}")
 
+    def endpoints(self) -> list[RunFolder]:
+        """make endpoint's folders, by name."""
+        return [RunFolder(path) for path in sorted(self.path.glob("endpoint-*")) if path.is_dir()]
+
     def few_shot_baselines(self) -> list[RunFolder]:
         """The few-shot baselines' folders, in order of their shots."""
         folders = [path for path in self.path.glob("baseline-*-shot") if path.name != "baseline-zero-shot"]
@@ -363,6 +369,11 @@ class RecipeResults:
         markdown = self.compare(split)
         paths = [markdown, *(markdown.with_suffix(suffix) for suffix in (".csv", ".png", ".groups.csv"))]
         return [path for path in paths if path.is_file()]
+
+    def board(self, split: str = "test") -> Path:
+        """make board's table (markdown); its numbers (.csv) and record (.json: rows, settings, systems left out)
+        beside it."""
+        return self.path / f"board_{split}.md"
 
     @property
     def report(self) -> Path:

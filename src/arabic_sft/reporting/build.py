@@ -197,6 +197,20 @@ def general_rows(results: RecipeResults, fields, seeds, resamples: int, seed: in
     return rows
 
 
+def board_section(results: RecipeResults, split: str) -> dict | None:
+    """make board's table as the report shows it (its CSV and record read back: the numbers make board computed,
+    rendered by the same view as its markdown); None before make board ran."""
+    from arabic_sft.scoring.tables import BoardView
+
+    markdown = results.board(split)
+    numbers, record = markdown.with_suffix(".csv"), read_json(markdown.with_suffix(".json"))
+    if not numbers.is_file() or not record:
+        return None
+    view = BoardView(pd.read_csv(numbers, encoding="utf-8"), record)
+    return {"explanation": view.explanation(), "labels": view.labels, "rows": view.rows(), "made": record.get("made"),
+            "differences": view.differences(), "left_out": record["left_out"]}  # fmt: skip
+
+
 def build_report(recipe_path: Path, split: str, group_column: str | None, resamples: int, seed: int) -> str:
     """The report's HTML for the recipe at `recipe_path` (its results/NAME folder)."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -246,6 +260,7 @@ def build_report(recipe_path: Path, split: str, group_column: str | None, resamp
         },
         groups=groups,
         general=general,
+        board=board_section(RecipeResults(name), split),
         examples=rows,
         provenance=provenance(recipe_path, output_dir, [baseline, *runs]),
     )

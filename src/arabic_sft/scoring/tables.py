@@ -307,3 +307,99 @@ def few_seeds(table: pd.DataFrame) -> str | None:
         "how far one more seed can land: a run with another seed may fall outside them. Train "
         f"{ENOUGH_SEEDS} or more seeds for the two-level interval to mean much (10 for a stable one)."
     )
+
+
+# The board's headline metrics (every metric is in its CSV and its table of differences), after the ranking one.
+HEADLINE = ("rougeL", "bleu4", "chrf", "bertscore_f1", "semantic_similarity")
+
+
+class BoardView:
+    """make board's numbers (scoring.board: the frame its CSV holds and the record its JSON holds) as the markdown
+    and the HTML report show them: a row per system in rank order with its headline metrics, its difference from the
+    best on the ranking metric and the Holm-corrected p-value, an endpoint's cost; then each system against the best
+    on every metric."""
+
+    def __init__(self, frame: pd.DataFrame, record: dict):
+        self.record, self.metric, self.best = record, record["metric"], record["best"]
+        present = set(frame["metric"])
+        keys = [key for key in metric_keys(frame["metric"]) if key in present]
+        judged = [key for key in keys if key.startswith("judge_")]
+        self.headline = list(dict.fromkeys([self.metric, *(k for k in [*HEADLINE, *judged] if k in present)]))
+        self.labels = [label(key) for key in self.headline]
+        self.systems = list(dict.fromkeys(frame["system"]))
+        self.cells = {(row.system, row.metric): row for row in frame.itertuples()}
+        self.comparisons = len(self.systems) - 1
+
+    def rows(self) -> list[dict]:
+        """A row per system: rank, name, kind, headline values, Δ best and p (Holm) on the ranking metric, cost."""
+        rows = []
+        for system in self.systems:
+            first = next(row for key, row in self.cells.items() if key[0] == system)
+            ranking = self.cells.get((system, self.metric))
+            values = [figure(cell.value, cell.ci_low, cell.ci_high) if (cell := self.cells.get((system, key)))
+                      else "n/a" for key in self.headline]  # fmt: skip
+            best = system == self.best or ranking is None
+            rows.append({
+                "rank": "" if missing(first.rank) else str(int(first.rank)), "system": system, "kind": first.kind,
+                "values": values,
+                "difference": "" if best else figure(ranking.diff, ranking.diff_ci_low, ranking.diff_ci_high),
+                "p_holm": "" if best or missing(ranking.p_holm) else f"{float(ranking.p_holm):.3f}",
+                "tone": 0 if best else tone(self.metric, ranking.diff, ranking.diff_ci_low, ranking.diff_ci_high),
+                "tokens": "" if missing(first.tokens_per_row) else f"{first.tokens_per_row:.0f}",
+                "seconds": "" if missing(first.seconds_per_row) else f"{first.seconds_per_row:.2f}",
+            })  # fmt: skip
+        return rows
+
+    def differences(self) -> list[dict]:
+        """Each system but the best against it, metric by metric: difference [interval], p, p (Holm)."""
+        return [
+            {"system": cell.system, "metric": label(cell.metric), "difference": figure(cell.diff, cell.diff_ci_low,
+             cell.diff_ci_high), "p": "" if missing(cell.p_value) else f"{float(cell.p_value):.3f}",
+             "p_holm": "" if missing(cell.p_holm) else f"{float(cell.p_holm):.3f}",
+             "tone": tone(cell.metric, cell.diff, cell.diff_ci_low, cell.diff_ci_high)}
+            for cell in self.cells.values() if cell.system != self.best and not missing(cell.diff)
+        ]  # fmt: skip
+
+    def explanation(self) -> str:
+        record, rows = self.record, self.record["rows"]
+        return (
+            f"Every system answered the same {rows['rows']} {record['split']} rows (digest {rows['digest'][:12]} of "
+            f"their inputs and references, from {rows['from']}). Ranked by {label(self.metric)}; best: {self.best}. "
+            f"Values with {record['level']:.0%} bootstrap intervals over the rows ({record['resamples']} resamples, "
+            f"seed {record['seed']}); sacreBLEU and chrF++ are corpus-level (0-100), without intervals. Δ best: the "
+            f"paired difference from {self.best} over the same rows, with its interval; p (Holm): the two-sided "
+            f"paired bootstrap p-value, corrected with Holm's method for the {self.comparisons} "
+            f"system{'s' if self.comparisons != 1 else ''} compared with the best. Tokens and seconds: an "
+            "endpoint's, per request, as its server reported them."
+        )
+
+
+def board_markdown(frame: pd.DataFrame, record: dict) -> str:
+    """make board's table as markdown (what it prints and writes to board_<split>.md)."""
+    view = BoardView(frame, record)
+    lines = [
+        f"# Leaderboard: {', '.join(record['recipes'])}, {record['split']} split",
+        "",
+        view.explanation(),
+        "",
+        "| # | System | Kind | " + " | ".join(view.labels) + f" | Δ best ({view.labels[0]}) | p (Holm) | Tokens/row "
+        "| s/request |",
+        "|" + "---|" * (len(view.labels) + 7),
+    ]
+    for row in view.rows():
+        lines.append(f"| {row['rank']} | {row['system']} | {row['kind']} | " + " | ".join(row["values"]) +
+                     f" | {row['difference']} | {row['p_holm']} | {row['tokens']} | {row['seconds']} |")  # fmt: skip
+    if differences := view.differences():
+        lines += [
+            "",
+            f"Each system against the best, {view.best} (paired, the same rows resampled together):",
+            "",
+            "| System | Metric | Difference [95% interval] | p | p (Holm) |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [f"| {row['system']} | {row['metric']} | {row['difference']} | {row['p']} | {row['p_holm']} |"
+                  for row in differences]  # fmt: skip
+    if record["left_out"]:
+        lines += ["", "Left out, not on the board's rows:", ""]
+        lines += [f"- {item['system']}: {item['why']}" for item in record["left_out"]]
+    return "\n".join(lines) + "\n"

@@ -129,7 +129,7 @@ def test_a_recipe_never_trained_is_one_line(tiny_llama, tmp_path, script_in_proc
 
 
 @pytest.mark.slow  # a served model
-def test_the_served_model_answers_any_openai_client_as_make_eval_did(exported):
+def test_the_served_model_answers_any_openai_client_as_make_eval_did(exported, script_in_process):
     import signal
     import socket
     import subprocess
@@ -173,6 +173,22 @@ def test_the_served_model_answers_any_openai_client_as_make_eval_did(exported):
                 )
             assert text == expected, (text, expected)
         assert tokenizer.chat_template is not None or not chat
+        # make endpoint of the served export (generate.py's endpoint backend): make eval's answers, then the board
+        answers = work / "results" / name / "endpoint-export" / "predictions_test.csv"
+        asked = script_in_process("generate.py", "--config", f"{name}.yaml", "--endpoint_url",
+                                  f"http://127.0.0.1:{port}/v1", "--endpoint_model", folder, "--max_new_tokens", "8",
+                                  "--out_path", answers, cwd=work)  # fmt: skip
+        assert asked.returncode == 0, asked.stderr[-2000:]
+        assert pd.read_csv(answers, keep_default_na=False).iloc[:, -1].tolist() == made_by_eval(work, name)["tuned"]
+        for predictions in (answers, work / "results" / name / "baseline-zero-shot" / "predictions_test.csv"):
+            quick = ("--no_bertscore", "--no_semantic_similarity", "--overwrite")
+            assert script_in_process("score.py", predictions, *quick, cwd=work).returncode == 0
+        assert script_in_process("score.py", "--config", f"{name}.yaml", *quick, cwd=work).returncode == 0
+        board = script_in_process("board.py", f"{name}.yaml", "--overwrite", cwd=work)
+        assert board.returncode == 0, board.stderr
+        table = pd.read_csv(work / "results" / name / "board_test.csv").set_index(["system", "metric"])
+        served, tuned = table.loc[(f"{name}/endpoint-export", "rougeL")], table.loc[(name, "rougeL")]
+        assert served["value"] == tuned["value"] and served["tokens_per_row"] > 0 and served["seconds_per_row"] > 0
         if not chat:  # a plain-prompt model asked through the chat route: refused, and the server keeps serving
             import openai
 

@@ -6,6 +6,7 @@ client's retries and then one line (exit 75) with the rows answered kept, and th
 file an uninterrupted run writes; the key is read from the environment and written nowhere."""
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -62,7 +63,7 @@ def test_the_base_model_served_by_transformers_serve_answers_as_make_baseline_di
 
 class Misbehaving(BaseHTTPRequestHandler):
     """An OpenAI-compatible chat endpoint of the tests' own whose behaviour the test sets (`server.plan`): each
-    request takes the plan's next step ("429", "500", "hang", or "ok"), the last one repeating; an answer is the
+    request takes the plan's next step ("429", "500", "hang", "hold" or "ok"), the last one repeating; an answer is the
     question's first three words reversed, empty for a question holding "(empty)"."""
 
     def log_message(self, *args):
@@ -77,6 +78,8 @@ class Misbehaving(BaseHTTPRequestHandler):
         if step == "hang":
             time.sleep(3)
             return
+        if step == "hold":  # until the test releases it: the requests in flight when a run is killed
+            server.release.wait(60)
         if step in ("429", "500"):
             self.send_response(int(step))
             self.send_header("Content-Type", "application/json")
@@ -102,10 +105,11 @@ class Misbehaving(BaseHTTPRequestHandler):
 def misbehaving():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
     server.daemon_threads = True
-    server.plan, server.seen, server.lock = ["ok"], [], threading.Lock()
+    server.plan, server.seen, server.lock, server.release = ["ok"], [], threading.Lock(), threading.Event()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
+    server.release.set()
     server.shutdown()
     server.server_close()
 
@@ -150,6 +154,38 @@ def test_a_failing_endpoint_is_retried_then_stops_in_one_line_and_the_same_comma
     assert (tmp_path / "cut.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
     assert generated(tmp_path / "whole.csv")[3] == ""  # an empty answer is an answer
     assert written_anywhere(tmp_path, SECRET) == []
+
+
+@pytest.mark.slow  # three runs of generate.py
+def test_an_endpoint_run_killed_mid_run_then_run_again_writes_the_file_an_uninterrupted_run_writes(
+    misbehaving, tiny_llama, tmp_path
+):
+    from arabic_sft.runtime.partial import read_done
+
+    cpu_recipe(tmp_path / "r.yaml", tiny_llama, test_file=str(SAMPLE_FILES["proverbs"]), output_dir="results/r/model")
+    url = f"http://127.0.0.1:{misbehaving.server_address[1]}/v1"
+    command = [sys.executable, str(ROOT / "scripts" / "generate.py"), "--config", "r.yaml", "--endpoint_url", url,
+               "--endpoint_model", "m", "--concurrency", "2"]  # fmt: skip
+    misbehaving.plan = [*["ok"] * 5, "hold"]  # five answers, then the server holds every request
+    process = subprocess.Popen([*command, "--out_path", "cut.csv"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while len(read_done(tmp_path / "cut.csv")) < 5:  # the five answers saved, two requests held
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
+        time.sleep(0.1)
+    process.kill()  # SIGKILL: no handler runs, the saved rows are all that is left
+    process.wait(timeout=60)
+    assert not (tmp_path / "cut.csv").exists()
+    misbehaving.plan = ["ok"]
+    misbehaving.release.set()
+    again = subprocess.run([*command, "--out_path", "cut.csv", "--endpoint_key_env", "KEY"], cwd=tmp_path,
+                           capture_output=True, text=True, env={**os.environ, "KEY": "rerun"})  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    rerun = [step for step, _, key in misbehaving.seen if key == "Bearer rerun"]  # the killed run's aside
+    assert len(rerun) == 12 - 5  # the rows saved were not asked again
+    whole = subprocess.run([*command, "--out_path", "whole.csv"], cwd=tmp_path, capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert (tmp_path / "cut.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
 
 
 def test_a_failing_endpoint_stops_with_exit_75(misbehaving, tiny_llama, tmp_path):

@@ -206,7 +206,7 @@ def board_section(results: RecipeResults, split: str) -> dict | None:
     numbers, record = markdown.with_suffix(".csv"), read_json(markdown.with_suffix(".json"))
     if not numbers.is_file() or not record:
         return None
-    view = BoardView(pd.read_csv(numbers, encoding="utf-8"), record)
+    view = BoardView(pd.read_csv(numbers, encoding="utf-8", float_precision="round_trip"), record)
     return {"explanation": view.explanation(), "labels": view.labels, "rows": view.rows(), "made": record.get("made"),
             "differences": view.differences(), "left_out": record["left_out"]}  # fmt: skip
 

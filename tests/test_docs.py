@@ -179,6 +179,10 @@ def test_every_command_of_the_docs_works_on_a_fresh_clone(where, command, said, 
             words = [words[0], *words[3:]]
             words = ["accelerate", *words[1:]]
         check_script(words, said)
+    elif words[:2] == [".venv/bin/transformers", "serve"]:  # transformers' own server: its options checked
+        helped = subprocess.run([str(ROOT / ".venv/bin/transformers"), "serve", "--help"], capture_output=True,
+                                text=True, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+        assert all(word in helped.stdout for word in words[2:] if word.startswith("--")), (where, helped.stdout)
     elif words[0] == ".venv/bin/tensorboard":
         assert (ROOT / ".venv" / "bin" / "tensorboard").is_file() or "tensorboard" in (
             ROOT / "requirements.txt"

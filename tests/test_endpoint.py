@@ -15,7 +15,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
-from helpers import ROOT, SAMPLE_FILES, cpu_recipe, run_script, sharp_random_model, transformers_serve
+from helpers import (
+    ROOT,
+    SAMPLE_FILES,
+    assert_one_error_line,
+    cpu_recipe,
+    run_script,
+    sharp_random_model,
+    transformers_serve,
+)
 
 from arabic_sft.tiny import mark_random
 
@@ -213,6 +221,33 @@ def test_the_console_program_runs_an_endpoint_as_a_system(tmp_path):
     assert "--out_path results/r/endpoint-gpt-4o/predictions_test.csv" in ask and "--limit 5" in ask
     assert score.endswith("score.py results/r/endpoint-gpt-4o/predictions_test.csv --split test --overwrite")
     assert ROOT.is_dir()
+
+
+def test_a_recipe_lists_its_endpoints_and_make_endpoint_asks_one_by_name_or_every_one(tmp_path):
+    from helpers import write_recipe
+
+    (tmp_path / "recipes").mkdir()
+    listed = {"gpt4o": {"url": "https://api.example.com/v1", "model": "gpt-4o", "key_env": "OPENAI_API_KEY"},
+              "local": {"url": "http://127.0.0.1:8000/v1", "model": "org/m", "concurrency": 2}}  # fmt: skip
+    write_recipe(tmp_path / "recipes" / "r.yaml", model_name_or_path="org/m", task="proverbs", endpoints=listed,
+                 test_file=str(SAMPLE_FILES["proverbs"]), output_dir="results/r/model")  # fmt: skip
+
+    def show(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "arabic_sft", "--show", "endpoint", "r", *args], cwd=tmp_path,
+                              capture_output=True, text=True)  # fmt: skip
+
+    every = show().stdout.splitlines()
+    assert (
+        len(every) == 4 and "--endpoint_model gpt-4o" in every[0] and "--endpoint_key_env OPENAI_API_KEY" in every[0]
+    )
+    assert "--out_path results/r/endpoint-local/predictions_test.csv" in every[2] and "--concurrency 2" in every[2]
+    (one, _) = show("--name", "local", "--concurrency", "4").stdout.splitlines()
+    assert "--endpoint_url http://127.0.0.1:8000/v1 --endpoint_model org/m" in one and "--concurrency 4" in one
+    assert_one_error_line(show("--name", "other"), "no endpoint named other (it lists: gpt4o, local)")
+    assert_one_error_line(show("--url", "http://127.0.0.1:8000/v1"), "--url and --model together")
+    write_recipe(tmp_path / "recipes" / "r.yaml", model_name_or_path="org/m", task="proverbs",
+                 endpoints={"x": {"url": "http://127.0.0.1:8000/v1"}})  # fmt: skip
+    assert_one_error_line(show(), "endpoints: x: give a mapping with url and model")
 
 
 def test_a_url_is_written_down_without_its_credentials():

@@ -55,7 +55,7 @@ def test_seed_prompts_are_the_documented_ones():
 @pytest.mark.parametrize(
     "name, task",
     [("allam_proverbs", "proverbs"), ("allam_proverbs_qlora", "proverbs"), ("demo", "proverbs"),
-     ("jais2_proverbs_qlora", "proverbs"), ("jais_shefaa", "medical_qa")],
+     ("demo_lora", "proverbs"), ("jais2_proverbs_qlora", "proverbs"), ("jais_shefaa", "medical_qa")],
 )  # fmt: skip
 def test_seed_recipes_take_their_columns_and_prompt_from_their_task_preset(name, task):
     text = (ROOT / "recipes" / f"{name}.yaml").read_text(encoding="utf-8")

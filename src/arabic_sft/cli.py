@@ -216,12 +216,30 @@ class Pipeline:
         """A model behind an OpenAI-compatible endpoint asked the test rows as eval asks (generate.py's endpoint
         backend), then scored and judged as every other run: results/<recipe>/endpoint-NAME/."""
         options, split = self.options, self.options.split
-        folder = self.results.endpoint(options.name or options.model)
+        asked = self.endpoints_asked()
         self.refuse_quickly((split,))
-        ask = ["--config", str(self.path), "--endpoint_url", options.url, "--endpoint_model", options.model,
-               "--out_path", str(folder.predictions(split)), *flag("--endpoint_key_env", options.key_env),
-               *flag("--concurrency", options.concurrency)]  # fmt: skip
-        self.generate_and_score(folder, ask, [str(folder.predictions(split))], None)
+        for name, settings in asked.items():
+            folder = self.results.endpoint(name)
+            ask = ["--config", str(self.path), "--endpoint_url", settings["url"], "--endpoint_model",
+                   settings["model"], "--out_path", str(folder.predictions(split)),
+                   *flag("--endpoint_key_env", options.key_env or settings.get("key_env")),
+                   *flag("--concurrency", options.concurrency or settings.get("concurrency"))]  # fmt: skip
+            self.generate_and_score(folder, ask, [str(folder.predictions(split))], None)
+
+    def endpoints_asked(self) -> dict[str, dict]:
+        """{name: url, model...}: the endpoint --url and --model give, else the recipe's `endpoints` one named by
+        --name, else every one it lists."""
+        options = self.options
+        if options.url or options.model:
+            if not (options.url and options.model):
+                raise UserError("an endpoint is --url and --model together (URL= and MODEL=)")
+            return {options.name or options.model: {"url": options.url, "model": options.model}}
+        listed = read_fields(self.path, "endpoints")["endpoints"] or {}
+        if not listed:
+            raise UserError(f"{self.path}: lists no endpoints: give --url and --model (URL= and MODEL=)")
+        if options.name and options.name not in listed:
+            raise UserError(f"{self.path}: no endpoint named {options.name} (it lists: {', '.join(listed)})")
+        return {options.name: listed[options.name]} if options.name else listed
 
     def judge(self) -> None:
         options = self.options
@@ -403,9 +421,10 @@ def parser() -> argparse.ArgumentParser:
     )
     stages.choices["baseline"].add_argument("--shots", type=int, default=0, help="solved training rows shown (0)")
     endpoint = stages.choices["endpoint"]
-    endpoint.add_argument("--url", required=True, help="the endpoint's base URL, e.g. http://127.0.0.1:8000/v1")
-    endpoint.add_argument("--model", required=True, help="the model name it serves")
-    endpoint.add_argument("--name", help="the system's name: results/<recipe>/endpoint-NAME/ (default: the model's)")
+    endpoint.add_argument("--url", help="the endpoint's base URL, e.g. http://127.0.0.1:8000/v1 (else the recipe's)")
+    endpoint.add_argument("--model", help="the model name it serves")
+    endpoint.add_argument("--name", help="the system's name: results/<recipe>/endpoint-NAME/ (default: the model's); "
+                          "without --url, the recipe's endpoint of that name (none: each it lists)")  # fmt: skip
     endpoint.add_argument("--key_env", help="the environment variable holding its API key (never written)")
     endpoint.add_argument("--concurrency", type=int, help="requests in flight (default 8)")
     stages.choices["judge"].add_argument(

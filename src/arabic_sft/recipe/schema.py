@@ -222,6 +222,13 @@ class EvaluationArguments:
     judge_language: str = _field(
         "evaluation", "en", "The language of the judge's prompts (the rubric has both).", choices=["en", "ar"]
     )
+    endpoints: dict | str | None = _field(
+        "evaluation",
+        None,
+        "Models behind OpenAI-compatible endpoints, each a system of this recipe: {NAME: {url: ..., model: ..., "
+        "key_env: ..., concurrency: N}} (key_env and concurrency optional). make endpoint RECIPE=r NAME=NAME asks "
+        "one the test rows, make endpoint RECIPE=r every one; make board ranks them.",
+    )
     group_column: str | None = _field(
         "evaluation",
         None,
@@ -309,7 +316,7 @@ class RecipeArguments(
     TRL's `ModelConfig`, training fields its `SFTConfig`."""
 
     def __post_init__(self):
-        for name in ("columns", "output_columns"):  # a mapping; on the command line, as JSON
+        for name in ("columns", "output_columns", "endpoints"):  # a mapping; on the command line, as JSON
             value = getattr(self, name)
             if isinstance(value, str):
                 try:
@@ -317,7 +324,8 @@ class RecipeArguments(
                 except json.JSONDecodeError:
                     raise ValueError(f"{name}: not a JSON mapping: {value}") from None
             if value is not None and not isinstance(value, dict):
-                raise ValueError(f"{name}: must be a mapping of placeholder: column name, got {value!r}")
+                raise ValueError(f"{name}: must be a mapping, got {value!r}")
+        check_endpoints(self.endpoints)
         if not 0 < self.near_duplicate_threshold <= 1:
             raise ValueError(f"near_duplicate_threshold: {self.near_duplicate_threshold} is not in (0, 1]")
         for name in ("shingle_size", "contamination_ngram"):
@@ -329,6 +337,23 @@ class RecipeArguments(
             value = getattr(self, item.name)
             if choices and value is not None and value not in choices:
                 raise ValueError(f"{item.name}: {value!r} is not one of {', '.join(map(str, choices))}")
+
+
+# What a recipe's endpoint may say; url and model it must.
+ENDPOINT_KEYS = {"url": str, "model": str, "key_env": str, "concurrency": int}
+
+
+def check_endpoints(endpoints: dict | None) -> None:
+    """The recipe's `endpoints`: each NAME a mapping with a url and a model, and nothing make endpoint does not
+    take."""
+    for name, settings in (endpoints or {}).items():
+        if not isinstance(settings, dict) or not {"url", "model"} <= set(settings):
+            raise ValueError(f"endpoints: {name}: give a mapping with url and model, got {settings!r}")
+        if unknown := sorted(set(settings) - set(ENDPOINT_KEYS)):
+            raise ValueError(f"endpoints: {name}: unknown key(s) {', '.join(unknown)} (known: url, model, key_env, "
+                             "concurrency)")  # fmt: skip
+        if wrong := [key for key, value in settings.items() if not isinstance(value, ENDPOINT_KEYS[key])]:
+            raise ValueError(f"endpoints: {name}: {wrong[0]} must be a {ENDPOINT_KEYS[wrong[0]].__name__}")
 
 
 def fields_in(*groups: str) -> tuple[str, ...]:

@@ -208,7 +208,8 @@ def board_section(results: RecipeResults, split: str) -> dict | None:
         return None
     view = BoardView(pd.read_csv(numbers, encoding="utf-8", float_precision="round_trip"), record)
     return {"explanation": view.explanation(), "labels": view.labels, "rows": view.rows(), "made": record.get("made"),
-            "differences": view.differences(), "left_out": record["left_out"]}  # fmt: skip
+            "differences": view.differences(), "left_out": record["left_out"],
+            "notes": record.get("notes", [])}  # fmt: skip
 
 
 def build_report(recipe_path: Path, split: str, group_column: str | None, resamples: int, seed: int) -> str:

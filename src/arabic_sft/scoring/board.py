@@ -19,7 +19,7 @@ import pandas as pd
 from arabic_sft.runs import RecipeResults, beside, manifest_of, read_record
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.scoring.compare import compare
-from arabic_sft.scoring.scored import Run, load_system, metric_keys
+from arabic_sft.scoring.scored import Run, identical_predictions, load_system, metric_keys
 from arabic_sft.scoring.tables import LOWER_IS_BETTER, label
 
 
@@ -214,5 +214,6 @@ def make_board(recipes: list[str], metric: str, split: str = "test", each_seed: 
     record = {"recipes": recipes, "split": split, "metric": key, "best": ranked(runs, key)[0].name,
               "resamples": resamples, "seed": seed, "level": 0.95, "each_seed": each_seed, "rows": rows,
               "systems": [system.name for system in systems],
-              "left_out": [{"system": item.system, "why": item.why} for item in left]}  # fmt: skip
+              "left_out": [{"system": item.system, "why": item.why} for item in left],
+              "notes": identical_predictions(runs)}  # fmt: skip
     return table[columns], record

@@ -402,4 +402,5 @@ def board_markdown(frame: pd.DataFrame, record: dict) -> str:
     if record["left_out"]:
         lines += ["", "Left out, not on the board's rows:", ""]
         lines += [f"- {item['system']}: {item['why']}" for item in record["left_out"]]
+    lines += [line for note in record.get("notes", []) for line in ("", f"Note: {note}")]
     return "\n".join(lines) + "\n"

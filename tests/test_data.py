@@ -3,7 +3,7 @@
 
 import pandas as pd
 import pytest
-from helpers import ROOT, SAMPLE_FILES, SHARED_DATA, load_file, preset_spec
+from helpers import ROOT, SAMPLE_FILES, SHARED_DATA, load_file, preset_spec, sample_texts
 
 from arabic_sft.data.columns import data_spec
 from arabic_sft.data.splits import load_training_splits, subsample_rows
@@ -113,3 +113,12 @@ def test_the_answer_cannot_be_a_placeholder_of_the_prompt():
     recipe = RecipeArguments(prompt_template="Proverb: {proverb} Answer: {explanation}", answer_column="explanation")
     with pytest.raises(UserError, match="answer_column 'explanation' is also a placeholder"):
         data_spec(recipe)
+
+
+def test_the_one_pass_normalization_is_pyarabic_s_on_every_character_and_real_text():
+    from arabic_sft.data.arabic import normalize_arabic, pyarabic_normalization
+
+    assert [code for code in range(0x10000) if normalize_arabic(chr(code)) != pyarabic_normalization(chr(code))] == []
+    texts = [text for task in ("proverbs", "medical_qa") for text in sample_texts(task)]
+    assert [normalize_arabic(text) for text in texts] == [pyarabic_normalization(text) for text in texts]
+    assert normalize_arabic("مَدْرَسَةٌ إلى") == "مدرسه الي"

@@ -203,3 +203,81 @@ def test_the_data_check_fetches_only_the_tasks_the_recipe_names_and_asks_an_unre
         assert check["general_tasks"] == ["arabic_sft_mcq"]
         assert [task.split()[0] for task in check["general_tasks_skipped"]] == skipped
         assert "Retry" not in result.stderr and "retry" not in result.stderr, result.stderr[-2000:]
+
+
+def test_the_engine_s_minhash_signatures_and_lsh_candidates_are_datasketch_s():
+    import numpy as np
+    from datasketch import MinHash, MinHashLSH
+
+    from arabic_sft.data.cleaning import MINHASH_SEED, NUM_PERM, lsh_bands
+    from arabic_sft.data.near import Rows, Shingles, Vocabulary, band_keys, pairs_within, signatures
+
+    rng = np.random.default_rng(0)
+    vocabulary, pool = Vocabulary(), [f"كلمة{i}" for i in range(40)]
+    texts = [" ".join(rng.choice(pool, size=rng.integers(1, 12))) for _ in range(300)]
+    rows = vocabulary.encode(texts)
+    for size in (3, 2, 1):  # words, then pairs and triples of words (a shorter row: its words as one shingle)
+        shingled = Shingles([rows], size, vocabulary)
+        ours = signatures(shingled.sets[0], shingled.hashes, NUM_PERM, MINHASH_SEED)
+        theirs = MinHash.bulk([[s.encode() for s in shingles(words(text), size)] for text in texts],
+                              num_perm=NUM_PERM, seed=MINHASH_SEED)  # fmt: skip
+        assert (ours == np.stack([minhash.hashvalues for minhash in theirs])).all()
+    bands = lsh_bands(0.3)  # word sets (size 1) at a low threshold: many shared bands
+    lsh = MinHashLSH(num_perm=NUM_PERM, params=bands)
+    for number, minhash in enumerate(theirs):
+        lsh.insert(number, minhash)
+    expected = {(min(a, b), max(a, b)) for a, minhash in enumerate(theirs) for b in lsh.query(minhash) if a != b}
+    codes = pairs_within(band_keys(ours, *bands), np.arange(len(texts)))
+    assert {(int(code // len(texts)), int(code % len(texts))) for code in codes} == expected
+    assert isinstance(rows, Rows) and len(expected) > 100  # enough shared bands to compare
+
+
+def test_every_pair_at_the_threshold_is_found_as_a_search_of_all_pairs_finds_it():
+    """600 rows in clusters of small edits (copies among them), every pair of distinct rows compared by the
+    definition."""
+    import random
+
+    rng = random.Random(3)
+    pool = [f"كلمة{i}" for i in range(300)]
+    rows = []
+    for _ in range(60):
+        base = rng.sample(pool, 12)
+        for _ in range(10):
+            edited = [word if rng.random() > 0.15 else rng.choice(pool) for word in base]
+            rows.append((" ".join(edited), "جواب"))
+    tests = [" ".join(rng.sample(pool, 12)) for _ in range(50)] + [rows[7][0], rows[100][0] + " زيادة"]
+    for threshold in (0.6, 0.8):
+        pairs = check(splits_of(rows, tests), SPEC, CheckSettings(near_duplicate_threshold=threshold))
+        texts = [words(question + " " + answer) for question, answer in rows]
+        first = {}  # each text's first row: a later copy is paired with it, and near pairs join first rows
+        for number, text in enumerate(texts):
+            first.setdefault(tuple(text), number)
+        expected = {("exact", first[tuple(text)], b) for b, text in enumerate(texts) if first[tuple(text)] != b}
+        firsts = sorted(first.values())
+        for i, a in enumerate(firsts):
+            for b in firsts[i + 1 :]:
+                if (similarity := jaccard(set(texts[a]), set(texts[b]))) >= threshold:
+                    expected.add(("near", a, b, round(similarity, 6)))
+        found = {(p.kind, p.row_a, p.row_b) if p.kind == "exact" else (p.kind, p.row_a, p.row_b, p.similarity)
+                 for p in pairs if p.split_b == "train"}  # fmt: skip
+        assert found == expected and len(expected) > 50
+        across = {(p.row_a, p.row_b) for p in pairs if p.split_b == "test" and p.kind == "near"}
+        inputs = [set(words(question)) for question, _ in rows]
+        assert across == {(a, b) for b, text in enumerate(tests) for a in range(len(rows))
+                          if inputs[a] != set(words(text)) and jaccard(inputs[a], set(words(text))) >= threshold
+                          and words(rows[a][0]) != words(text)} and across  # fmt: skip
+
+
+def test_words_found_by_worker_processes_are_the_words_found_here(monkeypatch):
+    import numpy as np
+
+    from arabic_sft.data import near
+
+    cells = [QUESTION, *SPELLED, ONE_WORD, SHARING, ANSWER, "", [{"role": "user", "content": QUESTION}]] * 5
+    here = near.Vocabulary().encode(cells)
+    monkeypatch.setattr(near, "PARALLEL_CELLS", 8)  # 45 cells: two worker processes, parts of 2 cells
+    monkeypatch.setattr(near, "THREADS", 2)
+    vocabulary = near.Vocabulary()
+    there = vocabulary.encode(cells)
+    assert np.array_equal(here.ids, there.ids) and np.array_equal(here.offsets, there.offsets)
+    assert [vocabulary.words()[i] for i in there.row(0)] == words(QUESTION)

@@ -343,7 +343,7 @@ def bench(options: argparse.Namespace) -> None:
     step([sys.executable, script("make_tiny_model"), "--config", "recipes/demo.yaml", "--out", model, "--vocab_size",
           "4000", "--hidden_size", "256", "--num_layers", "4", "--num_heads", "4"], options.show)  # fmt: skip
     step([sys.executable, script("benchmark"), "--config", "recipes/demo.yaml", "--model", model], options.show)
-    # (its --out: the benchmark's default, results/bench/cpu.json); then the data check at 10k, 30k, 100k rows, and
+    # (its --out: the benchmark's default, results/bench/cpu.json); then the data check at 10k, 100k, 1M rows, and
     # score, compare and report (and the page in chromium) at 1k, 10k, 100k test rows
     step([sys.executable, script("bench_data_check")], options.show)
     step([sys.executable, script("bench_eval")], options.show)

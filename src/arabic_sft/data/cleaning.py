@@ -18,7 +18,23 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from arabic_sft.data.arabic import words
+from arabic_sft.data.near import (
+    Bound,
+    Rows,
+    Shingles,
+    Vocabulary,
+    band_keys,
+    exact_groups,
+    jaccards,
+    joined,
+    pairs_across,
+    pairs_within,
+    rows_sharing_a_span,
+    signatures,
+)
 
 
 NUM_PERM = 128  # MinHash permutations, cut into LSH bands by `lsh_bands`
@@ -77,78 +93,6 @@ def lsh_bands(threshold: float) -> tuple[int, int]:
     return NUM_PERM, 1
 
 
-class NearIndex:
-    """Texts (their shingle sets) indexed for near-duplicate search: exact copies by their words, the rest by MinHash
-    LSH (datasketch), each candidate confirmed by its true Jaccard similarity."""
-
-    def __init__(self, texts: Sequence[list[str]], threshold: float, size: int):
-        from datasketch import MinHashLSH
-
-        self.threshold, self.size = threshold, size
-        self.keys = [tuple(tokens) for tokens in texts]
-        self.sets = [shingles(tokens, size) for tokens in texts]
-        self.copies: dict[tuple, list[int]] = defaultdict(list)  # the same words: their rows, in order
-        for number, key in enumerate(self.keys):
-            self.copies[key].append(number)
-        self.first = [group[0] for group in self.copies.values()]  # one row per exact group goes into the LSH
-        self.lsh = MinHashLSH(num_perm=NUM_PERM, params=lsh_bands(threshold))
-        self.signatures = dict(zip(self.first, signatures([self.sets[i] for i in self.first])))
-        with self.lsh.insertion_session() as session:
-            for number in self.first:
-                session.insert(number, self.signatures[number], check_duplication=False)
-
-    def matches(self, tokens: Sequence[str], signature=None) -> list[tuple[int, float, bool]]:
-        """(row, similarity, exact) of every indexed row like `tokens`: its exact copies, then the confirmed near
-        ones (with their exact copies)."""
-        key = tuple(tokens)
-        found = [(row, 1.0, True) for row in self.copies.get(key, [])]
-        own = shingles(tokens, self.size)
-        if not own:
-            return found
-        for first in self.lsh.query(signature if signature is not None else signatures([own])[0]):
-            if self.keys[first] == key:
-                continue
-            similarity = jaccard(own, self.sets[first])
-            if similarity >= self.threshold:
-                found += [(row, similarity, False) for row in self.copies[self.keys[first]]]
-        return found
-
-
-def signatures(sets: Sequence[set[str]]) -> list:
-    """The MinHash of each shingle set (datasketch, vectorized per set)."""
-    from datasketch import LeanMinHash, MinHash
-
-    return [LeanMinHash(m) for m in MinHash.bulk([[s.encode() for s in x] for x in sets], num_perm=NUM_PERM,
-                                                   seed=MINHASH_SEED)]  # fmt: skip
-
-
-def duplicates_within(texts: Sequence[list[str]], threshold: float, size: int, near: bool = True):
-    """(earlier row, later row, similarity, exact) of every duplicate pair within one split; a later exact copy is
-    paired with the first of its group only."""
-    index = NearIndex(texts, threshold, size)
-    pairs = []
-    for group in index.copies.values():
-        pairs += [(group[0], later, 1.0, True) for later in group[1:]]
-    if near:
-        for first in index.first:
-            for row, similarity, exact in index.matches(index.keys[first], index.signatures[first]):
-                if not exact and row > first and index.copies[index.keys[row]][0] == row:
-                    pairs.append((first, row, similarity, False))
-    return pairs
-
-
-def duplicates_across(train: Sequence[list[str]], other: Sequence[list[str]], threshold: float, size: int,
-                      near: bool = True):  # fmt: skip
-    """(train row, other row, similarity, exact) of every training row that copies a row of `other`."""
-    index = NearIndex(train, threshold, size)
-    pairs = []
-    for row_b, tokens in enumerate(other):
-        for row_a, similarity, exact in index.matches(tokens):
-            if exact or near:
-                pairs.append((row_a, row_b, similarity, exact))
-    return pairs
-
-
 def contamination(train: Sequence[list[str]], sources: dict[str, Sequence[list[str]]], n: int):
     """(train row, source name, source row, similarity) of every training row that shares an `n`-word span with an
     item of a source (test inputs, a benchmark's questions); similarity: the share of that item's spans found."""
@@ -187,55 +131,169 @@ def compared_fields(spec, other: str) -> list[str]:
     return inputs if other == "test" else [*inputs, spec.answer if spec.kind != "prompt_completion" else "completion"]
 
 
-def contamination_sources(splits: dict, rows: dict, spec, questions: dict[str, list[str]]) -> tuple[dict, dict]:
-    """What training rows must not contain: ({source: each item's words}, {source: each item's text}), the sources
-    being the test inputs ("test") and each general task's questions ("general:TASK")."""
-    sources: dict[str, list[list[str]]] = {}
-    texts: dict[str, list[str]] = {}
-    inputs = compared_fields(spec, "test")
-    if "test" in splits and all(field in splits["test"].frame.columns for field in inputs):
-        sources["test"] = [row_words(row, inputs) for row in rows["test"]]
-        texts["test"] = [row_text(row, inputs) for row in rows["test"]]
-    for task, items in questions.items():
-        sources[f"general:{task}"] = [words(item) for item in items]
-        texts[f"general:{task}"] = list(items)
-    return sources, texts
+class Texts:
+    """The words of the splits' columns as ids (arabic_sft.data.near), read once: a split's text of some fields is
+    each row's words of those fields, in order (a column the split lacks is empty, as `row_words` reads it)."""
+
+    def __init__(self, splits: dict):
+        self.splits, self.vocabulary, self.columns = splits, Vocabulary(), {}
+
+    def column(self, split: str, field: str) -> Rows:
+        if (split, field) not in self.columns:
+            frame = self.splits[split].frame
+            cells = frame[field].tolist() if field in frame.columns else [""] * len(frame)
+            self.columns[split, field] = self.vocabulary.encode(cells)
+        return self.columns[split, field]
+
+    def text(self, split: str, fields: Sequence[str]) -> Rows:
+        return joined([self.column(split, field) for field in fields])
+
+    def row_texts(self, split: str, numbers: Sequence[int], fields: Sequence[str]) -> dict[int, str]:
+        """{row: its fields as one text} of the rows `numbers` of a split, read from its frame at once."""
+        frame, numbers = self.splits[split].frame, sorted(set(numbers))
+        present = [field for field in fields if field in frame.columns]
+        records = frame.iloc[numbers][present].to_dict("records")
+        return {number: row_text(record, fields) for number, record in zip(numbers, records)}
+
+
+class Index:
+    """Rows indexed for near-duplicate search: exact copies grouped by their words, the first row of each group
+    with its MinHash signature (datasketch's) and LSH band keys."""
+
+    def __init__(self, rows: Rows, sets: Rows, hashes: np.ndarray, threshold: float):
+        self.rows, self.sets, self.threshold = rows, sets, threshold
+        self.groups = exact_groups(rows)
+        self.first = np.asarray([group[0] for group in self.groups.values()], dtype=np.int64)
+        self.group_of_first = {group[0]: group for group in self.groups.values()}
+        self.bands = lsh_bands(threshold)
+        self.members = self.first[sets.lengths[self.first] > 0]  # a row without shingles is never near another
+        self.keys = band_keys_of(sets, hashes, self.bands, len(rows), self.members)
+        self.bound = Bound(sets, threshold)
+
+
+def band_keys_of(sets: Rows, hashes: np.ndarray, bands: tuple[int, int], rows: int, members: np.ndarray) -> list:
+    """The LSH band keys of `members` (row numbers), in arrays over all `rows` (other rows: 0, never read)."""
+    signed = signatures(sets.take(members), hashes, NUM_PERM, MINHASH_SEED)
+    keys = []
+    for band in band_keys(signed, *bands):
+        full = np.zeros(rows, dtype=np.uint64)
+        full[members] = band
+        keys.append(full)
+    return keys
+
+
+def near_within(index: Index) -> list[tuple[int, int, float, bool]]:
+    """(earlier row, later row, similarity, exact) of every duplicate pair within one text; a later exact copy is
+    paired with the first of its group only, a near pair joins the first rows of two groups."""
+    pairs = [(group[0], later, 1.0, True) for group in index.groups.values() for later in group[1:]]
+    codes = pairs_within(index.keys, index.members, index.bound.possible)
+    n = int(index.members.max()) + 1 if len(index.members) else 1
+    a, b = codes // n, codes % n
+    similar = jaccards(index.sets, a, index.sets, b)
+    keep = similar >= index.threshold
+    return pairs + [(int(x), int(y), float(z), False) for x, y, z in zip(a[keep], b[keep], similar[keep])]
+
+
+def near_across(index: Index, other: Rows, other_sets: Rows, hashes: np.ndarray) -> list[tuple[int, int, float, bool]]:
+    """(indexed row, other row, similarity, exact) of every indexed row that copies a row of `other`: its exact
+    copies, and every row of a group whose first row is near it."""
+    pairs, same = [], {}
+    for number in range(len(other)):
+        group = index.groups.get(other.row(number).tobytes())
+        if group:
+            pairs += [(row, number, 1.0, True) for row in group]
+            same[number] = group[0]
+    asking = np.flatnonzero(other_sets.lengths > 0)
+    if not len(asking) or not len(index.members):
+        return pairs
+    theirs = band_keys_of(other_sets, hashes, index.bands, len(other), asking)
+    a, b = pairs_across(index.keys, index.members, theirs, asking)
+    keep = np.asarray([same.get(int(y)) != int(x) for x, y in zip(a, b)], dtype=bool)
+    keep &= index.bound.possible(a, b, Bound(other_sets, index.threshold))
+    a, b = a[keep], b[keep]
+    similar = jaccards(index.sets, a, other_sets, b)
+    near = similar >= index.threshold
+    for first, number, similarity in zip(a[near], b[near], similar[near]):
+        pairs += [(row, int(number), float(similarity), False) for row in index.group_of_first[int(first)]]
+    return pairs
 
 
 def check(splits: dict, spec, settings: CheckSettings, questions: dict[str, list[str]] | None = None) -> list[Pair]:
     """Every exact, near and contaminated pair in the recipe's `splits` (arabic_sft.data.splits.read_as_trained),
     most similar first; `questions`: benchmark questions by task name, checked for contamination too."""
-    train = splits["train"]
-    rows = {name: split.frame.to_dict("records") for name, split in splits.items()}
-    threshold, size, near = settings.near_duplicate_threshold, settings.shingle_size, True
-    pairs: list[Pair] = []
-
-    def add(kind, split_a, row_a, split_b, row_b, similarity, text_a, text_b):
-        pairs.append(Pair(kind, split_a, row_a, split_b, row_b, round(similarity, 6), text_a, text_b))
-
+    texts = Texts(splits)
+    threshold, size = settings.near_duplicate_threshold, settings.shingle_size
+    found: list[tuple] = []  # (kind, train row, split, its row, similarity, fields a, fields b or a benchmark's text)
     full = compared_fields(spec, "train")
-    train_full = [row_words(row, full) for row in rows["train"]]
-    for a, b, similarity, exact in duplicates_within(train_full, threshold, size, near):
-        add("exact" if exact else "near", "train", train.positions[a], "train", train.positions[b], similarity,
-            row_text(rows["train"][a], full), row_text(rows["train"][b], full))  # fmt: skip
-    for name in ("validation", "test"):
-        if name not in splits:
-            continue
-        fields = compared_fields(spec, name)
-        if not all(field in splits[name].frame.columns for field in fields):
-            continue
-        mine = train_full if name == "validation" else [row_words(row, fields) for row in rows["train"]]
-        theirs = [row_words(row, fields) for row in rows[name]]
-        for a, b, similarity, exact in duplicates_across(mine, theirs, threshold, size, near):
-            add("exact" if exact else "near", "train", train.positions[a], name, splits[name].positions[b],
-                similarity, row_text(rows["train"][a], fields), row_text(rows[name][b], fields))  # fmt: skip
-    sources, texts = contamination_sources(splits, rows, spec, questions or {})
-    for a, source, b, similarity in contamination(train_full, sources, settings.contamination_ngram):
-        row_b = splits["test"].positions[b] if source == "test" else b
-        add("contaminated", "train", train.positions[a], source, row_b, similarity,
-            row_text(rows["train"][a], full), texts[source][b])  # fmt: skip
+    train_full = texts.text("train", full)
+    others = {name: compared_fields(spec, name) for name in ("validation", "test") if name in splits}
+    others = {name: fields for name, fields in others.items()
+              if all(field in splits[name].frame.columns for field in fields)}  # fmt: skip
+    validation = texts.text("validation", others["validation"]) if "validation" in others else None
+    shingled = Shingles([train_full, *([validation] if validation is not None else [])], size, texts.vocabulary)
+    index = Index(train_full, shingled.sets[0], shingled.hashes, threshold)
+    found += [(kind(exact), a, "train", b, similarity, full, full) for a, b, similarity, exact in near_within(index)]
+    if validation is not None:
+        found += [
+            (kind(exact), a, "validation", b, similarity, full, full)
+            for a, b, similarity, exact in near_across(index, validation, shingled.sets[1], shingled.hashes)
+        ]
+    del index, shingled  # a million rows: the next index's memory
+    if "test" in others:
+        fields = others["test"]
+        mine, theirs = texts.text("train", fields), texts.text("test", fields)
+        inputs = Shingles([mine, theirs], size, texts.vocabulary)
+        inputs_index = Index(mine, inputs.sets[0], inputs.hashes, threshold)
+        found += [
+            (kind(exact), a, "test", b, similarity, fields, fields)
+            for a, b, similarity, exact in near_across(inputs_index, theirs, inputs.sets[1], inputs.hashes)
+        ]
+        del inputs_index, inputs
+    sources, items = contamination_items(texts, others, spec, questions or {})
+    n = settings.contamination_ngram
+    candidates = rows_sharing_a_span(train_full, list(sources.values()), n)
+    tokens = {name: [rows.row(i).tolist() for i in range(len(rows))] for name, rows in sources.items()}
+    for k, source, b, similarity in contamination([train_full.row(i).tolist() for i in candidates], tokens, n):
+        fields_b = others["test"] if source == "test" else items[source][b]
+        found.append(("contaminated", int(candidates[k]), source, b, similarity, full, fields_b))
+    return pairs_of(found, splits, texts)
+
+
+def kind(exact: bool) -> str:
+    return "exact" if exact else "near"
+
+
+def pairs_of(found: list[tuple], splits: dict, texts: Texts) -> list[Pair]:
+    """The `Pair`s of what `check` found, with their rows' texts (read at once per split and fields), sorted: most
+    similar first."""
+    wanted: dict[tuple, set[int]] = defaultdict(set)
+    for _, a, split, b, _, fields_a, fields_b in found:
+        wanted["train", tuple(fields_a)].add(a)
+        if not isinstance(fields_b, str):
+            wanted[split, tuple(fields_b)].add(b)
+    read = {key: texts.row_texts(key[0], sorted(rows), key[1]) for key, rows in wanted.items()}
+    train = splits["train"]
+    pairs = []
+    for name, a, split, b, similarity, fields_a, fields_b in found:
+        text_b = fields_b if isinstance(fields_b, str) else read[split, tuple(fields_b)][b]
+        position_b = splits[split].positions[b] if split in splits else b
+        pairs.append(Pair(name, "train", train.positions[a], split, position_b, round(similarity, 6),
+                          read["train", tuple(fields_a)][a], text_b))  # fmt: skip
     order = {"exact": 0, "near": 1, "contaminated": 2}
     return sorted(pairs, key=lambda p: (-p.similarity, order[p.kind], p.split_b, p.row_a, p.row_b))
+
+
+def contamination_items(texts: Texts, others: dict, spec, questions: dict[str, list[str]]) -> tuple[dict, dict]:
+    """What training rows must not contain: ({source: each item's words as ids}, {source: each benchmark item's
+    text}), the sources being the test inputs ("test") and each general task's questions ("general:TASK")."""
+    sources: dict[str, Rows] = {}
+    items: dict[str, list[str]] = {}
+    if "test" in others:
+        sources["test"] = texts.text("test", compared_fields(spec, "test"))
+    for task, found in questions.items():
+        sources[f"general:{task}"] = texts.vocabulary.encode(list(found))
+        items[f"general:{task}"] = list(found)
+    return sources, items
 
 
 def dropped_rows(pairs: Iterable[Pair], deduplicate: str, decontaminate: bool, positions: Sequence[int]) -> list[int]:

@@ -6,7 +6,6 @@ client's retries and then one line (exit 75) with the rows answered kept, and th
 file an uninterrupted run writes; the key is read from the environment and written nowhere."""
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -124,7 +123,7 @@ def misbehaving():
 
 @pytest.mark.slow  # four runs against a server that waits on purpose
 def test_a_failing_endpoint_is_retried_then_stops_in_one_line_and_the_same_command_completes_the_same_file(
-    misbehaving, tiny_llama, tmp_path
+    misbehaving, tiny_llama, tmp_path, script_in_process, monkeypatch
 ):
     rows = pd.read_csv(SAMPLE_FILES["proverbs"])
     rows.iloc[3, 0] = rows.iloc[3, 0] + " (empty)"  # its answer: nothing, recorded as the answer
@@ -132,11 +131,13 @@ def test_a_failing_endpoint_is_retried_then_stops_in_one_line_and_the_same_comma
     cpu_recipe(tmp_path / "r.yaml", tiny_llama, test_file=str(tmp_path / "test.csv"), output_dir="results/r/model")
     url = f"http://127.0.0.1:{misbehaving.server_address[1]}/v1"
 
-    def ask(out: str) -> subprocess.CompletedProcess:
-        return run_script("generate.py", "--config", "r.yaml", "--endpoint_url", url, "--endpoint_model", "judge-7b",
-                          "--endpoint_key_env", "SERVER_KEY", "--concurrency", "1", "--endpoint_retries", "1",
-                          "--endpoint_timeout", "1", "--max_failures", "2", "--out_path", out, cwd=tmp_path,
-                          env={"SERVER_KEY": SECRET})  # fmt: skip
+    monkeypatch.setenv("SERVER_KEY", SECRET)
+
+    def ask(out: str) -> subprocess.CompletedProcess:  # in this process: the stage's exit status and its lines
+        return script_in_process("generate.py", "--config", "r.yaml", "--endpoint_url", url, "--endpoint_model",
+                                 "judge-7b", "--endpoint_key_env", "SERVER_KEY", "--concurrency", "1",
+                                 "--endpoint_retries", "1", "--endpoint_timeout", "1", "--max_failures", "2",
+                                 "--out_path", out, cwd=tmp_path)  # fmt: skip
 
     misbehaving.plan = ["429", *["ok"] * 5, "500"]  # busy once, five answers, then broken
     stopped = ask("cut.csv")
@@ -166,17 +167,17 @@ def test_a_failing_endpoint_is_retried_then_stops_in_one_line_and_the_same_comma
 
 @pytest.mark.slow  # three runs of generate.py
 def test_an_endpoint_run_killed_mid_run_then_run_again_writes_the_file_an_uninterrupted_run_writes(
-    misbehaving, tiny_llama, tmp_path
+    misbehaving, tiny_llama, tmp_path, script_in_process, monkeypatch
 ):
     from arabic_sft.runtime.partial import read_done
 
     cpu_recipe(tmp_path / "r.yaml", tiny_llama, test_file=str(SAMPLE_FILES["proverbs"]), output_dir="results/r/model")
     url = f"http://127.0.0.1:{misbehaving.server_address[1]}/v1"
-    command = [sys.executable, str(ROOT / "scripts" / "generate.py"), "--config", "r.yaml", "--endpoint_url", url,
+    command = [str(ROOT / "scripts" / "generate.py"), "--config", "r.yaml", "--endpoint_url", url,
                "--endpoint_model", "m", "--concurrency", "2"]  # fmt: skip
     misbehaving.plan = [*["ok"] * 5, "hold"]  # five answers, then the server holds every request
-    process = subprocess.Popen([*command, "--out_path", "cut.csv"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen([sys.executable, *command, "--out_path", "cut.csv"], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 240
     while len(read_done(tmp_path / "cut.csv")) < 5:  # the five answers saved, two requests held
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
@@ -186,12 +187,16 @@ def test_an_endpoint_run_killed_mid_run_then_run_again_writes_the_file_an_uninte
     assert not (tmp_path / "cut.csv").exists()
     misbehaving.plan = ["ok"]
     misbehaving.release.set()
-    again = subprocess.run([*command, "--out_path", "cut.csv", "--endpoint_key_env", "KEY"], cwd=tmp_path,
-                           capture_output=True, text=True, env={**os.environ, "KEY": "rerun"})  # fmt: skip
+    monkeypatch.setenv("KEY", "rerun")
+    again = script_in_process(
+        "generate.py", *command[1:], "--out_path", "cut.csv", "--endpoint_key_env", "KEY", cwd=tmp_path
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     rerun = [step for step, _, key in misbehaving.seen if key == "Bearer rerun"]  # the killed run's aside
     assert len(rerun) == 12 - 5  # the rows saved were not asked again
-    whole = subprocess.run([*command, "--out_path", "whole.csv"], cwd=tmp_path, capture_output=True, text=True)
+    whole = script_in_process(
+        "generate.py", *command[1:], "--out_path", "whole.csv", cwd=tmp_path
+    )  # in this process: quicker
     assert whole.returncode == 0, whole.stderr[-2000:]
     assert (tmp_path / "cut.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
 

@@ -41,7 +41,7 @@ EVAL_OPTS = --split $(SPLIT) $(call opt,--limit,$(LIMIT)) $(if $(OVERWRITE),--ov
 help:
 	@echo "make setup | demo | data | gguf | test | test-fast | test-machines | test-gguf | lint | format | bench | bench-gpu | clean"
 	@echo "make data-check | train RECIPE=<name> [SEEDS='1 2 3'] [ARGS='--field value'] [ACCELERATE_CONFIG=zero2] [LAUNCH_ARGS=...]"
-	@echo "make eval | baseline [SHOTS=K] | endpoint [URL= MODEL=] [NAME= KEY_ENV= CONCURRENCY=] | judge [PAIRWISE=run] | general [TASKS=...] | compare | report RECIPE=<name>"
+	@echo "make eval | baseline [SHOTS=K] | endpoint [URL= MODEL=] [NAME= KEY_ENV= CONCURRENCY= TOKENS=] | judge [PAIRWISE=run] | general [TASKS=...] | compare | report RECIPE=<name>"
 	@echo "make board RECIPE=<name> (or RECIPES='a b': the first's test rows) [METRIC=chrf EACH_SEED=1]: every system, ranked"
 	@echo "     (SPLIT=validation, LIMIT=N, OVERWRITE=1, GENERATE_ARGS=, SCORE_ARGS=, JUDGE_ARGS=, GENERAL_ARGS=)"
 	@echo "make sweep SWEEP=<name> [WORKERS=2]; make publish RECIPE=<name> HUB_ID=org/name [MERGED=1 PRIVATE=1 DRY_RUN=1 SEED=N]"
@@ -78,7 +78,7 @@ report: setup
 publish: setup
 	$(CLI) publish $(RECIPE) --split $(SPLIT) $(call opt,--hub_id,$(HUB_ID)) $(if $(MERGED),--merged) $(if $(PRIVATE),--private) $(if $(DRY_RUN),--dry_run) $(call opt,--seed,$(SEED))
 endpoint: setup
-	$(CLI) endpoint $(RECIPE) $(call opt,--url,$(URL)) $(call opt,--model,$(MODEL)) $(call opt,--name,$(NAME)) $(call opt,--key_env,$(KEY_ENV)) $(call opt,--concurrency,$(CONCURRENCY)) $(EVAL_OPTS)
+	$(CLI) endpoint $(RECIPE) $(call opt,--url,$(URL)) $(call opt,--model,$(MODEL)) $(call opt,--name,$(NAME)) $(call opt,--key_env,$(KEY_ENV)) $(call opt,--concurrency,$(CONCURRENCY)) $(call opt,--token_budget,$(TOKENS)) $(EVAL_OPTS)
 export: setup
 	$(CLI) export $(RECIPE) $(call opt,--seed,$(SEED)) $(if $(OVERWRITE),--overwrite) $(call opt,--format,$(FORMAT)) $(call opt,--quant,$(QUANT))
 serve: setup

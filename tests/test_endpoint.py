@@ -201,6 +201,24 @@ def test_an_endpoint_run_killed_mid_run_then_run_again_writes_the_file_an_uninte
     assert (tmp_path / "cut.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
 
 
+@pytest.mark.slow  # two runs of generate.py
+def test_a_token_budget_stops_the_run_with_the_rows_answered_kept_and_the_same_command_continues(
+    misbehaving, tiny_llama, tmp_path, script_in_process
+):
+    cpu_recipe(tmp_path / "r.yaml", tiny_llama, test_file=str(SAMPLE_FILES["proverbs"]), output_dir="results/r/model")
+    url = f"http://127.0.0.1:{misbehaving.server_address[1]}/v1"
+    flags = ["--config", "r.yaml", "--endpoint_url", url, "--endpoint_model", "m", "--concurrency", "1"]
+    spent = script_in_process("generate.py", *flags, "--token_budget", "40", "--out_path", "cut.csv", cwd=tmp_path)
+    # 13 tokens a request (the server's usage): 13, 26, 39, then 52 >= 40: four rows asked, then the stop
+    assert spent.returncode == 75 and "the token budget (40) is spent: 52 tokens for 4 rows" in spent.stderr
+    assert "to ask the other 8" in spent.stderr and len(misbehaving.seen) == 4
+    again = script_in_process("generate.py", *flags, "--out_path", "cut.csv", cwd=tmp_path)  # no budget: the rest
+    assert again.returncode == 0 and len(misbehaving.seen) == 12
+    whole = script_in_process("generate.py", *flags, "--out_path", "whole.csv", cwd=tmp_path)
+    assert whole.returncode == 0
+    assert (tmp_path / "cut.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+
+
 def test_a_failing_endpoint_stops_with_exit_75(misbehaving, tiny_llama, tmp_path):
     cpu_recipe(tmp_path / "r.yaml", tiny_llama, test_file=str(SAMPLE_FILES["proverbs"]), output_dir="results/r/model")
     misbehaving.plan = ["500"]

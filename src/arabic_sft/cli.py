@@ -223,7 +223,8 @@ class Pipeline:
             ask = ["--config", str(self.path), "--endpoint_url", settings["url"], "--endpoint_model",
                    settings["model"], "--out_path", str(folder.predictions(split)),
                    *flag("--endpoint_key_env", options.key_env or settings.get("key_env")),
-                   *flag("--concurrency", options.concurrency or settings.get("concurrency"))]  # fmt: skip
+                   *flag("--concurrency", options.concurrency or settings.get("concurrency")),
+                   *flag("--token_budget", options.token_budget)]  # fmt: skip
             self.generate_and_score(folder, ask, [str(folder.predictions(split))], None)
 
     def endpoints_asked(self) -> dict[str, dict]:
@@ -427,6 +428,7 @@ def parser() -> argparse.ArgumentParser:
                           "without --url, the recipe's endpoint of that name (none: each it lists)")  # fmt: skip
     endpoint.add_argument("--key_env", help="the environment variable holding its API key (never written)")
     endpoint.add_argument("--concurrency", type=int, help="requests in flight (default 8)")
+    endpoint.add_argument("--token_budget", type=int, help="tokens this run may spend (as the server counts them)")
     stages.choices["judge"].add_argument(
         "--pairwise", metavar="RUN", help="a run's folder name, e.g. baseline-zero-shot"
     )

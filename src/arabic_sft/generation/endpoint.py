@@ -20,7 +20,8 @@ class Endpoint:
     this process only."""
 
     def __init__(self, url: str, model: str, key_env: str | None = None, concurrency: int = 8,
-                 max_failures: int = 3, timeout: float = 120.0, retries: int = 4):  # fmt: skip
+                 max_failures: int = 3, timeout: float = 120.0, retries: int = 4,
+                 token_budget: int | None = None):  # fmt: skip
         from openai import OpenAI
 
         if key_env and not os.environ.get(key_env):
@@ -29,6 +30,12 @@ class Endpoint:
         self.client = OpenAI(base_url=url, api_key=os.environ[key_env] if key_env else "no-key", timeout=timeout,
                              max_retries=retries)  # fmt: skip
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0, "seconds": 0.0}
+        self.token_budget = token_budget
+
+    def spent(self) -> bool:
+        """Whether the tokens the server reported in this run (prompt and answer) have reached the budget."""
+        used = self.usage["prompt_tokens"] + self.usage["completion_tokens"]
+        return self.token_budget is not None and used >= self.token_budget
 
     def ask(self, prompt, decoding: dict) -> str:
         """One answer: `prompt` as chat messages (a list) or a plain prompt's text."""
@@ -72,10 +79,17 @@ class Endpoint:
         with ThreadPoolExecutor(self.concurrency) as pool:
             running = {}
             while queue or running:
-                while queue and len(running) < self.concurrency and not stopping():
+                while queue and len(running) < self.concurrency and not stopping() and not self.spent():
                     index = queue.pop(0)
                     running[pool.submit(self.ask, prompts[index], decoding)] = index
                 if not running:
+                    if queue and self.spent():
+                        used = self.usage["prompt_tokens"] + self.usage["completion_tokens"]
+                        raise Unavailable(
+                            f"the token budget ({self.token_budget:,}) is spent: {used:,} tokens for "
+                            f"{self.usage['requests']} rows; the rows answered are kept: run the same command again "
+                            f"(with a new budget) to ask the other {len(queue)}"
+                        )
                     return
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:

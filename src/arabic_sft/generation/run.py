@@ -352,7 +352,7 @@ def ask_endpoint(settings: GenerationSettings, data, out: Path, started: str, do
     splits, spec, record, split, frame = read
     endpoint = Endpoint(settings.endpoint_url, settings.endpoint_model, settings.endpoint_key_env,
                         settings.concurrency, settings.max_failures, settings.endpoint_timeout,
-                        settings.endpoint_retries)  # fmt: skip
+                        settings.endpoint_retries, settings.token_budget)  # fmt: skip
     chat = endpoint_chat(settings.prompt_model, data.chat_format, spec)
     rows = frame.to_dict("records")
     examples, shots = few_shot(settings, splits, frame, spec, chat)

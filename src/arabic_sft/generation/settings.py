@@ -56,6 +56,7 @@ class GenerationSettings:
     endpoint_timeout: float = 120.0
     endpoint_retries: int = 4
     max_failures: int = 3
+    token_budget: int | None = None  # tokens (prompt and answer, as the server reports them) this run may spend
 
     def resume_key(self) -> dict:
         key = {item.name: getattr(self, item.name) for item in fields(self) if item.metadata.get("resume")}
@@ -134,4 +135,10 @@ class GenerateOptions:
     )
     max_failures: int = _asked(
         3, "failed requests in a row (after the retries) that stop the run, the rows answered kept", group=ENDPOINT
+    )
+    token_budget: int | None = _asked(
+        None,
+        "stop asking once the server has reported this many tokens (prompt and answer) in this run; the rows "
+        "answered are kept (exit 75), the same command continues",
+        group=ENDPOINT,
     )

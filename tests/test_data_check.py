@@ -281,3 +281,32 @@ def test_words_found_by_worker_processes_are_the_words_found_here(monkeypatch):
     there = vocabulary.encode(cells)
     assert np.array_equal(here.ids, there.ids) and np.array_equal(here.offsets, there.offsets)
     assert [vocabulary.words()[i] for i in there.row(0)] == words(QUESTION)
+
+
+def test_a_check_of_the_same_rows_and_settings_is_reused_and_any_change_makes_it_again(
+    tmp_path, script_in_process, tiny_llama
+):
+    folder = SHARED_DATA / "ahqad_sample"
+    train = pd.read_csv(folder / "train.csv")
+    train.to_csv(tmp_path / "train.csv", index=False)
+    fields = {"train_file": str(tmp_path / "train.csv"), "test_file": str(folder / "test.csv")}
+    cpu_recipe(tmp_path / "ahqad.yaml", tiny_llama, "medical_qa", **fields)
+    results = tmp_path / "results" / "ahqad"
+
+    def check() -> tuple[str, bytes]:
+        done = script_in_process("data_check.py", "--config", "ahqad.yaml", "--no_general", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return done.stdout, (results / "data_check_pairs.csv").read_bytes()
+
+    first, pairs = check()
+    again, same = check()
+    assert "its result reused" not in first and "its result reused" in again and same == pairs
+    inspected = script_in_process("sft.py", "--config", "ahqad.yaml", "--inspect", "1", cwd=tmp_path)
+    assert inspected.returncode == 0, inspected.stderr  # training's check: make data-check's result, reused
+    assert "data check: the same rows, settings and engine as the check of" in inspected.stdout + inspected.stderr
+    cpu_recipe(tmp_path / "ahqad.yaml", tiny_llama, "medical_qa", contamination_ngram=7, **fields)  # a setting
+    assert "its result reused" not in check()[0]
+    train.loc[5] = train.loc[108]  # a row: now a copy of another
+    train.to_csv(tmp_path / "train.csv", index=False)
+    changed, more = check()
+    assert "its result reused" not in changed and "\nexact,train,5,train,108," in more.decode()

@@ -18,6 +18,7 @@
         merged/                        the adapter merged into its base (make publish MERGED=1)
         export/                        the model as one folder for from_pretrained             make export
         data_check.json, data_check_pairs.csv      near-duplicates and contamination   make data-check
+        data_check.cache.json          make data-check's result, reused by it and by training on the same rows
         published.json                 make publish's record
     results/bench/                     make bench's figures
     results/sweeps/<sweep>/            make sweep
@@ -320,6 +321,12 @@ class RecipeResults:
     def data_check(self) -> Path:
         """make data-check's summary (counts, settings, the data files' sha256)."""
         return self.path / "data_check.json"
+
+    @property
+    def data_check_cache(self) -> Path:
+        """make data-check's last result with the digest of what it was made from: make data-check and training
+        reuse it when their rows, settings and engine are the same."""
+        return self.path / "data_check.cache.json"
 
     @property
     def data_check_pairs(self) -> Path:

@@ -37,6 +37,7 @@ from arabic_sft.data.near import (
 )
 
 
+ENGINE = "near-2026-12-07"  # the engine's version: a check kept by another engine is made again (run_check's cache)
 NUM_PERM = 128  # MinHash permutations, cut into LSH bands by `lsh_bands`
 MISS = 1e-3  # the highest chance that LSH misses a pair exactly at the threshold (more similar ones: less)
 MINHASH_SEED = 1

@@ -75,9 +75,12 @@ def run(args: argparse.Namespace) -> list[Path]:
     splits, spec, _ = read_as_trained(data, recipe.fields.seed)
     if "train" not in splits:
         raise UserError(f"{args.config}: no training data to check")
-    result = run_check(data, splits, spec, with_general=not args.no_general)
     results = RecipeResults(recipe.name)
     results.path.mkdir(parents=True, exist_ok=True)
+    result = run_check(data, splits, spec, not args.no_general, results.data_check_cache)
+    if result.reused:
+        print(f"data check: the same rows, settings and engine as the check of {result.reused}: its result reused "
+              f"({results.data_check_cache})")  # fmt: skip
     frame = pd.DataFrame([pair.record() for pair in result.pairs], columns=list(PAIR_COLUMNS))
     with atomic_path(results.data_check_pairs) as temporary:
         frame.to_csv(temporary, index=False, encoding="utf-8")

@@ -3,9 +3,14 @@ compared by arabic_sft.data.cleaning, with the questions of its lm-eval general 
 loading, as make general reads them); what training drops when the recipe asks. make data-check writes it; training
 runs it first (the general tasks only when it decontaminates: loading lm-eval's task index takes seconds)."""
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
-from arabic_sft.data.cleaning import NUM_PERM, CheckSettings, Pair, check, counts, dropped_rows
+from arabic_sft.data.cleaning import ENGINE, NUM_PERM, CheckSettings, Pair, check, counts, dropped_rows
+from arabic_sft.runs import read_record
+from arabic_sft.runtime.manifest import now, write_json_atomic
 
 
 @dataclass
@@ -17,6 +22,7 @@ class DataCheck:
     skipped: list[str] = field(default_factory=list)  # general tasks whose data could not be had
     drop: list[int] = field(default_factory=list)  # training rows left out: positions in the train frame
     dropped: list[int] = field(default_factory=list)  # the same rows: positions in the training file
+    reused: str | None = None  # when the check was made, when its kept result was reused (run_check's cache)
 
     def counts(self) -> dict:
         return counts(self.pairs)
@@ -30,6 +36,7 @@ class DataCheck:
             "general_tasks": self.tasks,
             "general_tasks_skipped": self.skipped,
             "dropped": {"count": len(self.dropped), "train_rows": self.dropped},
+            "reused": self.reused,  # the time of the check whose kept result this is, when it was reused
         }
 
     def summary(self) -> str | None:
@@ -55,10 +62,39 @@ def general_task_names(args) -> list[str]:
     return list(dict.fromkeys([*(args.general_tasks or []), LOCAL_TASK]))
 
 
-def run_check(args, splits: dict, spec, with_general: bool) -> DataCheck:
+def run_check(args, splits: dict, spec, with_general: bool, cache: Path | None = None, keep: bool = True) -> DataCheck:
     """The check of `splits` (read_as_trained's) by the recipe's fields `args`; `with_general`: the general tasks'
-    questions too."""
+    questions too. With `cache` (a file): the result kept there is reused when it was made from the same rows, spec,
+    settings and general tasks by the same engine (`reused` then says when it was made); else it is made, and kept
+    there with `keep`."""
     settings = CheckSettings(**{item.name: getattr(args, item.name) for item in fields(CheckSettings)})
+    key = check_key(splits, spec, settings, general_task_names(args) if with_general else [])
+    kept = read_record(cache) if cache else {}
+    if kept.get("key") == key:
+        pairs = [Pair(**pair) for pair in kept["check"]["pairs"]]
+        return DataCheck(**{**kept["check"], "pairs": pairs, "reused": kept["made"]})
+    result = checked(args, splits, spec, settings, with_general)
+    if cache and keep:
+        write_json_atomic(cache, {"key": key, "made": now(), "check": {**asdict(result), "reused": None}})
+    return result
+
+
+def check_key(splits: dict, spec, settings: CheckSettings, tasks: list[str]) -> str:
+    """A sha256 of what decides a check's result: the engine, the settings, the general tasks asked for, the spec,
+    and each split's rows (their columns and values, their positions in their files)."""
+    digest = hashlib.sha256()
+    head = {"engine": ENGINE, "settings": asdict(settings), "tasks": tasks, "num_perm": NUM_PERM,
+            "spec": [spec.kind, spec.template, spec.accepted, spec.answer]}  # fmt: skip
+    digest.update(json.dumps(head, sort_keys=True, default=str).encode())
+    for name in sorted(splits):
+        split = splits[name]
+        digest.update(json.dumps([name, list(map(str, split.frame.columns)), list(split.positions)]).encode())
+        digest.update(split.frame.to_json(orient="values", force_ascii=False).encode())
+    return digest.hexdigest()
+
+
+def checked(args, splits: dict, spec, settings: CheckSettings, with_general: bool) -> DataCheck:
+    """The check itself (`run_check` without its cache)."""
     questions, tasks, skipped = {}, [], []
     if with_general:
         from arabic_sft.general.harness import task_questions

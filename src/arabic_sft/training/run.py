@@ -26,7 +26,7 @@ from arabic_sft.prompts.builder import build_dataset, check_assistant_masks, is_
 from arabic_sft.prompts.masks import describe_examples, format_example
 from arabic_sft.prompts.truncation import apply_truncation_policy
 from arabic_sft.recipe import Recipe
-from arabic_sft.runs import LOG_HISTORY, MANIFEST, finished_run
+from arabic_sft.runs import LOG_HISTORY, MANIFEST, RecipeResults, finished_run
 from arabic_sft.runtime.errors import LostContact, UserError, as_given
 from arabic_sft.runtime.locks import exclusive_output
 from arabic_sft.runtime.manifest import build_manifest, changed_files, now, write_json_atomic
@@ -177,7 +177,11 @@ def load_data(recipe: Recipe, say: Callable[[str], None]) -> TrainingData:
     checked = {}
 
     def dropped(splits, spec) -> list[int]:  # near-duplicates and contamination, found and (when asked) left out
-        checked["check"] = result = run_check(args, splits, spec, with_general=args.decontaminate)
+        cache = RecipeResults(recipe.name).data_check_cache if recipe.name else None
+        # make data-check's kept result, when it is of these rows and settings (training itself keeps none)
+        checked["check"] = result = run_check(args, splits, spec, args.decontaminate, cache, keep=False)
+        if result.reused:
+            say(f"data check: the same rows, settings and engine as the check of {result.reused}: its result reused")
         if result.skipped:
             say(f"data check: general tasks skipped (their data cannot be had here): {', '.join(result.skipped)}")
         if line := result.summary():

@@ -3,8 +3,9 @@ tatweel, alef, yaa and taa marbuta forms, case; punctuation is not a word: arabi
 
 - exact: two rows whose normalized words are the same;
 - near: the Jaccard similarity of their word shingles (`shingle_size` words each) is at least the threshold.
-  Candidates come from MinHash LSH (datasketch), so the search is not quadratic; each candidate pair is then
-  confirmed by its true Jaccard similarity, which is the similarity reported;
+  Candidates come from MinHash LSH (datasketch's MinHash and bands, computed for every row at once by
+  arabic_sft.data.near), so the search is not quadratic; each candidate pair is then confirmed by its true Jaccard
+  similarity, which is the similarity reported;
 - contaminated: a training row shares a span of `ngram` words with a test input or a benchmark question; its
   similarity is the share of that question's `ngram`-word spans found in the training row.
 
@@ -198,7 +199,7 @@ def near_within(index: Index) -> list[tuple[int, int, float, bool]]:
 def near_across(index: Index, other: Rows, other_sets: Rows, hashes: np.ndarray) -> list[tuple[int, int, float, bool]]:
     """(indexed row, other row, similarity, exact) of every indexed row that copies a row of `other`: its exact
     copies, and every row of a group whose first row is near it."""
-    pairs, same = [], {}
+    pairs, same = [], np.full(len(other), -1, dtype=np.int64)  # each other row's exact copy's first row, if any
     for number in range(len(other)):
         group = index.groups.get(other.row(number).tobytes())
         if group:
@@ -209,8 +210,7 @@ def near_across(index: Index, other: Rows, other_sets: Rows, hashes: np.ndarray)
         return pairs
     theirs = band_keys_of(other_sets, hashes, index.bands, len(other), asking)
     a, b = pairs_across(index.keys, index.members, theirs, asking)
-    keep = np.asarray([same.get(int(y)) != int(x) for x, y in zip(a, b)], dtype=bool)
-    keep &= index.bound.possible(a, b, Bound(other_sets, index.threshold))
+    keep = (same[b] != a) & index.bound.possible(a, b, Bound(other_sets, index.threshold))
     a, b = a[keep], b[keep]
     similar = jaccards(index.sets, a, other_sets, b)
     near = similar >= index.threshold

@@ -7,15 +7,14 @@ same bands, the same confirmation, so the same pairs. Written here because datas
 `MinHashLSH.insert` and `query` are Python calls per row and band: 2.5 million of them for 100,000 rows), which
 made the check grow with the square of the rows."""
 
-import hashlib
 import multiprocessing
 import os
-import struct
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from datasketch.hashfunc import sha1_hash32  # datasketch's default hash of a value, as MinHash.bulk hashes it
 
 
 THREADS = max(1, min(2, os.cpu_count() or 1))  # numpy's loops release the GIL: two blocks at once on two cores
@@ -185,11 +184,6 @@ def kgrams(rows: Rows, size: int) -> tuple[np.ndarray, np.ndarray]:
     row_of = np.concatenate([np.repeat(np.arange(len(rows)), long), short])
     order = np.argsort(row_of, kind="stable")
     return np.concatenate([matrix.astype(np.int64), padded])[order], row_of[order]
-
-
-def sha1_hash32(data: bytes) -> int:
-    """datasketch's default hash of a value (datasketch.hashfunc.sha1_hash32): the first 4 bytes of its SHA-1."""
-    return struct.unpack("<I", hashlib.sha1(data).digest()[:4])[0]
 
 
 def signatures(sets: Rows, hashes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:

@@ -222,9 +222,13 @@ def near_across(index: Index, other: Rows, other_sets: Rows, hashes: np.ndarray)
 def check(splits: dict, spec, settings: CheckSettings, questions: dict[str, list[str]] | None = None) -> list[Pair]:
     """Every exact, near and contaminated pair in the recipe's `splits` (arabic_sft.data.splits.read_as_trained),
     most similar first; `questions`: benchmark questions by task name, checked for contamination too."""
+    from tqdm.auto import tqdm
+
     texts = Texts(splits)
     threshold, size = settings.near_duplicate_threshold, settings.shingle_size
     found: list[tuple] = []  # (kind, train row, split, its row, similarity, fields a, fields b or a benchmark's text)
+    bar = tqdm(total=4, desc=f"data check of {len(splits['train'].frame):,} training rows", unit="step", disable=None)
+    bar.set_postfix_str("words, within train")  # a terminal's only: tqdm says nothing into a log (disable=None)
     full = compared_fields(spec, "train")
     train_full = texts.text("train", full)
     others = {name: compared_fields(spec, name) for name in ("validation", "test") if name in splits}
@@ -240,6 +244,8 @@ def check(splits: dict, spec, settings: CheckSettings, questions: dict[str, list
             for a, b, similarity, exact in near_across(index, validation, shingled.sets[1], shingled.hashes)
         ]
     del index, shingled  # a million rows: the next index's memory
+    bar.update(2)
+    bar.set_postfix_str("train against test")
     if "test" in others:
         fields = others["test"]
         mine, theirs = texts.text("train", fields), texts.text("test", fields)
@@ -250,6 +256,8 @@ def check(splits: dict, spec, settings: CheckSettings, questions: dict[str, list
             for a, b, similarity, exact in near_across(inputs_index, theirs, inputs.sets[1], inputs.hashes)
         ]
         del inputs_index, inputs
+    bar.update(1)
+    bar.set_postfix_str("contamination")
     sources, items = contamination_items(texts, others, spec, questions or {})
     n = settings.contamination_ngram
     candidates = rows_sharing_a_span(train_full, list(sources.values()), n)
@@ -257,6 +265,8 @@ def check(splits: dict, spec, settings: CheckSettings, questions: dict[str, list
     for k, source, b, similarity in contamination([train_full.row(i).tolist() for i in candidates], tokens, n):
         fields_b = others["test"] if source == "test" else items[source][b]
         found.append(("contaminated", int(candidates[k]), source, b, similarity, full, fields_b))
+    bar.update(1)
+    bar.close()
     return pairs_of(found, splits, texts)
 
 

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from arabic_sft.data.arabic import words
 from arabic_sft.data.near import (
     Bound,
     Rows,
@@ -43,10 +42,6 @@ NUM_PERM = 128  # MinHash permutations, cut into LSH bands by `lsh_bands`
 MISS = 1e-3  # the highest chance that LSH misses a pair exactly at the threshold (more similar ones: less)
 MINHASH_SEED = 1
 PAIR_COLUMNS = ("kind", "split_a", "row_a", "split_b", "row_b", "similarity", "text_a", "text_b")
-
-
-def row_words(row: dict, fields: Sequence[str]) -> list[str]:
-    return [word for name in fields for word in words(row.get(name, ""))]
 
 
 def row_text(row: dict, fields: Sequence[str]) -> str:
@@ -135,7 +130,7 @@ def compared_fields(spec, other: str) -> list[str]:
 
 class Texts:
     """The words of the splits' columns as ids (arabic_sft.data.near), read once: a split's text of some fields is
-    each row's words of those fields, in order (a column the split lacks is empty, as `row_words` reads it)."""
+    each row's words of those fields, in order (a column the split lacks is empty)."""
 
     def __init__(self, splits: dict):
         self.splits, self.vocabulary, self.columns = splits, Vocabulary(), {}

@@ -23,10 +23,6 @@ from arabic_sft.scoring.scored import Run, identical_predictions, load_system, m
 from arabic_sft.scoring.tables import LOWER_IS_BETTER, label
 
 
-# The systems' kinds, in the order a recipe's are listed.
-KINDS = ("fine-tuned", "baseline", "endpoint")
-
-
 @dataclass
 class System:
     """A scored system of a recipe: its name on the board, its kind, and its metrics JSON (a list: one system of
@@ -34,7 +30,7 @@ class System:
 
     name: str
     recipe: str
-    kind: str
+    kind: str  # fine-tuned, baseline or endpoint
     metrics: Path | list[Path]
 
     @property

@@ -19,43 +19,8 @@ import pandas as pd
 from arabic_sft.runs import RecipeResults, beside, manifest_of, read_record
 from arabic_sft.runtime.errors import UserError
 from arabic_sft.scoring.compare import compare
-from arabic_sft.scoring.scored import Run, identical_predictions, load_system, metric_keys
+from arabic_sft.scoring.scored import Run, System, identical_predictions, load_system, metric_keys, recipe_systems
 from arabic_sft.scoring.tables import LOWER_IS_BETTER, label
-
-
-@dataclass
-class System:
-    """A scored system of a recipe: its name on the board, its kind, and its metrics JSON (a list: one system of
-    several seeds)."""
-
-    name: str
-    recipe: str
-    kind: str  # fine-tuned, baseline or endpoint
-    metrics: Path | list[Path]
-
-    @property
-    def first(self) -> Path:
-        return self.metrics[0] if isinstance(self.metrics, list) else self.metrics
-
-
-def recipe_systems(recipe: str, split: str = "test", each_seed: bool = False) -> list[System]:
-    """The systems scored on `split` in results/RECIPE/: the fine-tuned run (the seeds as one system, or each seed
-    with `each_seed`), the baselines (zero-shot first), the endpoints; those not scored are not there."""
-    results = RecipeResults(recipe)
-    systems = []
-    if results.tuned.metrics(split).is_file():
-        systems.append(System(recipe, recipe, "fine-tuned", results.tuned.metrics(split)))
-    seeds = [(seed, path) for seed in results.seeds() if (path := results.seed(seed).metrics(split)).is_file()]
-    if seeds and each_seed:
-        systems += [System(f"{recipe}/seed-{seed}", recipe, "fine-tuned", path) for seed, path in seeds]
-    elif seeds:
-        numbers = ", ".join(str(seed) for seed, _ in seeds)
-        systems.append(System(f"{recipe} (seeds {numbers})", recipe, "fine-tuned", [path for _, path in seeds]))
-    for kind, folders in (("baseline", [results.baseline(), *results.few_shot_baselines()]),
-                          ("endpoint", results.endpoints())):  # fmt: skip
-        systems += [System(f"{recipe}/{folder.path.name}", recipe, kind, folder.metrics(split))
-                    for folder in folders if folder.metrics(split).is_file()]  # fmt: skip
-    return systems
 
 
 def rows_digest(metrics: Path) -> tuple[str, int]:

@@ -121,20 +121,55 @@ def group_labels(run: Run, column: str) -> list[str]:
     return frame[found].fillna("").astype(str).str.strip().replace("", "(empty)").tolist()
 
 
+@dataclass
+class System:
+    """A scored system of a recipe: its name on the board, its kind, and its metrics JSON (a list: one system of
+    several seeds)."""
+
+    name: str
+    recipe: str
+    kind: str  # fine-tuned, baseline or endpoint
+    metrics: Path | list[Path]
+
+    @property
+    def first(self) -> Path:
+        return self.metrics[0] if isinstance(self.metrics, list) else self.metrics
+
+
+def recipe_systems(recipe: str, split: str = "test", each_seed: bool = False) -> list[System]:
+    """The systems scored on `split` in results/RECIPE/: the fine-tuned run (the seeds as one system, or each seed
+    with `each_seed`), the baselines (zero-shot first), the endpoints; those not scored are not there."""
+    results = RecipeResults(recipe)
+    systems = []
+    if results.tuned.metrics(split).is_file():
+        systems.append(System(recipe, recipe, "fine-tuned", results.tuned.metrics(split)))
+    seeds = [(seed, path) for seed in results.seeds() if (path := results.seed(seed).metrics(split)).is_file()]
+    if seeds and each_seed:
+        systems += [System(f"{recipe}/seed-{seed}", recipe, "fine-tuned", path) for seed, path in seeds]
+    elif seeds:
+        numbers = ", ".join(str(seed) for seed, _ in seeds)
+        systems.append(System(f"{recipe} (seeds {numbers})", recipe, "fine-tuned", [path for _, path in seeds]))
+    for kind, folders in (("baseline", [results.baseline(), *results.few_shot_baselines()]),
+                          ("endpoint", results.endpoints())):  # fmt: skip
+        systems += [System(f"{recipe}/{folder.path.name}", recipe, kind, folder.metrics(split))
+                    for folder in folders if folder.metrics(split).is_file()]  # fmt: skip
+    return systems
+
+
 def recipe_runs(name: str, split: str) -> tuple[Path, list[Path | list[Path]]]:
     """(the zero-shot baseline's metrics, [each few-shot baseline's, then the fine-tuned run's]) of a recipe's
-    results/NAME folder, as `make baseline` and `make eval` write them. Runs trained with several seeds
-    (results/NAME/seed-N/, make train SEEDS=...) come last, as one list: one system (`load_system`)."""
+    results/NAME folder (`recipe_systems`, endpoints aside). Runs trained with several seeds (results/NAME/seed-N/,
+    make train SEEDS=...) come last, as one list: one system (`load_system`)."""
     results = RecipeResults(name)
     baseline = results.baseline().metrics(split)
     if not baseline.is_file():
         raise UserError(f"{baseline}: not found; run make baseline RECIPE={name} first")
-    tuned = results.tuned.metrics(split)
-    seeds = [path for seed in results.seeds() if (path := results.seed(seed).metrics(split)).is_file()]
-    if not tuned.is_file() and not seeds:
-        raise UserError(f"{tuned}: not found; run make eval RECIPE={name} first")
-    shots = [path for folder in results.few_shot_baselines() if (path := folder.metrics(split)).is_file()]
-    return baseline, [*shots, *([tuned] if tuned.is_file() else []), *([seeds] if seeds else [])]
+    systems = recipe_systems(name, split)
+    tuned = [system.metrics for system in systems if system.kind == "fine-tuned"]
+    if not tuned:
+        raise UserError(f"{results.tuned.metrics(split)}: not found; run make eval RECIPE={name} first")
+    shots = [system.metrics for system in systems if system.kind == "baseline" and system.metrics != baseline]
+    return baseline, [*shots, *tuned]
 
 
 def load_system(path: Path | list[Path], name: str | None = None) -> Run:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from arabic_sft.data.mixture import SOURCE
 from arabic_sft.data.near import (
     Bound,
     Rows,
@@ -42,6 +43,7 @@ NUM_PERM = 128  # MinHash permutations, cut into LSH bands by `lsh_bands`
 MISS = 1e-3  # the highest chance that LSH misses a pair exactly at the threshold (more similar ones: less)
 MINHASH_SEED = 1
 PAIR_COLUMNS = ("kind", "split_a", "row_a", "split_b", "row_b", "similarity", "text_a", "text_b")
+SOURCE_COLUMNS = ("source_a", "source_b")  # a mixture's pairs: each row's source (data.mixture), its row in its file
 
 
 def row_text(row: dict, fields: Sequence[str]) -> str:
@@ -75,6 +77,8 @@ class Pair:
     similarity: float
     text_a: str
     text_b: str
+    source_a: str = ""  # a mixture's: the source of each row (row_a, row_b: positions in that source's file)
+    source_b: str = ""
 
     def record(self) -> dict:
         return asdict(self)
@@ -124,7 +128,7 @@ def compared_fields(spec, other: str) -> list[str]:
     inputs)."""
     if spec.kind == "messages":
         return ["messages"]
-    inputs = ["prompt"] if spec.kind == "prompt_completion" else list(spec.inputs)
+    inputs = ["prompt"] if spec.kind == "prompt_completion" else list(spec.compared or spec.inputs)
     return inputs if other == "test" else [*inputs, spec.answer if spec.kind != "prompt_completion" else "completion"]
 
 
@@ -279,14 +283,18 @@ def pairs_of(found: list[tuple], splits: dict, texts: Texts) -> list[Pair]:
             wanted[split, tuple(fields_b)].add(b)
     read = {key: texts.row_texts(key[0], sorted(rows), key[1]) for key, rows in wanted.items()}
     train = splits["train"]
+    origin = {name: split.frame[SOURCE].tolist() if SOURCE in split.frame.columns else None
+              for name, split in splits.items()}  # fmt: skip
     pairs = []
     for name, a, split, b, similarity, fields_a, fields_b in found:
         text_b = fields_b if isinstance(fields_b, str) else read[split, tuple(fields_b)][b]
         position_b = splits[split].positions[b] if split in splits else b
+        sources = (origin["train"][a], origin[split][b] if split in splits else "") if origin["train"] else ()
         pairs.append(Pair(name, "train", train.positions[a], split, position_b, round(similarity, 6),
-                          read["train", tuple(fields_a)][a], text_b))  # fmt: skip
+                          read["train", tuple(fields_a)][a], text_b, *sources))  # fmt: skip
     order = {"exact": 0, "near": 1, "contaminated": 2}
-    return sorted(pairs, key=lambda p: (-p.similarity, order[p.kind], p.split_b, p.row_a, p.row_b))
+    return sorted(pairs, key=lambda p: (-p.similarity, order[p.kind], p.split_b, p.row_a, p.row_b, p.source_a,
+                                        p.source_b))  # fmt: skip
 
 
 def contamination_items(texts: Texts, others: dict, spec, questions: dict[str, list[str]]) -> tuple[dict, dict]:
@@ -302,29 +310,40 @@ def contamination_items(texts: Texts, others: dict, spec, questions: dict[str, l
     return sources, items
 
 
-def dropped_rows(pairs: Iterable[Pair], deduplicate: str, decontaminate: bool, positions: Sequence[int]) -> list[int]:
+def dropped_rows(
+    pairs: Iterable[Pair], deduplicate: str, decontaminate: bool, positions: Sequence[int], sources: Sequence = ()
+) -> list[int]:
     """The training rows (positions in the train frame) to leave out: the later copy of each duplicate within train
     (the first copy kept: a row is dropped only as the copy of a row that is kept), every training row that copies a
-    validation or test row, and with `decontaminate` every contaminated one."""
+    validation or test row, and with `decontaminate` every contaminated one. `sources`: a mixture's, each training
+    row's source (a row is its source and its position in that source's file)."""
     kinds = {"none": set(), "exact": {"exact"}, "near": {"exact", "near"}}[deduplicate]
-    at = {position: number for number, position in enumerate(positions)}
+    at = {(source, position): number for number, (source, position)
+          in enumerate(zip(sources or [""] * len(positions), positions))}  # fmt: skip
     drop: set[int] = set()
     within = defaultdict(list)
+    exact_copies = set()
     for pair in pairs:
+        a, b = at[pair.source_a, pair.row_a], at.get((pair.source_b, pair.row_b))  # b: a training row's number
         if pair.kind in kinds and pair.split_b == "train":
-            within[at[pair.row_b]].append(at[pair.row_a])
+            within[b].append(a)
         elif pair.kind in kinds or (decontaminate and pair.kind == "contaminated"):
-            drop.add(at[pair.row_a])
-    exact_copies = {at[pair.row_b] for pair in pairs if pair.kind == "exact" and pair.split_b == "train"}
+            drop.add(a)
+        if pair.kind == "exact" and pair.split_b == "train":
+            exact_copies.add(b)
     for later in sorted(within):  # in order: an earlier row is decided before any later copy of it
         if later in exact_copies or any(earlier not in drop for earlier in within[later]):
             drop.add(later)
     return sorted(drop)
 
 
-def counts(pairs: Sequence[Pair]) -> dict:
-    """Pairs per kind and split pair, e.g. {"exact": {"train-train": 3}, "near": {"train-test": 1}}."""
+def counts(pairs: Sequence[Pair], by_source: bool = False) -> dict:
+    """Pairs per kind and split pair, e.g. {"exact": {"train-train": 3}, "near": {"train-test": 1}}; `by_source`:
+    per kind and pair of a mixture's sources and splits, e.g. {"exact": {"train:medical-test:proverbs": 1}}."""
     found: dict[str, Counter] = defaultdict(Counter)
     for pair in pairs:
-        found[pair.kind][f"{pair.split_a}-{pair.split_b}"] += 1
+        if by_source:
+            found[pair.kind][f"{pair.split_a}:{pair.source_a}-{pair.split_b}:{pair.source_b or '-'}"] += 1
+        else:
+            found[pair.kind][f"{pair.split_a}-{pair.split_b}"] += 1
     return {kind: dict(found[kind]) for kind in ("exact", "near", "contaminated") if kind in found}

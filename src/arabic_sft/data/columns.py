@@ -25,13 +25,15 @@ class DataSpec:
     """How rows become examples. `kind`: 'template' (the prompt template filled with input columns, one answer
     column), 'messages' (TRL's conversational format) or 'prompt_completion' (TRL's prompt/completion columns).
     `accepted`: each field (placeholder) and the column names that may hold it; `answer`: the answer's field;
-    `output`: predictions CSV names the recipe sets (`output_columns`; `generated` names the generated column)."""
+    `output`: predictions CSV names the recipe sets (`output_columns`; `generated` names the generated column);
+    `compared`: the fields the data check compares rows by, when not the inputs (a mixture's: data.mixture)."""
 
     kind: str
     template: str | None
     accepted: dict[str, tuple[str, ...]]
     answer: str
     output: dict[str, str]
+    compared: tuple[str, ...] = ()
 
     @property
     def inputs(self) -> list[str]:

@@ -1,6 +1,7 @@
 """A recipe's splits: each from its file or `datasets` split, or held out of train by a seeded fraction (recorded for
 generation), subsampled for training, and checked for rows repeated across splits."""
 
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -9,6 +10,7 @@ import pandas as pd
 
 from arabic_sft.data.columns import DataSpec, Split, data_spec, select
 from arabic_sft.data.formats import load_dataset_split, read_table
+from arabic_sft.data.mixture import MIXTURE, NAMES, SOURCE, ranges, rendered, sources, weighted_rows
 from arabic_sft.runtime.errors import UserError
 
 
@@ -16,7 +18,24 @@ SPLITS = ("train", "validation", "test")
 
 
 def has_source(recipe, split: str) -> bool:
+    """Whether the recipe (a source of its `datasets`) names a file or dataset split for `split`."""
+    if getattr(recipe, "datasets", None):
+        return any(has_source(source.args, split) for source in sources(recipe))
     return bool(getattr(recipe, f"{split}_file") or (recipe.dataset_name and getattr(recipe, f"{split}_split")))
+
+
+def has_rows(recipe, split: str) -> bool:
+    """Whether the recipe (a source of its `datasets`) has rows for `split`: its own, or held out of train."""
+    if getattr(recipe, "datasets", None):
+        return any(has_rows(source.args, split) for source in sources(recipe))
+    return split == "train" or has_source(recipe, split) or bool(getattr(recipe, f"{split}_fraction"))
+
+
+def data_files(recipe, wanted=SPLITS) -> list[str]:
+    """The local files the recipe's splits among `wanted` are read from (every source's), for the sha256 a run
+    manifest records."""
+    views = [source.args for source in sources(recipe)] if getattr(recipe, "datasets", None) else [recipe]
+    return [str(path) for view in views for split in wanted if (path := getattr(view, f"{split}_file"))]
 
 
 def read_source(recipe, split: str) -> tuple[pd.DataFrame, str] | None:
@@ -36,6 +55,10 @@ def check_first_rows(recipe, wanted=SPLITS, rows: int = 5) -> None:
     """The local data files the recipe names among `wanted`, checked on their first `rows` rows as loading checks
     them (a missing file, a renamed column, an empty answer there: the same one line), without reading them whole:
     the console program refuses those in the command's first second. Hub datasets are left to the full load."""
+    if getattr(recipe, "datasets", None):
+        for source in sources(recipe):
+            check_first_rows(source.args, wanted, rows)
+        return
     for split in wanted:
         if path := getattr(recipe, f"{split}_file"):
             frame = read_table(path, recipe.csv_encoding, rows)
@@ -77,8 +100,10 @@ def load_splits(
     Each split comes from its file or `dataset_name` split; when the recipe has none for validation or test and sets
     `validation_fraction` / `test_fraction`, those rows are held out of train, seeded (recorded in the run manifest:
     generation later uses exactly those rows). `require_answer` applies to the test split; `keep`: columns carried
-    beside the fields, and `keep_if_present` (`select`).
+    beside the fields, and `keep_if_present` (`select`). A recipe with several sources (`datasets`): `load_mixture`.
     """
+    if getattr(recipe, "datasets", None):
+        return load_mixture(recipe, seed, wanted, require_answer, keep, keep_if_present)
     fractions = {split: getattr(recipe, f"{split}_fraction") for split in ("validation", "test")}
     held_out = [split for split, fraction in fractions.items() if fraction and not has_source(recipe, split)]
     raw = {split: read_source(recipe, split) for split in SPLITS if split in wanted or (split == "train" and held_out)}
@@ -114,6 +139,45 @@ def load_splits(
             answer = require_answer or split != "test"
             splits[split] = select(*raw[split], spec, answer, recipe.empty_cells, keep, keep_if_present)
     return splits, spec, record
+
+
+def load_mixture(recipe, seed: int, wanted, require_answer: bool, keep: tuple[str, ...], keep_if_present: bool):
+    """`load_splits` of a recipe with several sources (data.mixture): each source's splits among `wanted` read as a
+    one-source recipe reads them, its training rows weighted, rendered by its own prompt and stood together in the
+    recipe's order; the record says, per source, its weight, the training rows used (positions in its file, as
+    runs) and the rows held out."""
+    keep = tuple(name for name in keep if name.lower() != SOURCE)  # the mixture's own column
+    parts: dict[str, list[tuple]] = defaultdict(list)
+    record: dict = {"source": "the mixture", "seed": seed, "sources": []}
+    for number, source in enumerate(sources(recipe)):
+        have = tuple(split for split in wanted if has_rows(source.args, split))
+        if not have:
+            continue
+        splits, spec, held = load_splits(source.args, seed, have, require_answer, keep, keep_if_present)
+        entry = {"id": source.id, "weight": source.weight() or "all", "read": {}}
+        for name, split in splits.items():
+            frame, positions = rendered(split, spec, source.id), split.positions
+            if name == "train" and (rows := weighted_rows(len(frame), source, seed, number)) is not None:
+                frame, positions = frame.iloc[rows].reset_index(drop=True), tuple(positions[i] for i in rows)
+            entry["read"][name] = split.source
+            entry[f"{name}_rows"] = {"count": len(frame), "of": len(split.frame), "positions": ranges(positions)}
+            parts[name].append((frame, positions, source.id))
+        for name in ("validation", "test"):
+            if held and f"{name}_rows" in held:
+                record.setdefault(f"{name}_rows", {})[source.id] = held[f"{name}_rows"]
+        record["sources"].append(entry)
+    if not parts:
+        raise UserError(f"no source of the recipe's datasets has {' or '.join(wanted)} rows")
+    splits = {}
+    for name in wanted:
+        if items := parts.get(name):
+            frame = pd.concat([item[0] for item in items], ignore_index=True)
+            carried = tuple(column for column in frame.columns if column not in ("prompt", "answer", "input"))
+            frame[list(carried)] = frame[list(carried)].fillna("")  # a column one source carries and another lacks
+            where = f"the {name} rows of {', '.join(item[2] for item in items)}"
+            positions = tuple(position for item in items for position in item[1])
+            splits[name] = Split(frame, dict(NAMES), where, carried, positions)
+    return splits, MIXTURE, record
 
 
 def subsample_rows(num_rows: int, fraction: float, seed: int) -> list[int]:

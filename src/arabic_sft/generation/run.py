@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from arabic_sft.data.columns import prediction_columns
 from arabic_sft.data.fewshot import choose_shots
-from arabic_sft.data.splits import has_source, load_splits
+from arabic_sft.data.splits import data_files, has_rows, load_splits
 from arabic_sft.generation.batched import deal_batches, iter_generations
 from arabic_sft.generation.endpoint import Endpoint
 from arabic_sft.generation.settings import GenerateOptions, GenerationSettings
@@ -39,8 +39,9 @@ def data_arguments(args: GenerateOptions, recipe: Recipe | None) -> RecipeArgume
     changes.update({key: getattr(args, key) for key in flags if getattr(args, key, None)})
     if getattr(args, "group_column", None) is not None:  # "" : no group column
         changes["group_column"] = args.group_column or None
-    if args.test_path:  # a file given on the command line is used whole
+    if args.test_path:  # a file given on the command line is used whole (a mixture's: by the recipe's prompt fields)
         changes.update({f"{args.split}_file": args.test_path, f"{args.split}_fraction": 0.0, "dataset_name": None})
+        changes["datasets"] = None
     try:
         return replace(recipe.args if recipe else RecipeArguments(), **changes)
     except ValueError as error:
@@ -74,7 +75,7 @@ def resolve(args: GenerateOptions) -> tuple[GenerationSettings, RecipeArguments]
         and not (args.checkpoint_dir or args.base_id or args.baseline)
     ):
         raise UserError(f"{args.config}: output_dir is not set, so there is no trained model to load")
-    if not has_source(data, args.split) and not getattr(data, f"{args.split}_fraction"):
+    if not has_rows(data, args.split):
         raise UserError(
             f"{args.config}: no {args.split} data in the recipe; give --test_path"
             if args.config
@@ -125,7 +126,7 @@ def training_manifest(settings: GenerationSettings) -> dict | None:
 def data_as_trained(settings: GenerationSettings, data: RecipeArguments) -> None:
     """The data files this generation reads and the training run recorded have the same sha256 as then: a row added
     to a test file after training, or a changed training file behind a fraction split, is refused."""
-    paths = [getattr(data, f"{split}_file") for split in ("train", settings.split)]
+    paths = data_files(data, ("train", settings.split))
     if changed := changed_files(training_manifest(settings), paths):
         accept = as_given(
             "--accept_changed_data", "GENERATE_ARGS=--accept_changed_data", "--generate_args=--accept_changed_data"
@@ -326,8 +327,7 @@ def write_predictions(out: Path, data, spec, split, rows: list, done: dict, star
     with atomic_path(out) as temporary:
         predictions.to_csv(temporary, index=False, encoding="utf-8")
     remove_partial(out)
-    files = [getattr(data, f"{name}_file") for name in ("train", configs["generation"]["split"])
-             if getattr(data, f"{name}_file")]  # fmt: skip
+    files = data_files(data, ("train", configs["generation"]["split"]))
     write_json_atomic(manifest_of(out), build_manifest(configs, files, started))
     print(f"wrote {len(predictions)} predictions to {out}")
     return [out, manifest_of(out)]

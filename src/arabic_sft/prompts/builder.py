@@ -11,6 +11,7 @@ import pandas as pd
 from datasets import Dataset
 
 from arabic_sft.data.columns import DataSpec
+from arabic_sft.data.mixture import SOURCE
 from arabic_sft.runtime.errors import UserError
 
 
@@ -123,10 +124,19 @@ def prompt_token_ids(tokenizer, prompt: str | list[dict]) -> list[int]:
 
 
 def build_dataset(data: pd.DataFrame, spec: DataSpec, conversational: bool) -> Dataset:
-    """A TRL dataset of `data`'s rows; `answer` keeps the raw answer text for inspection."""
+    """A TRL dataset of `data`'s rows; `answer` keeps the raw answer text for inspection (and a mixture's `source`,
+    each row's source: data.mixture)."""
     rows = data.to_dict("records")
+    mixed = SOURCE in data.columns
     return Dataset.from_list(
-        [{**build_example(row, spec, conversational), "answer": reference_answer(row, spec)} for row in rows]
+        [
+            {
+                **build_example(row, spec, conversational),
+                "answer": reference_answer(row, spec),
+                **({SOURCE: row[SOURCE]} if mixed else {}),
+            }
+            for row in rows
+        ]
     )
 
 

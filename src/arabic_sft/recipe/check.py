@@ -45,6 +45,19 @@ def read_preset(task: str, source: str | Path = "arguments") -> dict:
     return preset
 
 
+def with_presets(values: dict, source: str | Path) -> dict:
+    """The recipe's values with its task preset's fields under its own, and each source of its `datasets` with its
+    own `task` preset's fields under the source's."""
+    if task := values.get("task"):
+        values = {**read_preset(task, source), **values}
+    if isinstance(values.get("datasets"), list):
+        values["datasets"] = [
+            {**read_preset(item["task"], source), **item} if isinstance(item, dict) and item.get("task") else item
+            for item in values["datasets"]
+        ]
+    return values
+
+
 @dataclass(frozen=True)
 class Field:
     name: str
@@ -165,8 +178,7 @@ def check_values(path: str | Path, values: dict) -> dict:
         raise UserError(f"{path}: unknown recipe key(s): {', '.join(hints)} (see --help for the fields)")
     if not isinstance(values.pop("env", {}), dict):
         raise UserError(f"{path}: env: must be a mapping of variable: value")
-    if task := values.get("task"):
-        values = {**read_preset(task, path), **values}
+    values = with_presets(values, path)
     values = {name: typed(known[name], value, str(path)) for name, value in values.items()}
     ours = {name: value for name, value in values.items() if name in our_fields()}
     try:

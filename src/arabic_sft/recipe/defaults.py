@@ -15,8 +15,14 @@ EVAL_DEFAULTS = {"eval_strategy": "steps", "eval_steps": 0.2}
 LORA_LEARNING_RATE = 2.0e-4
 
 
+VALIDATION_FIELDS = ("validation_file", "validation_split", "validation_fraction")
+
+
 def has_validation(values: dict) -> bool:
-    return bool(values.get("validation_file") or values.get("validation_split") or values.get("validation_fraction"))
+    """Whether the recipe (or a source of its `datasets`, or the recipe for every source) names validation rows."""
+    sources = values.get("datasets") if isinstance(values.get("datasets"), list) else []
+    return any(bool(item.get(name) if isinstance(item, dict) and name in item else values.get(name))
+               for item in [values, *sources] for name in VALIDATION_FIELDS)  # fmt: skip
 
 
 def project_defaults(values: dict, explicit: set[str]) -> dict:
@@ -25,6 +31,8 @@ def project_defaults(values: dict, explicit: set[str]) -> dict:
     defaults = {name: value for name, value in PROJECT_DEFAULTS.items() if name not in explicit}
     if "eval_strategy" not in explicit and has_validation(values):
         defaults.update({name: value for name, value in EVAL_DEFAULTS.items() if name not in explicit})
+    if "group_column" not in explicit and values.get("datasets"):
+        defaults["group_column"] = "source"  # a mixture's results per source (its rows carry it: data.mixture)
     if "learning_rate" not in explicit and values.get("use_peft"):
         defaults["learning_rate"] = LORA_LEARNING_RATE
     return defaults

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from arabic_sft.named import read_yaml
-from arabic_sft.recipe.check import check_values, read_preset
+from arabic_sft.recipe.check import check_values, read_preset, with_presets
 from arabic_sft.recipe.defaults import project_defaults
 from arabic_sft.recipe.help import DESCRIPTION, USAGE, short_help
 from arabic_sft.recipe.schema import RECIPES_DIR, RecipeArguments
@@ -169,8 +169,7 @@ def load_recipe(args: list[str] | None = None) -> Recipe:
         raise UserError(f"{path}: env: must be a mapping of variable: value")
     for key, value in values.pop("env", {}).items():  # as TRL's parser does
         os.environ[key] = str(value)
-    if task := values.get("task"):
-        values = {**read_preset(task, path), **values}
+    values = with_presets(values, path)
     if task := _flag_value(overrides, "--task"):
         values = {**values, **read_preset(task, "--task"), "task": task}
     parser.set_defaults_with_config(**values)

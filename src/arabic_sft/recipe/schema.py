@@ -5,6 +5,7 @@ file, probes the machine or prints."""
 
 import json
 from dataclasses import dataclass, field, fields, replace
+from pathlib import PurePath
 
 from arabic_sft import named
 from arabic_sft.runtime.errors import UserError
@@ -61,6 +62,14 @@ class DataArguments:
         "drop",
         "Rows with an empty required cell: 'drop' (with a count) or 'error'.",
         choices=["drop", "error"],
+    )
+    datasets: list | str | None = _field(
+        "data",
+        None,
+        "Several sources in one recipe (instead of train_file/dataset_name): a list, each {id, train_file or path "
+        "(TRL's: a dataset or directory, with name and split), fraction (of its training rows) or rows (a number), "
+        "and where it differs: test_file, validation/test_fraction, task, prompt_template, columns...}; sampled "
+        "with `seed`, every row remembering its source (docs/data.md).",
     )
 
 
@@ -316,16 +325,17 @@ class RecipeArguments(
     TRL's `ModelConfig`, training fields its `SFTConfig`."""
 
     def __post_init__(self):
-        for name in ("columns", "output_columns", "endpoints"):  # a mapping; on the command line, as JSON
-            value = getattr(self, name)
+        for name in ("columns", "output_columns", "endpoints", "datasets"):  # on the command line, as JSON
+            value, kind = getattr(self, name), list if name == "datasets" else dict
             if isinstance(value, str):
                 try:
                     setattr(self, name, value := json.loads(value))
                 except json.JSONDecodeError:
-                    raise ValueError(f"{name}: not a JSON mapping: {value}") from None
-            if value is not None and not isinstance(value, dict):
-                raise ValueError(f"{name}: must be a mapping, got {value!r}")
+                    raise ValueError(f"{name}: not JSON: {value}") from None
+            if value is not None and not isinstance(value, kind):
+                raise ValueError(f"{name}: must be a {'list' if kind is list else 'mapping'}, got {value!r}")
         check_endpoints(self.endpoints)
+        check_sources(self)
         if not 0 < self.near_duplicate_threshold <= 1:
             raise ValueError(f"near_duplicate_threshold: {self.near_duplicate_threshold} is not in (0, 1]")
         for name in ("shingle_size", "contamination_ngram"):
@@ -354,6 +364,59 @@ def check_endpoints(endpoints: dict | None) -> None:
                              "concurrency)")  # fmt: skip
         if wrong := [key for key, value in settings.items() if not isinstance(value, ENDPOINT_KEYS[key])]:
             raise ValueError(f"endpoints: {name}: {wrong[0]} must be a {ENDPOINT_KEYS[wrong[0]].__name__}")
+
+
+# What a source of `datasets` may say beyond the data and prompt fields a recipe has (those it may say too): TRL's
+# DatasetConfig names (path, name, split, fraction) and ours (id, rows, task: the recipe loader puts the preset's
+# fields under the source's own).
+SOURCE_KEYS = {"id", "path", "name", "split", "fraction", "rows", "task"}
+SOURCE_FIELDS = (
+    *("train_file", "validation_file", "test_file", "dataset_name", "dataset_config", "dataset_revision"),
+    *("train_split", "validation_split", "test_split", "validation_fraction", "test_fraction", "csv_encoding"),
+    *("empty_cells", "prompt_template", "columns", "answer_column", "output_columns"),
+)
+
+
+def check_sources(args) -> None:
+    """The recipe's `datasets`: each source a mapping with known keys that names its training data, with a unique id
+    and one weight at most; the recipe itself names no other data files (a source names its own)."""
+    if args.datasets is None:
+        return
+    if not args.datasets:
+        raise ValueError("datasets: an empty list; name one source or more, or drop the key")
+    if given := [name for name in ("train_file", "dataset_name", "validation_file", "test_file", "validation_split",
+                                   "test_split") if getattr(args, name)]:  # fmt: skip
+        raise ValueError(f"datasets and {given[0]}: give each source's data in its entry of datasets")
+    ids = [check_source(number, source) for number, source in enumerate(args.datasets, 1)]
+    if repeated := sorted({name for name in ids if ids.count(name) > 1}):
+        raise ValueError(f"datasets: the id {repeated[0]} names two sources; give each its own `id`")
+
+
+def check_source(number: int, source) -> str:
+    """One source of `datasets` (`number` in the list, from 1) checked; its id."""
+    where = f"datasets: source {number}"
+    if not isinstance(source, dict):
+        raise ValueError(f"{where}: a mapping (id, train_file or path, fraction...), got {source!r}")
+    if unknown := sorted(set(source) - SOURCE_KEYS - set(SOURCE_FIELDS)):
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(SOURCE_KEYS))}, "
+                         "and the recipe's data and prompt fields)")  # fmt: skip
+    if not (source.get("train_file") or source.get("path") or source.get("dataset_name")):
+        raise ValueError(f"{where}: name its training data (train_file, path or dataset_name)")
+    fraction, rows = source.get("fraction"), source.get("rows")
+    if fraction is not None and rows is not None:
+        raise ValueError(f"{where}: fraction or rows, not both")
+    if fraction is not None and not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+        raise ValueError(f"{where}: fraction {fraction!r} is not in (0, 1] (a share of its training rows)")
+    if rows is not None and not (isinstance(rows, int) and not isinstance(rows, bool) and rows > 0):
+        raise ValueError(f"{where}: rows {rows!r}: give a whole number of training rows, 1 or more")
+    return str(source.get("id") or source_name(source))
+
+
+def source_name(source: dict) -> str:
+    """A source's name when it gives no `id`: its training file's stem, else its dataset's name."""
+    if file := source.get("train_file"):
+        return PurePath(str(file)).stem
+    return PurePath(str(source.get("path") or source.get("dataset_name"))).name
 
 
 def fields_in(*groups: str) -> tuple[str, ...]:

@@ -41,9 +41,8 @@ def shorten(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def table(result) -> str:
-    """The counts: one row per kind, one column per split pair."""
-    found = result.counts()
+def table(found: dict) -> str:
+    """The counts (`DataCheck.counts`): one row per kind, one column per split pair (or pair of sources)."""
     columns = sorted({where for kinds in found.values() for where in kinds}, key=lambda c: (c != "train-train", c))
     if not columns:
         return "no duplicate or contaminated rows"
@@ -58,8 +57,8 @@ def run(args: argparse.Namespace) -> list[Path]:
     """Check as `args` (this stage's command line) say; what it wrote: the summary and the pairs."""
     import pandas as pd
 
-    from arabic_sft.data.cleaning import PAIR_COLUMNS
-    from arabic_sft.data.splits import read_as_trained
+    from arabic_sft.data.cleaning import PAIR_COLUMNS, SOURCE_COLUMNS, counts
+    from arabic_sft.data.splits import data_files, read_as_trained
     from arabic_sft.recipe import load_recipe
     from arabic_sft.runs import RecipeResults
     from arabic_sft.runtime.manifest import atomic_path, build_manifest, now, write_json_atomic
@@ -81,10 +80,11 @@ def run(args: argparse.Namespace) -> list[Path]:
     if result.reused:
         print(f"data check: the same rows, settings and engine as the check of {result.reused}: its result reused "
               f"({results.data_check_cache})")  # fmt: skip
-    frame = pd.DataFrame([pair.record() for pair in result.pairs], columns=list(PAIR_COLUMNS))
+    columns = [*PAIR_COLUMNS, *(SOURCE_COLUMNS if data.datasets else ())]
+    frame = pd.DataFrame([pair.record() for pair in result.pairs], columns=columns)
     with atomic_path(results.data_check_pairs) as temporary:
         frame.to_csv(temporary, index=False, encoding="utf-8")
-    files = [getattr(data, f"{name}_file") for name in ("train", "validation", "test")]
+    files = data_files(data)
     record = {**result.record(), "sources": {name: split.source for name, split in splits.items()}}
     write_json_atomic(results.data_check, build_manifest({"data_check": record}, files, started))
 
@@ -97,11 +97,14 @@ def run(args: argparse.Namespace) -> list[Path]:
         print(f"general tasks compared: {', '.join(result.tasks)}")
     if result.skipped:
         print(f"general tasks skipped (their data cannot be had here): {', '.join(result.skipped)}", file=sys.stderr)
-    print(table(result))
+    print(table(result.counts()))
+    if result.mixed():
+        print(f"per source (split:source of each row):\n{table(counts(result.pairs, by_source=True))}")
     for kind in KINDS:
         for pair in [pair for pair in result.pairs if pair.kind == kind][: args.examples]:
-            print(f"  {kind} {pair.similarity:.3f}  {pair.split_a} row {pair.row_a}: {shorten(pair.text_a)}\n"
-                  f"  {' ' * (len(kind) + 7)}{pair.split_b} row {pair.row_b}: {shorten(pair.text_b)}")  # fmt: skip
+            a, b = (f"{pair.source_a} {pair.split_a}".strip(), f"{pair.source_b} {pair.split_b}".strip())
+            print(f"  {kind} {pair.similarity:.3f}  {a} row {pair.row_a}: {shorten(pair.text_a)}\n"
+                  f"  {' ' * (len(kind) + 7)}{b} row {pair.row_b}: {shorten(pair.text_b)}")  # fmt: skip
     dropping = f"training leaves out {len(result.dropped)} row(s)" if result.dropped else "training drops nothing"
     print(f"{dropping} (deduplicate: {data.deduplicate}, decontaminate: {str(data.decontaminate).lower()})")
     print(f"wrote {results.data_check} and {results.data_check_pairs} ({len(frame)} pairs)")

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from arabic_sft.data.cleaning import ENGINE, NUM_PERM, CheckSettings, Pair, check, counts, dropped_rows
+from arabic_sft.data.mixture import SOURCE
 from arabic_sft.runs import read_record
 from arabic_sft.runtime.manifest import now, write_json_atomic
 
@@ -21,18 +22,23 @@ class DataCheck:
     tasks: list[str] = field(default_factory=list)  # the general tasks whose questions were compared
     skipped: list[str] = field(default_factory=list)  # general tasks whose data could not be had
     drop: list[int] = field(default_factory=list)  # training rows left out: positions in the train frame
-    dropped: list[int] = field(default_factory=list)  # the same rows: positions in the training file
+    dropped: list = field(default_factory=list)  # the same rows: positions in the training file ([source, position])
     reused: str | None = None  # when the check was made, when its kept result was reused (run_check's cache)
 
     def counts(self) -> dict:
         return counts(self.pairs)
 
+    def mixed(self) -> bool:
+        return any(pair.source_a for pair in self.pairs)
+
     def record(self) -> dict:
-        """What a run manifest and data_check.json keep: the settings, the counts, the dropped rows."""
+        """What a run manifest and data_check.json keep: the settings, the counts (a mixture's also per pair of
+        sources), the dropped rows."""
         return {
             "settings": self.settings,
             "rows": self.rows,
             "counts": self.counts(),
+            **({"counts_by_source": counts(self.pairs, by_source=True)} if self.mixed() else {}),
             "general_tasks": self.tasks,
             "general_tasks_skipped": self.skipped,
             "dropped": {"count": len(self.dropped), "train_rows": self.dropped},
@@ -83,8 +89,9 @@ def check_key(splits: dict, spec, settings: CheckSettings, tasks: list[str]) -> 
     """A sha256 of what decides a check's result: the engine, the settings, the general tasks asked for, the spec,
     and each split's rows (their columns and values, their positions in their files)."""
     digest = hashlib.sha256()
+    compared = [spec.compared] if spec.compared else []  # a mixture's (a one-source key as before)
     head = {"engine": ENGINE, "settings": asdict(settings), "tasks": tasks, "num_perm": NUM_PERM,
-            "spec": [spec.kind, spec.template, spec.accepted, spec.answer]}  # fmt: skip
+            "spec": [spec.kind, spec.template, spec.accepted, spec.answer, *compared]}  # fmt: skip
     digest.update(json.dumps(head, sort_keys=True, default=str).encode())
     for name in sorted(splits):
         split = splits[name]
@@ -102,9 +109,11 @@ def checked(args, splits: dict, spec, settings: CheckSettings, with_general: boo
         questions, skipped = task_questions(general_task_names(args))
         tasks = list(questions)
     pairs = check(splits, spec, settings, questions)
-    positions = splits["train"].positions
-    drop = dropped_rows(pairs, args.deduplicate, args.decontaminate, positions)
+    train = splits["train"]
+    positions, sources = train.positions, train.frame[SOURCE].tolist() if SOURCE in train.frame.columns else []
+    drop = dropped_rows(pairs, args.deduplicate, args.decontaminate, positions, sources)
     rows = {name: len(split.frame) for name, split in splits.items()}
     compared = "train, validation: inputs + answer; test: inputs; contamination: all of a training row's words"
     record = {**asdict(settings), "num_perm": NUM_PERM, "compared": compared}
-    return DataCheck(pairs, record, rows, tasks, skipped, drop, [positions[i] for i in drop])
+    dropped = [[sources[i], positions[i]] if sources else positions[i] for i in drop]
+    return DataCheck(pairs, record, rows, tasks, skipped, drop, dropped)

@@ -19,7 +19,7 @@ import transformers
 from trl import SFTTrainer, get_peft_config, get_quantization_config
 
 from arabic_sft.data.columns import DataSpec
-from arabic_sft.data.splits import load_training_splits
+from arabic_sft.data.splits import data_files, load_training_splits
 from arabic_sft.models import get_tokenizer
 from arabic_sft.named import data_source
 from arabic_sft.prompts.builder import build_dataset, check_assistant_masks, is_conversational
@@ -136,7 +136,7 @@ def check_before_loading(recipe: Recipe) -> str | None:
     current = {"recipe": asdict(args), "model": asdict(recipe.model), "training": training.to_dict()}
     changed = changed_settings(manifest.get("config", {}), current)
     changed += [
-        f"{path}: its content (sha256)" for path in changed_files(manifest, [args.train_file, args.validation_file])
+        f"{path}: its content (sha256)" for path in changed_files(manifest, data_files(args, ("train", "validation")))
     ]
     if changed:
         raise UserError(
@@ -416,11 +416,14 @@ def finish_run(
             * processes
             * training.gradient_accumulation_steps,
         }
+        held_out = dict(data.held_out or {})
+        sources = held_out.pop("sources", None)
         record = {
             "kind": data.spec.kind,
             "chat": data.conversational,  # prompts through the model's chat template (else plain text)
             "examples": {name: len(examples) for name, examples in data.datasets.items()},
-            "held_out": data.held_out,  # the rows generation uses for a fraction split
+            "held_out": held_out or None,  # the rows generation uses for a fraction split
+            **({"sources": sources} if sources else {}),  # a mixture's: weight, rows used (file positions), files
             "cleaning": data.cleaning,  # near-duplicates and contamination found; the training rows left out
         }
         configs = {
@@ -430,7 +433,7 @@ def finish_run(
             "launch": launch,
             "data": record,
         }
-        files = [recipe.args.train_file, recipe.args.validation_file, recipe.args.test_file]
+        files = data_files(recipe.args)
         plot_loss_curve(trainer.state.log_history, os.path.join(output_dir, "loss.png"))
         write_json_atomic(os.path.join(output_dir, LOG_HISTORY), trainer.state.log_history)  # for the report
         # Last: the manifest marks the run finished (a rerun then changes nothing).

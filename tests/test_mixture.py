@@ -20,7 +20,12 @@ from arabic_sft.recipe import RecipeArguments, read_preset
 def sources(**medical) -> list[dict]:
     """The project's two samples as two sources, each with its own task preset (columns, prompt)."""
     return [
-        {"id": "proverbs", **read_preset("proverbs"), "train_file": str(SAMPLE_FILES["proverbs"]), "test_fraction": 0.25},
+        {
+            "id": "proverbs",
+            **read_preset("proverbs"),
+            "train_file": str(SAMPLE_FILES["proverbs"]),
+            "test_fraction": 0.25,
+        },  # fmt: skip
         {"id": "medical", **read_preset("medical_qa"), "train_file": str(SAMPLE_FILES["medical_qa"]), **medical},
     ]
 
@@ -58,6 +63,13 @@ def test_each_mixed_row_is_the_example_its_own_one_source_recipe_makes():
     assert data_files(RecipeArguments(datasets=entries)) == [entries[0]["train_file"], *[entries[1]["train_file"]] * 2]
 
 
+def test_the_mixture_reads_the_keys_the_recipe_checks():
+    from arabic_sft.data.mixture import OURS
+    from arabic_sft.recipe.schema import SOURCE_KEYS
+
+    assert OURS == SOURCE_KEYS
+
+
 def test_a_one_source_mixture_trains_on_the_examples_of_the_recipe_it_mixes():
     """Same examples, same tokens, so the same losses: a mixture adds only each row's source."""
     entry = sources()[0]
@@ -66,9 +78,10 @@ def test_a_one_source_mixture_trains_on_the_examples_of_the_recipe_it_mixes():
     for conversational in (True, False):
         dataset = build_dataset(mixed["train"].frame, MIXTURE, conversational)
         assert set(dataset[SOURCE]) == {"proverbs"}
-        assert dataset.remove_columns(SOURCE).to_list() == build_dataset(
-            alone["train"].frame, alone_spec, conversational
-        ).to_list()
+        assert (
+            dataset.remove_columns(SOURCE).to_list()
+            == build_dataset(alone["train"].frame, alone_spec, conversational).to_list()
+        )
 
 
 def test_weights_draw_the_rows_asked_with_the_seed_and_the_record_says_which():
@@ -112,9 +125,9 @@ def test_more_rows_than_a_source_has_and_a_source_of_chat_turns_are_one_line(tmp
     assert_one_error_line(script_in_process("data_check.py", "--config", recipe, "--no_general"),
                           "datasets: medical: rows 13: its training split has 12 rows")  # fmt: skip
     chat = tmp_path / "chat.jsonl"
-    chat.write_text(json.dumps({"messages": [{"role": "user", "content": "س"}, {"role": "assistant", "content": "ج"}]}))
-    turns = {"id": "chat", "train_file": str(chat), "prompt_template": None}
-    recipe = mixture_recipe(tmp_path / "r.yaml", datasets=[sources()[0], turns])
+    turns = [{"role": "user", "content": "س"}, {"role": "assistant", "content": "ج"}]
+    chat.write_text(json.dumps({"messages": turns}))
+    recipe = mixture_recipe(tmp_path / "r.yaml", datasets=[sources()[0], {"id": "chat", "train_file": str(chat)}])
     assert_one_error_line(script_in_process("data_check.py", "--config", recipe, "--no_general"),
                           "datasets: chat: its rows are messages data")  # fmt: skip
 
@@ -127,10 +140,11 @@ def test_the_data_check_finds_pairs_within_and_across_sources_and_drops_the_row_
 ):
     """Two sources whose files share row positions: the public set's row 1 copies the user's test question (the
     contamination that matters most), and each source repeats a row of its own."""
-    mine = pd.DataFrame({"Question": ["سؤال أول عن الصداع المتكرر", "سؤال ثان عن ألم الظهر", "سؤال أول عن الصداع المتكرر"],
-                         "Category": ["أعصاب"] * 3, "Answer": ["راجع الطبيب", "الراحة", "راجع الطبيب"]})  # fmt: skip
-    public = pd.DataFrame({"Question": ["سؤال عام عن النوم الجيد", QUESTION, "سؤال عام عن النوم الجيد"],
-                           "Category": ["عام", "أعصاب", "عام"], "Answer": ["نم مبكرا", "راجع الطبيب", "نم مبكرا"]})  # fmt: skip
+    headache, sleep = "سؤال أول عن الصداع المتكرر", "سؤال عام عن النوم الجيد"
+    mine = pd.DataFrame({"Question": [headache, "سؤال ثان عن ألم الظهر", headache], "Category": ["أعصاب"] * 3,
+                         "Answer": ["راجع الطبيب", "الراحة", "راجع الطبيب"]})  # fmt: skip
+    public = pd.DataFrame({"Question": [sleep, QUESTION, sleep], "Category": ["عام", "أعصاب", "عام"],
+                           "Answer": ["نم مبكرا", "راجع الطبيب", "نم مبكرا"]})  # fmt: skip
     test = pd.DataFrame({"Question": ["سؤال لا يتكرر أبدا هنا", QUESTION], "Category": ["أعصاب"] * 2,
                          "Answer": ["ج", "ج"]})  # fmt: skip
     for name, frame in (("mine", mine), ("public", public), ("test", test)):
@@ -141,9 +155,13 @@ def test_the_data_check_finds_pairs_within_and_across_sources_and_drops_the_row_
     made = script_in_process("data_check.py", "--config", "mix.yaml", "--no_general", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     pairs = pd.read_csv(tmp_path / "results/mix/data_check_pairs.csv")
-    found = {tuple(row) for row in pairs[["kind", "source_a", "row_a", "split_b", "source_b", "row_b"]].itertuples(index=False)}
-    assert found == {("exact", "mine", 0, "train", "mine", 2), ("exact", "public", 0, "train", "public", 2),
-                     ("exact", "public", 1, "test", "mine", 1), ("contaminated", "public", 1, "test", "mine", 1)}  # fmt: skip
+    columns = ["kind", "source_a", "row_a", "split_b", "source_b", "row_b"]
+    assert {tuple(row) for row in pairs[columns].itertuples(index=False)} == {
+        ("exact", "mine", 0, "train", "mine", 2),
+        ("exact", "public", 0, "train", "public", 2),
+        ("exact", "public", 1, "test", "mine", 1),
+        ("contaminated", "public", 1, "test", "mine", 1),
+    }
     check = json.loads((tmp_path / "results/mix/data_check.json").read_text(encoding="utf-8"))["config"]["data_check"]
     assert check["counts_by_source"] == {"exact": {"train:mine-train:mine": 1, "train:public-train:public": 1,
                                                    "train:public-test:mine": 1},
@@ -168,11 +186,11 @@ def test_the_shipped_mixture_trains_evaluates_and_compares_per_source(tiny_llama
     for entry in recipe["datasets"]:
         for key in ("train_file", "validation_file", "test_file"):
             entry[key] = str(SHARED_DATA / entry[key].split("data/", 1)[1])  # data/yemeni_proverbs is make data's link
-    recipe.update({**CPU_TRAINING, "model_name_or_path": str(tiny_llama), "output_dir": "results/demo_mixture/model",
-                   "max_steps": 3, "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False})  # fmt: skip
+    recipe.update(CPU_TRAINING, model_name_or_path=str(tiny_llama), output_dir="results/demo_mixture/model",
+                  max_steps=3, eval_strategy="no", save_strategy="no", load_best_model_at_end=False)  # fmt: skip
     (tmp_path / "recipes").mkdir()
     (tmp_path / "accelerate_configs").symlink_to(ROOT / "accelerate_configs")  # as in a clone: make train's launch
-    (tmp_path / "recipes" / "demo_mixture.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    write_recipe(tmp_path / "recipes" / "demo_mixture.yaml", **recipe)
 
     def stage(*args):
         done = subprocess.run([sys.executable, "-m", "arabic_sft", *args], cwd=tmp_path, capture_output=True,
@@ -189,11 +207,12 @@ def test_the_shipped_mixture_trains_evaluates_and_compares_per_source(tiny_llama
     assert used["medical"]["weight"] == {"rows": 200} and used["medical"]["train_rows"]["count"] == 200
     assert manifest["config"]["data"]["examples"]["train"] == 533
     assert len(manifest["data_sha256"]) == 6  # each source's three files
-    stage("eval", "demo_mixture", "--generate_args=--max_new_tokens 4 --batch_size 32", "--score_args=--no_bertscore")
+    quick = ["--generate_args=--max_new_tokens 4 --batch_size 32", "--score_args=--no_bertscore"]
+    stage("eval", "demo_mixture", *quick)
     predictions = pd.read_csv(tmp_path / "results/demo_mixture/predictions_test.csv")
     assert predictions[SOURCE].value_counts().to_dict() == {"medical": 500, "proverbs": 100}
     assert list(predictions.columns) == ["Prompt", SOURCE, "Reference_Answer", "Generated_Answer"]
-    stage("baseline", "demo_mixture", "--generate_args=--max_new_tokens 4 --batch_size 32", "--score_args=--no_bertscore")
+    stage("baseline", "demo_mixture", *quick)
     compared = stage("compare", "demo_mixture")
     groups = pd.read_csv(next((tmp_path / "results/demo_mixture").glob("*.groups.csv")))
     assert set(groups["group"]) == {"medical", "proverbs"}

@@ -3,6 +3,7 @@ Q/A, each size in its own process (its peak memory its own). A figure for docs/b
 
     python scripts/bench_data_check.py                       # results/bench/data_check.{json,md}
     python scripts/bench_data_check.py --rows 100000 --one   # one size, in this process
+    python scripts/bench_data_check.py --rows 10000 --mixture 10000   # sizes, then the mixture
 
 The rows are built from the AHQAD sample ($SHARED_DATA/ahqad_sample, 1,000 real rows): each training row joins the
 first half of one real question to the second half of another, and likewise for its answer and category, so that
@@ -10,6 +11,10 @@ rows share words as real forum questions do; 5% are copies of an earlier row wit
 or added, diacritics or tatweel added): the near-duplicates to find. The test split is the sample's 500 real test
 rows; 20 training answers quote 9 words of a test question (contamination). The recipe's settings are the defaults
 (0.8 over word sets, 8-word spans); the general tasks are not read (lm-eval's task index is not the data check).
+
+The mixture (--mixture ROWS, 100,000 by default): the same rows as two sources of one recipe (`datasets`): "own",
+the first tenth, with the test rows, and "public", the rest; checked as training checks it before a run (its result
+kept), then again with the same sources, settings and files, when the kept result is reused.
 """
 
 import argparse
@@ -35,6 +40,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rows", type=int, nargs="+", default=list(SIZES), help="training rows, one run per size")
     parser.add_argument("--one", action="store_true", help="one size in this process; prints its figures as JSON")
     parser.add_argument("--out", help="the figures, JSON (and .md beside; default results/bench/data_check.json)")
+    parser.add_argument("--mixture", type=int, default=100_000, help="rows of the two-source mixture (0: none)")
+    parser.add_argument("--kind", choices=["size", "mixture"], default="size", help="with --one: what --rows are")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -114,6 +121,37 @@ def one_size(rows: int, seed: int) -> dict:
             "cpu_seconds": round(cpu, 1), "peak_rss_mb": round(peak), "counts": result.counts()}  # fmt: skip
 
 
+def one_mixture(rows: int, seed: int) -> dict:
+    """The `rows` training rows as a two-source mixture, checked in this process as training checks them, then
+    again (the kept result reused): the seconds of each (reading the sources included), peak memory, counts."""
+    from arabic_sft.data.splits import read_as_trained
+    from arabic_sft.recipe import RecipeArguments, read_preset
+    from arabic_sft.training.data_check import run_check
+
+    with tempfile.TemporaryDirectory() as work:
+        train, test = build_rows(rows, seed, sample_folder())
+        own = rows // 10
+        files = {name: Path(work) / f"{name}.csv" for name in ("own", "public", "test")}
+        train.iloc[:own].to_csv(files["own"], index=False)
+        train.iloc[own:].to_csv(files["public"], index=False)
+        test.to_csv(files["test"], index=False)
+        preset = read_preset("medical_qa")
+        args = RecipeArguments(datasets=[
+            {"id": "own", **preset, "train_file": str(files["own"]), "test_file": str(files["test"])},
+            {"id": "public", **preset, "train_file": str(files["public"])},
+        ])  # fmt: skip
+        seconds = []
+        for _ in range(2):
+            started = time.perf_counter()
+            splits, spec, _ = read_as_trained(args, 42)
+            result = run_check(args, splits, spec, False, Path(work) / "kept.json")
+            seconds.append(round(time.perf_counter() - started, 1))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"train_rows": rows, "sources": {"own": own, "public": rows - own}, "seconds": seconds[0],
+            "again_seconds": seconds[1], "reused": bool(result.reused), "peak_rss_mb": round(peak),
+            "counts_by_source": result.record().get("counts_by_source", {})}  # fmt: skip
+
+
 def cpu_seconds() -> float:
     """CPU time of this process and its finished workers (the words are found in worker processes at scale)."""
     own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -129,25 +167,14 @@ def run(args: argparse.Namespace) -> list[Path]:
     sample_folder()
     if args.one:
         for rows in args.rows:
-            print(json.dumps(one_size(rows, args.seed)), flush=True)
+            measure = one_mixture if args.kind == "mixture" else one_size
+            print(json.dumps(measure(rows, args.seed)), flush=True)
         return []
     started, figures = now(), []
     for rows in args.rows:
-        command = [
-            sys.executable,
-            "-m",
-            "arabic_sft.bench.data_check",
-            "--one",
-            "--rows",
-            str(rows),
-            "--seed",
-            str(args.seed),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode:
-            raise UserError(f"the data check of {rows} rows failed: {done.stderr.strip().splitlines()[-1:]}")
-        figures.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        figures.append(in_own_process(rows, args.seed))
         print(f"{rows:>7} training rows: {figures[-1]['seconds']} s, peak {figures[-1]['peak_rss_mb']} MB", flush=True)
+    mixture = in_own_process(args.mixture, args.seed, mixture=True) if args.mixture else None
     lines = [
         "| training rows | test rows | seconds (read + check) | CPU seconds | peak memory (MB) | pairs found |",
         "|---|---|---|---|---|---|",
@@ -156,8 +183,24 @@ def run(args: argparse.Namespace) -> list[Path]:
         found = ", ".join(f"{sum(where.values())} {kind}" for kind, where in figure["counts"].items())
         lines.append(f"| {figure['train_rows']:,} | {figure['test_rows']} | {figure['seconds']} | "
                      f"{figure['cpu_seconds']} | {figure['peak_rss_mb']} | {found} |")  # fmt: skip
+    if mixture:
+        sources = ", ".join(f"{name} {count:,}" for name, count in mixture["sources"].items())
+        lines += ["", "| mixture rows (sources) | check before training (s) | again, kept result reused (s) | peak "
+                  "memory (MB) |", "|---|---|---|---|",
+                  f"| {mixture['train_rows']:,} ({sources}) | {mixture['seconds']} | {mixture['again_seconds']} | "
+                  f"{mixture['peak_rss_mb']} |"]  # fmt: skip
     out = Path(args.out) if args.out else bench_figures("data_check")
-    return write_figures(out, {"sizes": figures, "cpus": os.cpu_count()}, lines, started)
+    return write_figures(out, {"sizes": figures, "mixture": mixture, "cpus": os.cpu_count()}, lines, started)
+
+
+def in_own_process(rows: int, seed: int, mixture: bool = False) -> dict:
+    """One size's figures (a mixture's with `mixture`), measured in a process of its own (its peak memory its own)."""
+    command = [sys.executable, "-m", "arabic_sft.bench.data_check", "--one", "--rows", str(rows), "--seed", str(seed),
+               "--kind", "mixture" if mixture else "size"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise UserError(f"the data check of {rows} rows failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def write_figures(out: Path, bench: dict, lines: list[str], started: str) -> list[Path]:

@@ -16,7 +16,6 @@ import pandas as pd
 
 from arabic_sft.data.columns import DataSpec, Split
 from arabic_sft.data.formats import READERS
-from arabic_sft.recipe.schema import SOURCE_FIELDS, source_name
 from arabic_sft.runtime.errors import UserError
 
 
@@ -25,6 +24,8 @@ SOURCE = "source"  # the column that names each row's source (a mixture's group 
 # rows by their words, not by the template around them, so that a row copied between two sources is found).
 MIXTURE = DataSpec("template", "{prompt}", {"prompt": ("prompt",), "answer": ("answer",)}, "answer", {}, ("input",))
 NAMES = {"prompt": "Prompt", "answer": "Answer"}
+# A source's keys that are no recipe field: recipe.schema's SOURCE_KEYS (tests/test_mixture.py holds them equal).
+OURS = {"id", "path", "name", "split", "fraction", "rows", "task"}
 DATA_FIELDS = ("train_file", "validation_file", "test_file", "dataset_name", "dataset_config", "dataset_revision",
                "train_split", "validation_split", "test_split")  # fmt: skip
 
@@ -47,13 +48,13 @@ def sources(args) -> list[Source]:
     """The recipe's sources, in its order. TRL's names are read as ours: `path` a dataset or data file (a file whose
     suffix the project reads is a `train_file`), `name` its configuration, `split` its training split."""
     found = []
-    for entry in args.datasets:
-        own = {key: value for key, value in entry.items() if key in SOURCE_FIELDS}
+    for entry in args.datasets:  # checked, each with its id, by the recipe's schema (recipe.schema.check_sources)
+        own = {key: value for key, value in entry.items() if key not in OURS}
         if path := entry.get("path"):
             own.setdefault("train_file" if Path(str(path)).suffix.lower() in READERS else "dataset_name", path)
         own.update({ours: entry[theirs] for theirs, ours in (("name", "dataset_config"), ("split", "train_split"))
                     if theirs in entry})  # fmt: skip
-        name = str(entry.get("id") or source_name(entry))
+        name = entry["id"]
         cleared = {field: None for field in DATA_FIELDS if field != "train_split"}
         try:
             view = replace(args, datasets=None, **{**cleared, "train_split": "train", **own})

@@ -66,10 +66,7 @@ class DataArguments:
     datasets: list | str | None = _field(
         "data",
         None,
-        "Several sources in one recipe (instead of train_file/dataset_name): a list, each {id, train_file or path "
-        "(TRL's: a dataset or directory, with name and split), fraction (of its training rows) or rows (a number), "
-        "and where it differs: test_file, validation/test_fraction, task, prompt_template, columns...}; sampled "
-        "with `seed`, every row remembering its source (docs/data.md).",
+        "Several sources, each with a weight (docs/data.md).",
     )
 
 
@@ -387,7 +384,9 @@ def check_sources(args) -> None:
     if given := [name for name in ("train_file", "dataset_name", "validation_file", "test_file", "validation_split",
                                    "test_split") if getattr(args, name)]:  # fmt: skip
         raise ValueError(f"datasets and {given[0]}: give each source's data in its entry of datasets")
-    ids = [check_source(number, source) for number, source in enumerate(args.datasets, 1)]
+    # each source with its id (its file's stem, or its dataset's name, when it gives none): what data.mixture reads
+    args.datasets = [{**source, "id": check_source(number, source)} for number, source in enumerate(args.datasets, 1)]
+    ids = [source["id"] for source in args.datasets]
     if repeated := sorted({name for name in ids if ids.count(name) > 1}):
         raise ValueError(f"datasets: the id {repeated[0]} names two sources; give each its own `id`")
 

@@ -207,6 +207,8 @@ def test_the_shipped_mixture_trains_evaluates_and_compares_per_source(tiny_llama
     assert used["medical"]["weight"] == {"rows": 200} and used["medical"]["train_rows"]["count"] == 200
     assert manifest["config"]["data"]["examples"]["train"] == 533
     assert len(manifest["data_sha256"]) == 6  # each source's three files
+    card = (tmp_path / "results/demo_mixture/model/README.md").read_text(encoding="utf-8")
+    assert "| train (medical) |" in card and "| 200 of 400 |" in card and "| test (proverbs) |" in card
     quick = ["--generate_args=--max_new_tokens 4 --batch_size 32", "--score_args=--no_bertscore"]
     stage("eval", "demo_mixture", *quick)
     predictions = pd.read_csv(tmp_path / "results/demo_mixture/predictions_test.csv")

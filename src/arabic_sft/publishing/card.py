@@ -170,6 +170,8 @@ def data_files(config: dict, manifest: dict, scores: dict | None) -> list[dict]:
     rows scored)."""
     recipe, examples = config["recipe"], (config.get("data") or {}).get("examples") or {}
     hashes = manifest.get("data_sha256") or {}
+    if sources := (config.get("data") or {}).get("sources"):
+        return mixture_files(sources, hashes)
     rows = []
     for role, field, count in [("train", "train_file", examples.get("train")),
                                ("validation", "validation_file", examples.get("validation")),
@@ -185,6 +187,21 @@ def data_files(config: dict, manifest: dict, scores: dict | None) -> list[dict]:
                 rows.append({"role": role, "file": f"{recipe['dataset_name']} ({split})",
                              "rows": examples.get(role) if role != "test" else (scores or {}).get("n"),
                              "sha256": f"revision {recipe.get('dataset_revision') or 'not pinned'}"})  # fmt: skip
+    return rows
+
+
+def mixture_files(sources: list[dict], hashes: dict) -> list[dict]:
+    """A mixture's data (the run manifest's `data.sources`): each source's files, with the rows it used of each (its
+    weight drew the training rows) and the sha256 training recorded."""
+    rows = []
+    for source in sources:
+        for role, read in source.get("read", {}).items():
+            used = source.get(f"{role}_rows") or {}
+            count = (
+                f"{used.get('count')} of {used.get('of')}" if used.get("count") != used.get("of") else used.get("of")
+            )
+            rows.append({"role": f"{role} ({source['id']})", "file": shown_path(read) if read in hashes else read,
+                         "rows": count, "sha256": hashes.get(read, "not recorded")})  # fmt: skip
     return rows
 
 

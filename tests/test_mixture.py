@@ -176,7 +176,7 @@ SHIPPED = ROOT / "recipes" / "demo_mixture.yaml"
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "ahqad_sample").is_dir(), reason="../shared/data is not beside the repo")
-def test_the_shipped_mixture_trains_evaluates_and_compares_per_source(tiny_llama, tmp_path):
+def test_the_shipped_mixture_trains_evaluates_and_compares_per_source(tiny_llama, tmp_path, script_in_process):
     """The shipped recipe's sources (the real proverbs and the AHQAD sample from ../shared/data), on the tiny model
     for a few steps: the run manifest says each source's rows, inspect shows both, the predictions carry each row's
     source and make compare gives every metric per source."""
@@ -198,7 +198,7 @@ def test_the_shipped_mixture_trains_evaluates_and_compares_per_source(tiny_llama
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         return done.stdout
 
-    shown = stage("train", "demo_mixture", "--inspect", "1")
+    shown = script_in_process("sft.py", "--config", "recipes/demo_mixture.yaml", "--inspect", "1", cwd=tmp_path).stdout
     assert "===== example 1 (source proverbs) =====" in shown and "===== example 2 (source medical) =====" in shown
     stage("train", "demo_mixture")
     manifest = json.loads((tmp_path / "results/demo_mixture/model/run_manifest.json").read_text(encoding="utf-8"))

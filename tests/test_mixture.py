@@ -178,8 +178,8 @@ SHIPPED = ROOT / "recipes" / "demo_mixture.yaml"
 @pytest.mark.skipif(not (SHARED_DATA / "ahqad_sample").is_dir(), reason="../shared/data is not beside the repo")
 def test_the_shipped_mixture_trains_evaluates_and_compares_per_source(tiny_llama, tmp_path, script_in_process):
     """The shipped recipe's sources (the real proverbs and the AHQAD sample from ../shared/data), on the tiny model
-    for a few steps: the run manifest says each source's rows, inspect shows both, the predictions carry each row's
-    source and make compare gives every metric per source."""
+    for a few steps: inspect shows both, make data-check counts per source, the run manifest says each source's rows,
+    the predictions carry each row's source and make compare gives every metric per source."""
     import subprocess
 
     recipe = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
@@ -200,6 +200,8 @@ def test_the_shipped_mixture_trains_evaluates_and_compares_per_source(tiny_llama
 
     shown = script_in_process("sft.py", "--config", "recipes/demo_mixture.yaml", "--inspect", "1", cwd=tmp_path).stdout
     assert "===== example 1 (source proverbs) =====" in shown and "===== example 2 (source medical) =====" in shown
+    checked = stage("data-check", "demo_mixture", "--no_general")
+    assert "per source (split:source of each row):" in checked and "train:proverbs-validation:proverbs" in checked
     stage("train", "demo_mixture")
     manifest = json.loads((tmp_path / "results/demo_mixture/model/run_manifest.json").read_text(encoding="utf-8"))
     used = {entry["id"]: entry for entry in manifest["config"]["data"]["sources"]}

@@ -222,3 +222,52 @@ def test_the_shipped_mixture_trains_evaluates_and_compares_per_source(tiny_llama
     assert set(groups["group"]) == {"medical", "proverbs"}
     assert set(groups[groups["group"] == "medical"]["group_rows"]) == {500}
     assert "medical" in compared and "proverbs" in compared
+
+
+def test_trl_s_names_read_a_file_or_a_dataset_directory_and_held_out_rows_are_each_source_s(tmp_path):
+    """`path` (TRL's DatasetConfig name): a file the project reads is a train_file, else a dataset (a directory of
+    data files here, as `datasets.load_dataset` reads it, its `split`); `test_fraction` holds out each source's own."""
+    folder = tmp_path / "medical"
+    folder.mkdir()
+    sample = pd.read_csv(SAMPLE_FILES["medical_qa"])
+    sample.to_csv(folder / "train.csv", index=False)
+    sample.iloc[:4].to_csv(folder / "test.csv", index=False)
+    datasets = [
+        {"id": "proverbs", "task": "proverbs", "path": str(SAMPLE_FILES["proverbs"]), "test_fraction": 0.25},
+        {"id": "medical", "task": "medical_qa", "path": str(folder), "split": "train", "test_split": "test"},
+    ]
+    args = RecipeArguments(**{**read_preset("proverbs"), "datasets": [
+        {**read_preset(entry["task"]), **entry} for entry in datasets]})  # fmt: skip
+    splits, _, record = load_splits(args, 42)
+    counts = splits["test"].frame[SOURCE].value_counts().to_dict()
+    assert counts == {"proverbs": 3, "medical": 4} and len(splits["train"].frame) == 9 + 12
+    assert record["test_rows"] == {"proverbs": load_splits(one_source(sources()[0]), 42)[2]["test_rows"]}
+    assert [entry["read"]["test"] for entry in record["sources"]] == [
+        f"{SAMPLE_FILES['proverbs']} (test part)", f"{folder}[test]"]  # fmt: skip
+
+
+def test_a_few_shot_baseline_shows_each_row_solved_rows_of_its_own_source(tiny_llama, tmp_path, script_in_process):
+    from arabic_sft.generation.run import few_shot, shots_of
+    from arabic_sft.generation.settings import GenerationSettings
+    from arabic_sft.prompts.builder import build_model_prompt
+
+    entries = sources(test_fraction=0.25)
+    write_recipe(tmp_path / "r.yaml", model_name_or_path=str(tiny_llama), output_dir=str(tmp_path / "never-trained"),
+                 datasets=entries, **CPU_TRAINING)  # fmt: skip
+    made = script_in_process("generate.py", "--config", "r.yaml", "--baseline", "--shots", 2, "--max_new_tokens", 4,
+                             cwd=tmp_path)  # fmt: skip
+    assert made.returncode == 0, made.stderr[-3000:]
+    out = tmp_path / "results" / "r" / "baseline-2-shot" / "predictions_test.csv"
+    assert pd.read_csv(out)[SOURCE].tolist() == ["proverbs"] * 3 + ["medical"] * 3
+    shots = json.loads(out.with_suffix(".manifest.json").read_text(encoding="utf-8"))["config"]["shots"]
+    assert set(shots["rows"]) == {"proverbs", "medical"} and not shots["same_for_every_row"]
+
+    splits, spec, _ = load_splits(RecipeArguments(datasets=entries), 42)
+    test, train = splits["test"].frame, splits["train"].frame
+    examples, record = few_shot(GenerationSettings(shots=2), splits, test, spec, False)
+    assert record["rows"] == shots["rows"]  # what generate.py drew, drawn again
+    for name, rows in record["rows"].items():
+        assert len(rows) == 2 and set(train.iloc[rows][SOURCE]) == {name}
+    for row in test.to_dict("records"):  # a plain prompt: the row's own source's two solved rows, then the row
+        solved = "".join(shot["prompt"] + " " + shot["answer"] + "\n\n" for shot in examples[row[SOURCE]])
+        assert build_model_prompt(row, spec, False, shots_of(examples, row)) == solved + row["prompt"]

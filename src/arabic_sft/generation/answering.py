@@ -10,9 +10,10 @@ from pathlib import Path
 
 import torch
 
+from arabic_sft.data.mixture import SOURCE
 from arabic_sft.data.splits import load_splits
 from arabic_sft.generation.batched import stream_generation
-from arabic_sft.generation.run import few_shot
+from arabic_sft.generation.run import few_shot, shots_of
 from arabic_sft.generation.settings import GenerationSettings
 from arabic_sft.models import load_for_generation
 from arabic_sft.prompts.builder import build_model_prompt, is_conversational, prompt_token_ids, reference_answer
@@ -65,7 +66,7 @@ class Side:
     model: object
     tokenizer: object
     conversational: bool
-    examples: list = field(default_factory=list)  # the solved rows of a few-shot prompt
+    examples: list | dict = field(default_factory=list)  # the solved rows of a few-shot prompt (a mixture's by source)
 
     @property
     def key(self) -> str:
@@ -75,7 +76,8 @@ class Side:
         return f"base_{self.settings.shots}_shot" if self.settings.shots else "base"
 
     def prompt(self, row: dict, spec) -> list[int]:
-        return prompt_token_ids(self.tokenizer, build_model_prompt(row, spec, self.conversational, self.examples))
+        shots = shots_of(self.examples, row)
+        return prompt_token_ids(self.tokenizer, build_model_prompt(row, spec, self.conversational, shots))
 
     def stream(self, row: dict, spec) -> Iterator[str]:
         """The answer as it is generated; the last text is the one make eval writes for this row."""
@@ -141,7 +143,10 @@ class Answerer:
     def fields(self) -> list[str]:
         """The inputs a row gives the prompt: the template's fields, or TRL's `prompt` / `messages`."""
         kind = self.spec.kind
-        return ["messages"] if kind == "messages" else ["prompt"] if kind == "prompt_completion" else self.spec.inputs
+        if kind != "template":
+            return ["messages"] if kind == "messages" else ["prompt"]
+        mixed = bool(self.rows) and SOURCE in self.rows[0]  # a mixture's row says its source (its shots' source)
+        return [*self.spec.inputs, *([SOURCE] if mixed else [])]
 
     def row_of(self, values: list[str]) -> dict:
         return {name: from_field(value) for name, value in zip(self.fields, values, strict=True)}

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from arabic_sft.data.columns import prediction_columns
 from arabic_sft.data.fewshot import choose_shots
+from arabic_sft.data.mixture import SOURCE
 from arabic_sft.data.splits import data_files, has_rows, load_splits
 from arabic_sft.generation.batched import deal_batches, iter_generations
 from arabic_sft.generation.endpoint import Endpoint
@@ -156,20 +157,43 @@ def held_out_as_trained(settings: GenerationSettings, record: dict | None) -> No
 def few_shot(settings: GenerationSettings, splits: dict, answered, spec, conversational: bool, rows=None):
     """(the solved training rows shown before every prompt, their record for the manifest; none without shots):
     `rows` (positions in the training split) as a manifest recorded them, else drawn with the settings' seed among
-    those whose inputs are no `answered` row's."""
+    those whose inputs are no `answered` row's. A mixture's (rows marked with their source): k rows of each source
+    that has rows to answer, by source ({source: rows}); each row is shown its own source's (`shots_of`)."""
     if not settings.shots:
         return [], {}
     train = splits["train"]
-    positions = choose_shots(train.frame, answered, spec, settings.shots, settings.seed) if rows is None else rows
+    mixed = SOURCE in train.frame.columns and SOURCE in answered.columns
+    if rows is None:
+        rows = shots_by_source(train.frame, answered, spec, settings) if mixed else choose_shots(
+            train.frame, answered, spec, settings.shots, settings.seed)  # fmt: skip
     record = {
         "k": settings.shots,
         "seed": settings.seed,
         "source": train.source,
-        "rows": positions,
-        "same_for_every_row": True,
+        "rows": rows,
+        "same_for_every_row": not mixed,  # a mixture's: the same for every row of a source
         "rendering": "chat turns" if conversational else "plain text blocks",
     }
-    return [train.frame.iloc[i].to_dict() for i in positions], record
+    if mixed:
+        return {name: [train.frame.iloc[i].to_dict() for i in found] for name, found in rows.items()}, record
+    return [train.frame.iloc[i].to_dict() for i in rows], record
+
+
+def shots_by_source(pool, answered, spec, settings: GenerationSettings) -> dict[str, list[int]]:
+    """A mixture's shots: {source: positions in the training split} of k rows of that source, drawn as one source's
+    would be, for each source that has rows to answer."""
+    chosen = {}
+    for name in dict.fromkeys(answered[SOURCE]):
+        own = pool[pool[SOURCE] == name]
+        found = choose_shots(own.reset_index(drop=True), answered[answered[SOURCE] == name], spec, settings.shots,
+                             settings.seed)  # fmt: skip
+        chosen[name] = [int(own.index[i]) for i in found]
+    return chosen
+
+
+def shots_of(examples: list | dict, row: dict) -> list:
+    """The solved rows shown before `row`'s prompt: `few_shot`'s, or a mixture's for the row's source."""
+    return examples.get(row.get(SOURCE), []) if isinstance(examples, dict) else examples
 
 
 def count_every_process(bar, out: Path) -> None:
@@ -261,7 +285,8 @@ def generate(
     conversational = is_conversational(tokenizer, data.chat_format, spec)
     rows = frame.to_dict("records")
     examples, shots = few_shot(settings, splits, frame, spec, conversational)
-    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, spec, conversational, examples)) for row in rows]
+    prompts = [prompt_token_ids(tokenizer, build_model_prompt(row, spec, conversational, shots_of(examples, row)))
+               for row in rows]  # fmt: skip
     if warning := count_long_prompts(prompts, settings.max_new_tokens, context_length(model)):
         print(warning, file=sys.stderr)
 
@@ -356,7 +381,7 @@ def ask_endpoint(settings: GenerationSettings, data, out: Path, started: str, do
     chat = endpoint_chat(settings.prompt_model, data.chat_format, spec)
     rows = frame.to_dict("records")
     examples, shots = few_shot(settings, splits, frame, spec, chat)
-    prompts = [build_model_prompt(row, spec, chat, examples) for row in rows]
+    prompts = [build_model_prompt(row, spec, chat, shots_of(examples, row)) for row in rows]
     decoding = {
         "temperature": settings.temperature,
         "top_p": settings.top_p,

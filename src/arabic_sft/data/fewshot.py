@@ -5,6 +5,7 @@ import pandas as pd
 
 from arabic_sft.data.arabic import words
 from arabic_sft.data.columns import DataSpec
+from arabic_sft.data.mixture import SOURCE
 from arabic_sft.runtime.errors import UserError
 
 
@@ -26,4 +27,15 @@ def choose_shots(pool: pd.DataFrame, answered: pd.DataFrame, spec: DataSpec, k: 
         raise UserError(
             f"--shots {k}: the training split has only {len(chosen)} rows whose inputs differ from every answered row"
         )
+    return chosen
+
+
+def choose_shots_by_source(pool: pd.DataFrame, answered: pd.DataFrame, spec: DataSpec, k: int, seed: int) -> dict:
+    """A mixture's shots (data.mixture: rows marked with their source): {source: positions in `pool`} of `k` rows of
+    that source, chosen as `choose_shots` chooses them among its rows, for each source that has rows to answer."""
+    chosen = {}
+    for name in dict.fromkeys(answered[SOURCE]):
+        own = pool[pool[SOURCE] == name]
+        found = choose_shots(own.reset_index(drop=True), answered[answered[SOURCE] == name], spec, k, seed)
+        chosen[name] = [int(own.index[i]) for i in found]
     return chosen

@@ -5,13 +5,13 @@ remembers its source (`source` column, and its position in its file); the source
 recipe's splits, whose prompt is the rendered text (MIXTURE) — the prompt builder sees one kind of row.
 
 What this module owns is only the mixing: which source is which (`sources`), how its rows are rendered (`rendered`)
-and weighted (`weighted_rows`), and the record a run manifest keeps (`ranges`). Reading is data.splits'.
+and how many its weight keeps (`rows_kept`), and the record a run manifest keeps (`ranges`). Reading and drawing rows
+are data.splits'.
 """
 
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from arabic_sft.data.columns import DataSpec, Split
@@ -64,16 +64,12 @@ def sources(args) -> list[Source]:
     return found
 
 
-def weighted_rows(num_rows: int, source: Source, seed: int, number: int) -> list[int] | None:
-    """The training rows (positions among the source's `num_rows`) its weight keeps, in order, drawn with the
-    recipe's `seed` and the source's `number` in the recipe (two sources of one size draw differently); None: all."""
+def rows_kept(num_rows: int, source: Source) -> int | None:
+    """How many of the source's `num_rows` training rows its weight keeps (None: all of them)."""
     keep = source.rows if source.rows is not None else round(num_rows * source.fraction) if source.fraction else None
-    if keep is None or keep == num_rows:
-        return None
-    if keep > num_rows:
+    if keep is not None and keep > num_rows:
         raise UserError(f"datasets: {source.id}: rows {keep}: its training split has {num_rows} rows")
-    rng = np.random.default_rng([seed, number])
-    return sorted(int(i) for i in rng.choice(num_rows, size=max(1, keep), replace=False))
+    return None if keep is None or keep == num_rows else max(1, keep)
 
 
 def rendered(split: Split, spec: DataSpec, source: str) -> pd.DataFrame:

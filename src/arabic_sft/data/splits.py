@@ -10,7 +10,7 @@ import pandas as pd
 
 from arabic_sft.data.columns import DataSpec, Split, data_spec, select
 from arabic_sft.data.formats import load_dataset_split, read_table
-from arabic_sft.data.mixture import MIXTURE, NAMES, SOURCE, ranges, rendered, sources, weighted_rows
+from arabic_sft.data.mixture import MIXTURE, NAMES, SOURCE, ranges, rendered, rows_kept, sources
 from arabic_sft.runtime.errors import UserError
 
 
@@ -157,7 +157,8 @@ def load_mixture(recipe, seed: int, wanted, require_answer: bool, keep: tuple[st
         entry = {"id": source.id, "weight": source.weight() or "all", "read": {}}
         for name, split in splits.items():
             frame, positions = rendered(split, spec, source.id), split.positions
-            if name == "train" and (rows := weighted_rows(len(frame), source, seed, number)) is not None:
+            if name == "train" and (kept := rows_kept(len(frame), source)) is not None:
+                rows = drawn_rows(len(frame), kept, np.random.default_rng([seed, number]))  # sources draw apart
                 frame, positions = frame.iloc[rows].reset_index(drop=True), tuple(positions[i] for i in rows)
             entry["read"][name] = split.source
             entry[f"{name}_rows"] = {"count": len(frame), "of": len(split.frame), "positions": ranges(positions)}
@@ -186,8 +187,13 @@ def subsample_rows(num_rows: int, fraction: float, seed: int) -> list[int]:
         raise UserError(f"subsample_fraction must be in (0, 1], got {fraction}")
     if fraction == 1:
         return list(range(num_rows))
-    keep = max(1, round(num_rows * fraction))
-    return sorted(int(i) for i in pd.RangeIndex(num_rows).to_series().sample(n=keep, random_state=seed).index)
+    return drawn_rows(num_rows, max(1, round(num_rows * fraction)), seed)
+
+
+def drawn_rows(num_rows: int, keep: int, random_state) -> list[int]:
+    """`keep` of `num_rows` positions drawn with `random_state` (a seed or numpy generator, pandas' `sample`), in
+    order: the one way rows are drawn (subsampling, a source's weight)."""
+    return sorted(int(i) for i in pd.RangeIndex(num_rows).to_series().sample(n=keep, random_state=random_state).index)
 
 
 def read_as_trained(recipe, seed: int) -> tuple[dict[str, Split], DataSpec, dict | None]:

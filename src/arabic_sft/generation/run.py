@@ -15,7 +15,7 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from arabic_sft.data.columns import prediction_columns
-from arabic_sft.data.fewshot import choose_shots
+from arabic_sft.data.fewshot import choose_shots, choose_shots_by_source
 from arabic_sft.data.mixture import SOURCE
 from arabic_sft.data.splits import data_files, has_rows, load_splits
 from arabic_sft.generation.batched import deal_batches, iter_generations
@@ -164,8 +164,8 @@ def few_shot(settings: GenerationSettings, splits: dict, answered, spec, convers
     train = splits["train"]
     mixed = SOURCE in train.frame.columns and SOURCE in answered.columns
     if rows is None:
-        rows = shots_by_source(train.frame, answered, spec, settings) if mixed else choose_shots(
-            train.frame, answered, spec, settings.shots, settings.seed)  # fmt: skip
+        choose = choose_shots_by_source if mixed else choose_shots
+        rows = choose(train.frame, answered, spec, settings.shots, settings.seed)
     record = {
         "k": settings.shots,
         "seed": settings.seed,
@@ -177,18 +177,6 @@ def few_shot(settings: GenerationSettings, splits: dict, answered, spec, convers
     if mixed:
         return {name: [train.frame.iloc[i].to_dict() for i in found] for name, found in rows.items()}, record
     return [train.frame.iloc[i].to_dict() for i in rows], record
-
-
-def shots_by_source(pool, answered, spec, settings: GenerationSettings) -> dict[str, list[int]]:
-    """A mixture's shots: {source: positions in the training split} of k rows of that source, drawn as one source's
-    would be, for each source that has rows to answer."""
-    chosen = {}
-    for name in dict.fromkeys(answered[SOURCE]):
-        own = pool[pool[SOURCE] == name]
-        found = choose_shots(own.reset_index(drop=True), answered[answered[SOURCE] == name], spec, settings.shots,
-                             settings.seed)  # fmt: skip
-        chosen[name] = [int(own.index[i]) for i in found]
-    return chosen
 
 
 def shots_of(examples: list | dict, row: dict) -> list:

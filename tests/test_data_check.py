@@ -9,7 +9,7 @@ import pytest
 from helpers import SHARED_DATA, assert_one_error_line, cpu_recipe, run_here
 
 from arabic_sft.data.arabic import words
-from arabic_sft.data.cleaning import CheckSettings, check, dropped_rows, jaccard, shingles
+from arabic_sft.data.cleaning import CheckSettings, check, dropped_rows
 from arabic_sft.data.columns import DataSpec, Split
 
 
@@ -31,6 +31,17 @@ def splits_of(train: list[tuple[str, str]], test: list[str] = ()) -> dict[str, S
     if test:
         out["test"] = Split(pd.DataFrame({"question": list(test)}), {}, "test.csv", (), tuple(range(len(test))))
     return out
+
+
+def shingles(tokens: list[str], size: int) -> set[str]:
+    """The definition: the `size`-word shingles of `tokens` (a text shorter than `size` words is one shingle)."""
+    if len(tokens) <= size:
+        return {" ".join(tokens)} if tokens else set()
+    return {" ".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1)}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
 
 
 def by_hand(a: str, b: str, size: int = 1) -> float:

@@ -52,17 +52,6 @@ def row_text(row: dict, fields: Sequence[str]) -> str:
     return " | ".join(json.dumps(part, ensure_ascii=False) if isinstance(part, list) else str(part) for part in parts)
 
 
-def shingles(tokens: Sequence[str], size: int) -> set[str]:
-    """The `size`-word shingles of `tokens` (a text shorter than `size` words is one shingle)."""
-    if len(tokens) <= size:
-        return {" ".join(tokens)} if tokens else set()
-    return {" ".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1)}
-
-
-def jaccard(a: set, b: set) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
-
-
 def ngrams(tokens: Sequence[str], n: int) -> set[tuple[str, ...]]:
     return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
 

@@ -171,7 +171,7 @@ def unique_per_row(values: np.ndarray, row_of: np.ndarray, rows: int) -> Rows:
 
 def kgrams(rows: Rows, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(one row of `size` ids per shingle: every `size` consecutive words of a row, or a shorter row's words padded
-    with -1; each shingle's row), as `cleaning.shingles` makes them."""
+    with -1; each shingle's row), as the definition makes them (tests/test_data_check.py `shingles`)."""
     lengths = rows.lengths
     long = np.maximum(lengths - size + 1, 0)
     starts = gather(rows.offsets[:-1], long)
@@ -302,7 +302,7 @@ def pairs_across(keys: list[np.ndarray], indexed: np.ndarray, other_keys: list[n
 
 def jaccards(sets_a: Rows, a: np.ndarray, sets_b: Rows, b: np.ndarray) -> np.ndarray:
     """The Jaccard similarity of row a[k] of `sets_a` and row b[k] of `sets_b` (sorted distinct ids) for every k,
-    computed as cleaning.jaccard does (|A & B| / |A | B|, 1.0 for two empty sets), a block of pairs at a time."""
+    by the definition (|A & B| / |A | B|, 1.0 for two empty sets), a block of pairs at a time."""
     out = np.empty(len(a), dtype=np.float64)
     blocks = [slice(start, start + BLOCK) for start in range(0, len(a), BLOCK)]
     width = int(max(sets_a.ids.max(initial=0), sets_b.ids.max(initial=0))) + 1

@@ -32,10 +32,13 @@ class Endpoint:
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0, "seconds": 0.0}
         self.token_budget = token_budget
 
+    def tokens(self) -> int:
+        """The tokens the server reported in this run, prompt and answer."""
+        return self.usage["prompt_tokens"] + self.usage["completion_tokens"]
+
     def spent(self) -> bool:
-        """Whether the tokens the server reported in this run (prompt and answer) have reached the budget."""
-        used = self.usage["prompt_tokens"] + self.usage["completion_tokens"]
-        return self.token_budget is not None and used >= self.token_budget
+        """Whether this run's tokens have reached the budget."""
+        return self.token_budget is not None and self.tokens() >= self.token_budget
 
     def ask(self, prompt, decoding: dict) -> str:
         """One answer: `prompt` as chat messages (a list) or a plain prompt's text."""
@@ -84,9 +87,8 @@ class Endpoint:
                     running[pool.submit(self.ask, prompts[index], decoding)] = index
                 if not running:
                     if queue and self.spent():
-                        used = self.usage["prompt_tokens"] + self.usage["completion_tokens"]
                         raise Unavailable(
-                            f"the token budget ({self.token_budget:,}) is spent: {used:,} tokens for "
+                            f"the token budget ({self.token_budget:,}) is spent: {self.tokens():,} tokens for "
                             f"{self.usage['requests']} rows; the rows answered are kept: run the same command again "
                             f"(with a new budget) to ask the other {len(queue)}"
                         )

@@ -77,9 +77,8 @@ def run(args: argparse.Namespace) -> list[Path]:
     results = RecipeResults(recipe.name)
     results.path.mkdir(parents=True, exist_ok=True)
     result = run_check(data, splits, spec, not args.no_general, results.data_check_cache)
-    if result.reused:
-        print(f"data check: the same rows, settings and engine as the check of {result.reused}: its result reused "
-              f"({results.data_check_cache})")  # fmt: skip
+    if line := result.reused_line():
+        print(f"{line} ({results.data_check_cache})")
     columns = [*PAIR_COLUMNS, *(SOURCE_COLUMNS if data.datasets else ())]
     frame = pd.DataFrame([pair.record() for pair in result.pairs], columns=columns)
     with atomic_path(results.data_check_pairs) as temporary:

@@ -45,6 +45,12 @@ class DataCheck:
             "reused": self.reused,  # the time of the check whose kept result this is, when it was reused
         }
 
+    def reused_line(self) -> str | None:
+        """The line that says a kept result was reused (None when the check was made)."""
+        if not self.reused:
+            return None
+        return f"data check: the same rows, settings and engine as the check of {self.reused}: its result reused"
+
     def summary(self) -> str | None:
         """One line of what was found (None when nothing was), and what training does about it."""
         if not self.pairs:

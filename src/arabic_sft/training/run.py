@@ -180,8 +180,8 @@ def load_data(recipe: Recipe, say: Callable[[str], None]) -> TrainingData:
         cache = RecipeResults(recipe.name).data_check_cache if recipe.name else None
         # make data-check's kept result, when it is of these rows and settings (training itself keeps none)
         checked["check"] = result = run_check(args, splits, spec, args.decontaminate, cache, keep=False)
-        if result.reused:
-            say(f"data check: the same rows, settings and engine as the check of {result.reused}: its result reused")
+        if line := result.reused_line():
+            say(line)
         if result.skipped:
             say(f"data check: general tasks skipped (their data cannot be had here): {', '.join(result.skipped)}")
         if line := result.summary():

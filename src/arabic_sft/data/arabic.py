@@ -46,4 +46,4 @@ def words(value) -> list[str]:
     """The normalized words of a cell, case folded, punctuation dropped (chat turns: their contents)."""
     if isinstance(value, list):
         value = " ".join(str(turn.get("content", "")) if isinstance(turn, dict) else str(turn) for turn in value)
-    return WORD.findall(str(value).translate(normalization_table()).casefold())
+    return WORD.findall(normalize_arabic(str(value)).casefold())

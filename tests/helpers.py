@@ -334,6 +334,18 @@ def job_field(slurm: dict, job: str, name: str) -> str | None:
     return found.group(1) if found else None
 
 
+def requeued_state(slurm: dict, job: str, timeout: float = 300) -> str | None:
+    """The job's state once it has been requeued (Restarts=1) and its first run has ended: `scontrol requeue` counts
+    the restart at once, while the old run's steps may still be COMPLETING (or REQUEUED) for a while after."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        restarts, state = job_field(slurm, job, "Restarts"), job_field(slurm, job, "JobState")
+        if restarts == "1" and state not in {"COMPLETING", "REQUEUED"}:
+            return state
+        time.sleep(0.2)
+    raise AssertionError(f"Slurm job {job} not requeued within {timeout:.0f} s: {job_records(slurm, job)}")
+
+
 def wait_for_job(slurm: dict, job: str, timeout: float = 600) -> list[str]:
     """Each task's final state once none is pending or running (a hang fails after `timeout` seconds)."""
     deadline = time.monotonic() + timeout

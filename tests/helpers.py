@@ -171,6 +171,35 @@ def run_in_this_process(monkeypatch, capsys, script: str, *args, cwd: Path = ROO
     return subprocess.CompletedProcess([script, *map(str, args)], status, out, err)
 
 
+def stages_in_process(monkeypatch, capsys, cwd: Path):
+    """`python -m arabic_sft STAGE ...` (arabic_sft.cli) from `cwd` in this process, each stage's script run here too
+    (`run_in_this_process` in place of cli.step's process; train's script without its launcher): the console
+    program's own stages, seconds faster than a process each. Returns stage(*argv) -> all they printed; a stage that
+    fails fails the test with its output."""
+    import shlex
+
+    from arabic_sft import cli
+
+    printed = []
+
+    def step(command: list[str], show: bool = False) -> None:
+        printed.append(capsys.readouterr().out)
+        at = next(index for index, part in enumerate(command) if part.endswith(".py"))
+        done = run_in_this_process(monkeypatch, capsys, Path(command[at]).name, *command[at + 1 :], cwd=cwd)
+        printed.append(done.stdout)
+        assert done.returncode == 0, f"{shlex.join(command)}: {done.stdout[-3000:]}{done.stderr[-3000:]}"
+
+    def stage(*argv) -> str:
+        printed.clear()
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        assert cli.main([*map(str, argv)]) == 0
+        return "".join([*printed, capsys.readouterr().out])
+
+    monkeypatch.setattr(cli, "step", step)
+    return stage
+
+
 class _PytestCapture:
     """Stands in for capsys where a fixture outlives a test: the output is left to pytest's own capture."""
 

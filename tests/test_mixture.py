@@ -4,12 +4,19 @@ finds pairs within and across sources (and drops the right row when two sources 
 shipped mixture recipe trains, evaluates and compares per source."""
 
 import json
-import sys
 
 import pandas as pd
 import pytest
 import yaml
-from helpers import CPU_TRAINING, ROOT, SAMPLE_FILES, SHARED_DATA, assert_one_error_line, write_recipe
+from helpers import (
+    CPU_TRAINING,
+    ROOT,
+    SAMPLE_FILES,
+    SHARED_DATA,
+    assert_one_error_line,
+    stages_in_process,
+    write_recipe,
+)
 
 from arabic_sft.data.mixture import MIXTURE, SOURCE, ranges
 from arabic_sft.data.splits import data_files, load_splits, read_as_trained
@@ -176,12 +183,12 @@ SHIPPED = ROOT / "recipes" / "demo_mixture.yaml"
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "ahqad_sample").is_dir(), reason="../shared/data is not beside the repo")
-def test_the_shipped_mixture_trains_evaluates_and_compares_per_source(tiny_llama, tmp_path, script_in_process):
+def test_the_shipped_mixture_trains_evaluates_and_compares_per_source(
+    tiny_llama, tmp_path, script_in_process, monkeypatch, capsys
+):
     """The shipped recipe's sources (the real proverbs and the AHQAD sample from ../shared/data), on the tiny model
     for a few steps: inspect shows both, make data-check counts per source, the run manifest says each source's rows,
     the predictions carry each row's source and make compare gives every metric per source."""
-    import subprocess
-
     recipe = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
     for entry in recipe["datasets"]:
         for key in ("train_file", "validation_file", "test_file"):
@@ -192,12 +199,7 @@ def test_the_shipped_mixture_trains_evaluates_and_compares_per_source(tiny_llama
     (tmp_path / "accelerate_configs").symlink_to(ROOT / "accelerate_configs")  # as in a clone: make train's launch
     write_recipe(tmp_path / "recipes" / "demo_mixture.yaml", **recipe)
 
-    def stage(*args):
-        done = subprocess.run([sys.executable, "-m", "arabic_sft", *args], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=900)  # fmt: skip
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        return done.stdout
-
+    stage = stages_in_process(monkeypatch, capsys, tmp_path)  # the console program's stages
     shown = script_in_process("sft.py", "--config", "recipes/demo_mixture.yaml", "--inspect", "1", cwd=tmp_path).stdout
     assert "===== example 1 (source proverbs) =====" in shown and "===== example 2 (source medical) =====" in shown
     checked = stage("data-check", "demo_mixture", "--no_general")

@@ -1,6 +1,7 @@
 """What the tests share: paths, the samples and their tiny models' texts, recipe writing, running the scripts as a
 user would (in a subprocess or in this process), launching training, and the one assertion for bad input."""
 
+import collections
 import json
 import os
 import re
@@ -175,11 +176,12 @@ def stages_in_process(monkeypatch, capsys, cwd: Path):
     """`python -m arabic_sft STAGE ...` (arabic_sft.cli) from `cwd` in this process, each stage's script run here too
     (`run_in_this_process` in place of cli.step's process; train's script without its launcher): the console
     program's own stages, seconds faster than a process each. Returns stage(*argv) -> all they printed; a stage that
-    fails fails the test with its output."""
+    fails fails the test with its output. capsys None (a module's fixture): the output is left to pytest's capture."""
     import shlex
 
     from arabic_sft import cli
 
+    capsys = capsys or _PytestCapture()
     printed = []
 
     def step(command: list[str], show: bool = False) -> None:
@@ -200,11 +202,14 @@ def stages_in_process(monkeypatch, capsys, cwd: Path):
     return stage
 
 
+Captured = collections.namedtuple("Captured", "out err")  # what capsys.readouterr() gives
+
+
 class _PytestCapture:
     """Stands in for capsys where a fixture outlives a test: the output is left to pytest's own capture."""
 
     def readouterr(self):
-        return "", ""
+        return Captured("", "")
 
 
 def run_here(script: str, *args, cwd: Path = ROOT) -> subprocess.CompletedProcess:

@@ -1,5 +1,6 @@
 """Repeated runs: `make train` / `make eval` with the recipe's `seeds` train and score one complete run per seed, and
-`make compare` treats them as one system with the seeds' variance in its intervals (the two-level bootstrap itself
+`make compare` treats them as one system (make train runs here as a user runs it; eval, baseline and compare through
+the console program's stages in this process) with the seeds' variance in its intervals (the two-level bootstrap itself
 is checked on constructed cases in test_compare.py)."""
 
 import json
@@ -8,7 +9,7 @@ import subprocess
 
 import pandas as pd
 import pytest
-from helpers import ROOT, SAMPLE_FILES, cpu_recipe, run_in_this_process
+from helpers import ROOT, SAMPLE_FILES, cpu_recipe, run_in_this_process, stages_in_process
 
 
 pytestmark = pytest.mark.slow  # make test-fast skips this file
@@ -37,8 +38,14 @@ def seeded(tiny_llama, tmp_path_factory):
     (work / "recipes").mkdir()
     cpu_recipe(work / "recipes" / "tiny.yaml", tiny_llama, test_file=sample, output_dir="results/tiny/model",
                num_train_epochs=2, learning_rate=2.0e-3, seeds=[1, 2])  # fmt: skip
-    quick = ["GENERATE_ARGS=--max_new_tokens 8", "SCORE_ARGS=--no_bertscore --no_semantic_similarity"]
-    make(work, "train", "eval", "baseline", "compare", "RECIPE=tiny", *quick)  # one make: the recipe read once
+    make(work, "train", "RECIPE=tiny")  # the front door for real: a process per seed, each through the launcher
+    # eval, baseline and compare (make's one line each): the console program's stages, their scripts in this process
+    quick = ["--generate_args=--max_new_tokens 8", "--score_args=--no_bertscore --no_semantic_similarity"]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        stage = stages_in_process(monkeypatch, None, work)
+        stage("eval", "tiny", *quick)
+        stage("baseline", "tiny", *quick)
+        stage("compare", "tiny")
     return work / "results" / "tiny"
 
 

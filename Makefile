@@ -106,9 +106,9 @@ browser slurm golang:
 	@which $(if $(filter slurm,$@),sbatch slurmctld slurmd munged,$(if $(filter golang,$@),go,chromium chromedriver)) >/dev/null || { \
 		echo "installing $(DEBS) ($@ tests)"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $(DEBS); }
-# make test: lint, then every test but several machines' (two at a time); test-fast: the inner loop; CI: both
+# make test: lint, all but several machines' tests, two at a time, a thread each (more would spin: docs/benchmarks.md)
 test: lint browser
-	$(PY) -m pytest tests -m "not machines and not gguf" -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests -m "not machines and not gguf" -n 2 --dist loadfile
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow and not machines and not gguf"
 test-machines: setup slurm

@@ -181,10 +181,11 @@ def stages_in_process(monkeypatch, capsys, cwd: Path):
 
     from arabic_sft import cli
 
-    capsys = capsys or _PytestCapture()
-    printed = []
+    capsys, printed, original = capsys or _PytestCapture(), [], cli.step
 
     def step(command: list[str], show: bool = False) -> None:
+        if show:  # --show prints the command only
+            return original(command, show)
         printed.append(capsys.readouterr().out)
         at = next(index for index, part in enumerate(command) if part.endswith(".py"))
         done = run_in_this_process(monkeypatch, capsys, Path(command[at]).name, *command[at + 1 :], cwd=cwd)

@@ -196,7 +196,6 @@ def test_the_shipped_mixture_trains_evaluates_and_compares_per_source(
     recipe.update(CPU_TRAINING, model_name_or_path=str(tiny_llama), output_dir="results/demo_mixture/model",
                   max_steps=3, eval_strategy="no", save_strategy="no", load_best_model_at_end=False)  # fmt: skip
     (tmp_path / "recipes").mkdir()
-    (tmp_path / "accelerate_configs").symlink_to(ROOT / "accelerate_configs")  # as in a clone: make train's launch
     write_recipe(tmp_path / "recipes" / "demo_mixture.yaml", **recipe)
 
     stage = stages_in_process(monkeypatch, capsys, tmp_path)  # the console program's stages
